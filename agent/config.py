@@ -1,0 +1,446 @@
+"""Configuration: one TOML file turned into frozen dataclasses; the only module that reads it.
+
+Every key is checked: unknown keys and bad values raise ConfigError naming the key, so a typo never
+silently falls back to a default. Secrets are referenced by file or environment variable and read
+lazily (`Secret.reveal()`), so a parsed config can be printed or logged without leaking them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent.errors import ConfigError
+from agent.streams import GRAPH_STREAMS, MANAGEMENT_STREAMS, STREAMS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on 3.10
+    import tomli as tomllib
+
+T = TypeVar("T")
+
+CLOUDS = ("global", "gcc", "gcc_high", "dod", "china")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, key: str = "duration") -> timedelta:
+    """Parse "90s", "15m", "6h", "7d" (what operators write) into a timedelta."""
+    m = _DURATION_RE.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ConfigError(f"{key}: {text!r} is not a duration (use e.g. '30s', '15m', '6h', '7d')")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret referenced by file or environment variable; read only when used, never printed."""
+
+    source: str  # "file:<path>" or "env:<NAME>" (the reference, not the value)
+
+    def reveal(self) -> str:
+        kind, _, ref = self.source.partition(":")
+        if kind == "env":
+            value = os.environ.get(ref)
+            if value is None:
+                raise ConfigError(f"environment variable {ref} (a secret reference) is not set")
+            return value.strip()
+        try:
+            return Path(ref).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read secret file {ref}: {exc.strerror}") from None
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source})"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Base URLs of the Microsoft services for one tenant; defaults come from its cloud."""
+
+    login: str
+    graph: str
+    management: str
+
+
+CLOUD_ENDPOINTS: dict[str, Endpoints] = {
+    "global": Endpoints("https://login.microsoftonline.com", "https://graph.microsoft.com",
+                        "https://manage.office.com"),
+    "gcc": Endpoints("https://login.microsoftonline.com", "https://graph.microsoft.com",
+                     "https://manage-gcc.office.com"),
+    "gcc_high": Endpoints("https://login.microsoftonline.us", "https://graph.microsoft.us",
+                          "https://manage.office365.us"),
+    "dod": Endpoints("https://login.microsoftonline.us", "https://dod-graph.microsoft.us",
+                     "https://manage.protection.apps.mil"),
+    "china": Endpoints("https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn",
+                       "https://manage.office.cn"),
+}
+
+
+@dataclass(frozen=True)
+class Credential:
+    """How the app proves itself: a client secret, a PEM certificate and key, or a PFX file."""
+
+    secret: Secret | None = None
+    certificate_file: Path | None = None
+    private_key_file: Path | None = None
+    private_key_passphrase: Secret | None = None
+    pfx_file: Path | None = None
+    pfx_passphrase: Secret | None = None
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    id: str
+    client_id: str
+    credential: Credential
+    cloud: str = "global"
+    name: str = ""
+    streams: tuple[str, ...] = tuple(STREAMS)
+    publisher_id: str = ""  # Management Activity PublisherIdentifier; defaults to the tenant id
+    endpoints: Endpoints = CLOUD_ENDPOINTS["global"]
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @property
+    def publisher(self) -> str:
+        return self.publisher_id or self.id
+
+
+@dataclass(frozen=True)
+class LocalStoreConfig:
+    path: Path
+    type: str = "local"
+
+
+@dataclass(frozen=True)
+class S3StoreConfig:
+    bucket: str
+    prefix: str = ""
+    region: str = "us-east-1"
+    endpoint_url: str | None = None
+    addressing_style: str = "auto"  # "path" for most S3-compatible servers
+    sse: str | None = None  # "AES256" or "aws:kms"
+    kms_key_id: str | None = None
+    object_lock_mode: str | None = None  # "COMPLIANCE" or "GOVERNANCE"
+    object_lock_days: int = 0
+    spool_dir: Path | None = None
+    spool_max_bytes: int = 1 << 30
+    multipart_threshold: int = 64 << 20
+    type: str = "s3"
+
+
+StoreConfig = LocalStoreConfig | S3StoreConfig
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    """Collection pacing and windows. Defaults follow Microsoft's documented limits."""
+
+    window: timedelta = timedelta(hours=6)  # Graph event-time window per query chain
+    overlap: timedelta = timedelta(hours=2)  # re-scan behind the cursor for late Graph records
+    initial_lookback: timedelta = timedelta(days=7)  # where a new stream starts
+    graph_requests_per_10s: int = 5  # Identity and access reports: 5 req / 10 s per app per tenant
+    management_requests_per_minute: int = 2000  # Management Activity API baseline per tenant
+    management_lookback: timedelta = timedelta(hours=167, minutes=55)  # API refuses start > 7 days ago
+    management_rescan: timedelta = timedelta(hours=24)  # re-list for blobs made available late
+    management_concurrency: int = 8  # parallel blob downloads
+    page_size: int = 1000
+    max_attempts: int = 8
+    poll_interval: timedelta = timedelta(minutes=5)
+    segment_max_records: int = 50_000
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    ca_file: Path | None = None  # extra trust anchors for a TLS-inspecting proxy (or the emulator)
+    proxy: str | None = None
+    timeout: timedelta = timedelta(seconds=120)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "INFO"
+    format: str = "auto"  # "json", "text", or "auto" (text on a TTY, JSON otherwise)
+
+
+@dataclass(frozen=True)
+class Config:
+    tenants: tuple[TenantConfig, ...]
+    store: StoreConfig
+    collection: CollectionConfig = field(default_factory=CollectionConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    siem: Mapping[str, Any] | None = None  # validated by the SIEM adapter that owns the keys
+    extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # tables owned by other modules
+    path: Path | None = None
+
+    def tenant(self, tenant_id: str) -> TenantConfig:
+        for t in self.tenants:
+            if tenant_id in (t.id, t.name):
+                return t
+        raise ConfigError(f"no tenant {tenant_id!r} in the config")
+
+
+class Table:
+    """Reads one TOML table, tracking which keys were used so leftovers can be rejected by name."""
+
+    def __init__(self, data: Mapping[str, Any], where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        self.data = data
+        self.where = where
+        self.used: set[str] = set()
+
+    def _get(self, key: str, kind: type[T] | tuple[type, ...], default: Any) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(f"{self.where}.{key}: expected {kinds[0].__name__}, got a boolean")
+        if not isinstance(value, kinds):
+            raise ConfigError(f"{self.where}.{key}: expected {kinds[0].__name__}, got {type(value).__name__}")
+        return value
+
+    def str(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> Any:
+        value = self._get(key, str, default)
+        if choices and value is not None and value not in choices:
+            raise ConfigError(f"{self.where}.{key}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def required(self, key: str) -> str:
+        value = self.str(key)
+        if not value:
+            raise ConfigError(f"{self.where}.{key} is required")
+        return str(value)
+
+    def int(self, key: str, default: int, minimum: int = 0) -> int:
+        value: int = self._get(key, int, default)
+        if value < minimum:
+            raise ConfigError(f"{self.where}.{key}: {value} is below the minimum {minimum}")
+        return value
+
+    def bool(self, key: str, default: bool) -> bool:
+        return bool(self._get(key, bool, default))
+
+    def duration(self, key: str, default: timedelta) -> timedelta:
+        value = self._get(key, (str, int, float), None)
+        if value is None:
+            return default
+        if isinstance(value, int | float):
+            return timedelta(seconds=value)
+        return parse_duration(value, f"{self.where}.{key}")
+
+    def path(self, key: str, base: Path | None, default: Path | None = None) -> Any:
+        value = self.str(key)
+        if value is None:
+            return default
+        p = Path(os.path.expandvars(value)).expanduser()
+        return p if p.is_absolute() or base is None else (base / p)
+
+    def secret(self, key: str, base: Path | None) -> Secret | None:
+        """`<key>_file` (path, env vars expanded for systemd's $CREDENTIALS_DIRECTORY) or `<key>_env`."""
+        if key in self.data:
+            raise ConfigError(f"{self.where}.{key}: secrets are never written in the config; "
+                              f"use {key}_file or {key}_env")
+        path = self.path(f"{key}_file", base)
+        env = self.str(f"{key}_env")
+        if path and env:
+            raise ConfigError(f"{self.where}: set only one of {key}_file and {key}_env")
+        if path:
+            return Secret(f"file:{path}")
+        return Secret(f"env:{env}") if env else None
+
+    def list_of_str(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self._get(key, list, None)
+        if value is None:
+            return default
+        if not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{self.where}.{key}: expected a list of strings")
+        return tuple(value)
+
+    def table(self, key: str) -> Table:
+        return Table(self._get(key, dict, {}), f"{self.where}.{key}" if self.where else key)
+
+    def finish(self) -> None:
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            where = f" in [{self.where}]" if self.where else ""
+            raise ConfigError(f"unknown key{'s' if len(extra) > 1 else ''}{where}: {', '.join(extra)}")
+
+
+def _url(table: Table, key: str, default: str) -> str:
+    value: str = table.str(key, default)
+    if not re.match(r"^https://[^\s/]+", value):
+        raise ConfigError(f"{table.where}.{key}: {value!r} must be an https:// URL")
+    return value.rstrip("/")
+
+
+def _credential(t: Table, base: Path | None) -> Credential:
+    secret = t.secret("client_secret", base)
+    cert = t.path("certificate_file", base)
+    key = t.path("private_key_file", base)
+    pfx = t.path("pfx_file", base)
+    chosen = [name for name, v in (("client_secret", secret), ("certificate_file", cert), ("pfx_file", pfx)) if v]
+    if len(chosen) != 1:
+        raise ConfigError(f"{t.where}: set exactly one of client_secret_file/client_secret_env, "
+                          f"certificate_file + private_key_file, or pfx_file (found {len(chosen)})")
+    if cert and not key:
+        raise ConfigError(f"{t.where}.private_key_file is required with certificate_file")
+    return Credential(secret=secret, certificate_file=cert, private_key_file=key,
+                      private_key_passphrase=t.secret("private_key_passphrase", base),
+                      pfx_file=pfx, pfx_passphrase=t.secret("pfx_passphrase", base))
+
+
+def _tenant(data: Any, index: int, base: Path | None) -> TenantConfig:
+    t = Table(data, f"tenants[{index}]")
+    tenant_id = t.required("id")
+    if not GUID_RE.match(tenant_id):
+        raise ConfigError(f"{t.where}.id: {tenant_id!r} is not a tenant GUID")
+    cloud = t.str("cloud", "global", CLOUDS)
+    streams = t.list_of_str("streams", GRAPH_STREAMS + MANAGEMENT_STREAMS)
+    for s in streams:
+        if s not in STREAMS:
+            raise ConfigError(f"{t.where}.streams: unknown stream {s!r}; valid: {', '.join(STREAMS)}")
+    publisher = t.str("publisher_id", "")
+    if publisher and not GUID_RE.match(publisher):
+        raise ConfigError(f"{t.where}.publisher_id: {publisher!r} is not a GUID")
+    defaults = CLOUD_ENDPOINTS[cloud]
+    ep = t.table("endpoints")
+    endpoints = Endpoints(_url(ep, "login", defaults.login), _url(ep, "graph", defaults.graph),
+                          _url(ep, "management", defaults.management))
+    ep.finish()
+    tenant = TenantConfig(id=tenant_id, client_id=t.required("client_id"), credential=_credential(t, base),
+                          cloud=cloud, name=t.str("name", ""), streams=streams, publisher_id=publisher,
+                          endpoints=endpoints)
+    t.finish()
+    return tenant
+
+
+def _store(t: Table, base: Path | None) -> StoreConfig:
+    kind = t.str("type", "local", ("local", "s3"))
+    if kind == "local":
+        path = t.path("path", base)
+        if path is None:
+            raise ConfigError("store.path is required for type = \"local\"")
+        return LocalStoreConfig(path=path)
+    bucket = t.required("bucket")
+    cfg = S3StoreConfig(
+        bucket=bucket,
+        prefix=t.str("prefix", "").strip("/"),
+        region=t.str("region", "us-east-1"),
+        endpoint_url=t.str("endpoint_url"),
+        addressing_style=t.str("addressing_style", "auto", ("auto", "path", "virtual")),
+        sse=t.str("sse", None, ("AES256", "aws:kms")),
+        kms_key_id=t.str("kms_key_id"),
+        object_lock_mode=t.str("object_lock_mode", None, ("COMPLIANCE", "GOVERNANCE")),
+        object_lock_days=t.int("object_lock_days", 0),
+        spool_dir=t.path("spool_dir", base),
+        spool_max_bytes=t.int("spool_max_bytes", 1 << 30, minimum=1 << 20),
+        multipart_threshold=t.int("multipart_threshold", 64 << 20, minimum=5 << 20),
+    )
+    if cfg.object_lock_mode and cfg.object_lock_days < 1:
+        raise ConfigError("store.object_lock_days must be at least 1 when object_lock_mode is set")
+    return cfg
+
+
+def _collection(t: Table) -> CollectionConfig:
+    d = CollectionConfig()
+    c = CollectionConfig(
+        window=t.duration("window", d.window),
+        overlap=t.duration("overlap", d.overlap),
+        initial_lookback=t.duration("initial_lookback", d.initial_lookback),
+        graph_requests_per_10s=t.int("graph_requests_per_10s", d.graph_requests_per_10s, minimum=1),
+        management_requests_per_minute=t.int("management_requests_per_minute",
+                                             d.management_requests_per_minute, minimum=1),
+        management_lookback=t.duration("management_lookback", d.management_lookback),
+        management_rescan=t.duration("management_rescan", d.management_rescan),
+        management_concurrency=t.int("management_concurrency", d.management_concurrency, minimum=1),
+        page_size=t.int("page_size", d.page_size, minimum=1),
+        max_attempts=t.int("max_attempts", d.max_attempts, minimum=1),
+        poll_interval=t.duration("poll_interval", d.poll_interval),
+        segment_max_records=t.int("segment_max_records", d.segment_max_records, minimum=1),
+    )
+    if c.page_size > 1000:
+        raise ConfigError("collection.page_size: Graph serves at most 1000 records per page")
+    if c.window <= timedelta(0):
+        raise ConfigError("collection.window must be positive")
+    if c.management_lookback > timedelta(days=7):
+        raise ConfigError("collection.management_lookback: the Management Activity API keeps 7 days at most")
+    return c
+
+
+def _http(t: Table, base: Path | None) -> HttpConfig:
+    ca = t.path("ca_file", base)
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"http.ca_file: {ca} does not exist")
+    proxy = t.str("proxy")
+    if proxy is not None and not re.match(r"^https?://", proxy):
+        raise ConfigError("http.proxy must be an http:// or https:// URL")
+    return HttpConfig(ca_file=ca, proxy=proxy, timeout=t.duration("timeout", HttpConfig().timeout))
+
+
+# Tables owned by other modules (SIEM adapters, service, alerts) register a validator here so that
+# config.py stays the only reader of the file while each owner checks its own keys.
+TableValidator = Callable[[Table, Path | None], Any]
+EXTRA_TABLES: dict[str, TableValidator] = {}
+
+
+def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
+    """Build a Config from parsed TOML; `path` anchors relative file references."""
+    base = path.parent if path else None
+    root = Table(data, "")
+    tenants_raw = root._get("tenants", list, [])
+    if not tenants_raw:
+        raise ConfigError("at least one [[tenants]] table is required")
+    tenants = tuple(_tenant(d, i, base) for i, d in enumerate(tenants_raw))
+    ids = [t.id for t in tenants]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("tenants: the same tenant id appears twice")
+    if "store" not in data:
+        raise ConfigError("a [store] table is required")
+    store_t = root.table("store")
+    store = _store(store_t, base)
+    store_t.finish()
+    coll_t, http_t, log_t = root.table("collection"), root.table("http"), root.table("log")
+    collection, http = _collection(coll_t), _http(http_t, base)
+    log = LogConfig(level=log_t.str("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+                    format=log_t.str("format", "auto", ("auto", "json", "text")))
+    for t in (coll_t, http_t, log_t):
+        t.finish()
+    siem = dict(root._get("siem", dict, {})) or None
+    extra = {}
+    for name, validator in EXTRA_TABLES.items():
+        if name in data:
+            table = root.table(name)
+            extra[name] = validator(table, base)
+            table.finish()
+    root.finish()
+    return Config(tenants=tenants, store=store, collection=collection, http=http, log=log, siem=siem,
+                  extra=extra, path=path)
+
+
+def load(path: Path | str) -> Config:
+    """Read and validate a config file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+    return parse(data, p.resolve())

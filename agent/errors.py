@@ -1,0 +1,85 @@
+"""The agent's exception tree; the retry decision lives in the type, not at the call sites.
+
+    AgentError
+    ├── ConfigError                 bad or missing configuration (exit 2)
+    ├── RetryableError              try again after a pause
+    │   ├── ThrottledError          429 / AF429; carries retry_after
+    │   └── TransientApiError       5xx, reset, truncated or malformed body
+    ├── FatalError                  retrying will not help; stop this stream and say why
+    │   ├── AuthError               token could not be obtained (bad secret, unknown client)
+    │   ├── ApiError                a documented, non-transient API error (code, status)
+    │   │   └── LicenseError        the tenant lacks the licence the stream needs
+    │   ├── CheckpointRegression    a cursor tried to move backwards
+    │   └── IntegrityError          an archive object does not match its recorded hash
+    └── StoreError                  the store refused or failed a write (disk full, S3 down)
+        └── ObjectNotFound / ObjectExists
+
+Messages never contain secrets: callers pass ids, codes and URLs without query strings only.
+"""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """The configuration is invalid; the message names the key."""
+
+
+class RetryableError(AgentError):
+    """A failure that a later attempt may not see."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ThrottledError(RetryableError):
+    """The service asked us to slow down."""
+
+
+class TransientApiError(RetryableError):
+    """A server fault or a broken response."""
+
+
+class FatalError(AgentError):
+    """Retrying the same request will not succeed."""
+
+
+class AuthError(FatalError):
+    """No token could be obtained; the message carries the AADSTS code, never the credential."""
+
+
+class ApiError(FatalError):
+    """A documented API error that is not transient."""
+
+    def __init__(self, message: str, *, status: int, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class LicenseError(ApiError):
+    """The tenant's licence does not include this log (Graph 403 for non-premium tenants)."""
+
+
+class CheckpointRegression(FatalError):
+    """A checkpoint save would move a cursor backwards."""
+
+
+class IntegrityError(FatalError):
+    """Stored bytes do not match the hash recorded for them."""
+
+
+class StoreError(AgentError):
+    """The store could not complete an operation; nothing was acknowledged."""
+
+
+class ObjectNotFound(StoreError):
+    """The key does not exist in the store."""
+
+
+class ObjectExists(StoreError):
+    """A create-only write found the key already present (segments are immutable)."""
