@@ -45,6 +45,7 @@ class SegmentInfo:
     sha256: str
     min_time: str
     max_time: str
+    size: int = 0  # compressed bytes
 
 
 @dataclass(slots=True)
@@ -206,8 +207,8 @@ def _sidecar_doc(key: str, sidecar: str, blob: bytes, records: Sequence[Record],
                  time_field: str) -> tuple[SegmentInfo, bytes]:
     times = sorted(codec.format_time(codec.parse_time(r[time_field])) for r in records)
     info = SegmentInfo(key=key, sidecar=sidecar, count=len(records), sha256=hashlib.sha256(blob).hexdigest(),
-                       min_time=times[0], max_time=times[-1])
-    doc = {"version": 1, "segment": key, "count": info.count, "sha256": info.sha256,
+                       min_time=times[0], max_time=times[-1], size=len(blob))
+    doc = {"version": 1, "segment": key, "count": info.count, "sha256": info.sha256, "bytes": info.size,
            "min_time": info.min_time, "max_time": info.max_time,
            "ids": [str(r[id_field]) for r in records],
            "times": [codec.format_time(codec.parse_time(r[time_field])) for r in records]}
@@ -216,4 +217,5 @@ def _sidecar_doc(key: str, sidecar: str, blob: bytes, records: Sequence[Record],
 
 def _info(doc: dict[str, Any], sidecar: str) -> SegmentInfo:
     return SegmentInfo(key=doc["segment"], sidecar=sidecar, count=int(doc["count"]),
-                       sha256=doc["sha256"], min_time=doc["min_time"], max_time=doc["max_time"])
+                       sha256=doc["sha256"], min_time=doc["min_time"], max_time=doc["max_time"],
+                       size=int(doc.get("bytes", 0)))

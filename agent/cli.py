@@ -45,6 +45,13 @@ def _window_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", type=parse_when, help="end (RFC 3339 or a duration ago)")
 
 
+def _shard(text: str) -> tuple[int, int]:
+    i, _, n = text.partition("/")
+    if not (i.isdigit() and n.isdigit()) or not 0 <= int(i) < int(n):
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: use I/N with 0 <= I < N, e.g. 0/3")
+    return int(i), int(n)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agent", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -54,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _window_args(p)
     p.add_argument("--once", action="store_true", help="one pass, then exit (default: keep polling)")
+
+    p = sub.add_parser("run", help="the service: collect continuously, reconcile on schedule, serve metrics")
+    _common(p)
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+                   help="collect only tenants i, i+n, ... (config order) so n agents can share one bucket")
 
     p = sub.add_parser("export", help="stored records as NDJSON on stdout, one per id")
     _common(p)
@@ -135,6 +147,15 @@ async def cmd_collect(args: argparse.Namespace) -> int:
                 await asyncio.sleep(cfg.collection.poll_interval.total_seconds())
     finally:
         await store.aclose()
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    from agent import logs
+    from agent.service import Service
+
+    cfg = config.load(args.config)
+    logs.setup(cfg.log.level, cfg.log.format, stream=sys.stdout)  # services log JSON lines on stdout
+    return await Service(cfg, shard=args.shard).run()
 
 
 async def cmd_export(args: argparse.Namespace) -> int:
@@ -224,6 +245,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {
+    "run": cmd_run,
     "collect": cmd_collect,
     "export": cmd_export,
     "status": cmd_status,

@@ -42,6 +42,9 @@ class StreamOutcome:
     fetched: int = 0
     stored: int = 0
     duplicates: int = 0
+    bytes: int = 0
+    gaps_total: int = 0  # agent-side gaps on record for this stream (blobs lost before fetch)
+    new_gaps: list[dict[str, Any]] = field(default_factory=list)  # gaps first recorded in this pass
     error: str | None = None
     error_kind: str | None = None
     cursor: datetime | None = None
@@ -83,7 +86,8 @@ class Sources:
 
             tokens = TokenProvider(tenant, tenant.endpoints.management, self.cfg.http)
             limiter = RateLimiter(c.management_requests_per_minute, 60.0)
-            return ManagementActivitySource(tenant, self.http, tokens, limiter, c, self.archive)
+            source: Source = ManagementActivitySource(tenant, self.http, tokens, limiter, c, self.archive)
+            return source
         raise AgentError(f"no source for {kind}")
 
 
@@ -157,3 +161,4 @@ class Collector:
         result = await self.archive.write(tenant.id, stream, records)
         out.stored += result.stored
         out.duplicates += result.duplicates
+        out.bytes += sum(seg.size for seg in result.segments)

@@ -175,12 +175,43 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class ServiceConfig:
+    """`agent run`: the listener for metrics and health, and the service's own cadences."""
+
+    listen: str = "127.0.0.1:9464"  # loopback by default: metrics reveal tenant ids and volumes
+    stall_threshold: timedelta = timedelta(minutes=30)  # no successful pass for this long -> stalled
+    shutdown_timeout: timedelta = timedelta(seconds=20)  # in-flight windows get this long on SIGTERM
+    restart_backoff_max: timedelta = timedelta(minutes=5)  # crashed stream tasks restart with backoff
+    reconcile_interval: timedelta = timedelta(hours=1)
+    reconcile_settle: timedelta = timedelta(hours=2)  # SIEM ingestion lag before a window is compared
+    reconcile_lookback: timedelta = timedelta(hours=24)
+    silence_ratio: float = 0.1  # an hour below 10 % of its usual volume looks like the 2024 loss
+    notices: bool = True  # forward Microsoft service notices about logging to the alert channels
+
+
+@dataclass(frozen=True)
+class Webhook:
+    kind: str  # "generic" (JSON), "teams" or "slack"
+    url: Secret  # webhook URLs embed credentials, so they come from files/env like other secrets
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    webhooks: tuple[Webhook, ...] = ()
+    min_interval: timedelta = timedelta(minutes=15)  # the same alert is not repeated more often
+    max_per_hour: int = 30  # across all alerts, per webhook
+
+
+@dataclass(frozen=True)
 class Config:
     tenants: tuple[TenantConfig, ...]
     store: StoreConfig
     collection: CollectionConfig = field(default_factory=CollectionConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     siem: Mapping[str, Any] | None = None  # validated by the SIEM adapter that owns the keys
     extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # tables owned by other modules
     path: Path | None = None
@@ -392,6 +423,43 @@ def _http(t: Table, base: Path | None) -> HttpConfig:
     return HttpConfig(ca_file=ca, proxy=proxy, timeout=t.duration("timeout", HttpConfig().timeout))
 
 
+def _service(t: Table) -> ServiceConfig:
+    d = ServiceConfig()
+    listen = t.string("listen", d.listen)
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"service.listen: {listen!r} is not HOST:PORT")
+    ratio = t._get("silence_ratio", (float, int), d.silence_ratio)
+    if not 0 <= ratio < 1:
+        raise ConfigError("service.silence_ratio must be between 0 and 1")
+    return ServiceConfig(
+        listen=listen,
+        stall_threshold=t.duration("stall_threshold", d.stall_threshold),
+        shutdown_timeout=t.duration("shutdown_timeout", d.shutdown_timeout),
+        restart_backoff_max=t.duration("restart_backoff_max", d.restart_backoff_max),
+        reconcile_interval=t.duration("reconcile_interval", d.reconcile_interval),
+        reconcile_settle=t.duration("reconcile_settle", d.reconcile_settle),
+        reconcile_lookback=t.duration("reconcile_lookback", d.reconcile_lookback),
+        silence_ratio=float(ratio),
+        notices=t.boolean("notices", d.notices),
+    )
+
+
+def _alerts(t: Table, base: Path | None) -> AlertsConfig:
+    d = AlertsConfig()
+    hooks = []
+    for i, raw in enumerate(t._get("webhooks", list, [])):
+        h = Table(raw, f"alerts.webhooks[{i}]")
+        url = h.secret("url", base)
+        if url is None:
+            raise ConfigError(f"{h.where}: url_file or url_env is required")
+        hooks.append(Webhook(kind=h.string("kind", "generic", ("generic", "teams", "slack")), url=url,
+                             name=h.string("name", "")))
+        h.finish()
+    return AlertsConfig(webhooks=tuple(hooks), min_interval=t.duration("min_interval", d.min_interval),
+                        max_per_hour=t.integer("max_per_hour", d.max_per_hour, minimum=1))
+
+
 # Tables owned by other modules (SIEM adapters, service, alerts) register a validator here so that
 # config.py stays the only reader of the file while each owner checks its own keys.
 TableValidator = Callable[[Table, Path | None], Any]
@@ -415,10 +483,12 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
     store = _store(store_t, base)
     store_t.finish()
     coll_t, http_t, log_t = root.table("collection"), root.table("http"), root.table("log")
+    service_t, alerts_t = root.table("service"), root.table("alerts")
     collection, http = _collection(coll_t), _http(http_t, base)
+    service, alerts = _service(service_t), _alerts(alerts_t, base)
     log = LogConfig(level=log_t.string("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
                     format=log_t.string("format", "auto", ("auto", "json", "text")))
-    for t in (coll_t, http_t, log_t):
+    for t in (coll_t, http_t, log_t, service_t, alerts_t):
         t.finish()
     siem = dict(root._get("siem", dict, {})) or None
     extra = {}
@@ -428,7 +498,8 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
             extra[name] = validator(table, base)
             table.finish()
     root.finish()
-    return Config(tenants=tenants, store=store, collection=collection, http=http, log=log, siem=siem,
+    return Config(tenants=tenants, store=store, collection=collection, http=http, log=log, service=service,
+                  alerts=alerts, siem=siem,
                   extra=extra, path=path)
 
 

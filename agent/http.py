@@ -55,8 +55,9 @@ def redact_url(url: str) -> str:
 class HttpClient:
     """Owns the one aiohttp session of the process; open with `async with`."""
 
-    def __init__(self, cfg: HttpConfig) -> None:
+    def __init__(self, cfg: HttpConfig, observe: Callable[[tuple[str, str], Response], None] | None = None) -> None:
         self.cfg = cfg
+        self.observe = observe  # metrics hook: called with (tenant, api) and every response
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> HttpClient:
@@ -75,15 +76,22 @@ class HttpClient:
             self._session = None
 
     async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-                      params: Mapping[str, str] | None = None, data: bytes | None = None) -> Response:
-        """One HTTP exchange; transport-level failures become TransientApiError."""
+                      params: Mapping[str, str] | None = None, data: bytes | None = None,
+                      tag: tuple[str, str] | None = None) -> Response:
+        """One HTTP exchange; transport-level failures become TransientApiError.
+
+        `tag` is (tenant, api) for metrics; the observer sees every response, errors included.
+        """
         if self._session is None:
             raise RuntimeError("HttpClient used outside `async with`")
         try:
             async with self._session.request(method, url, headers=headers, params=params, data=data,
                                              proxy=self.cfg.proxy) as resp:
                 body = await resp.read()
-                return Response(resp.status, dict(resp.headers), body, str(resp.url))
+                response = Response(resp.status, dict(resp.headers), body, str(resp.url))
+                if self.observe is not None and tag is not None:
+                    self.observe(tag, response)
+                return response
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             raise TransientApiError(f"response from {redact_url(url)} was cut short ({type(exc).__name__})") from None
         except aiohttp.ClientConnectionError as exc:

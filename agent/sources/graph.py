@@ -133,7 +133,7 @@ class GraphSource:
         async def attempt() -> tuple[list[Record], str | None]:
             await self.limiter.acquire()
             token = await self.tokens.token()
-            resp = await self.http.request("GET", url, params=query,
+            resp = await self.http.request("GET", url, params=query, tag=(self.tenant.id, "graph"),
                                            headers={"Authorization": f"Bearer {token}",
                                                     "Accept": "application/json"})
             return classify(resp, stream)

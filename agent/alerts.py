@@ -1,0 +1,139 @@
+"""Alerts to the security team's channels: generic JSON, Microsoft Teams and Slack webhooks.
+
+The September 2024 loss went unnoticed because the notice reached only tenant admins; here every
+condition that means "records may be missing" reaches the people who run detections. Each alert
+has an identity key; an identity is sent once (remembered in the store, so restarts do not
+repeat it), and a per-webhook hourly cap keeps a flapping condition from flooding a channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from agent.codec import format_time, parse_time
+from agent.config import AlertsConfig, Webhook
+from agent.errors import AgentError, ObjectNotFound
+from agent.http import HttpClient, backoff
+from agent.layout import META
+from agent.logs import event, register_secret
+from agent.metrics import Metrics
+from agent.store.base import Store
+
+log = logging.getLogger("agent.alerts")
+SENT_KEY = f"{META}/alerts/sent.json"
+_REMEMBER = timedelta(days=30)
+KINDS = ("siem_gap", "agent_gap", "stream_stalled", "stream_silent", "subscription_disabled",
+         "credentials_failing", "store_failing", "service_notice", "window_failed")
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    key: str  # identity: the same condition always yields the same key
+    title: str
+    text: str
+    severity: str = "error"
+    fields: dict[str, Any] = field(default_factory=dict)
+    link: str | None = None
+
+    def generic(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": self.key, "severity": self.severity, "title": self.title,
+                "text": self.text, "fields": self.fields, "link": self.link,
+                "time": format_time(datetime.now(UTC)), "source": "ms-log-agent"}
+
+    def teams(self) -> dict[str, Any]:
+        """An Adaptive Card in the message envelope Teams workflow webhooks accept."""
+        body: list[dict[str, Any]] = [
+            {"type": "TextBlock", "text": self.title, "weight": "Bolder", "size": "Medium", "wrap": True},
+            {"type": "TextBlock", "text": self.text, "wrap": True},
+            {"type": "FactSet", "facts": [{"title": k, "value": str(v)} for k, v in self.fields.items()]},
+        ]
+        actions = [{"type": "Action.OpenUrl", "title": "Details", "url": self.link}] if self.link else []
+        card = {"type": "AdaptiveCard", "version": "1.4", "body": body, "actions": actions,
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json"}
+        return {"type": "message",
+                "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+
+    def slack(self) -> dict[str, Any]:
+        facts = "\n".join(f"*{k}*: {v}" for k, v in self.fields.items())
+        text = f"*{self.title}*\n{self.text}" + (f"\n{facts}" if facts else "")
+        text += f"\n<{self.link}>" if self.link else ""
+        return {"text": f"{self.title}: {self.text}",
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
+
+
+class Alerter:
+    def __init__(self, cfg: AlertsConfig, http: HttpClient, store: Store, metrics: Metrics | None = None) -> None:
+        self.cfg = cfg
+        self.http = http
+        self.store = store
+        self.metrics = metrics
+        self._sent: dict[str, str] | None = None
+        self._recent: dict[str, deque[float]] = {}
+
+    async def _load(self) -> dict[str, str]:
+        if self._sent is None:
+            try:
+                self._sent = dict(orjson.loads(await self.store.get(SENT_KEY)))
+            except ObjectNotFound:
+                self._sent = {}
+        return self._sent
+
+    async def send(self, alert: Alert) -> bool:
+        """Deliver an alert unless its identity was already sent; True when it went out."""
+        sent = await self._load()
+        if alert.key in sent:
+            return False
+        level = logging.ERROR if alert.severity == "error" else logging.WARNING
+        event(log, level, alert.title, alert_kind=alert.kind, alert_key=alert.key, **alert.fields)
+        delivered = False
+        for hook in self.cfg.webhooks:
+            delivered |= await self._deliver(hook, alert)
+        if delivered or not self.cfg.webhooks:
+            sent[alert.key] = format_time(datetime.now(UTC))
+            await self._persist(sent)
+            if self.metrics and delivered:
+                self.metrics.alerts.labels(alert.kind).inc()
+        return delivered
+
+    async def _deliver(self, hook: Webhook, alert: Alert) -> bool:
+        window = self._recent.setdefault(hook.name or hook.kind, deque())
+        now = time.monotonic()
+        while window and now - window[0] > 3600:
+            window.popleft()
+        if len(window) >= self.cfg.max_per_hour:
+            event(log, logging.ERROR, "Alert not delivered: webhook hourly cap reached.",
+                  webhook=hook.name or hook.kind, alert_kind=alert.kind)
+            return False
+        payload = {"generic": alert.generic, "teams": alert.teams, "slack": alert.slack}[hook.kind]()
+        url = register_secret(hook.url.reveal())
+        for attempt in range(4):
+            try:
+                resp = await self.http.request("POST", url, data=orjson.dumps(payload),
+                                               headers={"Content-Type": "application/json"})
+                if 200 <= resp.status < 300:
+                    window.append(now)
+                    return True
+                reason = f"HTTP {resp.status}"
+            except AgentError as exc:
+                reason = type(exc).__name__
+            event(log, logging.WARNING, "Alert delivery failed, retrying.", webhook=hook.name or hook.kind,
+                  reason=reason, attempt=attempt + 1)
+            await asyncio.sleep(backoff(attempt, base=0.5, cap=5))
+        event(log, logging.ERROR, "Alert could not be delivered.", webhook=hook.name or hook.kind,
+              alert_kind=alert.kind)
+        return False
+
+    async def _persist(self, sent: dict[str, str]) -> None:
+        cutoff = datetime.now(UTC) - _REMEMBER
+        for k in [k for k, v in sent.items() if parse_time(v) < cutoff]:
+            del sent[k]
+        await self.store.put(SENT_KEY, orjson.dumps(sent), overwrite=True)

@@ -1,0 +1,301 @@
+"""`agent run`: the long-running service.
+
+One task per (tenant, stream) collects on its own cadence; a crashed task restarts with backoff
+without touching the others. Around them: the metrics/health listener, the watchdog ping for
+systemd, scheduled checks for stalled or silent streams, and (when configured) scheduled
+reconcile. Shutdown on SIGTERM/SIGINT cancels the tasks: a window interrupted mid-way has not
+moved its cursor, so the next start re-fetches it — nothing is lost, within a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import socket
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from agent.alerts import Alert, Alerter
+from agent.archive import Archive
+from agent.collect import Collector, StreamOutcome
+from agent.config import Config, TenantConfig
+from agent.http import HttpClient, Response, backoff
+from agent.layout import Partition
+from agent.logs import event
+from agent.metrics import CONTENT_TYPE, Metrics
+from agent.store import open_store
+from agent.store.base import Store
+
+log = logging.getLogger("agent.service")
+
+
+def sd_notify(message: str) -> bool:
+    """Send a datagram to systemd's notify socket, if we run under Type=notify."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(message.encode())
+    return True
+
+
+def shard_tenants(tenants: tuple[TenantConfig, ...], shard: tuple[int, int]) -> tuple[TenantConfig, ...]:
+    """Static sharding: tenant i (in config order) goes to agent i mod n, so n agents share one bucket."""
+    index, count = shard
+    return tuple(t for i, t in enumerate(tenants) if i % count == index)
+
+
+@dataclass
+class StreamHealth:
+    last_success: float | None = None  # wall clock
+    last_error: str | None = None
+    last_error_kind: str | None = None
+    silent: bool = False
+
+
+@dataclass
+class Health:
+    started: float = field(default_factory=time.time)
+    streams: dict[tuple[str, str], StreamHealth] = field(default_factory=dict)
+    store_ok: bool = True
+    store_error: str | None = None
+
+    def stalled(self, threshold: float, now: float | None = None) -> list[tuple[str, str]]:
+        now = now or time.time()
+        return [k for k, h in self.streams.items()
+                if h.silent or now - (h.last_success or self.started) > threshold]
+
+    def problems(self, threshold: float) -> list[str]:
+        out = [f"store: {self.store_error}"] if not self.store_ok else []
+        out += [f"credentials: {t}/{s}: {h.last_error}" for (t, s), h in self.streams.items()
+                if h.last_error_kind == "AuthError"]
+        out += [f"stalled: {t}/{s}" for t, s in self.stalled(threshold)]
+        return out
+
+
+class Service:
+    def __init__(self, cfg: Config, shard: tuple[int, int] = (0, 1),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.cfg = Config(**{**cfg.__dict__, "tenants": shard_tenants(cfg.tenants, shard)})
+        self.metrics = Metrics()
+        self.health = Health()
+        self.clock = clock
+        self.stop = asyncio.Event()
+        self.listen_port: int | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(HttpClient(self.cfg.http, observe=self._observe))
+            store = open_store(self.cfg.store)
+            stack.push_async_callback(store.aclose)
+            archive = Archive(store)
+            self.collector = Collector(self.cfg, archive, http, clock=self.clock)
+            self.alerter = Alerter(self.cfg.alerts, http, store, self.metrics)
+            await self._start_listener(stack)
+            tasks = [asyncio.create_task(self._supervise(f"{t.id}/{s}", functools.partial(self._stream_loop, t, s)))
+                     for t in self.cfg.tenants for s in t.streams]
+            tasks += [asyncio.create_task(self._supervise(name, fn)) for name, fn in self._periodic(store, archive)]
+            sd_notify("READY=1")
+            event(log, logging.INFO, "Service started.", tenants=len(self.cfg.tenants), tasks=len(tasks),
+                  listen=f"{self.cfg.service.listen.rsplit(':', 1)[0]}:{self.listen_port}")
+            await self.stop.wait()
+            sd_notify("STOPPING=1")
+            event(log, logging.INFO, "Shutting down; interrupted windows keep their cursors.")
+            for task in tasks:
+                task.cancel()
+            _, pending = await asyncio.wait(tasks, timeout=self.cfg.service.shutdown_timeout.total_seconds())
+            if pending:
+                event(log, logging.WARNING, "Some tasks did not stop in time.", pending=len(pending))
+        event(log, logging.INFO, "Service stopped.")
+        return 0
+
+    def _periodic(self, store: Store, archive: Archive) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("watchdog", self._watchdog),
+            ("store-probe", lambda: self._store_probe(store)),
+            ("stall-check", lambda: self._stall_loop(archive)),
+        ]
+        if self.cfg.siem:
+            from agent.reconcile.schedule import reconcile_loop
+
+            jobs.append(("reconcile", lambda: reconcile_loop(self, archive)))
+        if self.cfg.service.notices:
+            from agent.notices import notices_loop
+
+            jobs.append(("notices", lambda: notices_loop(self, archive)))
+        return jobs
+
+    async def _supervise(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """Restart a task that crashed (a bug, not an API error) with backoff; others keep running."""
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                await body()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a crashed task must not take the service down
+                log.exception("Task crashed; restarting.", extra={"fields": {"task": name}})
+                delay = min(backoff(attempt, base=2), self.cfg.service.restart_backoff_max.total_seconds())
+                attempt += 1
+                await self._sleep(delay)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+
+    # ----------------------------------------------------------------- collection
+    async def _stream_loop(self, tenant: TenantConfig, stream: str) -> None:
+        while not self.stop.is_set():
+            outcome = await self.collector.collect_stream(tenant, stream)
+            await self._record(tenant, outcome)
+            await self._sleep(self.cfg.collection.poll_interval.total_seconds())
+
+    async def _record(self, tenant: TenantConfig, o: StreamOutcome) -> None:
+        m, labels = self.metrics, (o.tenant, o.stream)
+        h = self.health.streams.setdefault(labels, StreamHealth())
+        m.records.labels(*labels).inc(o.stored)
+        m.duplicates.labels(*labels).inc(o.duplicates)
+        m.bytes.labels(*labels).inc(o.bytes)
+        m.passes.labels(*labels, "ok" if o.ok else "failed").inc()
+        if o.cursor is not None:
+            m.cursor.labels(*labels).set(o.cursor.timestamp())
+            m.lag.labels(*labels).set((self.clock() - o.cursor).total_seconds())
+        m.gaps.labels(*labels).set(o.gaps_total)
+        if o.ok:
+            h.last_success, h.last_error, h.last_error_kind = time.time(), None, None
+            m.last_success.labels(*labels).set(h.last_success)
+        else:
+            h.last_error, h.last_error_kind = o.error, o.error_kind
+            m.windows_failed.labels(*labels).inc()
+            await self.alerter.send(_failure_alert(tenant, o))
+        for gap in o.new_gaps:
+            await self.alerter.send(Alert(
+                "agent_gap", f"agent_gap:{o.tenant}:{o.stream}:{gap.get('content_id', gap.get('window'))}",
+                "Records lost before the agent could fetch them",
+                f"{o.stream} of tenant {tenant.label}: a content blob expired before it could be fetched. "
+                "These records exist in neither the archive nor (possibly) the SIEM.",
+                fields={"tenant": tenant.label, "stream": o.stream, **{k: str(v) for k, v in gap.items()}}))
+
+    def _observe(self, tag: tuple[str, str], resp: Response) -> None:
+        tenant, api = tag
+        self.metrics.requests.labels(tenant, api, str(resp.status)).inc()
+        if resp.status == 429 or (resp.status == 403 and b"AF429" in resp.body[:300]):
+            self.metrics.throttled.labels(tenant, api).inc()
+
+    # ----------------------------------------------------------------- health
+    async def _watchdog(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0"))
+        if not usec:
+            return
+        while not self.stop.is_set():
+            sd_notify("WATCHDOG=1")  # proves the event loop runs; data problems are alerted, not restarted
+            await self._sleep(usec / 2e6)
+
+    async def _store_probe(self, store: Store) -> None:
+        while not self.stop.is_set():
+            try:
+                probe = getattr(store, "check", None)
+                if probe is not None:
+                    await probe()
+                self.health.store_ok, self.health.store_error = True, None
+            except Exception as exc:  # any failure means "not writable"
+                self.health.store_ok, self.health.store_error = False, str(exc)
+                await self.alerter.send(Alert("store_failing", f"store_failing:{int(time.time() // 3600)}",
+                                              "Archive store is failing", str(exc)))
+            await self._sleep(60)
+
+    async def _stall_loop(self, archive: Archive) -> None:
+        threshold = self.cfg.service.stall_threshold.total_seconds()
+        while not self.stop.is_set():
+            await self._sleep(min(60.0, threshold / 4))
+            for tenant in self.cfg.tenants:
+                for stream in tenant.streams:
+                    await self._check_stream(archive, tenant, stream, threshold)
+
+    async def _check_stream(self, archive: Archive, tenant: TenantConfig, stream: str, threshold: float) -> None:
+        h = self.health.streams.setdefault((tenant.id, stream), StreamHealth())
+        h.silent = await is_silent(archive, tenant.id, stream, self.clock(), self.cfg.service.silence_ratio)
+        stalled = (tenant.id, stream) in self.health.stalled(threshold)
+        self.metrics.stalled.labels(tenant.id, stream).set(1 if stalled else 0)
+        if not stalled:
+            return
+        since = h.last_success or self.health.started
+        kind = "stream_silent" if h.silent else "stream_stalled"
+        text = (f"{stream} of tenant {tenant.label} delivers far fewer records than its own recent baseline: "
+                "the shape of a silent upstream loss (as in September 2024)." if h.silent else
+                f"{stream} of tenant {tenant.label} has had no successful collection since "
+                f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%SZ}. Last error: {h.last_error}")
+        await self.alerter.send(Alert(kind, f"{kind}:{tenant.id}:{stream}:{int(since)}",
+                                      "Stream is silent" if h.silent else "Stream is stalled", text,
+                                      fields={"tenant": tenant.label, "stream": stream}))
+
+    async def _start_listener(self, stack: AsyncExitStack) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        host, _, port = self.cfg.service.listen.rpartition(":")
+        site = web.TCPSite(runner, host.strip("[]"), int(port))
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.listen_port = sockets[0].getsockname()[1] if sockets else int(port)
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        problems = self.health.problems(self.cfg.service.stall_threshold.total_seconds())
+        return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
+
+
+def _failure_alert(tenant: TenantConfig, o: StreamOutcome) -> Alert:
+    kinds = {"AuthError": "credentials_failing", "SubscriptionDisabled": "subscription_disabled",
+             "StoreError": "store_failing", "ObjectExists": "store_failing"}
+    kind = kinds.get(o.error_kind or "", "window_failed")
+    cursor = o.cursor.isoformat() if o.cursor else "start"
+    return Alert(kind, f"{kind}:{o.tenant}:{o.stream}:{cursor}",
+                 {"credentials_failing": "Credentials are failing", "subscription_disabled":
+                  "Management Activity subscription disabled", "store_failing": "Archive store is failing"}
+                 .get(kind, "Collection window failed; cursor held"),
+                 f"{o.stream} of tenant {tenant.label}: {o.error}",
+                 fields={"tenant": tenant.label, "stream": o.stream, "error_kind": o.error_kind})
+
+
+async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float,
+                    min_baseline: int = 20) -> bool:
+    """True when the last settled hour holds far fewer records than the median of the 24 before it.
+
+    "Settled" = ended at least 30 minutes ago, because sign-ins arrive minutes late.
+    """
+    last = (now - timedelta(minutes=30)).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    counts = []
+    for i in range(25):
+        part = Partition(tenant, stream, last - timedelta(hours=i))
+        counts.append(sum(s.count for s in await archive.segments(part)))
+    baseline = statistics.median(counts[1:])
+    return baseline >= min_baseline and counts[0] < ratio * baseline
