@@ -187,6 +187,7 @@ class ServiceConfig:
     reconcile_lookback: timedelta = timedelta(hours=24)
     silence_ratio: float = 0.1  # an hour below 10 % of its usual volume looks like the 2024 loss
     notices: bool = True  # forward Microsoft service notices about logging to the alert channels
+    notices_interval: timedelta = timedelta(minutes=15)  # notices change over minutes; costs ~2 requests
 
 
 @dataclass(frozen=True)
@@ -442,6 +443,7 @@ def _service(t: Table) -> ServiceConfig:
         reconcile_lookback=t.duration("reconcile_lookback", d.reconcile_lookback),
         silence_ratio=float(ratio),
         notices=t.boolean("notices", d.notices),
+        notices_interval=t.duration("notices_interval", d.notices_interval),
     )
 
 

@@ -151,7 +151,7 @@ class Service:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a crashed task must not take the service down
+            except Exception:  # a crashed task must not take the service down
                 log.exception("Task crashed; restarting.", extra={"fields": {"task": name}})
                 delay = min(backoff(attempt, base=2), self.cfg.service.restart_backoff_max.total_seconds())
                 attempt += 1
@@ -216,7 +216,7 @@ class Service:
                 if probe is not None:
                     await probe()
                 self.health.store_ok, self.health.store_error = True, None
-            except Exception as exc:  # any failure means "not writable"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not writable"
                 self.health.store_ok, self.health.store_error = False, str(exc)
                 await self.alerter.send(Alert("store_failing", f"store_failing:{int(time.time() // 3600)}",
                                               "Archive store is failing", str(exc)))

@@ -45,6 +45,9 @@ STREAMS: Final[dict[str, StreamSpec]] = {
                    content_type="Audit.SharePoint"),
         StreamSpec("o365.general", "management_activity", "Id", "CreationTime", content_type="Audit.General"),
         StreamSpec("o365.dlp_all", "management_activity", "Id", "CreationTime", content_type="DLP.All"),
+        # Not a log stream: Microsoft's service notices, archived so the team can see what Microsoft said when.
+        StreamSpec("graph.service_announcements", "service_notices", "id", "lastModifiedDateTime",
+                   "admin/serviceAnnouncement"),
     )
 }
 
