@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import web
+
+from agent.alerts import Alert, Alerter
+from agent.archive import Archive
+from agent.config import AlertsConfig, Credential, HttpConfig, Secret, TenantConfig, Webhook
+from agent.http import HttpClient
+from agent.notices import is_relevant, to_alert
+from agent.service import Health, StreamHealth, is_silent, shard_tenants
+from agent.store.local import LocalStore
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[str, list[dict[str, object]]]]:
+    got: list[dict[str, object]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append(orjson.loads(await request.read()))
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/hook", got
+    await runner.cleanup()
+
+
+async def test_alert_identity_is_sent_once_even_across_restarts(tmp_path: Path, receiver: tuple) -> None:
+    url, got = receiver
+    (tmp_path / "hook").write_text(url)
+    cfg = AlertsConfig(webhooks=(Webhook("generic", Secret(f"file:{tmp_path / 'hook'}")),
+                                 Webhook("teams", Secret(f"file:{tmp_path / 'hook'}")),
+                                 Webhook("slack", Secret(f"file:{tmp_path / 'hook'}"))))
+    store = LocalStore(tmp_path / "store")
+    alert = Alert("siem_gap", "siem_gap:t:s:1", "SIEM lost records", "3 hours missing", fields={"stream": "s"})
+    async with HttpClient(HttpConfig()) as http:
+        assert await Alerter(cfg, http, store).send(alert)
+        assert not await Alerter(cfg, http, store).send(alert)  # a new process remembers
+    assert len(got) == 3
+    generic, teams, slack = got
+    assert generic["kind"] == "siem_gap" and generic["fields"] == {"stream": "s"}
+    assert teams["attachments"][0]["content"]["type"] == "AdaptiveCard"  # type: ignore[index]
+    assert "SIEM lost records" in slack["text"]  # type: ignore[operator]
+
+
+async def test_hourly_cap_limits_a_flood(tmp_path: Path, receiver: tuple) -> None:
+    url, got = receiver
+    (tmp_path / "hook").write_text(url)
+    cfg = AlertsConfig(webhooks=(Webhook("generic", Secret(f"file:{tmp_path / 'hook'}")),), max_per_hour=3)
+    async with HttpClient(HttpConfig()) as http:
+        alerter = Alerter(cfg, http, LocalStore(tmp_path / "store"))
+        for i in range(6):
+            await alerter.send(Alert("window_failed", f"k{i}", "t", "x"))
+    assert len(got) == 3
+
+
+def _tenant(i: int) -> TenantConfig:
+    return TenantConfig(id=f"00000000-0000-0000-0000-{i:012d}", client_id="c", credential=Credential())
+
+
+def test_sharding_splits_tenants_without_overlap() -> None:
+    tenants = tuple(_tenant(i) for i in range(7))
+    shards = [shard_tenants(tenants, (i, 3)) for i in range(3)]
+    assert sorted(t.id for s in shards for t in s) == sorted(t.id for t in tenants)
+    assert [len(s) for s in shards] == [3, 2, 2]
+
+
+def test_health_reports_stalled_and_credentials() -> None:
+    h = Health(started=1000.0)
+    h.streams[("t", "a")] = StreamHealth(last_success=1990.0)
+    h.streams[("t", "b")] = StreamHealth(last_success=None, last_error="refused", last_error_kind="AuthError")
+    assert h.stalled(60, now=2000.0) == [("t", "b")]
+    assert h.problems(60) != [] and any("credentials" in p for p in h.problems(60))
+
+
+async def test_silence_detects_an_hour_far_below_its_baseline(tmp_path: Path) -> None:
+    archive = Archive(LocalStore(tmp_path))
+    now = datetime(2026, 11, 28, 12, 40, tzinfo=UTC)
+    last = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
+    recs = []
+    for h in range(1, 25):
+        for i in range(40):
+            t = last - timedelta(hours=h) + timedelta(seconds=i)
+            recs.append({"id": f"{h}-{i}", "createdDateTime": t.isoformat()})
+    await archive.write("t", "graph.signins.interactive", recs)
+    assert await is_silent(archive, "t", "graph.signins.interactive", now, 0.1)
+    await archive.write("t", "graph.signins.interactive",
+                        [{"id": f"now-{i}", "createdDateTime": (last + timedelta(seconds=i)).isoformat()}
+                         for i in range(30)])
+    archive2 = Archive(archive.store)
+    assert not await is_silent(archive2, "t", "graph.signins.interactive", now, 0.1)
+
+
+def test_notice_relevance_and_alert_link() -> None:
+    issue = {"id": "MO941128", "title": "Some customers' audit logs are delayed", "service": "Microsoft Purview",
+             "impactDescription": "Users may not see audit log events.", "status": "serviceDegradation"}
+    other = {"id": "EX1", "title": "Users can't send mail with large attachments", "service": "Exchange Online",
+             "impactDescription": "Outlook on the web fails to attach files."}
+    assert is_relevant(issue) and not is_relevant(other)
+    alert = to_alert("issues", issue, _tenant(1))
+    assert alert.key.endswith(":MO941128") and alert.link and "MO941128" in alert.link
