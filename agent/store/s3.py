@@ -84,6 +84,7 @@ class S3Store:
         self.prefix = f"{cfg.prefix.strip('/')}/" if cfg.prefix.strip("/") else ""
         self.multipart_threshold = cfg.multipart_threshold
         self.part_size = PART_SIZE
+        self.list_page_size = 1000  # S3's maximum; tests lower it to exercise pagination
         self._client = client if client is not None else make_client(cfg)
 
     def __repr__(self) -> str:
@@ -221,7 +222,8 @@ class S3Store:
         """ListObjectsV2 pages, 1000 keys each; S3 returns keys in UTF-8 byte (= code point) order."""
         token: str | None = None
         while True:
-            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix}
+            args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix,
+                                    "MaxKeys": self.list_page_size}
             if token:
                 args["ContinuationToken"] = token
             page = await self._call("LIST", prefix, self._client.list_objects_v2, **args)
