@@ -19,9 +19,9 @@ from typing import Any, TypeVar
 from agent.errors import ConfigError
 from agent.streams import GRAPH_STREAMS, MANAGEMENT_STREAMS, STREAMS
 
-if sys.version_info >= (3, 11):
+if sys.version_info >= (3, 11):  # noqa: UP036 - tomli stays declared for older interpreters
     import tomllib
-else:  # pragma: no cover - exercised only on 3.10
+else:  # pragma: no cover
     import tomli as tomllib
 
 T = TypeVar("T")
@@ -162,7 +162,7 @@ class CollectionConfig:
     page_size: int = 1000
     max_attempts: int = 8
     poll_interval: timedelta = timedelta(minutes=5)
-    segment_max_records: int = 50_000
+    segment_max_records: int = 10_000  # records buffered per stream before a write (~25 MB)
 
 
 @dataclass(frozen=True)
@@ -218,25 +218,25 @@ class Table:
             raise ConfigError(f"{self.where}.{key}: expected {kinds[0].__name__}, got {type(value).__name__}")
         return value
 
-    def str(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> Any:
+    def string(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> Any:
         value = self._get(key, str, default)
         if choices and value is not None and value not in choices:
             raise ConfigError(f"{self.where}.{key}: {value!r} is not one of {', '.join(choices)}")
         return value
 
     def required(self, key: str) -> str:
-        value = self.str(key)
+        value = self.string(key)
         if not value:
             raise ConfigError(f"{self.where}.{key} is required")
         return str(value)
 
-    def int(self, key: str, default: int, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int, minimum: int = 0) -> int:
         value: int = self._get(key, int, default)
         if value < minimum:
             raise ConfigError(f"{self.where}.{key}: {value} is below the minimum {minimum}")
         return value
 
-    def bool(self, key: str, default: bool) -> bool:
+    def boolean(self, key: str, default: bool) -> bool:
         return bool(self._get(key, bool, default))
 
     def duration(self, key: str, default: timedelta) -> timedelta:
@@ -248,7 +248,7 @@ class Table:
         return parse_duration(value, f"{self.where}.{key}")
 
     def path(self, key: str, base: Path | None, default: Path | None = None) -> Any:
-        value = self.str(key)
+        value = self.string(key)
         if value is None:
             return default
         p = Path(os.path.expandvars(value)).expanduser()
@@ -260,7 +260,7 @@ class Table:
             raise ConfigError(f"{self.where}.{key}: secrets are never written in the config; "
                               f"use {key}_file or {key}_env")
         path = self.path(f"{key}_file", base)
-        env = self.str(f"{key}_env")
+        env = self.string(f"{key}_env")
         if path and env:
             raise ConfigError(f"{self.where}: set only one of {key}_file and {key}_env")
         if path:
@@ -286,7 +286,7 @@ class Table:
 
 
 def _url(table: Table, key: str, default: str) -> str:
-    value: str = table.str(key, default)
+    value: str = table.string(key, default)
     if not re.match(r"^https://[^\s/]+", value):
         raise ConfigError(f"{table.where}.{key}: {value!r} must be an https:// URL")
     return value.rstrip("/")
@@ -313,12 +313,12 @@ def _tenant(data: Any, index: int, base: Path | None) -> TenantConfig:
     tenant_id = t.required("id")
     if not GUID_RE.match(tenant_id):
         raise ConfigError(f"{t.where}.id: {tenant_id!r} is not a tenant GUID")
-    cloud = t.str("cloud", "global", CLOUDS)
+    cloud = t.string("cloud", "global", CLOUDS)
     streams = t.list_of_str("streams", GRAPH_STREAMS + MANAGEMENT_STREAMS)
     for s in streams:
         if s not in STREAMS:
             raise ConfigError(f"{t.where}.streams: unknown stream {s!r}; valid: {', '.join(STREAMS)}")
-    publisher = t.str("publisher_id", "")
+    publisher = t.string("publisher_id", "")
     if publisher and not GUID_RE.match(publisher):
         raise ConfigError(f"{t.where}.publisher_id: {publisher!r} is not a GUID")
     defaults = CLOUD_ENDPOINTS[cloud]
@@ -327,14 +327,14 @@ def _tenant(data: Any, index: int, base: Path | None) -> TenantConfig:
                           _url(ep, "management", defaults.management))
     ep.finish()
     tenant = TenantConfig(id=tenant_id, client_id=t.required("client_id"), credential=_credential(t, base),
-                          cloud=cloud, name=t.str("name", ""), streams=streams, publisher_id=publisher,
+                          cloud=cloud, name=t.string("name", ""), streams=streams, publisher_id=publisher,
                           endpoints=endpoints)
     t.finish()
     return tenant
 
 
 def _store(t: Table, base: Path | None) -> StoreConfig:
-    kind = t.str("type", "local", ("local", "s3"))
+    kind = t.string("type", "local", ("local", "s3"))
     if kind == "local":
         path = t.path("path", base)
         if path is None:
@@ -343,20 +343,20 @@ def _store(t: Table, base: Path | None) -> StoreConfig:
     bucket = t.required("bucket")
     cfg = S3StoreConfig(
         bucket=bucket,
-        prefix=t.str("prefix", "").strip("/"),
-        region=t.str("region", "us-east-1"),
-        endpoint_url=t.str("endpoint_url"),
-        addressing_style=t.str("addressing_style", "auto", ("auto", "path", "virtual")),
-        sse=t.str("sse", None, ("AES256", "aws:kms")),
-        kms_key_id=t.str("kms_key_id"),
-        object_lock_mode=t.str("object_lock_mode", None, ("COMPLIANCE", "GOVERNANCE")),
-        object_lock_days=t.int("object_lock_days", 0),
+        prefix=t.string("prefix", "").strip("/"),
+        region=t.string("region", "us-east-1"),
+        endpoint_url=t.string("endpoint_url"),
+        addressing_style=t.string("addressing_style", "auto", ("auto", "path", "virtual")),
+        sse=t.string("sse", None, ("AES256", "aws:kms")),
+        kms_key_id=t.string("kms_key_id"),
+        object_lock_mode=t.string("object_lock_mode", None, ("COMPLIANCE", "GOVERNANCE")),
+        object_lock_days=t.integer("object_lock_days", 0),
         spool_dir=t.path("spool_dir", base),
-        spool_max_bytes=t.int("spool_max_bytes", 1 << 30, minimum=1 << 20),
-        multipart_threshold=t.int("multipart_threshold", 64 << 20, minimum=5 << 20),
+        spool_max_bytes=t.integer("spool_max_bytes", 1 << 30, minimum=1 << 20),
+        multipart_threshold=t.integer("multipart_threshold", 64 << 20, minimum=5 << 20),
         connect_timeout=t.duration("connect_timeout", timedelta(seconds=10)),
         read_timeout=t.duration("read_timeout", timedelta(seconds=60)),
-        max_attempts=t.int("max_attempts", 3, minimum=1),
+        max_attempts=t.integer("max_attempts", 3, minimum=1),
     )
     if cfg.kms_key_id and cfg.sse != "aws:kms":
         raise ConfigError("store.kms_key_id is only used with sse = \"aws:kms\"")
@@ -371,16 +371,16 @@ def _collection(t: Table) -> CollectionConfig:
         window=t.duration("window", d.window),
         overlap=t.duration("overlap", d.overlap),
         initial_lookback=t.duration("initial_lookback", d.initial_lookback),
-        graph_requests_per_10s=t.int("graph_requests_per_10s", d.graph_requests_per_10s, minimum=1),
-        management_requests_per_minute=t.int("management_requests_per_minute",
+        graph_requests_per_10s=t.integer("graph_requests_per_10s", d.graph_requests_per_10s, minimum=1),
+        management_requests_per_minute=t.integer("management_requests_per_minute",
                                              d.management_requests_per_minute, minimum=1),
         management_lookback=t.duration("management_lookback", d.management_lookback),
         management_rescan=t.duration("management_rescan", d.management_rescan),
-        management_concurrency=t.int("management_concurrency", d.management_concurrency, minimum=1),
-        page_size=t.int("page_size", d.page_size, minimum=1),
-        max_attempts=t.int("max_attempts", d.max_attempts, minimum=1),
+        management_concurrency=t.integer("management_concurrency", d.management_concurrency, minimum=1),
+        page_size=t.integer("page_size", d.page_size, minimum=1),
+        max_attempts=t.integer("max_attempts", d.max_attempts, minimum=1),
         poll_interval=t.duration("poll_interval", d.poll_interval),
-        segment_max_records=t.int("segment_max_records", d.segment_max_records, minimum=1),
+        segment_max_records=t.integer("segment_max_records", d.segment_max_records, minimum=1),
     )
     if c.page_size > 1000:
         raise ConfigError("collection.page_size: Graph serves at most 1000 records per page")
@@ -395,7 +395,7 @@ def _http(t: Table, base: Path | None) -> HttpConfig:
     ca = t.path("ca_file", base)
     if ca is not None and not ca.is_file():
         raise ConfigError(f"http.ca_file: {ca} does not exist")
-    proxy = t.str("proxy")
+    proxy = t.string("proxy")
     if proxy is not None and not re.match(r"^https?://", proxy):
         raise ConfigError("http.proxy must be an http:// or https:// URL")
     return HttpConfig(ca_file=ca, proxy=proxy, timeout=t.duration("timeout", HttpConfig().timeout))
@@ -425,8 +425,8 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
     store_t.finish()
     coll_t, http_t, log_t = root.table("collection"), root.table("http"), root.table("log")
     collection, http = _collection(coll_t), _http(http_t, base)
-    log = LogConfig(level=log_t.str("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-                    format=log_t.str("format", "auto", ("auto", "json", "text")))
+    log = LogConfig(level=log_t.string("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+                    format=log_t.string("format", "auto", ("auto", "json", "text")))
     for t in (coll_t, http_t, log_t):
         t.finish()
     siem = dict(root._get("siem", dict, {})) or None

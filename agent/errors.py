@@ -4,7 +4,8 @@
     ├── ConfigError                 bad or missing configuration (exit 2)
     ├── RetryableError              try again after a pause
     │   ├── ThrottledError          429 / AF429; carries retry_after
-    │   └── TransientApiError       5xx, reset, truncated or malformed body
+    │   ├── TransientApiError       5xx, reset, truncated or malformed body
+    │   └── TokenRejected           401 on a token we thought valid: drop it, get a new one
     ├── FatalError                  retrying will not help; stop this stream and say why
     │   ├── AuthError               token could not be obtained (bad secret, unknown client)
     │   ├── ApiError                a documented, non-transient API error (code, status)
@@ -42,6 +43,10 @@ class ThrottledError(RetryableError):
 
 class TransientApiError(RetryableError):
     """A server fault or a broken response."""
+
+
+class TokenRejected(RetryableError):
+    """The API refused our access token (expired or revoked early); a fresh token may work."""
 
 
 class FatalError(AgentError):

@@ -1,0 +1,219 @@
+"""The archive: immutable zstd NDJSON segments in event-time partitions, with a per-segment id index.
+
+A write groups records by (tenant, stream, event hour), drops ids the partition already holds
+(contract 3: each id at most once), writes one new segment per partition and then its sidecar
+(ids, count, sha256, time span). The segment is the truth and the sidecar a cache: a crash
+between the two leaves a segment without sidecar, which the next index load rebuilds from the
+segment itself, so no record is ever counted twice or lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import uuid
+from collections import OrderedDict, defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from agent import codec
+from agent.codec import Record
+from agent.errors import ObjectExists, ObjectNotFound
+from agent.layout import META, Partition, hours_between, parse_segment_key
+from agent.logs import event
+from agent.store.base import Store
+from agent.streams import spec
+
+log = logging.getLogger("agent.archive")
+_CHECKPOINT_RE = re.compile(rf"^{META}/checkpoints/tenant=(?P<tenant>[^/]+)/stream=(?P<stream>[^/]+)\.json$")
+_INDEX_CACHE_PARTITIONS = 4096  # ~hours kept in memory across all streams; each is a set of ids
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """What a sidecar says about its segment (and what manifests chain together)."""
+
+    key: str
+    sidecar: str
+    count: int
+    sha256: str
+    min_time: str
+    max_time: str
+
+
+@dataclass(slots=True)
+class WriteResult:
+    stored: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    segments: list[SegmentInfo] = field(default_factory=list)
+
+
+class Archive:
+    """Reads and writes records of every tenant and stream on one Store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._index: OrderedDict[Partition, set[str]] = OrderedDict()
+
+    # ---------------------------------------------------------------- index
+    async def partition_ids(self, part: Partition) -> set[str]:
+        """Ids stored in a partition, from sidecars (rebuilt from segments where one is missing)."""
+        cached = self._index.get(part)
+        if cached is not None:
+            self._index.move_to_end(part)
+            return cached
+        ids: set[str] = set()
+        async for _seg, seg_ids in self._sidecars(part):
+            ids.update(seg_ids)
+        self._index[part] = ids
+        while len(self._index) > _INDEX_CACHE_PARTITIONS:
+            self._index.popitem(last=False)
+        return ids
+
+    async def _sidecars(self, part: Partition) -> AsyncIterator[tuple[SegmentInfo, list[str]]]:
+        sidecars = {k async for k in self.store.list(part.sidecar_prefix)}
+        async for key in self.store.list(part.prefix):
+            parsed = parse_segment_key(key)
+            if parsed is None:
+                continue
+            sidecar = part.sidecar_key(parsed[1])
+            if sidecar in sidecars:
+                doc = orjson.loads(await self.store.get(sidecar))
+                yield _info(doc, sidecar), list(doc["ids"])
+            else:
+                yield await self._rebuild_sidecar(part, key, sidecar)
+
+    async def _rebuild_sidecar(self, part: Partition, key: str, sidecar: str) -> tuple[SegmentInfo, list[str]]:
+        blob = await self.store.get(key)
+        records = list(codec.decode(blob))
+        s = spec(part.stream)
+        info, doc = _sidecar_doc(key, sidecar, blob, records, s.id_field, s.time_field)
+        with contextlib.suppress(ObjectExists):  # another reader rebuilt it first
+            await self.store.put(sidecar, doc)
+        event(log, logging.WARNING, "Rebuilt a missing segment index.", segment=key, records=info.count)
+        return info, [str(r[s.id_field]) for r in records]
+
+    async def segments(self, part: Partition) -> list[SegmentInfo]:
+        return [info async for info, _ in self._sidecars(part)]
+
+    # ---------------------------------------------------------------- write
+    async def write(self, tenant: str, stream: str, records: Iterable[Record]) -> WriteResult:
+        """Store the records not yet archived; returns when every new segment is durable."""
+        s = spec(stream)
+        result = WriteResult()
+        groups: dict[Partition, dict[str, Record]] = defaultdict(dict)
+        bad: list[Record] = []
+        for rec in records:
+            rid, when = rec.get(s.id_field), rec.get(s.time_field)
+            try:
+                part = Partition.of(tenant, stream, codec.parse_time(when))
+            except ValueError:
+                part = None
+            if part is None or not isinstance(rid, str) or not rid:
+                bad.append(rec)
+                continue
+            if rid in groups[part]:
+                result.duplicates += 1
+            groups[part][rid] = rec
+        for part in sorted(groups):
+            known = await self.partition_ids(part)
+            fresh = [r for rid, r in groups[part].items() if rid not in known]
+            result.duplicates += len(groups[part]) - len(fresh)
+            if fresh:
+                info = await self._write_segment(part, fresh, s.id_field, s.time_field)
+                known.update(str(r[s.id_field]) for r in fresh)
+                result.stored += len(fresh)
+                result.segments.append(info)
+        if bad:
+            await self._quarantine(tenant, stream, bad)
+            result.quarantined = len(bad)
+        return result
+
+    async def _write_segment(self, part: Partition, records: Sequence[Record], id_field: str,
+                             time_field: str) -> SegmentInfo:
+        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        key, sidecar = part.segment_key(name), part.sidecar_key(name)
+        blob = codec.encode(records)
+        info, doc = _sidecar_doc(key, sidecar, blob, records, id_field, time_field)
+        await self.store.put(key, blob)
+        await self.store.put(sidecar, doc)
+        return info
+
+    async def _quarantine(self, tenant: str, stream: str, records: list[Record]) -> None:
+        """Records with no usable id or event time are kept aside, never dropped."""
+        key = f"{META}/quarantine/tenant={tenant}/stream={stream}/{datetime.now(UTC):%Y%m%dT%H%M%S%f}" \
+              f"-{uuid.uuid4().hex[:8]}.ndjson.zst"
+        await self.store.put(key, codec.encode(records))
+        event(log, logging.ERROR, "Records without a valid id or event time were quarantined.",
+              tenant=tenant, stream=stream, records=len(records), key=key)
+
+    # ---------------------------------------------------------------- read
+    async def partitions(self, tenant: str, stream: str, since: datetime | None = None,
+                         until: datetime | None = None) -> list[Partition]:
+        """Partitions present in the store for a stream, optionally within [since, until)."""
+        found: set[Partition] = set()
+        prefix = f"tenant={tenant}/stream={stream}/"
+        if since is not None and until is not None and (until - since).days < 62:
+            for hour in hours_between(since, until):
+                p = Partition(tenant, stream, hour)
+                async for key in self.store.list(p.prefix):
+                    if parse_segment_key(key):
+                        found.add(p)
+                        break
+            return sorted(found)
+        async for key in self.store.list(prefix):
+            parsed = parse_segment_key(key)
+            if parsed and (since is None or parsed[0].hour >= since.replace(minute=0, second=0, microsecond=0)) \
+                    and (until is None or parsed[0].hour < until):
+                found.add(parsed[0])
+        return sorted(found)
+
+    async def records(self, part: Partition) -> AsyncIterator[dict[str, Any]]:
+        """Every record of a partition, once per id (segments in write order)."""
+        seen: set[str] = set()
+        id_field = spec(part.stream).id_field
+        async for key in self.store.list(part.prefix):
+            if parse_segment_key(key) is None:
+                continue
+            try:
+                blob = await self.store.get(key)
+            except ObjectNotFound:
+                continue
+            for rec in codec.decode(blob):
+                rid = rec.get(id_field)
+                if isinstance(rid, str) and rid not in seen:
+                    seen.add(rid)
+                    yield rec
+
+    async def tenants_and_streams(self) -> list[tuple[str, str]]:
+        """Every (tenant, stream) with at least one checkpoint or segment index."""
+        pairs: set[tuple[str, str]] = set()
+        async for key in self.store.list(f"{META}/checkpoints/"):
+            m = _CHECKPOINT_RE.match(key)
+            if m:
+                pairs.add((m["tenant"], m["stream"]))
+        return sorted(pairs)
+
+
+def _sidecar_doc(key: str, sidecar: str, blob: bytes, records: Sequence[Record], id_field: str,
+                 time_field: str) -> tuple[SegmentInfo, bytes]:
+    times = sorted(codec.format_time(codec.parse_time(r[time_field])) for r in records)
+    info = SegmentInfo(key=key, sidecar=sidecar, count=len(records), sha256=hashlib.sha256(blob).hexdigest(),
+                       min_time=times[0], max_time=times[-1])
+    doc = {"version": 1, "segment": key, "count": info.count, "sha256": info.sha256,
+           "min_time": info.min_time, "max_time": info.max_time,
+           "ids": [str(r[id_field]) for r in records],
+           "times": [codec.format_time(codec.parse_time(r[time_field])) for r in records]}
+    return info, orjson.dumps(doc)
+
+
+def _info(doc: dict[str, Any], sidecar: str) -> SegmentInfo:
+    return SegmentInfo(key=doc["segment"], sidecar=sidecar, count=int(doc["count"]),
+                       sha256=doc["sha256"], min_time=doc["min_time"], max_time=doc["max_time"])

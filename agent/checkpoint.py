@@ -1,0 +1,77 @@
+"""Checkpoints: per-stream cursors kept in the Store, versioned, and never moving backwards.
+
+A cursor says "everything before `position` is durable in the archive". It is saved only after
+the segments covering it were written (the caller's order: archive.write, then save), so a crash
+costs a re-fetch, never a gap. Stream status (last success, last error, counts) is kept beside it
+as a separate, freely overwritten object so that a failure report can never move a cursor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from agent.codec import format_time, parse_time
+from agent.errors import CheckpointRegression, ObjectNotFound
+from agent.layout import META, checkpoint_key
+from agent.store.base import Store
+
+VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    tenant: str
+    stream: str
+    position: datetime  # collected through this instant (event time for Graph, contentCreated for O365)
+    seq: int = 0  # how many times it was saved; makes concurrent writers visible
+    state: dict[str, Any] = field(default_factory=dict)  # source-specific extras
+
+
+def status_key(tenant: str, stream: str) -> str:
+    return f"{META}/status/tenant={tenant}/stream={stream}.json"
+
+
+class Checkpoints:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def load(self, tenant: str, stream: str) -> Cursor | None:
+        try:
+            doc = orjson.loads(await self.store.get(checkpoint_key(tenant, stream)))
+        except ObjectNotFound:
+            return None
+        if doc.get("version") != VERSION:
+            raise CheckpointRegression(f"checkpoint of {tenant}/{stream} has unknown version {doc.get('version')}")
+        return Cursor(tenant, stream, parse_time(doc["position"]), int(doc["seq"]), dict(doc.get("state", {})))
+
+    async def save(self, tenant: str, stream: str, position: datetime,
+                   state: dict[str, Any] | None = None) -> Cursor:
+        """Move the cursor forward to `position`; raises CheckpointRegression if that is backwards."""
+        current = await self.load(tenant, stream)
+        if current is not None and position < current.position:
+            raise CheckpointRegression(
+                f"refusing to move {tenant}/{stream} back from {format_time(current.position)} "
+                f"to {format_time(position)}")
+        cursor = Cursor(tenant, stream, position.astimezone(UTC), (current.seq + 1) if current else 1,
+                        state or {})
+        doc = {"version": VERSION, "tenant": tenant, "stream": stream, "position": format_time(cursor.position),
+               "seq": cursor.seq, "state": cursor.state, "saved_at": format_time(datetime.now(UTC))}
+        await self.store.put(checkpoint_key(tenant, stream), orjson.dumps(doc), overwrite=True)
+        return cursor
+
+    async def load_status(self, tenant: str, stream: str) -> dict[str, Any]:
+        try:
+            doc: dict[str, Any] = orjson.loads(await self.store.get(status_key(tenant, stream)))
+            return doc
+        except ObjectNotFound:
+            return {}
+
+    async def update_status(self, tenant: str, stream: str, **changes: Any) -> dict[str, Any]:
+        doc = await self.load_status(tenant, stream)
+        doc.update(changes)
+        await self.store.put(status_key(tenant, stream), orjson.dumps(doc, default=str), overwrite=True)
+        return doc

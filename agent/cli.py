@@ -1,0 +1,232 @@
+"""The `agent` command line (contract 4): run, collect, reconcile, export, verify, status, check,
+demo, emulator. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from agent import __version__, config
+from agent.errors import AgentError, ConfigError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_GAPS = 0, 1, 2, 3
+log = logging.getLogger("agent.cli")
+
+
+def parse_when(text: str) -> datetime:
+    """An RFC 3339 instant, or a duration ago such as '24h' / '-24h' / '7d'."""
+    try:
+        return datetime.now(UTC) - config.parse_duration(text.lstrip("-"))
+    except ConfigError:
+        pass
+    try:
+        from agent.codec import parse_time
+
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an RFC 3339 time nor a duration like 24h") from None
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", default="/etc/ms-log-agent/agent.toml", help="config file (TOML)")
+
+
+def _window_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stream", action="append", help="only this stream (repeatable)")
+    p.add_argument("--tenant", action="append", help="only this tenant id or name (repeatable)")
+    p.add_argument("--since", type=parse_when, help="start (RFC 3339 or a duration ago, e.g. 24h)")
+    p.add_argument("--until", type=parse_when, help="end (RFC 3339 or a duration ago)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agent", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("collect", help="collect records into the archive")
+    _common(p)
+    _window_args(p)
+    p.add_argument("--once", action="store_true", help="one pass, then exit (default: keep polling)")
+
+    p = sub.add_parser("export", help="stored records as NDJSON on stdout, one per id")
+    _common(p)
+    _window_args(p)
+
+    p = sub.add_parser("status", help="per stream: cursor, last success, records, last error")
+    _common(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("check", help="validate the config and probe the store (and tokens with --online)")
+    _common(p)
+    p.add_argument("--online", action="store_true", help="also obtain a token for every tenant")
+
+    p = sub.add_parser("emulator", help="serve emulated Microsoft and SIEM APIs on loopback", add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("demo", help="emulator + collection + reconcile, end to end, in a temp directory")
+    p.add_argument("--dir", help="keep the demo's files here instead of a temp directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["emulator"]:
+        from agent.emulator.cli import main as emulator_main
+
+        return int(emulator_main(args_list[1:]))
+    args = build_parser().parse_args(args_list)
+    handler = COMMANDS[args.command]
+    try:
+        result = handler(args)
+        return asyncio.run(result) if asyncio.iscoroutine(result) else int(result)
+    except ConfigError as exc:
+        print(f"agent: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AgentError as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _load(args: argparse.Namespace) -> config.Config:
+    from agent import logs
+
+    cfg = config.load(args.config)
+    logs.setup(cfg.log.level, cfg.log.format)
+    return cfg
+
+
+def _select(cfg: config.Config, args: argparse.Namespace) -> config.Config:
+    if not getattr(args, "tenant", None):
+        return cfg
+    keep = tuple(cfg.tenant(t) for t in args.tenant)
+    return config.Config(**{**cfg.__dict__, "tenants": keep})
+
+
+async def cmd_collect(args: argparse.Namespace) -> int:
+    from agent.archive import Archive
+    from agent.collect import Collector
+    from agent.http import HttpClient
+    from agent.store import open_store
+
+    cfg = _select(_load(args), args)
+    for s in args.stream or ():
+        if not any(s in t.streams for t in cfg.tenants):
+            raise ConfigError(f"--stream {s}: no configured tenant collects it")
+    store = open_store(cfg.store)
+    try:
+        async with HttpClient(cfg.http) as http:
+            collector = Collector(cfg, Archive(store), http)
+            while True:
+                outcomes = await collector.collect(args.stream, args.since, args.until)
+                failed = [o for o in outcomes if not o.ok]
+                if args.once:
+                    for o in outcomes:
+                        print(orjson.dumps(o.as_dict()).decode(), file=sys.stderr)
+                    return EXIT_FAILURE if failed else EXIT_OK
+                await asyncio.sleep(cfg.collection.poll_interval.total_seconds())
+    finally:
+        await store.aclose()
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    from agent.archive import Archive
+    from agent.store import open_store
+
+    cfg = _select(_load(args), args)
+    store = open_store(cfg.store)
+    archive = Archive(store)
+    out = sys.stdout.buffer
+    try:
+        for tenant in cfg.tenants:
+            for stream in tenant.streams:
+                if args.stream and stream not in args.stream:
+                    continue
+                for part in await archive.partitions(tenant.id, stream, args.since, args.until):
+                    async for rec in archive.records(part):
+                        out.write(orjson.dumps(rec) + b"\n")
+        out.flush()
+    finally:
+        await store.aclose()
+    return EXIT_OK
+
+
+async def cmd_status(args: argparse.Namespace) -> int:
+    from agent.checkpoint import Checkpoints
+    from agent.store import open_store
+
+    cfg = _load(args)
+    store = open_store(cfg.store)
+    rows: list[dict[str, Any]] = []
+    try:
+        cps = Checkpoints(store)
+        for tenant in cfg.tenants:
+            for stream in tenant.streams:
+                st = await cps.load_status(tenant.id, stream)
+                cur = await cps.load(tenant.id, stream)
+                rows.append({"tenant": tenant.label, "stream": stream,
+                             "cursor": st.get("cursor") or (cur and cur.position.isoformat()),
+                             "last_success": st.get("last_success"),
+                             "records": st.get("records_stored", 0), "last_error": st.get("last_error"),
+                             "last_error_at": st.get("last_error_at"), "gaps": st.get("gaps", [])})
+    finally:
+        await store.aclose()
+    if args.json:
+        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print(_status_table(rows))
+    return EXIT_FAILURE if any(r["last_error"] or r["gaps"] for r in rows) else EXIT_OK
+
+
+def _status_table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'tenant':<38} {'stream':<32} {'cursor':<22} {'records':>9}  last error"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        err = r["last_error"] or (f"{len(r['gaps'])} gap(s)" if r["gaps"] else "")
+        lines.append(f"{r['tenant']:<38} {r['stream']:<32} {str(r['cursor'] or '-')[:20]:<22} "
+                     f"{r['records']:>9}  {err}")
+    return "\n".join(lines)
+
+
+async def cmd_check(args: argparse.Namespace) -> int:
+    from agent.auth import TokenProvider
+    from agent.store import open_store
+
+    cfg = _load(args)
+    store = open_store(cfg.store)
+    try:
+        probe = getattr(store, "check", None)
+        if probe is not None:
+            await probe()
+        if args.online:
+            for tenant in cfg.tenants:
+                await TokenProvider(tenant, tenant.endpoints.graph, cfg.http).token()
+    finally:
+        await store.aclose()
+    print(f"config ok: {len(cfg.tenants)} tenant(s), store {cfg.store.type} writable"
+          + (", tokens obtained" if args.online else ""))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from agent.demo import run_demo
+
+    return int(run_demo(args.dir))
+
+
+Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | Callable[[argparse.Namespace], int]
+COMMANDS: dict[str, Handler] = {
+    "collect": cmd_collect,
+    "export": cmd_export,
+    "status": cmd_status,
+    "check": cmd_check,
+    "demo": cmd_demo,
+}

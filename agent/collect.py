@@ -1,0 +1,159 @@
+"""One pass of collection: for each stream, plan windows, fetch, archive, then move the cursor.
+
+The order inside a window is the product's central promise: `archive.write` returns only when
+the segments are durable, and only then does `checkpoints.save` move the cursor. A window that
+fails stops its stream's pass, so the cursor never passes records that were not stored; the
+failure is written to the stream's status and the pass reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.archive import Archive
+from agent.auth import TokenProvider
+from agent.checkpoint import Checkpoints
+from agent.codec import Record, format_time
+from agent.config import Config, TenantConfig
+from agent.errors import AgentError
+from agent.http import HttpClient, RateLimiter
+from agent.logs import event
+from agent.sources.base import Source, Window
+from agent.sources.graph import GraphSource
+from agent.streams import spec
+
+log = logging.getLogger("agent.collect")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    tenant: str
+    stream: str
+    windows: int = 0
+    fetched: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    error: str | None = None
+    error_kind: str | None = None
+    cursor: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"tenant": self.tenant, "stream": self.stream, "ok": self.ok, "windows": self.windows,
+                "fetched": self.fetched, "stored": self.stored, "duplicates": self.duplicates,
+                "cursor": format_time(self.cursor) if self.cursor else None, "error": self.error,
+                "error_kind": self.error_kind}
+
+
+@dataclass
+class Sources:
+    """Token providers, pacers and sources, one set per tenant, shared by that tenant's streams."""
+
+    cfg: Config
+    http: HttpClient
+    archive: Archive
+    _by_key: dict[tuple[str, str], Source] = field(default_factory=dict)
+
+    def for_stream(self, tenant: TenantConfig, stream: str) -> Source:
+        kind = spec(stream).source
+        key = (tenant.id, kind)
+        if key not in self._by_key:
+            self._by_key[key] = self._build(tenant, kind)
+        return self._by_key[key]
+
+    def _build(self, tenant: TenantConfig, kind: str) -> Source:
+        c = self.cfg.collection
+        if kind == "graph":
+            tokens = TokenProvider(tenant, tenant.endpoints.graph, self.cfg.http)
+            return GraphSource(tenant, self.http, tokens, RateLimiter(c.graph_requests_per_10s, 10.0), c)
+        if kind == "management_activity":
+            from agent.sources.management_activity import ManagementActivitySource
+
+            tokens = TokenProvider(tenant, tenant.endpoints.management, self.cfg.http)
+            limiter = RateLimiter(c.management_requests_per_minute, 60.0)
+            return ManagementActivitySource(tenant, self.http, tokens, limiter, c, self.archive)
+        raise AgentError(f"no source for {kind}")
+
+
+class Collector:
+    """Runs collection passes over configured tenants and streams."""
+
+    def __init__(self, cfg: Config, archive: Archive, http: HttpClient,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.cfg = cfg
+        self.archive = archive
+        self.checkpoints = Checkpoints(archive.store)
+        self.sources = Sources(cfg, http, archive)
+        self.clock = clock
+
+    async def collect(self, streams: Sequence[str] | None = None, since: datetime | None = None,
+                      until: datetime | None = None) -> list[StreamOutcome]:
+        """One pass over every (tenant, stream), streams running concurrently."""
+        jobs = [(t, s) for t in self.cfg.tenants for s in t.streams if not streams or s in streams]
+        return list(await asyncio.gather(*(self.collect_stream(t, s, since, until) for t, s in jobs)))
+
+    async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
+                             until: datetime | None = None) -> StreamOutcome:
+        out = StreamOutcome(tenant.id, stream)
+        try:
+            await self._run(tenant, stream, since, until, out)
+        except AgentError as exc:
+            out.error, out.error_kind = str(exc), type(exc).__name__
+            event(log, logging.ERROR, "Stream pass failed; its cursor stays where the archive is complete.",
+                  tenant=tenant.label, stream=stream, error=str(exc), kind=out.error_kind)
+            await self.checkpoints.update_status(tenant.id, stream, last_error=str(exc),
+                                                 last_error_kind=out.error_kind,
+                                                 last_error_at=format_time(self.clock()))
+        return out
+
+    async def _run(self, tenant: TenantConfig, stream: str, since: datetime | None, until: datetime | None,
+                   out: StreamOutcome) -> None:
+        source = self.sources.for_stream(tenant, stream)
+        cursor = await self.checkpoints.load(tenant.id, stream)
+        out.cursor = cursor.position if cursor else None
+        for window in source.plan(stream, cursor, since, until, self.clock()):
+            before = out.stored
+            await self._window(tenant, stream, source, window, out)
+            position, state = await source.window_done(stream, window)
+            if out.cursor is None or position > out.cursor:
+                saved = await self.checkpoints.save(tenant.id, stream, position, state)
+                out.cursor = saved.position
+            out.windows += 1
+            status = await self.checkpoints.load_status(tenant.id, stream)
+            await self.checkpoints.update_status(
+                tenant.id, stream, last_success=format_time(self.clock()),
+                cursor=format_time(out.cursor) if out.cursor else None,
+                records_stored=int(status.get("records_stored", 0)) + out.stored - before, last_error=None)
+        event(log, logging.INFO, "Stream pass complete.", tenant=tenant.label, stream=stream,
+              windows=out.windows, fetched=out.fetched, stored=out.stored, duplicates=out.duplicates)
+
+    async def _window(self, tenant: TenantConfig, stream: str, source: Source, window: Window,
+                      out: StreamOutcome) -> None:
+        buffer: list[Record] = []
+        limit = self.cfg.collection.segment_max_records
+        async for batch in source.batches(stream, window):
+            out.fetched += len(batch)
+            buffer.extend(batch)
+            if len(buffer) >= limit:
+                await self._flush(tenant, stream, buffer, out)
+                buffer = []
+        await self._flush(tenant, stream, buffer, out)
+
+    async def _flush(self, tenant: TenantConfig, stream: str, records: list[Record], out: StreamOutcome) -> None:
+        if not records:
+            return
+        result = await self.archive.write(tenant.id, stream, records)
+        out.stored += result.stored
+        out.duplicates += result.duplicates

@@ -1,0 +1,165 @@
+"""Shared HTTP plumbing: one aiohttp session, request pacing, and the retry loop.
+
+Sources classify responses (each API has its own error shapes); this module owns what is common:
+turning transport failures into RetryableError, honouring Retry-After, jittered backoff, and
+per-tenant pacing so Microsoft's quotas are respected instead of bounced off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from agent import __version__
+from agent.config import HttpConfig
+from agent.errors import RetryableError, TokenRejected, TransientApiError
+
+log = logging.getLogger("agent.http")
+T = TypeVar("T")
+USER_AGENT = f"ms-log-agent/{__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+def ssl_context(cfg: HttpConfig) -> ssl.SSLContext:
+    """System trust store plus the configured CA file (a TLS-inspecting proxy's or the emulator's)."""
+    ctx = ssl.create_default_context()
+    if cfg.ca_file:
+        ctx.load_verify_locations(cafile=str(cfg.ca_file))
+    return ctx
+
+
+def redact_url(url: str) -> str:
+    """Scheme, host and path only: query strings can carry tokens (skiptokens, SAS, `token=`)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class HttpClient:
+    """Owns the one aiohttp session of the process; open with `async with`."""
+
+    def __init__(self, cfg: HttpConfig) -> None:
+        self.cfg = cfg
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> HttpClient:
+        connector = aiohttp.TCPConnector(ssl=ssl_context(self.cfg), limit=64)
+        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout.total_seconds(), sock_connect=30)
+        self._session = aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                              headers={"User-Agent": USER_AGENT}, trust_env=False)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                      params: Mapping[str, str] | None = None, data: bytes | None = None) -> Response:
+        """One HTTP exchange; transport-level failures become TransientApiError."""
+        if self._session is None:
+            raise RuntimeError("HttpClient used outside `async with`")
+        try:
+            async with self._session.request(method, url, headers=headers, params=params, data=data,
+                                             proxy=self.cfg.proxy) as resp:
+                body = await resp.read()
+                return Response(resp.status, dict(resp.headers), body, str(resp.url))
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+            raise TransientApiError(f"response from {redact_url(url)} was cut short ({type(exc).__name__})") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise TransientApiError(f"connection to {redact_url(url)} failed: {type(exc).__name__}") from None
+        except TimeoutError:
+            raise TransientApiError(f"request to {redact_url(url)} timed out") from None
+
+
+class RateLimiter:
+    """At most `limit` request starts in any `period` seconds (a sliding window, as servers count).
+
+    A small safety margin keeps us under the server's own window despite clock and latency jitter.
+    """
+
+    def __init__(self, limit: int, period: float, margin: float = 0.05) -> None:
+        self.limit = limit
+        self.period = period * (1 + margin)
+        self._starts: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._starts and now - self._starts[0] >= self.period:
+                    self._starts.popleft()
+                if len(self._starts) < self.limit:
+                    self._starts.append(now)
+                    return
+                await asyncio.sleep(self.period - (now - self._starts[0]))
+
+    def penalise(self, seconds: float) -> None:
+        """After a throttle, treat the window as full for `seconds` so siblings back off too."""
+        until = time.monotonic() + seconds - self.period
+        self._starts.clear()
+        self._starts.extend([until] * self.limit)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds: a float ("2.128", as one Graph doc shows) or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (now if now is not None else time.time()))
+
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 60.0) -> float:
+    """Full-jitter exponential backoff (AWS architecture blog): spreads retries of many streams."""
+    return random.uniform(0, min(cap, base * 2 ** attempt))
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, what: str,
+                       on_token_rejected: Callable[[], Awaitable[None]] | None = None,
+                       limiter: RateLimiter | None = None,
+                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
+    """Run `call` until it succeeds, retrying only RetryableError, at most `attempts` times."""
+    for attempt in range(attempts):
+        try:
+            return await call()
+        except RetryableError as exc:
+            if attempt + 1 >= attempts:
+                raise
+            if isinstance(exc, TokenRejected) and on_token_rejected is not None:
+                await on_token_rejected()
+            delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
+            if exc.retry_after is not None and limiter is not None:
+                limiter.penalise(delay)
+            log.warning("Request failed, retrying.", extra={"fields": {
+                "what": what, "attempt": attempt + 1, "error": str(exc), "delay_s": round(delay, 2)}})
+            await sleep(delay)
+    raise AssertionError("unreachable")
+

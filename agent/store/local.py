@@ -1,0 +1,120 @@
+"""LocalStore: the embedded default store, a directory tree on local disk.
+
+Each write goes to a temp file in the target directory, is fsynced, then linked (create-only) or
+renamed (overwrite) into place, and the directory is fsynced, so a crash leaves either the old
+state or the new one, never a torn object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import errno
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import ClassVar
+
+import aiofiles
+import aiofiles.os
+
+from agent.errors import ObjectExists, ObjectNotFound, StoreError
+
+
+class LocalStore:
+    """Store on a local file system (see `agent.store.base.Store` for the contract)."""
+
+    name: ClassVar[str] = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in key.split("/")):
+            raise StoreError(f"invalid object key {key!r}")
+        return self.root / key
+
+    async def put(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
+        path = self._path(key)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+        try:
+            await aiofiles.os.makedirs(path.parent, exist_ok=True)
+            async with aiofiles.open(tmp, "wb") as f:
+                await f.write(data)
+                await f.flush()
+                await asyncio.to_thread(os.fsync, f.fileno())
+            await asyncio.to_thread(_commit, tmp, path, overwrite)
+        except FileExistsError:
+            raise ObjectExists(f"{key} already exists; archive objects are never overwritten") from None
+        except OSError as exc:
+            raise StoreError(_describe(exc, self.root)) from None
+        finally:
+            if await aiofiles.os.path.exists(tmp):
+                await aiofiles.os.remove(tmp)
+
+    async def get(self, key: str) -> bytes:
+        try:
+            async with aiofiles.open(self._path(key), "rb") as f:
+                return await f.read()
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise StoreError(_describe(exc, self.root)) from None
+
+    async def exists(self, key: str) -> bool:
+        return await aiofiles.os.path.isfile(self._path(key))
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        for key in await asyncio.to_thread(self._list_sync, prefix):
+            yield key
+
+    def _list_sync(self, prefix: str) -> builtins.list[str]:
+        base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        keys = []
+        for dirpath, _dirs, files in os.walk(base):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in files:
+                if name.startswith("."):
+                    continue  # temp files of in-flight writes
+                key = name if rel == "." else f"{rel}/{name}"
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    async def delete(self, key: str) -> None:
+        try:
+            await aiofiles.os.remove(self._path(key))
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    async def check(self) -> None:
+        """Probe that the root is writable, the way real writes are made."""
+        probe = f"_meta/probe/{uuid.uuid4().hex}"
+        await self.put(probe, b"probe")
+        if await self.get(probe) != b"probe":
+            raise StoreError(f"store at {self.root} returned different bytes than written")
+        await self.delete(probe)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(tmp, path)
+    else:
+        os.link(tmp, path)  # fails with FileExistsError instead of replacing: create-only
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _describe(exc: OSError, root: Path) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"disk full under {root}; free space or move the store (collection is paused, nothing lost)"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write under {root}: {exc.strerror}; check ownership and mount options"
+    return f"store I/O error under {root}: {exc.strerror or exc}"

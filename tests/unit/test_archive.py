@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from agent.archive import Archive
+from agent.checkpoint import Checkpoints
+from agent.errors import CheckpointRegression, ObjectExists
+from agent.layout import Partition
+from agent.store.local import LocalStore
+
+T = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
+S = "graph.signins.interactive"
+BASE = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
+
+
+def rec(i: int, minutes: int = 0) -> dict[str, object]:
+    when = BASE + timedelta(minutes=minutes)
+    return {"id": f"00000000-0000-0000-0000-{i:012d}", "createdDateTime": when.strftime("%Y-%m-%dT%H:%M:%S.%f0Z"),
+            "userPrincipalName": f"user{i}@contoso.com"}
+
+
+async def test_write_dedupes_across_calls_and_partitions_by_event_hour(tmp_path: Path) -> None:
+    archive = Archive(LocalStore(tmp_path))
+    first = await archive.write(T, S, [rec(1), rec(2, 61), rec(2, 61)])
+    assert (first.stored, first.duplicates) == (2, 1)
+    again = await archive.write(T, S, [rec(1), rec(3, 5)])
+    assert (again.stored, again.duplicates) == (1, 1)
+    parts = await archive.partitions(T, S)
+    assert [p.hour.hour for p in parts] == [10, 11]
+    # a fresh Archive (new process) sees the same index from sidecars
+    fresh = Archive(LocalStore(tmp_path))
+    ids = await fresh.partition_ids(parts[0])
+    assert ids == {rec(1)["id"], rec(3)["id"]}
+    assert [r["id"] async for r in fresh.records(parts[1])] == [rec(2)["id"]]
+
+
+async def test_segment_without_sidecar_is_rebuilt_not_duplicated(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    await Archive(store).write(T, S, [rec(1), rec(2)])
+    part = Partition.of(T, S, BASE)
+    for key in [k async for k in store.list(part.sidecar_prefix)]:
+        await store.delete(key)  # as if the process died between segment and sidecar
+    archive = Archive(store)
+    result = await archive.write(T, S, [rec(1), rec(2), rec(4)])
+    assert (result.stored, result.duplicates) == (1, 2)
+    assert len([k async for k in store.list(part.sidecar_prefix)]) == 2
+
+
+async def test_records_without_id_or_time_are_quarantined_not_dropped(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    result = await Archive(store).write(T, S, [{"id": "x", "createdDateTime": "never"}, {"createdDateTime": "x"}])
+    assert result.quarantined == 2 and result.stored == 0
+    assert len([k async for k in store.list("_meta/quarantine/")]) == 1
+
+
+async def test_store_refuses_to_overwrite_segments(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    await store.put("a/b", b"1")
+    with pytest.raises(ObjectExists):
+        await store.put("a/b", b"2")
+    assert await store.get("a/b") == b"1"
+    await store.put("a/b", b"3", overwrite=True)
+    assert await store.get("a/b") == b"3"
+
+
+async def test_checkpoint_never_moves_backwards(tmp_path: Path) -> None:
+    cps = Checkpoints(LocalStore(tmp_path))
+    assert await cps.load(T, S) is None
+    c1 = await cps.save(T, S, BASE)
+    c2 = await cps.save(T, S, BASE + timedelta(hours=1), {"k": 1})
+    assert (c1.seq, c2.seq) == (1, 2)
+    with pytest.raises(CheckpointRegression):
+        await cps.save(T, S, BASE)
+    loaded = await cps.load(T, S)
+    assert loaded is not None and loaded.position == BASE + timedelta(hours=1) and loaded.state == {"k": 1}
+    raw = orjson.loads((tmp_path / "_meta/checkpoints" / f"tenant={T}" / f"stream={S}.json").read_bytes())
+    assert raw["version"] == 1
