@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import hashlib
 import logging
 import uuid
@@ -219,7 +220,15 @@ class S3Store:
         return True
 
     async def list(self, prefix: str) -> AsyncIterator[str]:
-        """ListObjectsV2 pages, 1000 keys each; S3 returns keys in UTF-8 byte (= code point) order."""
+        """Every key under `prefix`, sorted here: AWS lists in UTF-8 byte order, but S3-compatible
+        servers built on a directory tree (SeaweedFS) list depth-first, so "s/x" before "s.t". The
+        listing is held in memory, which callers bound by listing a partition or a stream.
+        """
+        for key in sorted(await self._list_all(prefix)):
+            yield key
+
+    async def _list_all(self, prefix: str) -> builtins.list[str]:
+        keys: builtins.list[str] = []
         token: str | None = None
         while True:
             args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix,
@@ -227,11 +236,10 @@ class S3Store:
             if token:
                 args["ContinuationToken"] = token
             page = await self._call("LIST", prefix, self._client.list_objects_v2, **args)
-            for obj in page.get("Contents", []):
-                yield obj["Key"][len(self.prefix):]
+            keys.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", []))
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
-                return
+                return keys
 
     async def delete(self, key: str) -> None:
         """Plain delete; on a versioned (Object Lock) bucket this only adds a delete marker."""

@@ -122,7 +122,9 @@ class Weed:
         return [self.binary, "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
                 f"-master.port={p['master']}", f"-volume.port={p['volume']}", f"-filer.port={p['filer']}",
                 f"-s3.port={p['s3']}", f"-admin.port={p['admin']}", "-admin.ui=false", "-webdav=false",
-                "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false", "-volume.max=8"]
+                "-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false",
+                # every bucket is a collection with its own volumes: allow many small ones
+                "-volume.max=0", "-master.volumeSizeLimitMB=64"]
 
     def start(self, timeout: float = 30) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
