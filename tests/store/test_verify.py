@@ -201,3 +201,25 @@ async def test_empty_append_writes_nothing() -> None:
     store = MemoryStore()
     assert await append_manifest(store, T, S, []) is None
     assert store.objects == {}
+
+
+async def test_run_verify_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from agent.config import LocalStoreConfig
+    from agent.store.local import LocalStore
+    from agent.verify import run_verify
+
+    built = await build(LocalStore(tmp_path))
+
+    class Cfg:
+        store = LocalStoreConfig(path=tmp_path)
+
+    args = argparse.Namespace(tenant=None, stream=None, since=None, until=None, format="json")
+    assert await run_verify(Cfg(), args) == 0  # type: ignore[arg-type]
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+    (tmp_path / built.segments[0][0]).unlink()
+    args.format = "text"
+    assert await run_verify(Cfg(), args) == 1  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    assert out.startswith("Archive DAMAGED: 1 segments missing") and built.segments[0][0] in out
