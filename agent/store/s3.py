@@ -27,6 +27,7 @@ from botocore.exceptions import (
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
+    SSLError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -110,6 +111,9 @@ class S3Store:
             return StoreError(f"{where}: no AWS credentials found; provide them through the environment "
                               "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), AWS_PROFILE, web identity or an "
                               "instance/task role")
+        if isinstance(exc, SSLError):
+            return StoreError(f"{where}: TLS with {self.cfg.endpoint_url or 'S3'} failed ({exc}); check the "
+                              "endpoint's certificate and the CA bundle in use (AWS_CA_BUNDLE)")
         if isinstance(exc, HTTPClientError | BotoConnectionError | ConnectionClosedError):
             endpoint = self.cfg.endpoint_url or f"the AWS S3 endpoint in {self.cfg.region}"
             return S3Unavailable(f"{where}: cannot reach {endpoint} ({type(exc).__name__}); "
