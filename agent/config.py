@@ -137,6 +137,10 @@ class S3StoreConfig:
     spool_dir: Path | None = None
     spool_max_bytes: int = 1 << 30
     multipart_threshold: int = 64 << 20
+    # Fail fast when S3 is unreachable so the outage spool takes over instead of stalling collection.
+    connect_timeout: timedelta = timedelta(seconds=10)
+    read_timeout: timedelta = timedelta(seconds=60)
+    max_attempts: int = 3  # botocore "standard" retries per call, before a put is spooled
     type: str = "s3"
 
 
@@ -382,7 +386,12 @@ def _store(t: Table, base: Path | None) -> StoreConfig:
         spool_dir=t.path("spool_dir", base),
         spool_max_bytes=t.integer("spool_max_bytes", 1 << 30, minimum=1 << 20),
         multipart_threshold=t.integer("multipart_threshold", 64 << 20, minimum=5 << 20),
+        connect_timeout=t.duration("connect_timeout", timedelta(seconds=10)),
+        read_timeout=t.duration("read_timeout", timedelta(seconds=60)),
+        max_attempts=t.integer("max_attempts", 3, minimum=1),
     )
+    if cfg.kms_key_id and cfg.sse != "aws:kms":
+        raise ConfigError("store.kms_key_id is only used with sse = \"aws:kms\"")
     if cfg.object_lock_mode and cfg.object_lock_days < 1:
         raise ConfigError("store.object_lock_days must be at least 1 when object_lock_mode is set")
     return cfg
