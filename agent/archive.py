@@ -25,8 +25,9 @@ import orjson
 from agent import codec
 from agent.codec import Record
 from agent.errors import ObjectExists, ObjectNotFound
-from agent.layout import META, Partition, hours_between, parse_segment_key
+from agent.layout import META, Partition, hours_between, parse_segment_key, stream_prefix
 from agent.logs import event
+from agent.manifest import ManifestRef, append_manifest, committed_segments
 from agent.store.base import Store
 from agent.streams import spec
 
@@ -54,6 +55,7 @@ class WriteResult:
     duplicates: int = 0
     quarantined: int = 0
     segments: list[SegmentInfo] = field(default_factory=list)
+    manifest: ManifestRef | None = None  # the chain head after this write
 
 
 class Archive:
@@ -135,7 +137,29 @@ class Archive:
         if bad:
             await self._quarantine(tenant, stream, bad)
             result.quarantined = len(bad)
+        # Segments are durable; chain them before the caller may move a checkpoint past them.
+        result.manifest = await append_manifest(self.store, tenant, stream, result.segments)
         return result
+
+    async def adopt_orphans(self, tenant: str, stream: str) -> int:
+        """Chain segments a crash left between their write and their manifest.
+
+        Their bytes were written by this agent moments before the crash (the cursor did not move
+        past them), so they belong in the archive; verify would otherwise call them unexpected.
+        """
+        committed = await committed_segments(self.store, tenant, stream)
+        orphans: list[SegmentInfo] = []
+        async for key in self.store.list(stream_prefix(tenant, stream)):
+            parsed = parse_segment_key(key)
+            if parsed is None or key in committed:
+                continue
+            part, _name = parsed
+            orphans += [info for info in await self.segments(part) if info.key == key]
+        if orphans:
+            await append_manifest(self.store, tenant, stream, orphans)
+            event(log, logging.WARNING, "Chained segments left unchained by an interrupted write.",
+                  tenant=tenant, stream=stream, segments=len(orphans))
+        return len(orphans)
 
     async def _write_segment(self, part: Partition, records: Sequence[Record], id_field: str,
                              time_field: str) -> SegmentInfo:

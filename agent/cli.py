@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _window_args(p)
 
+    p = sub.add_parser("verify", help="re-hash segments and walk the manifest chains; exit 1 on damage")
+    _common(p)
+    _window_args(p)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
     p = sub.add_parser("status", help="per stream: cursor, last success, records, last error")
     _common(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -180,6 +185,15 @@ async def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_verify(args: argparse.Namespace) -> int:
+    from agent.verify import run_verify
+
+    cfg = _load(args)
+    ns = argparse.Namespace(**{**vars(args), "tenant": (args.tenant or [None])[0],
+                               "stream": (args.stream or [None])[0]})
+    return await run_verify(cfg, ns)
+
+
 async def cmd_status(args: argparse.Namespace) -> int:
     from agent.checkpoint import Checkpoints
     from agent.store import open_store
@@ -249,6 +263,7 @@ COMMANDS: dict[str, Handler] = {
     "collect": cmd_collect,
     "export": cmd_export,
     "status": cmd_status,
+    "verify": cmd_verify,
     "check": cmd_check,
     "demo": cmd_demo,
 }

@@ -45,6 +45,7 @@ class StreamOutcome:
     bytes: int = 0
     gaps_total: int = 0  # agent-side gaps on record for this stream (blobs lost before fetch)
     new_gaps: list[dict[str, Any]] = field(default_factory=list)  # gaps first recorded in this pass
+    manifest: str | None = None  # sha256 of the manifest chain head after this pass's writes
     error: str | None = None
     error_kind: str | None = None
     cursor: datetime | None = None
@@ -101,6 +102,7 @@ class Collector:
         self.checkpoints = Checkpoints(archive.store)
         self.sources = Sources(cfg, http, archive)
         self.clock = clock
+        self._adopted: set[tuple[str, str]] = set()
 
     async def collect(self, streams: Sequence[str] | None = None, since: datetime | None = None,
                       until: datetime | None = None) -> list[StreamOutcome]:
@@ -125,12 +127,17 @@ class Collector:
     async def _run(self, tenant: TenantConfig, stream: str, since: datetime | None, until: datetime | None,
                    out: StreamOutcome) -> None:
         source = self.sources.for_stream(tenant, stream)
+        if (tenant.id, stream) not in self._adopted:
+            await self.archive.adopt_orphans(tenant.id, stream)
+            self._adopted.add((tenant.id, stream))
         cursor = await self.checkpoints.load(tenant.id, stream)
         out.cursor = cursor.position if cursor else None
         for window in source.plan(stream, cursor, since, until, self.clock()):
             before = out.stored
             await self._window(tenant, stream, source, window, out)
             position, state = await source.window_done(stream, window)
+            if out.manifest is not None:
+                state = {**state, "manifest": out.manifest}  # pins the chain head against edits
             if out.cursor is None or position > out.cursor:
                 saved = await self.checkpoints.save(tenant.id, stream, position, state)
                 out.cursor = saved.position
@@ -162,3 +169,5 @@ class Collector:
         out.stored += result.stored
         out.duplicates += result.duplicates
         out.bytes += sum(seg.size for seg in result.segments)
+        if result.manifest is not None:
+            out.manifest = result.manifest.sha256

@@ -55,13 +55,13 @@ class Built:
 
 
 async def build(store: Store) -> Built:
-    """Three collection rounds, each writing two hourly segments and then its manifest."""
+    """Three collection rounds, each writing two hourly segments and then (inside write) its manifest."""
     archive = Archive(store)
     built = Built([], [])
     for round_ in range(3):
         records = [signin(round_ * 10 + i, minutes=round_ * 5 + i * 20) for i in range(6)]  # 10:xx-11:xx
         result = await archive.write(T, S, records)
-        ref = await append_manifest(store, T, S, result.segments)
+        ref = result.manifest
         assert ref is not None
         built.refs.append(ref)
         built.segments.append([s.key for s in result.segments])

@@ -79,3 +79,17 @@ async def test_checkpoint_never_moves_backwards(tmp_path: Path) -> None:
     assert loaded is not None and loaded.position == BASE + timedelta(hours=1) and loaded.state == {"k": 1}
     raw = orjson.loads((tmp_path / "_meta/checkpoints" / f"tenant={T}" / f"stream={S}.json").read_bytes())
     assert raw["version"] == 1
+
+
+async def test_segment_left_unchained_by_a_crash_is_adopted_and_verifies(tmp_path: Path) -> None:
+    from agent.verify import verify
+
+    store = LocalStore(tmp_path)
+    archive = Archive(store)
+    await archive.write(T, S, [rec(1)])
+    # the process died after the segment and sidecar were durable but before the manifest
+    await archive._write_segment(Partition.of(T, S, BASE), [rec(9)], "id", "createdDateTime")
+    assert not (await verify(store)).ok
+    assert await Archive(store).adopt_orphans(T, S) == 1
+    assert (await verify(store)).ok
+    assert await Archive(store).adopt_orphans(T, S) == 0
