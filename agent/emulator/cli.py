@@ -19,7 +19,7 @@ import orjson
 from agent.emulator import agentconfig, truth
 from agent.emulator.clock import parse_iso
 from agent.emulator.scenario import ScenarioError
-from agent.emulator.server import Options, build_state, listen, wait_for_signal
+from agent.emulator.server import Options, build_state, listen, stop_on_signal
 from agent.emulator.state import State
 
 log = logging.getLogger("agent.emulator")
@@ -85,6 +85,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     if args.truth:
         truth.write(state.dataset, args.truth)
+    stop = stop_on_signal()
     runners = await listen(state, {})
     try:
         if args.write_config:
@@ -94,7 +95,7 @@ async def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(orjson.dumps(first_line(state)) + b"\n")
         sys.stdout.flush()
         log.info("Emulator ready.", extra={"urls": state.urls})
-        await wait_for_signal()
+        await stop.wait()
     finally:
         for runner in runners:
             await runner.cleanup()

@@ -86,9 +86,10 @@ async def listen(state: State, ports: dict[str, int]) -> list[web.AppRunner]:
     return runners
 
 
-async def wait_for_signal() -> None:
+def stop_on_signal() -> asyncio.Event:
+    """An event set by SIGTERM/SIGINT; installed before the first line so a caller may stop us at once."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
