@@ -16,7 +16,8 @@ _ISO_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?"
     r"(Z|[+-]\d{2}:\d{2})?$"
 )
-_DURATION_RE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_RE = re.compile(r"^([+-]?)((?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)$")
+_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -31,11 +32,12 @@ def seconds(value: float) -> int:
 
 
 def parse_duration(text: str) -> int:
-    """'20s', '15m', '-48h', '7d' to ticks; raises ValueError with the accepted forms."""
-    m = _DURATION_RE.match(text)
+    """'20s', '15m', '-48h', '7d', '167h55m' to ticks; raises ValueError with the accepted forms."""
+    m = _DURATION_RE.match(text.strip().replace(" ", ""))
     if not m:
-        raise ValueError(f"{text!r} is not a duration (use e.g. '20s', '15m', '48h', '7d')")
-    return seconds(float(m.group(1)) * _UNITS[m.group(2)])
+        raise ValueError(f"{text!r} is not a duration (use e.g. '20s', '15m', '48h', '7d', '167h55m')")
+    total = sum(float(n) * _UNITS[unit] for n, unit in _PART_RE.findall(m.group(2)))
+    return seconds(-total if m.group(1) == "-" else total)
 
 
 def parse_iso(text: str, *, need_zone: bool = False, need_time: bool = False) -> int:
