@@ -5,7 +5,8 @@ Reusable by any end-to-end test::
     from tests.emulator_fixture import running_emulator
 
     def test_collect(tmp_path):
-        with running_emulator(SCENARIO, tmp_path, extra_args=("--write-config", str(tmp_path / "agent.toml"))) as emu:
+        args = ("--write-config", str(tmp_path / "agent.toml"))
+        with running_emulator(SCENARIO, tmp_path, extra_args=args) as emu:
             emu.info["graph"]            # every first-line key (contract 6)
             emu.session()                # requests.Session trusting the emulator CA, env ignored
             emu.truth()                  # parsed ground truth (always written to emu.truth_path)
@@ -89,13 +90,18 @@ def _read_first_line(proc: subprocess.Popen[bytes], timeout: float, stderr_path:
 
 
 @contextlib.contextmanager
-def running_emulator(scenario_text: str, tmp_path: Path, extra_args: Sequence[str] = (),
-                     timeout: float = 60.0) -> Iterator[EmulatorInfo]:
+def running_emulator(
+    scenario_text: str, tmp_path: Path, extra_args: Sequence[str] = (), timeout: float = 60.0
+) -> Iterator[EmulatorInfo]:
     """Start `python -m agent.emulator` on `scenario_text`, yield once its first line is read, stop it."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     scenario = tmp_path / "scenario.toml"
     scenario.write_text(scenario_text)
-    state_dir, truth, faults = tmp_path / "emulator-state", tmp_path / "truth.ndjson", tmp_path / "faults.ndjson"
+    state_dir, truth, faults = (
+        tmp_path / "emulator-state",
+        tmp_path / "truth.ndjson",
+        tmp_path / "faults.ndjson",
+    )
     stderr_path = tmp_path / "emulator.stderr"
     args = list(extra_args)
     if "--truth" not in args:
@@ -106,15 +112,37 @@ def running_emulator(scenario_text: str, tmp_path: Path, extra_args: Sequence[st
         args += ["--fault-log", str(faults)]
     else:
         faults = Path(args[args.index("--fault-log") + 1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.emulator", "--scenario", str(scenario), "--state-dir", str(state_dir),
-             *args], stdout=subprocess.PIPE, stderr=err, env=env, cwd=REPO)
+            [
+                sys.executable,
+                "-m",
+                "agent.emulator",
+                "--scenario",
+                str(scenario),
+                "--state-dir",
+                str(state_dir),
+                *args,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=env,
+            cwd=REPO,
+        )
     try:
         info = _read_first_line(proc, timeout, stderr_path)
-        yield EmulatorInfo(info=info, process=proc, state_dir=state_dir, truth_path=truth, fault_log=faults,
-                           stderr_path=stderr_path, scenario_path=scenario)
+        yield EmulatorInfo(
+            info=info,
+            process=proc,
+            state_dir=state_dir,
+            truth_path=truth,
+            fault_log=faults,
+            stderr_path=stderr_path,
+            scenario_path=scenario,
+        )
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

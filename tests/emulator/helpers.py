@@ -14,11 +14,16 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 MANAGEMENT_SCOPE = "https://manage.office.com/.default"
 
 
-def token(emu: EmulatorInfo, scope: str = GRAPH_SCOPE, credential: Any = None, tenant: str | None = None) -> str:
+def token(
+    emu: EmulatorInfo, scope: str = GRAPH_SCOPE, credential: Any = None, tenant: str | None = None
+) -> str:
     app = msal.ConfidentialClientApplication(
-        emu["client_id"], client_credential=credential or emu["client_secret"],
-        authority=f"{emu['login']}/{tenant or emu['tenant_id']}", http_client=emu.session(),
-        instance_discovery=False)
+        emu["client_id"],
+        client_credential=credential or emu["client_secret"],
+        authority=f"{emu['login']}/{tenant or emu['tenant_id']}",
+        http_client=emu.session(),
+        instance_discovery=False,
+    )
     result = app.acquire_token_for_client(scopes=[scope])
     assert "access_token" in result, result
     return str(result["access_token"])

@@ -4,8 +4,8 @@ licence, retention and the reports quota (protocols.md §1)."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -79,7 +79,11 @@ def test_paging_to_exhaustion_equals_truth_newest_first(emu: EmulatorInfo, tok: 
     ids = [i["id"] for i in items]
     truth = _truth_ids(emu, "graph.signins.interactive")
     seen_by = {i: datetime.fromisoformat(t["visible_at"]) for i, t in truth.items()}
-    assert {i for i, v in seen_by.items() if v <= before} <= set(ids) <= {i for i, v in seen_by.items() if v <= after}
+    assert (
+        {i for i, v in seen_by.items() if v <= before}
+        <= set(ids)
+        <= {i for i, v in seen_by.items() if v <= after}
+    )
     assert len(ids) > len(set(ids))  # duplicate_fraction: some records served twice
     times = [i["createdDateTime"] for i in items]
     assert times == sorted(times, reverse=True)
@@ -99,24 +103,31 @@ def test_window_filter_is_inclusive(emu: EmulatorInfo, tok: str) -> None:
     items, _ = graph_all(emu.session(), f"{emu['graph']}/v1.0/auditLogs/directoryAudits", tok)
     chosen = sorted(i["activityDateTime"] for i in items)[100:200]
     lo, hi = chosen[0], chosen[-1]
-    url = (f"{emu['graph']}/v1.0/auditLogs/directoryAudits?$filter=activityDateTime ge {lo} and "
-           f"activityDateTime le {hi}")
+    url = (
+        f"{emu['graph']}/v1.0/auditLogs/directoryAudits?$filter=activityDateTime ge {lo} and "
+        f"activityDateTime le {hi}"
+    )
     got, _ = graph_all(emu.session(), url, tok)
     assert sorted(i["activityDateTime"] for i in got) == chosen
     assert all(i["id"].startswith("Directory_") for i in got)
 
 
 def test_event_type_filter_selects_the_stream(emu: EmulatorInfo, tok: str) -> None:
-    url = (f"{emu['graph']}/beta/auditLogs/signIns?$filter=signInEventTypes/any(t: t eq 'nonInteractiveUser') "
-           "and createdDateTime ge 2000-01-01T00:00:00Z")
+    url = (
+        f"{emu['graph']}/beta/auditLogs/signIns?$filter=signInEventTypes/any(t: t eq 'nonInteractiveUser') "
+        "and createdDateTime ge 2000-01-01T00:00:00Z"
+    )
     items, _ = graph_all(emu.session(), url, tok)
     assert {i["id"] for i in items} == set(_truth_ids(emu, "graph.signins.noninteractive"))
     assert {tuple(i["signInEventTypes"]) for i in items} == {("nonInteractiveUser",)}
-    url = (f"{emu['graph']}/beta/auditLogs/signIns?$filter=signInEventTypes/any(t: t eq 'servicePrincipal' "
-           "or t eq 'nonInteractiveUser')")
+    url = (
+        f"{emu['graph']}/beta/auditLogs/signIns?$filter=signInEventTypes/any(t: t eq 'servicePrincipal' "
+        "or t eq 'nonInteractiveUser')"
+    )
     both, _ = graph_all(emu.session(), url, tok)
     assert len({i["id"] for i in both}) == len(_truth_ids(emu, "graph.signins.noninteractive")) + len(
-        _truth_ids(emu, "graph.signins.serviceprincipal"))
+        _truth_ids(emu, "graph.signins.serviceprincipal")
+    )
     assert [i["createdDateTime"] for i in both] == sorted((i["createdDateTime"] for i in both), reverse=True)
 
 
@@ -132,14 +143,17 @@ def test_retention_30_days(emu: EmulatorInfo, tok: str) -> None:
     assert len(items) < sum(1 for t in emu.truth() if t["stream"] == "graph.provisioning")
 
 
-@pytest.mark.parametrize(("query", "code"), [
-    ("$top=1001", "invalidRequest"),
-    ("$top=0", "invalidRequest"),
-    ("$filter=createdDateTime ge '2026-01-01'", "invalidRequest"),
-    ("$filter=userPrincipalName eq 'a'", "invalidRequest"),
-    ("$skiptoken=!!!", "invalidRequest"),
-    ("$select=id", "invalidRequest"),
-])
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("$top=1001", "invalidRequest"),
+        ("$top=0", "invalidRequest"),
+        ("$filter=createdDateTime ge '2026-01-01'", "invalidRequest"),
+        ("$filter=userPrincipalName eq 'a'", "invalidRequest"),
+        ("$skiptoken=!!!", "invalidRequest"),
+        ("$select=id", "invalidRequest"),
+    ],
+)
 def test_bad_requests_get_graph_400(emu: EmulatorInfo, tok: str, query: str, code: str) -> None:
     r = emu.session().get(f"{emu['graph']}/beta/auditLogs/signIns?{query}", headers=bearer(tok))
     assert r.status_code == 400, r.text

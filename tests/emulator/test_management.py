@@ -54,9 +54,13 @@ def _root(emu: EmulatorInfo) -> str:
     return f"{emu['management']}/api/v1.0/{emu['tenant_id']}/activity/feed"
 
 
-def _list_all(emu: EmulatorInfo, tok: str, ct: str, start: datetime, end: datetime) -> tuple[list[dict[str, Any]], int]:
-    url: str | None = (f"{_root(emu)}/subscriptions/content?contentType={ct}&startTime={mgmt_time(start)}"
-                       f"&endTime={mgmt_time(end)}&PublisherIdentifier={emu['tenant_id']}")
+def _list_all(
+    emu: EmulatorInfo, tok: str, ct: str, start: datetime, end: datetime
+) -> tuple[list[dict[str, Any]], int]:
+    url: str | None = (
+        f"{_root(emu)}/subscriptions/content?contentType={ct}&startTime={mgmt_time(start)}"
+        f"&endTime={mgmt_time(end)}&PublisherIdentifier={emu['tenant_id']}"
+    )
     blobs, pages = [], 0
     s = emu.session()
     while url:
@@ -76,26 +80,45 @@ def _error(r: Any) -> str:
 
 def test_subscriptions(emu: EmulatorInfo, tok: str) -> None:
     s, root = emu.session(), _root(emu)
-    listed = {i["contentType"]: i["status"] for i in s.get(f"{root}/subscriptions/list", headers=bearer(tok)).json()}
+    listed = {
+        i["contentType"]: i["status"] for i in s.get(f"{root}/subscriptions/list", headers=bearer(tok)).json()
+    }
     assert listed == {"Audit.Exchange": "enabled", "Audit.SharePoint": "enabled", "Audit.General": "disabled"}
     r = s.post(f"{root}/subscriptions/start?contentType=Audit.Exchange", headers=bearer(tok))
-    assert r.status_code == 400 and r.json() == {"error": {"code": "AF20024", "message":
-                                                           "The subscription is already enabled. No property change."}}
+    assert r.status_code == 400 and r.json() == {
+        "error": {"code": "AF20024", "message": "The subscription is already enabled. No property change."}
+    }
     r = s.post(f"{root}/subscriptions/start?contentType=DLP.All", headers=bearer(tok))
-    assert r.status_code == 200 and r.json() == {"contentType": "DLP.All", "status": "enabled", "webhook": None}
-    assert _error(s.post(f"{root}/subscriptions/start?contentType=Audit.General", headers=bearer(tok))) == "AF20023"
-    assert _error(s.post(f"{root}/subscriptions/start?contentType=Audit.Nope", headers=bearer(tok))) == "AF20020"
+    assert r.status_code == 200 and r.json() == {
+        "contentType": "DLP.All",
+        "status": "enabled",
+        "webhook": None,
+    }
+    assert (
+        _error(s.post(f"{root}/subscriptions/start?contentType=Audit.General", headers=bearer(tok)))
+        == "AF20023"
+    )
+    assert (
+        _error(s.post(f"{root}/subscriptions/start?contentType=Audit.Nope", headers=bearer(tok))) == "AF20020"
+    )
     r = s.post(f"{root}/subscriptions/stop?contentType=Audit.SharePoint", headers=bearer(tok))
     assert r.status_code == 200 and r.content == b""
     r = s.get(f"{root}/subscriptions/content?contentType=Audit.SharePoint", headers=bearer(tok))
     assert _error(r) == "AF20022"
-    assert s.post(f"{root}/subscriptions/start?contentType=Audit.SharePoint", headers=bearer(tok)).status_code == 200
-    assert _error(s.get(f"{root}/subscriptions/content?contentType=Audit.General", headers=bearer(tok))) == "AF20023"
+    assert (
+        s.post(f"{root}/subscriptions/start?contentType=Audit.SharePoint", headers=bearer(tok)).status_code
+        == 200
+    )
+    assert (
+        _error(s.get(f"{root}/subscriptions/content?contentType=Audit.General", headers=bearer(tok)))
+        == "AF20023"
+    )
 
 
 def test_listing_and_blobs_equal_truth(emu: EmulatorInfo, tok: str) -> None:
     s = emu.session()
-    end = now() + timedelta(minutes=1)
+    before = now()
+    end = before + timedelta(minutes=1)
     blobs = _list_all(emu, tok, "Audit.Exchange", end - timedelta(hours=24), end)[0]
     blobs += _list_all(emu, tok, "Audit.Exchange", end - timedelta(hours=31), end - timedelta(hours=24))[0]
     assert blobs
@@ -112,9 +135,9 @@ def test_listing_and_blobs_equal_truth(emu: EmulatorInfo, tok: str) -> None:
     ids = [r["Id"] for r in records]
     assert len(ids) > len(set(ids))  # duplicates within and across blobs
     truth = {t["id"]: t for t in emu.truth() if t["stream"] == "o365.exchange"}
-    listed_until = now()
-    assert set(ids) == {i for i, t in truth.items() if datetime.fromisoformat(t["visible_at"]) <= listed_until} \
-        or set(ids) <= set(truth)
+    seen_by = {i: datetime.fromisoformat(t["visible_at"]) for i, t in truth.items()}
+    assert {i for i, v in seen_by.items() if v <= before} <= set(ids)
+    assert set(ids) <= {i for i, v in seen_by.items() if v <= now()}
     rec = records[0]
     assert rec["Workload"] == "Exchange" and rec["RecordType"] in (1, 50)
     assert len(rec["CreationTime"]) == 19 and "Z" not in rec["CreationTime"]
@@ -141,22 +164,32 @@ def test_listing_is_inclusive_start_exclusive_end_and_paged(emu: EmulatorInfo, t
 
 def test_a_later_blob_can_hold_older_events(emu: EmulatorInfo) -> None:
     truth = [t for t in emu.truth() if t["stream"] == "o365.exchange"]
-    delays = [datetime.fromisoformat(t["visible_at"]) - datetime.fromisoformat(t["event_time"]) for t in truth]
+    delays = [
+        datetime.fromisoformat(t["visible_at"]) - datetime.fromisoformat(t["event_time"]) for t in truth
+    ]
     assert max(delays) > timedelta(minutes=20)
 
 
-@pytest.mark.parametrize(("query", "code"), [
-    ("contentType=Audit.Exchange&startTime={h2}", "AF20030"),
-    ("contentType=Audit.Exchange&startTime={h30}&endTime={h2}", "AF20030"),
-    ("contentType=Audit.Exchange&startTime={d8}&endTime={d7}", "AF20030"),
-    ("contentType=Audit.Exchange&startTime={h1}&endTime={h2}", "AF20055"),
-    ("contentType=Audit.Exchange&startTime={h2}&endTime={h1}&nextPage=garbage", "AF20031"),
-    ("startTime={h2}&endTime={h1}", "AF20001"),
-    ("contentType=Audit.Exchange&startTime=yesterday&endTime={h1}", "AF20002"),
-])
+@pytest.mark.parametrize(
+    ("query", "code"),
+    [
+        ("contentType=Audit.Exchange&startTime={h2}", "AF20030"),
+        ("contentType=Audit.Exchange&startTime={h30}&endTime={h2}", "AF20030"),
+        ("contentType=Audit.Exchange&startTime={d8}&endTime={d7}", "AF20030"),
+        ("contentType=Audit.Exchange&startTime={h1}&endTime={h2}", "AF20055"),
+        ("contentType=Audit.Exchange&startTime={h2}&endTime={h1}&nextPage=garbage", "AF20031"),
+        ("startTime={h2}&endTime={h1}", "AF20001"),
+        ("contentType=Audit.Exchange&startTime=yesterday&endTime={h1}", "AF20002"),
+    ],
+)
 def test_listing_rules(emu: EmulatorInfo, tok: str, query: str, code: str) -> None:
-    values = {"h1": mgmt_time(hours_ago(1)), "h2": mgmt_time(hours_ago(2)), "h30": mgmt_time(hours_ago(30)),
-              "d8": mgmt_time(hours_ago(8 * 24)), "d7": mgmt_time(hours_ago(7 * 24 + 20))}
+    values = {
+        "h1": mgmt_time(hours_ago(1)),
+        "h2": mgmt_time(hours_ago(2)),
+        "h30": mgmt_time(hours_ago(30)),
+        "d8": mgmt_time(hours_ago(8 * 24)),
+        "d7": mgmt_time(hours_ago(7 * 24 + 20)),
+    }
     r = emu.session().get(f"{_root(emu)}/subscriptions/content?{query.format(**values)}", headers=bearer(tok))
     assert r.status_code == 400 and _error(r) == code
 
@@ -171,10 +204,14 @@ def test_documented_time_formats(emu: EmulatorInfo, tok: str) -> None:
 
 def test_missing_blob_and_tenant_mismatch(emu: EmulatorInfo, tok: str) -> None:
     s = emu.session()
-    r = s.get(f"{_root(emu)}/audit/20200101000000000000$20200101000000000000$audit_exchange$Audit_Exchange$na0047",
-              headers=bearer(tok))
+    r = s.get(
+        f"{_root(emu)}/audit/20200101000000000000$20200101000000000000$audit_exchange$Audit_Exchange$na0047",
+        headers=bearer(tok),
+    )
     assert r.status_code == 404 and _error(r) == "AF20050"
-    other = f"{emu['management']}/api/v1.0/55555555-5555-4555-8555-555555555555/activity/feed/subscriptions/list"
+    other = (
+        f"{emu['management']}/api/v1.0/55555555-5555-4555-8555-555555555555/activity/feed/subscriptions/list"
+    )
     assert _error(s.get(other, headers=bearer(tok))) == "AF20010"
 
 
@@ -232,8 +269,10 @@ management_requests_per_minute = 3
     with running_emulator(scenario, tmp_path) as emu:
         s, tok = emu.session(), token(emu, MANAGEMENT_SCOPE)
         url = f"{emu['management']}/api/v1.0/{emu['tenant_id']}/activity/feed/subscriptions/list"
-        codes = [s.get(url + "?publisheridentifier=" + emu["tenant_id"], headers=bearer(tok)).status_code
-                 for _ in range(4)]
+        codes = [
+            s.get(url + "?publisheridentifier=" + emu["tenant_id"], headers=bearer(tok)).status_code
+            for _ in range(4)
+        ]
         assert codes == [200, 200, 200, 403]
         r = s.get(url, headers=bearer(tok))
         assert r.json()["error"]["code"] == "AF429" and "Retry-After" not in r.headers

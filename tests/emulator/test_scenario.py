@@ -57,7 +57,11 @@ def test_contract_example_parses_as_written() -> None:
     (t,) = s.tenants
     assert t.license == "p2"
     plan = t.streams["graph.signins.interactive"]
-    assert (plan.records, plan.late_window, plan.late_delay) == (200, 900 * TICKS_PER_SECOND, 20 * TICKS_PER_SECOND)
+    assert (plan.records, plan.late_window, plan.late_delay) == (
+        200,
+        900 * TICKS_PER_SECOND,
+        20 * TICKS_PER_SECOND,
+    )
     assert s.faults.throttle == 0.05 and s.quota.graph_requests_per_10s == 5
     assert s.siem_gaps[0].drop_fraction == 1.0
 
@@ -67,21 +71,26 @@ def test_absolute_times() -> None:
     assert s.start == parse_iso("2026-10-30T00:00:00Z")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("bogus = 1\n[tenant]\n", "unknown key: bogus"),
-    ('[tenant]\nlicense = "e5"\n', "tenant.license"),
-    ('[tenant]\n[streams."graph.nope"]\n', "unknown stream 'graph.nope'"),
-    ('[tenant]\n[streams."o365.exchange"]\nrecords = 5\nduplicates = 0.1\n', "duplicates"),
-    ('[tenant]\n[streams."o365.exchange"]\nduplicate_fraction = 2\n', "not a fraction"),
-    ('start = "yesterday"\n[tenant]\n', "start"),
-    ('start = "-1h"\nend = "-2h"\n[tenant]\n', "end must be after start"),
-    ("[tenant]\n[faults]\nthrottle = 0.7\nreset = 0.6\n", "add up to"),
-    ('[tenant]\n[[siem.gaps]]\nstream = "*"\nstart = "-1h"\n', "siem.gaps[0].end is required"),
-    ('[tenant]\nid = "not-a-guid"\n', "not a tenant GUID"),
-    ('[tenant]\n[management]\ncontent_delay = ["5m"]\n', "content_delay"),
-    ('[tenant]\n[[management.unavailable]]\nstream = "graph.provisioning"\nafter = "-1h"\n',
-     "not a Management Activity stream"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bogus = 1\n[tenant]\n", "unknown key: bogus"),
+        ('[tenant]\nlicense = "e5"\n', "tenant.license"),
+        ('[tenant]\n[streams."graph.nope"]\n', "unknown stream 'graph.nope'"),
+        ('[tenant]\n[streams."o365.exchange"]\nrecords = 5\nduplicates = 0.1\n', "duplicates"),
+        ('[tenant]\n[streams."o365.exchange"]\nduplicate_fraction = 2\n', "not a fraction"),
+        ('start = "yesterday"\n[tenant]\n', "start"),
+        ('start = "-1h"\nend = "-2h"\n[tenant]\n', "end must be after start"),
+        ("[tenant]\n[faults]\nthrottle = 0.7\nreset = 0.6\n", "add up to"),
+        ('[tenant]\n[[siem.gaps]]\nstream = "*"\nstart = "-1h"\n', "siem.gaps[0].end is required"),
+        ('[tenant]\nid = "not-a-guid"\n', "not a tenant GUID"),
+        ('[tenant]\n[management]\ncontent_delay = ["5m"]\n', "content_delay"),
+        (
+            '[tenant]\n[[management.unavailable]]\nstream = "graph.provisioning"\nafter = "-1h"\n',
+            "not a Management Activity stream",
+        ),
+    ],
+)
 def test_bad_scenarios_name_the_key(text: str, message: str) -> None:
     with pytest.raises(scenario.ScenarioError, match=re.escape(message)):
         parse(text)
@@ -91,8 +100,9 @@ def test_same_file_same_start_same_data() -> None:
     text = CONTRACT_EXAMPLE + '[streams."o365.exchange"]\nrecords = 50\nduplicate_fraction = 0.1\n'
     a, b = dataset.build(parse(text), ORIGIN), dataset.build(parse(text), ORIGIN)
     for sa, sb in zip(a.all(), b.all(), strict=True):
-        assert [(e.id, e.body, e.visible, e.in_siem) for e in sa.entries] == \
-               [(e.id, e.body, e.visible, e.in_siem) for e in sb.entries]
+        assert [(e.id, e.body, e.visible, e.in_siem) for e in sa.entries] == [
+            (e.id, e.body, e.visible, e.in_siem) for e in sb.entries
+        ]
     c = dataset.build(parse(text.replace("seed = 7", "seed = 8")), ORIGIN)
     assert {e.id for e in c.all()[0].entries}.isdisjoint({e.id for e in a.all()[0].entries})
 
