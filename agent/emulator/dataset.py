@@ -49,10 +49,12 @@ class StreamData:
     info: StreamInfo
     entries: list[Entry]
     keys: list[tuple[int, str]] = field(default_factory=list)  # (-ticks, id), ascending = served order
+    exempt: bool = False  # some records ignore retention (corpus served with its original times)
 
     def index(self) -> None:
         self.entries.sort(key=lambda e: (-e.ticks, e.id))
         self.keys = [(-e.ticks, e.id) for e in self.entries]
+        self.exempt = any(e.exempt_retention for e in self.entries)
 
 
 def _reordered(record: dict[str, Any]) -> bytes:

@@ -39,6 +39,35 @@ _STREAM_BY_PATH = {
     "auditlogs/directoryaudits": "graph.directory_audits",
     "auditlogs/provisioning": "graph.provisioning",
 }
+# signIn properties of the v1.0 resource; beta adds the rest (signInEventTypes, servicePrincipalId, ...).
+V1_SIGNIN_KEYS = frozenset(
+    (
+        "id",
+        "createdDateTime",
+        "userDisplayName",
+        "userPrincipalName",
+        "userId",
+        "appId",
+        "appDisplayName",
+        "ipAddress",
+        "clientAppUsed",
+        "correlationId",
+        "conditionalAccessStatus",
+        "isInteractive",
+        "riskDetail",
+        "riskLevelAggregated",
+        "riskLevelDuringSignIn",
+        "riskState",
+        "riskEventTypes",
+        "riskEventTypes_v2",
+        "resourceDisplayName",
+        "resourceId",
+        "status",
+        "deviceDetail",
+        "location",
+        "appliedConditionalAccessPolicies",
+    )
+)
 _ALLOWED_OPTIONS = {"$filter", "$top", "$skiptoken", "$orderby"}
 _CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
@@ -120,8 +149,7 @@ def _walk(sd: StreamData, q: Query, now: int) -> Iterator[tuple[Cursor, bytes]]:
             if q.cursor[2] == 0 and e.dup_body is not None and e.visible <= now:
                 yield (sd.keys[i][0], e.id, 1), e.dup_body
             i += 1
-    exempt = any(e.exempt_retention for e in entries)
-    floor = q.lo if exempt else max(q.lo, q.retention_floor)
+    floor = q.lo if sd.exempt else max(q.lo, q.retention_floor)
     for j in range(i, len(entries)):
         e = entries[j]
         if e.ticks < floor:
@@ -147,6 +175,12 @@ def page(q: Query, now: int) -> tuple[list[bytes], Cursor | None, bool]:
         bodies.append(body)
         last = cursor
     return bodies, last, False
+
+
+def _v1_signin(body: bytes) -> bytes:
+    """The v1.0 view of a (beta-shaped) stored signIn: only v1.0 properties, in the same order."""
+    record = orjson.loads(body)
+    return orjson.dumps({k: v for k, v in record.items() if k in V1_SIGNIN_KEYS})
 
 
 class GraphService:
@@ -302,6 +336,8 @@ class GraphService:
             cursor, more = q.cursor, True
         else:
             bodies, cursor, more = page(q, now_ticks())
+            if version == "v1.0" and path == "auditlogs/signins":
+                bodies = [_v1_signin(b) for b in bodies]
         context = f"https://{request.host}/{version}/$metadata#{_RESOURCES[path][0]}"
         parts = [b'{"@odata.context":', orjson.dumps(context)]
         if more:

@@ -137,6 +137,14 @@ def test_v1_has_no_sign_in_event_types(emu: EmulatorInfo, tok: str) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalidRequest"
 
 
+def test_v1_sign_ins_are_interactive_in_the_v1_shape(emu: EmulatorInfo, tok: str) -> None:
+    r = emu.session().get(f"{emu['graph']}/v1.0/auditLogs/signIns?$top=5", headers=bearer(tok))
+    assert r.status_code == 200
+    rec = r.json()["value"][0]
+    assert "signInEventTypes" not in rec and rec["isInteractive"] is True
+    assert rec["id"] in _truth_ids(emu, "graph.signins.interactive")
+
+
 def test_retention_30_days(emu: EmulatorInfo, tok: str) -> None:
     items, _ = graph_all(emu.session(), f"{emu['graph']}/v1.0/auditLogs/provisioning", tok)
     assert {i["id"] for i in items} == set(_truth_ids(emu, "graph.provisioning"))
