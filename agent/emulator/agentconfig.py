@@ -1,0 +1,78 @@
+"""`--write-config FILE`: an agent config (the agent's own TOML format) pointing at this emulator.
+
+The client secret goes to a file beside the config (mode 0600), never into the config itself.
+SIEM tables come from `SIEM_TABLES`, which the SIEM emulators fill in (see the hook below).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.emulator.state import State
+
+# HOOK for the SIEM emulators: map `--siem` name -> function returning the agent's [siem] table
+# (keys as the agent's SIEM adapter expects them) for this running emulator. Until a SIEM is
+# registered here, the written config has no [siem] table and the emulator says so on stderr.
+SIEM_TABLES: dict[str, Callable[[State], dict[str, Any]]] = {}
+UNLIMITED = 1_000_000  # what the agent is told when the scenario sets a quota to 0 (unlimited)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
+
+
+def _table(name: str, values: dict[str, Any]) -> list[str]:
+    return [f"[{name}]", *(f"{k} = {_value(v)}" for k, v in values.items()), ""]
+
+
+def render(state: State, config_dir: Path, store_dir: Path, auth: str, siem: str) -> str:
+    scn, m = state.scenario, state.material
+    lines = ["# Written by `agent emulator --write-config`; points the agent at this emulator run.", ""]
+    for tenant in scn.tenants:
+        lines += ["[[tenants]]", f"id = {_value(tenant.id)}", f"client_id = {_value(scn.auth.client_id)}"]
+        if auth == "certificate":
+            lines += [
+                f"certificate_file = {_value(m.client_cert)}",
+                f"private_key_file = {_value(m.client_key)}",
+            ]
+        else:
+            lines.append('client_secret_file = "client_secret"')
+        lines += [f"streams = {_value(list(tenant.streams))}", ""]
+        lines += _table("tenants.endpoints", {k: state.urls[k] for k in ("login", "graph", "management")})
+    lines += _table("store", {"type": "local", "path": str(store_dir)})
+    lines += _table("http", {"ca_file": str(m.ca_file)})
+    q = scn.quota
+    lines += _table(
+        "collection",
+        {
+            "graph_requests_per_10s": q.graph_requests_per_10s or UNLIMITED,
+            "management_requests_per_minute": q.management_requests_per_minute or UNLIMITED,
+        },
+    )
+    make = SIEM_TABLES.get(siem)
+    if make is not None:
+        lines += _table("siem", make(state))
+    return "\n".join(lines)
+
+
+def write(state: State, path: Path, store_dir: Path, auth: str, siem: str) -> bool:
+    """Write the config (and the secret file beside it); False when no [siem] table could be written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if auth == "secret":
+        secret = path.parent / "client_secret"
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(state.scenario.auth.client_secret)
+        os.chmod(secret, 0o600)
+    path.write_text(render(state, path.parent, store_dir.resolve(), auth, siem), encoding="utf-8")
+    return siem in SIEM_TABLES

@@ -1,0 +1,183 @@
+"""Everything the emulator will ever serve, built once at start-up from the scenario.
+
+Records are serialized to JSON bytes here, once (orjson), so serving a page is a join of bytes:
+the agent's throughput benchmark must find the agent, not the emulator, to be the bottleneck.
+Each record also carries its ground truth (visible_at, in_siem), which `truth.py` writes out and
+the SIEM emulators can read, so every witness draws from the same seeded decisions.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agent.emulator.catalog import STREAMS, StreamInfo
+from agent.emulator.clock import creation_time, graph_time, parse_iso
+from agent.emulator.records import GENERATORS
+from agent.emulator.scenario import Scenario, StreamPlan, Tenant
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Entry:
+    """One distinct record and the facts about it."""
+
+    id: str
+    ticks: int  # event time
+    event_time: str  # event time as the record spells it
+    body: bytes
+    visible: int = 0  # when the API first serves it
+    dup_body: bytes | None = None  # a second serving, keys reordered as Microsoft does
+    in_siem: bool = True
+    exempt_retention: bool = False  # corpus records kept with their original (old) times
+    available: bool = True  # False: only in a Management blob that never becomes fetchable
+    content_id: str = ""  # Management: the first blob holding it
+    late: bool = False  # drawn as a late record (late_fraction)
+
+
+@dataclass
+class StreamData:
+    """One stream of one tenant. Graph streams keep entries newest first (the order served)."""
+
+    tenant: str
+    info: StreamInfo
+    entries: list[Entry]
+    keys: list[tuple[int, str]] = field(default_factory=list)  # (-ticks, id), ascending = served order
+    exempt: bool = False  # some records ignore retention (corpus served with its original times)
+
+    def index(self) -> None:
+        self.entries.sort(key=lambda e: (-e.ticks, e.id))
+        self.keys = [(-e.ticks, e.id) for e in self.entries]
+        self.exempt = any(e.exempt_retention for e in self.entries)
+
+
+def _reordered(record: dict[str, Any]) -> bytes:
+    return orjson.dumps(dict(reversed(list(record.items()))))
+
+
+def _generate(scn: Scenario, tenant: Tenant, name: str, plan: StreamPlan, origin: int) -> list[Entry]:
+    info = STREAMS[name]
+    rng = random.Random(f"{scn.seed}|{tenant.id}|{name}")
+    make = GENERATORS[name]
+    late_from = max(scn.start, scn.end - plan.late_window)
+    span = scn.end - scn.start
+    out = []
+    for _ in range(plan.records):
+        late = rng.random() < plan.late_fraction
+        ticks = rng.randint(late_from, scn.end) if late else scn.start + rng.randrange(span)
+        record = make(rng, ticks, tenant.id)
+        entry = Entry(
+            id=record[info.id_field],
+            ticks=ticks,
+            event_time=record[info.time_field],
+            body=orjson.dumps(record),
+            late=late,
+        )
+        entry.visible = max(origin + plan.late_delay if late else origin, ticks)
+        if rng.random() < plan.duplicate_fraction:
+            entry.dup_body = _reordered(record)
+        out.append(entry)
+    return out
+
+
+def _record_ticks(info: StreamInfo, value: Any, path: Path, line: int) -> int:
+    try:
+        return parse_iso(str(value))
+    except ValueError:
+        raise ValueError(f"{path}:{line}: {info.time_field} {value!r} is not a timestamp") from None
+
+
+def _corpus(scn: Scenario, name: str, plan: StreamPlan, origin: int) -> list[Entry]:
+    """Corpus records, verbatim ('keep') or with only the time field moved into the span ('rebase')."""
+    assert plan.corpus is not None
+    info = STREAMS[name]
+    lines = [ln for ln in plan.corpus.read_bytes().splitlines() if ln.strip()]
+    out: list[Entry] = []
+    seen: set[str] = set()
+    for n, line in enumerate(lines, 1):
+        record = orjson.loads(line)
+        rid = record.get(info.id_field) if isinstance(record, dict) else None
+        if not isinstance(rid, str) or rid in seen:
+            log.warning(
+                "Corpus record skipped (no %s or a repeated id).",
+                info.id_field,
+                extra={"file": str(plan.corpus), "line": n},
+            )
+            continue
+        seen.add(rid)
+        if plan.corpus_times == "keep":
+            ticks = _record_ticks(info, record.get(info.time_field), plan.corpus, n)
+            out.append(
+                Entry(
+                    id=rid,
+                    ticks=ticks,
+                    event_time=str(record[info.time_field]),
+                    body=line,
+                    visible=origin,
+                    exempt_retention=True,
+                )
+            )
+            continue
+        ticks = scn.start + (scn.end - scn.start) * (len(out) + 1) // (len(lines) + 1)
+        record[info.time_field] = graph_time(ticks) if info.api == "graph" else creation_time(ticks)
+        out.append(
+            Entry(
+                id=rid,
+                ticks=ticks,
+                event_time=record[info.time_field],
+                body=orjson.dumps(record),
+                visible=max(origin, ticks),
+            )
+        )
+    return out
+
+
+def _siem(scn: Scenario, tenant: Tenant, name: str, entries: list[Entry]) -> None:
+    """Decide, seeded and per record, which records the primary SIEM lost ([[siem.gaps]])."""
+    gaps = [g for g in scn.siem_gaps if g.stream in ("*", name)]
+    if not gaps:
+        return
+    rng = random.Random(f"{scn.seed}|siem|{tenant.id}|{name}")
+    for e in entries:
+        for g in gaps:
+            if g.start <= e.ticks < g.end and rng.random() < g.drop_fraction:
+                e.in_siem = False
+                break
+
+
+@dataclass
+class Dataset:
+    """All streams of all tenants: {tenant id: {stream name: StreamData}}."""
+
+    streams: dict[str, dict[str, StreamData]]
+
+    def get(self, tenant: str, stream: str) -> StreamData | None:
+        return self.streams.get(tenant, {}).get(stream)
+
+    def all(self) -> list[StreamData]:
+        return [sd for per in self.streams.values() for sd in per.values()]
+
+
+def build(scn: Scenario, origin: int) -> Dataset:
+    """Generate (or load) every stream; Graph streams are indexed, Management ones are left for blobs."""
+    out: dict[str, dict[str, StreamData]] = {}
+    for tenant in scn.tenants:
+        per = out.setdefault(tenant.id, {})
+        for name, plan in tenant.streams.items():
+            entries = (
+                _corpus(scn, name, plan, origin)
+                if plan.corpus
+                else _generate(scn, tenant, name, plan, origin)
+            )
+            _siem(scn, tenant, name, entries)
+            sd = StreamData(tenant=tenant.id, info=STREAMS[name], entries=entries)
+            if sd.info.api == "graph":
+                sd.index()
+            per[name] = sd
+    return Dataset(out)

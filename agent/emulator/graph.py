@@ -1,0 +1,361 @@
+"""Microsoft Graph audit log lists: auditLogs/signIns, directoryAudits, provisioning (v1.0 and beta).
+
+Newest first, `$top` up to 1000, `@odata.nextLink` = the full original URL plus an opaque keyset
+`$skiptoken`, so records that become visible mid-chain never shift a page. Licence, retention,
+quota, duplicates and late records follow protocols.md §1.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import heapq
+import math
+import uuid
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import orjson
+from aiohttp import web
+
+from agent.emulator import odata
+from agent.emulator.catalog import EVENT_TYPES
+from agent.emulator.clock import TICKS_PER_SECOND, http_date_short, now_ticks
+from agent.emulator.dataset import StreamData
+from agent.emulator.faults import HTML_ERROR
+from agent.emulator.state import State
+from agent.emulator.tokens import Claims
+
+MAX_TOP = 1000
+RETENTION_DAYS = {"free": 7, "p1": 30, "p2": 30}
+_RESOURCES = {
+    "auditlogs/signins": ("auditLogs/signIns", "createdDateTime"),
+    "auditlogs/directoryaudits": ("auditLogs/directoryAudits", "activityDateTime"),
+    "auditlogs/provisioning": ("auditLogs/provisioning", "activityDateTime"),
+}
+_STREAM_BY_PATH = {
+    "auditlogs/directoryaudits": "graph.directory_audits",
+    "auditlogs/provisioning": "graph.provisioning",
+}
+# signIn properties of the v1.0 resource; beta adds the rest (signInEventTypes, servicePrincipalId, ...).
+V1_SIGNIN_KEYS = frozenset(
+    (
+        "id",
+        "createdDateTime",
+        "userDisplayName",
+        "userPrincipalName",
+        "userId",
+        "appId",
+        "appDisplayName",
+        "ipAddress",
+        "clientAppUsed",
+        "correlationId",
+        "conditionalAccessStatus",
+        "isInteractive",
+        "riskDetail",
+        "riskLevelAggregated",
+        "riskLevelDuringSignIn",
+        "riskState",
+        "riskEventTypes",
+        "riskEventTypes_v2",
+        "resourceDisplayName",
+        "resourceId",
+        "status",
+        "deviceDetail",
+        "location",
+        "appliedConditionalAccessPolicies",
+    )
+)
+_ALLOWED_OPTIONS = {"$filter", "$top", "$skiptoken", "$orderby"}
+_CONTENT_TYPE = (
+    "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+)
+Cursor = tuple[int, str, int]  # (-ticks, id, copy) of the last item served
+
+
+class GraphError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def error_response(request: web.Request, err: GraphError) -> web.Response:
+    """Graph's error envelope (protocols.md §1.6), with request-id headers."""
+    rid = str(uuid.uuid4())
+    inner = {
+        "date": http_date_short(now_ticks()),
+        "request-id": rid,
+        "client-request-id": request.headers.get("client-request-id", rid),
+    }
+    if err.status == 429:
+        inner.update({"code": "429", "message": "Please retry after", "status": "429"})
+    body = {"error": {"code": err.code, "message": err.message, "innerError": inner}}
+    headers = {"request-id": rid, "client-request-id": inner["client-request-id"], **err.headers}
+    return web.Response(
+        status=err.status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def _unauthorized(message: str) -> GraphError:
+    return GraphError(
+        401,
+        "InvalidAuthenticationToken",
+        message,
+        {
+            "WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
+            'authorize", client_id="00000003-0000-0000-c000-000000000000"'
+        },
+    )
+
+
+def encode_cursor(cursor: Cursor | None) -> str:
+    raw = "S" if cursor is None else f"{-cursor[0]}|{cursor[2]}|{cursor[1]}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> Cursor | None:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if raw == "S":
+            return None
+        ticks, copy, rid = raw.split("|", 2)
+        return (-int(ticks), rid, int(copy))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise GraphError(400, "invalidRequest", "$skiptoken is invalid or expired.") from None
+
+
+@dataclass
+class Query:
+    streams: list[StreamData]
+    lo: int
+    hi: int | None
+    ids: set[str] | None
+    top: int
+    cursor: Cursor | None
+    retention_floor: int
+
+
+def _walk(sd: StreamData, q: Query, now: int) -> Iterator[tuple[Cursor, bytes]]:
+    """Items of one stream from the cursor on, newest first; a duplicated record is served twice in a row."""
+    entries = sd.entries
+    if q.cursor is None:
+        i = bisect_left(sd.keys, (-q.hi, "")) if q.hi is not None else 0
+    else:
+        i = bisect_left(sd.keys, q.cursor[:2])
+        if i < len(entries) and sd.keys[i] == q.cursor[:2]:
+            e = entries[i]
+            if q.cursor[2] == 0 and e.dup_body is not None and e.visible <= now:
+                yield (sd.keys[i][0], e.id, 1), e.dup_body
+            i += 1
+    floor = q.lo if sd.exempt else max(q.lo, q.retention_floor)
+    for j in range(i, len(entries)):
+        e = entries[j]
+        if e.ticks < floor:
+            return
+        if e.visible > now or (e.ticks < q.retention_floor and not e.exempt_retention):
+            continue
+        if q.ids is not None and e.id not in q.ids:
+            continue
+        key = sd.keys[j]
+        yield (key[0], key[1], 0), e.body
+        if e.dup_body is not None:
+            yield (key[0], key[1], 1), e.dup_body
+
+
+def page(q: Query, now: int) -> tuple[list[bytes], Cursor | None, bool]:
+    """One page: bodies, the cursor after the last one, and whether more items follow."""
+    merged = heapq.merge(*(_walk(sd, q, now) for sd in q.streams), key=lambda item: item[0])
+    bodies: list[bytes] = []
+    last: Cursor | None = q.cursor
+    for cursor, body in merged:
+        if len(bodies) == q.top:
+            return bodies, last, True
+        bodies.append(body)
+        last = cursor
+    return bodies, last, False
+
+
+def _v1_signin(body: bytes) -> bytes:
+    """The v1.0 view of a (beta-shaped) stored signIn: only v1.0 properties, in the same order."""
+    record = orjson.loads(body)
+    return orjson.dumps({k: v for k, v in record.items() if k in V1_SIGNIN_KEYS})
+
+
+class GraphService:
+    """The `graph` listener: stands for https://graph.microsoft.com."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/{version}/{path:.+}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        version = request.match_info["version"]
+        path = request.match_info["path"].rstrip("/").lower()
+        if version not in ("v1.0", "beta") or path not in _RESOURCES:
+            return error_response(
+                request,
+                GraphError(400, "BadRequest", f"Resource not found for the segment '{path.split('/')[-1]}'."),
+            )
+        try:
+            claims = self._gate(request)
+        except GraphError as err:
+            return error_response(request, err)
+        fault = self.state.faults.draw(list_request=True)
+        if fault in ("throttle", "server_error", "html_error", "token_expiry"):
+            return self._fault(request, fault, claims)
+        try:
+            query = self._query(request, version, path, claims)
+        except GraphError as err:
+            return error_response(request, err)
+        response = self._respond(request, version, path, query, empty=fault == "empty_page")
+        if fault == "empty_page":
+            self.state.faults.log(request, "graph", fault, 200, claims.tenant)
+        if fault in ("reset", "truncated"):
+            self.state.faults.log(request, "graph", fault, 200, claims.tenant)
+            return await self.state.faults.corrupt(request, fault, response)
+        return response
+
+    def _gate(self, request: web.Request) -> Claims:
+        checked = self.state.tokens.check(request.headers.get("Authorization"), "graph")
+        if isinstance(checked, str):
+            raise _unauthorized(checked)
+        wait = self.state.graph_quota.admit(f"{checked.app}|{checked.tenant}", now_ticks())
+        if wait is not None:
+            self.state.faults.log(request, "graph", "quota", 429, checked.tenant)
+            raise GraphError(
+                429,
+                "TooManyRequests",
+                "Please retry again later.",
+                {"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        return checked
+
+    def _fault(self, request: web.Request, fault: str, claims: Claims) -> web.Response:
+        faults = self.state.faults
+        if fault == "throttle":
+            err = GraphError(
+                429,
+                "TooManyRequests",
+                "Please retry again later.",
+                {"Retry-After": str(max(1, math.ceil(faults.faults.retry_after)))},
+            )
+        elif fault == "token_expiry":
+            err = _unauthorized("Lifetime validation failed, the token is expired.")
+        elif fault == "html_error":
+            status = faults.choice((502, 503, 504))
+            faults.log(request, "graph", fault, status, claims.tenant)
+            return web.Response(status=status, body=HTML_ERROR, content_type="text/html")
+        else:
+            status = faults.choice((500, 502, 503, 504))
+            code = {500: "UnknownError", 502: "BadGateway", 503: "serviceNotAvailable", 504: "GatewayTimeout"}
+            err = GraphError(
+                status,
+                code[status],
+                "The service is temporarily unavailable. Please retry later." if status == 503 else "",
+                {"Retry-After": "1"} if status == 503 else {},
+            )
+        faults.log(request, "graph", fault, err.status, claims.tenant)
+        return error_response(request, err)
+
+    def _query(self, request: web.Request, version: str, path: str, claims: Claims) -> Query:
+        tenant = self.state.scenario.tenant(claims.tenant)
+        assert tenant is not None  # tokens are only issued for scenario tenants
+        signins = path == "auditlogs/signins"
+        if signins and tenant.license == "free":
+            raise GraphError(
+                403,
+                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                "Neither tenant is B2C or tenant doesn't have premium license",
+            )
+        params = {k.lower(): v for k, v in request.query.items()}
+        for key in params:
+            if key.startswith("$") and key not in _ALLOWED_OPTIONS:
+                raise GraphError(
+                    400, "invalidRequest", f"Query option '{key}' is not supported for this resource."
+                )
+        time_field = _RESOURCES[path][1]
+        try:
+            flt = (
+                odata.parse(params["$filter"], time_field, signins and version == "beta")
+                if params.get("$filter", "").strip()
+                else odata.Filter()
+            )
+        except odata.FilterError as exc:
+            raise GraphError(400, "invalidRequest", str(exc)) from None
+        order = params.get("$orderby", f"{time_field} desc").strip().lower()
+        if order not in (f"{time_field.lower()} desc", f"{time_field.lower()}%20desc"):
+            raise GraphError(
+                400,
+                "invalidRequest",
+                f"$orderby '{order}' is not supported by this emulator; results are always newest first.",
+            )
+        top = self._top(params.get("$top"))
+        names = (
+            [EVENT_TYPES[t] for t in sorted(flt.event_types or {"interactiveUser"}) if t in EVENT_TYPES]
+            if signins
+            else [_STREAM_BY_PATH[path]]
+        )
+        streams = [sd for n in names if (sd := self.state.dataset.get(tenant.id, n)) is not None]
+        cursor = decode_cursor(params["$skiptoken"]) if "$skiptoken" in params else None
+        floor = now_ticks() - RETENTION_DAYS[tenant.license] * 86400 * TICKS_PER_SECOND
+        return Query(
+            streams=streams,
+            lo=flt.lo if flt.lo is not None else 0,
+            hi=flt.hi,
+            ids=flt.ids,
+            top=top,
+            cursor=cursor,
+            retention_floor=floor,
+        )
+
+    @staticmethod
+    def _top(value: str | None) -> int:
+        if value is None:
+            return MAX_TOP
+        try:
+            top = int(value)
+        except ValueError:
+            top = -1
+        if not 1 <= top <= MAX_TOP:
+            raise GraphError(
+                400,
+                "invalidRequest",
+                f"Invalid page size specified: '{value}'. Must be between 1 and {MAX_TOP} inclusive.",
+            )
+        return top
+
+    def _respond(self, request: web.Request, version: str, path: str, q: Query, empty: bool) -> web.Response:
+        if empty:
+            bodies: list[bytes] = []
+            cursor, more = q.cursor, True
+        else:
+            bodies, cursor, more = page(q, now_ticks())
+            if version == "v1.0" and path == "auditlogs/signins":
+                bodies = [_v1_signin(b) for b in bodies]
+        context = f"https://{request.host}/{version}/$metadata#{_RESOURCES[path][0]}"
+        parts = [b'{"@odata.context":', orjson.dumps(context)]
+        if more:
+            parts += [b',"@odata.nextLink":', orjson.dumps(self._next_link(request, cursor))]
+        parts += [b',"value":[', b",".join(bodies), b"]}"]
+        rid = str(uuid.uuid4())
+        return web.Response(
+            body=b"".join(parts),
+            headers={
+                "Content-Type": _CONTENT_TYPE,
+                "request-id": rid,
+                "client-request-id": request.headers.get("client-request-id", rid),
+            },
+        )
+
+    @staticmethod
+    def _next_link(request: web.Request, cursor: Cursor | None) -> str:
+        raw = request.rel_url.raw_query_string
+        kept = [p for p in raw.split("&") if p and unquote(p.split("=", 1)[0]).lower() != "$skiptoken"]
+        kept.append(f"$skiptoken={encode_cursor(cursor)}")
+        return f"https://{request.host}{request.rel_url.raw_path}?{'&'.join(kept)}"

@@ -1,0 +1,27 @@
+"""What every service shares at run time: the scenario, the data, key material, tokens, faults, quotas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agent.emulator.blobs import Blob
+from agent.emulator.dataset import Dataset
+from agent.emulator.faults import FaultInjector
+from agent.emulator.quota import SlidingWindow
+from agent.emulator.scenario import Scenario
+from agent.emulator.tls import Material
+from agent.emulator.tokens import TokenIssuer
+
+
+@dataclass
+class State:
+    scenario: Scenario
+    origin: int  # the emulator's start instant (ticks); relative scenario times hang off it
+    dataset: Dataset
+    blobs: dict[tuple[str, str], list[Blob]]  # (tenant, stream) -> blobs in availability order
+    material: Material
+    tokens: TokenIssuer
+    faults: FaultInjector
+    graph_quota: SlidingWindow
+    management_quota: SlidingWindow
+    urls: dict[str, str] = field(default_factory=dict)  # service name -> base URL, filled once listening

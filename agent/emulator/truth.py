@@ -1,0 +1,42 @@
+"""Ground truth (`--truth FILE`): one NDJSON line per distinct record, drawn only from the scenario.
+
+Keys: stream, id, event_time, visible_at, in_siem (contract 6), plus tenant; Management records also
+carry content_id (their first blob) and available (False when every blob holding the record stays
+unavailable until it expires: the gap the agent must report).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+from agent.emulator.clock import rfc3339
+from agent.emulator.dataset import Dataset
+
+
+def lines(data: Dataset) -> list[bytes]:
+    out = []
+    for sd in data.all():
+        management = sd.info.api == "management"
+        for e in sorted(sd.entries, key=lambda e: (e.ticks, e.id)):
+            row: dict[str, object] = {
+                "stream": sd.info.name,
+                "id": e.id,
+                "event_time": rfc3339(e.ticks),
+                "visible_at": rfc3339(e.visible),
+                "in_siem": e.in_siem,
+                "tenant": sd.tenant,
+            }
+            if management:
+                row["content_id"] = e.content_id
+                row["available"] = e.available
+            out.append(orjson.dumps(row))
+    return out
+
+
+def write(data: Dataset, path: Path) -> None:
+    """Write atomically, so a reader never sees half a truth file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(b"".join(line + b"\n" for line in lines(data)))
+    tmp.replace(path)

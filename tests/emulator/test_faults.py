@@ -1,0 +1,122 @@
+"""Fault injection on the data APIs, each kind forced with probability 1 (login is never faulted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.emulator.helpers import MANAGEMENT_SCOPE, bearer, graph_all, token
+from tests.emulator_fixture import EmulatorInfo, running_emulator
+
+BASE = """
+seed = 5
+start = "-2h"
+end = "-1h"
+[tenant]
+id = "33333333-3333-4333-8333-333333333333"
+[streams."graph.directory_audits"]
+records = 300
+[streams."o365.general"]
+records = 50
+[management]
+content_delay = ["1m", "2m"]
+[quota]
+graph_requests_per_10s = 0
+[faults]
+"""
+
+
+def _urls(emu: EmulatorInfo) -> tuple[str, str]:
+    graph = f"{emu['graph']}/v1.0/auditLogs/directoryAudits?$top=50"
+    mgmt = f"{emu['management']}/api/v1.0/{emu['tenant_id']}/activity/feed/subscriptions/list"
+    return graph, mgmt
+
+
+def _run(kind: str, tmp_path: Path) -> tuple[EmulatorInfo, list[requests.Response | Exception]]:
+    results: list[requests.Response | Exception] = []
+    with running_emulator(BASE + f"{kind} = 1.0\n", tmp_path) as emu:
+        s = emu.session()
+        graph, mgmt = _urls(emu)
+        for url, scope in ((graph, None), (mgmt, MANAGEMENT_SCOPE)):
+            tok = token(emu, scope) if scope else token(emu)  # login is never faulted
+            try:
+                results.append(s.get(url, headers=bearer(tok), timeout=10))
+            except requests.RequestException as exc:
+                results.append(exc)
+    return emu, results
+
+
+def _response(item: requests.Response | Exception) -> requests.Response:
+    assert isinstance(item, requests.Response), item
+    return item
+
+
+def test_throttle(tmp_path: Path) -> None:
+    emu, (g, m) = _run("throttle", tmp_path)
+    g, m = _response(g), _response(m)
+    assert g.status_code == 429 and g.json()["error"]["code"] == "TooManyRequests"
+    assert g.json()["error"]["innerError"]["status"] == "429"
+    assert float(g.headers["Retry-After"]) >= 1
+    assert m.status_code == 403 and m.json()["error"]["code"] == "AF429"
+    assert "Retry-After" not in m.headers
+    assert [f["fault"] for f in emu.faults()] == ["throttle", "throttle"]
+
+
+def test_server_error(tmp_path: Path) -> None:
+    _, (g, m) = _run("server_error", tmp_path)
+    g, m = _response(g), _response(m)
+    assert g.status_code in (500, 502, 503, 504) and "code" in g.json()["error"]
+    assert m.status_code in (500, 502, 503, 504) and m.json()["error"]["code"] == "AF50000"
+
+
+def test_html_error(tmp_path: Path) -> None:
+    _, results = _run("html_error", tmp_path)
+    for r in map(_response, results):
+        assert r.status_code >= 500 and r.headers["Content-Type"].startswith("text/html")
+        assert r.text.lstrip().startswith("<!DOCTYPE html>")
+
+
+def test_token_expiry(tmp_path: Path) -> None:
+    _, (g, m) = _run("token_expiry", tmp_path)
+    g, m = _response(g), _response(m)
+    assert g.status_code == 401 and g.json()["error"]["code"] == "InvalidAuthenticationToken"
+    assert m.status_code == 401 and "Authorization has been denied" in m.json()["Message"]
+
+
+def test_reset_drops_the_connection(tmp_path: Path) -> None:
+    emu, results = _run("reset", tmp_path)
+    for item in results:
+        assert isinstance(item, requests.ConnectionError | requests.exceptions.ChunkedEncodingError), item
+    assert {f["fault"] for f in emu.faults()} == {"reset"}
+
+
+def test_truncated_body(tmp_path: Path) -> None:
+    _, results = _run("truncated", tmp_path)
+    for item in results:
+        if isinstance(item, Exception):
+            assert isinstance(item, requests.ConnectionError | requests.exceptions.ChunkedEncodingError)
+            continue
+        with pytest.raises(ValueError):
+            item.json()
+
+
+def test_empty_pages_still_lead_to_everything(tmp_path: Path) -> None:
+    scenario = BASE + "empty_page = 0.5\n"
+    with running_emulator(scenario, tmp_path) as emu:
+        s, tok = emu.session(), token(emu)
+        graph, _ = _urls(emu)
+        items, pages = graph_all(s, graph, tok)
+        truth = {t["id"] for t in emu.truth() if t["stream"] == "graph.directory_audits"}
+        assert {i["id"] for i in items} == truth
+        assert pages > len(truth) // 50 + 1
+        root = f"{emu['management']}/api/v1.0/{emu['tenant_id']}/activity/feed"
+        mtok = token(emu, MANAGEMENT_SCOPE)
+        empty_with_next = 0
+        for _ in range(10):
+            r = s.get(f"{root}/subscriptions/content?contentType=Audit.General", headers=bearer(mtok))
+            if r.status_code == 200 and r.json() == [] and "NextPageUri" in r.headers:
+                empty_with_next += 1
+        assert empty_with_next > 0
+        assert any(f["fault"] == "empty_page" for f in emu.faults())

@@ -1,0 +1,120 @@
+"""Scenario parsing (contract 7) and seeded determinism, in process."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from agent.emulator import dataset, scenario
+from agent.emulator.clock import TICKS_PER_SECOND, parse_iso
+
+ORIGIN = parse_iso("2026-11-01T12:00:00Z")
+
+CONTRACT_EXAMPLE = """
+seed = 7
+start = "-48h"
+end = "-10m"
+[tenant]
+id = "6f1c0000-0000-4000-8000-000000000001"
+license = "p2"
+[streams."graph.signins.interactive"]
+records = 200
+duplicate_fraction = 0.01
+late_fraction = 0.02
+late_window = "15m"
+late_delay = "20s"
+[faults]
+throttle = 0.05
+server_error = 0.02
+reset = 0.01
+truncated = 0.005
+html_error = 0.005
+token_expiry = 0.001
+empty_page = 0.01
+[quota]
+graph_requests_per_10s = 5
+management_requests_per_minute = 2000
+[[siem.gaps]]
+stream = "graph.signins.interactive"
+start = "-30h"
+end = "-27h"
+drop_fraction = 1.0
+"""
+
+
+def parse(text: str) -> scenario.Scenario:
+    return scenario.parse(tomllib.loads(text), ORIGIN)
+
+
+def test_contract_example_parses_as_written() -> None:
+    s = parse(CONTRACT_EXAMPLE)
+    assert s.seed == 7
+    assert s.start == ORIGIN - 48 * 3600 * TICKS_PER_SECOND
+    assert s.end == ORIGIN - 600 * TICKS_PER_SECOND
+    (t,) = s.tenants
+    assert t.license == "p2"
+    plan = t.streams["graph.signins.interactive"]
+    assert (plan.records, plan.late_window, plan.late_delay) == (
+        200,
+        900 * TICKS_PER_SECOND,
+        20 * TICKS_PER_SECOND,
+    )
+    assert s.faults.throttle == 0.05 and s.quota.graph_requests_per_10s == 5
+    assert s.siem_gaps[0].drop_fraction == 1.0
+
+
+def test_absolute_times() -> None:
+    s = parse('start = "2026-10-30T00:00:00Z"\nend = "2026-10-31T00:00:00Z"\n[tenant]\n')
+    assert s.start == parse_iso("2026-10-30T00:00:00Z")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("bogus = 1\n[tenant]\n", "unknown key: bogus"),
+        ('[tenant]\nlicense = "e5"\n', "tenant.license"),
+        ('[tenant]\n[streams."graph.nope"]\n', "unknown stream 'graph.nope'"),
+        ('[tenant]\n[streams."o365.exchange"]\nrecords = 5\nduplicates = 0.1\n', "duplicates"),
+        ('[tenant]\n[streams."o365.exchange"]\nduplicate_fraction = 2\n', "not a fraction"),
+        ('start = "yesterday"\n[tenant]\n', "start"),
+        ('start = "-1h"\nend = "-2h"\n[tenant]\n', "end must be after start"),
+        ("[tenant]\n[faults]\nthrottle = 0.7\nreset = 0.6\n", "add up to"),
+        ('[tenant]\n[[siem.gaps]]\nstream = "*"\nstart = "-1h"\n', "siem.gaps[0].end is required"),
+        ('[tenant]\nid = "not-a-guid"\n', "not a tenant GUID"),
+        ('[tenant]\n[management]\ncontent_delay = ["5m"]\n', "content_delay"),
+        (
+            '[tenant]\n[[management.unavailable]]\nstream = "graph.provisioning"\nafter = "-1h"\n',
+            "not a Management Activity stream",
+        ),
+    ],
+)
+def test_bad_scenarios_name_the_key(text: str, message: str) -> None:
+    with pytest.raises(scenario.ScenarioError, match=re.escape(message)):
+        parse(text)
+
+
+def test_same_file_same_start_same_data() -> None:
+    text = CONTRACT_EXAMPLE + '[streams."o365.exchange"]\nrecords = 50\nduplicate_fraction = 0.1\n'
+    a, b = dataset.build(parse(text), ORIGIN), dataset.build(parse(text), ORIGIN)
+    for sa, sb in zip(a.all(), b.all(), strict=True):
+        assert [(e.id, e.body, e.visible, e.in_siem) for e in sa.entries] == [
+            (e.id, e.body, e.visible, e.in_siem) for e in sb.entries
+        ]
+    c = dataset.build(parse(text.replace("seed = 7", "seed = 8")), ORIGIN)
+    assert {e.id for e in c.all()[0].entries}.isdisjoint({e.id for e in a.all()[0].entries})
+
+
+def test_siem_gap_drops_only_inside_the_window() -> None:
+    s = parse(CONTRACT_EXAMPLE)
+    data = dataset.build(s, ORIGIN)
+    gap = s.siem_gaps[0]
+    for e in data.all()[0].entries:
+        assert e.in_siem == (not gap.start <= e.ticks < gap.end)
+
+
+def test_corpus_file_missing_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(scenario.ScenarioError, match="is not a file"):
+        parse(f'[tenant]\n[streams."graph.directory_audits"]\ncorpus = "{tmp_path}/nope.ndjson"\n')
