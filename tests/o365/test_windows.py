@@ -25,7 +25,7 @@ BLOBS = {
     "day7_beyond_edge": NOW - timedelta(days=7, minutes=1),
     "day7_inside_edge": NOW - timedelta(hours=167, minutes=50),
     "day3_a": NOW - timedelta(days=3, hours=5),
-    "day1_a": NOW - timedelta(days=1, hours=1),
+    "day1_a": NOW - timedelta(days=1, hours=3),
     "late_1": NOW - timedelta(hours=20),  # made available before the cursor, listed late
     "today_1": NOW - timedelta(hours=1, minutes=30),
     "today_2": NOW - timedelta(seconds=2),
