@@ -104,14 +104,16 @@ class FakeManagementApi:
         self.max_in_flight = 0
         self.blob_delay = 0.0
         self.on_next_page: Callable[[], None] | None = None
+        self.on_blob: Callable[[], None] | None = None
         self.base = ""
 
     # ----------------------------------------------------------------- setup helpers
     def add(self, label: str, content_type: str, created: datetime, n: int = 2, *,
-            ids: list[str] | None = None, expiration: datetime | None = None) -> Blob:
+            ids: list[str] | None = None, expiration: datetime | None = None, when: datetime | None = None) -> Blob:
+        """A blob of `n` records (or `ids`), all with event time `when` (default: 30 min before `created`)."""
         ids = ids or [f"{label}-r{i}" for i in range(n)]
-        blob = Blob(label, content_type, created, [record(i, created - timedelta(minutes=30)) for i in ids],
-                    expiration)
+        when = when or created - timedelta(minutes=30)
+        blob = Blob(label, content_type, created, [record(i, when) for i in ids], expiration)
         self.blobs.append(blob)
         return blob
 
@@ -219,6 +221,8 @@ class FakeManagementApi:
 
     async def blob(self, request: web.Request) -> web.Response:
         self._log(request)
+        if self.on_blob:
+            self.on_blob()
         cid = request.match_info["content_id"]
         blob = next((b for b in self.blobs if b.content_id == cid), None)
         self.in_flight += 1

@@ -116,8 +116,8 @@ def test_truncated_and_malformed_bodies_are_transient():
 
 
 def test_listing_entries_parse_times_and_default_the_expiration():
-    [c] = parse_listing([{"contentId": "a$b", "contentUri": "https://h/x", "contentCreated": "2026-03-10T10:00:00.123Z"}],
-                        "listing")
+    entry = {"contentId": "a$b", "contentUri": "https://h/x", "contentCreated": "2026-03-10T10:00:00.123Z"}
+    [c] = parse_listing([entry], "listing")
     assert c.created == datetime(2026, 3, 10, 10, 0, 0, 123000, tzinfo=UTC)
     assert c.expiration == datetime(2026, 3, 17, 10, 0, 0, 123000, tzinfo=UTC)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from agent.sources.base import Window
@@ -56,7 +57,7 @@ def test_first_pass_lists_everything_the_api_still_keeps():
 def test_windows_are_contiguous_on_the_grid_and_never_exceed_24h():
     for size in (H, 6 * H, 24 * H, 48 * H):
         ws = plan(size=size).windows
-        assert all(a.end == b.start for a, b in zip(ws, ws[1:], strict=False))
+        assert all(a.end == b.start for a, b in itertools.pairwise(ws))
         assert all(w.end - w.start <= min(size, MAX_WINDOW) for w in ws)
         assert all(w.end == slot_end(w, size) for w in ws[:-1])  # interior windows end on the grid
         assert all(w.start.microsecond == 0 and w.end.microsecond == 0 for w in ws)  # API takes seconds
