@@ -49,16 +49,17 @@ class StreamOutcome:
     error: str | None = None
     error_kind: str | None = None
     cursor: datetime | None = None
+    gaps: int = 0  # records recorded as lost in this pass (e.g. a blob expired before it was fetched)
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.gaps == 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"tenant": self.tenant, "stream": self.stream, "ok": self.ok, "windows": self.windows,
                 "fetched": self.fetched, "stored": self.stored, "duplicates": self.duplicates,
                 "cursor": format_time(self.cursor) if self.cursor else None, "error": self.error,
-                "error_kind": self.error_kind}
+                "error_kind": self.error_kind, "gaps": self.gaps}
 
 
 @dataclass
@@ -113,6 +114,7 @@ class Collector:
     async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
                              until: datetime | None = None) -> StreamOutcome:
         out = StreamOutcome(tenant.id, stream)
+        gaps_before = await self._gap_count(tenant.id, stream)
         try:
             await self._run(tenant, stream, since, until, out)
         except AgentError as exc:
@@ -122,7 +124,12 @@ class Collector:
             await self.checkpoints.update_status(tenant.id, stream, last_error=str(exc),
                                                  last_error_kind=out.error_kind,
                                                  last_error_at=format_time(self.clock()))
+        # Sources record gaps in the stream status as they find them; a pass that added any fails.
+        out.gaps = await self._gap_count(tenant.id, stream) - gaps_before
         return out
+
+    async def _gap_count(self, tenant_id: str, stream: str) -> int:
+        return len((await self.checkpoints.load_status(tenant_id, stream)).get("gaps", []))
 
     async def _run(self, tenant: TenantConfig, stream: str, since: datetime | None, until: datetime | None,
                    out: StreamOutcome) -> None:

@@ -158,6 +158,7 @@ class CollectionConfig:
     management_requests_per_minute: int = 2000  # Management Activity API baseline per tenant
     management_lookback: timedelta = timedelta(hours=167, minutes=55)  # API refuses start > 7 days ago
     management_rescan: timedelta = timedelta(hours=24)  # re-list for blobs made available late
+    management_window: timedelta = timedelta(hours=1)  # listing window (API maximum 24 h); one ledger object each
     management_concurrency: int = 8  # parallel blob downloads
     page_size: int = 1000
     max_attempts: int = 8
@@ -408,6 +409,7 @@ def _collection(t: Table) -> CollectionConfig:
                                              d.management_requests_per_minute, minimum=1),
         management_lookback=t.duration("management_lookback", d.management_lookback),
         management_rescan=t.duration("management_rescan", d.management_rescan),
+        management_window=t.duration("management_window", d.management_window),
         management_concurrency=t.integer("management_concurrency", d.management_concurrency, minimum=1),
         page_size=t.integer("page_size", d.page_size, minimum=1),
         max_attempts=t.integer("max_attempts", d.max_attempts, minimum=1),
@@ -420,6 +422,10 @@ def _collection(t: Table) -> CollectionConfig:
         raise ConfigError("collection.window must be positive")
     if c.management_lookback > timedelta(days=7):
         raise ConfigError("collection.management_lookback: the Management Activity API keeps 7 days at most")
+    if c.management_lookback <= timedelta(0) or c.management_rescan < timedelta(0):
+        raise ConfigError("collection.management_lookback must be positive and management_rescan not negative")
+    if not timedelta(minutes=1) <= c.management_window <= timedelta(hours=24):
+        raise ConfigError("collection.management_window: between 1m and 24h (the API refuses longer queries)")
     return c
 
 
