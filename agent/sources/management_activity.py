@@ -143,7 +143,8 @@ class ManagementActivitySource:
         run = self._runs.pop((stream, window))
         now = self.now()
         ledger = await self._stream_ledger(stream)
-        await ledger.commit(run.done, now)
+        if run.done:  # re-listings of quiet windows change nothing; the set is rewritten only when it grows
+            await ledger.commit(run.done, now)
         await ledger.save(run.ledger, "complete", now)
         event(log, logging.INFO, "Window accounted.", tenant=self.tenant.label, stream=stream, window=str(window),
               **run.ledger.summary())
