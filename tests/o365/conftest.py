@@ -61,6 +61,7 @@ class Blob:
     created: datetime
     records: list[dict[str, Any]]
     expiration: datetime | None = None
+    uri: str | None = None  # override the contentUri the listing gives
 
     @property
     def content_id(self) -> str:  # opaque, `$`-separated like the real ones
@@ -215,7 +216,7 @@ class FakeManagementApi:
     def _entry(self, b: Blob) -> dict[str, Any]:
         exp = b.expiration or b.created + timedelta(days=7)
         return {"contentType": b.content_type, "contentId": b.content_id,
-                "contentUri": f"{self.base}/api/v1.0/{TENANT}/activity/feed/audit/{b.content_id}",
+                "contentUri": b.uri or f"{self.base}/api/v1.0/{TENANT}/activity/feed/audit/{b.content_id}",
                 "contentCreated": b.created.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                 "contentExpiration": exp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"}
 

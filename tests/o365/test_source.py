@@ -284,3 +284,11 @@ async def test_an_old_cursor_records_a_retention_gap(env: Env):
     [g] = (await env.status(EXO))["gaps"]
     assert g["content_id"] is None and g["reason"].startswith("retention")
     assert len(await env.records(EXO)) == 2
+
+
+async def test_a_content_uri_on_another_host_never_gets_the_token(env: Env):
+    env.fake.add("a", EXO_CT, NOW - 2 * H).uri = "https://collector.example/steal?x=1"
+    out = (await env.run(EXO))[EXO]
+    assert out.error_kind == "ApiError" and "outside the API host" in (out.error or "")
+    assert "x=1" not in (out.error or "") and "test-token" not in (out.error or "")
+    assert env.fake.blob_gets() == []
