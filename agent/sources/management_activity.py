@@ -22,7 +22,7 @@ from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints, Cursor
 from agent.codec import Record, format_time
 from agent.config import CollectionConfig, TenantConfig
-from agent.errors import AgentError, ApiError, FatalError, TransientApiError
+from agent.errors import AgentError, ApiError, FatalError
 from agent.http import HttpClient, RateLimiter, Response, redact_url, with_retries
 from agent.logs import event
 from agent.sources.base import Window
@@ -37,14 +37,16 @@ from agent.sources.management_api import (
     SubscriptionMissing,
     WindowRejected,
     api_time,
+    blob_records,
     classify,
     feed_root,
+    ignore_body,
+    listing_page,
     next_page,
-    parse_blob,
-    parse_listing,
     same_origin,
     server_date,
     sort_listing,
+    subscription_states,
     url_with,
     with_publisher,
 )
@@ -194,7 +196,7 @@ class ManagementActivitySource:
                 return
             if self._subscriptions is None:
                 self._subscriptions = await self._call("GET", f"{self.root}/subscriptions/list",
-                                                       "subscriptions/list", _subscription_states)
+                                                       "subscriptions/list", subscription_states)
             state = self._subscriptions.get(content_type)
             if state != "enabled":
                 await self._start(content_type, stream, state)
@@ -203,7 +205,7 @@ class ManagementActivitySource:
     async def _start(self, content_type: str, stream: str, state: str | None) -> None:
         url = url_with(f"{self.root}/subscriptions/start", {"contentType": content_type})
         try:
-            await self._call("POST", url, f"subscriptions/start {content_type}", _ignore)
+            await self._call("POST", url, f"subscriptions/start {content_type}", ignore_body)
         except SubscriptionAlreadyEnabled:  # AF20024 (HTTP 400): already on, which is what we wanted
             event(log, logging.INFO, "Subscription already enabled.", tenant=self.tenant.label, stream=stream,
                   content_type=content_type)
@@ -258,7 +260,7 @@ class ManagementActivitySource:
                     break  # the whole window aged out while we waited (recorded by `_fresh_span`)
             try:
                 resp, page = await self._call("GET", url or self._content_url(content_type, start, end),
-                                              f"{stream} content", _listing)
+                                              f"{stream} content", listing_page)
             except SubscriptionMissing:
                 if started:
                     raise
@@ -361,7 +363,7 @@ class ManagementActivitySource:
                            f"API host; the token is not sent there", status=200, code="foreignContentUri")
         try:
             async with self._blob_slots:
-                return await self._call("GET", c.uri, f"{stream} blob", _blob)
+                return await self._call("GET", c.uri, f"{stream} blob", blob_records)
         except ContentExpired as exc:
             return f"the API reports the blob expired ({exc.code})"
         except ContentMissing:
@@ -411,23 +413,3 @@ class ManagementActivitySource:
         if stream not in self._ledgers:
             self._ledgers[stream] = await StreamLedger(self.store, self.tenant.id, stream).load()
         return self._ledgers[stream]
-
-
-# Response parsers for `_call`: they run inside the retry loop, so a malformed body is retried.
-
-def _subscription_states(resp: Response, doc: Any) -> dict[str, str]:
-    if not isinstance(doc, list):
-        raise TransientApiError(f"{redact_url(resp.url)} returned a subscription list that is not a JSON array")
-    return {str(s.get("contentType")): str(s.get("status", "")).lower() for s in doc if isinstance(s, dict)}
-
-
-def _listing(resp: Response, doc: Any) -> tuple[Response, list[Content]]:
-    return resp, parse_listing(doc, redact_url(resp.url))
-
-
-def _blob(resp: Response, doc: Any) -> list[Record]:
-    return parse_blob(doc, redact_url(resp.url))
-
-
-def _ignore(resp: Response, doc: Any) -> None:
-    return None
