@@ -147,8 +147,11 @@ class ManagementActivitySource:
         ledger = await self._stream_ledger(stream)
         if run.done:  # re-listings of quiet windows change nothing; the set is rewritten only when it grows
             await ledger.commit(run.done, now)
-        await ledger.save(run.ledger, "complete", now)
-        event(log, logging.INFO, "Window accounted.", tenant=self.tenant.label, stream=stream, window=str(window),
+        level = logging.DEBUG
+        if run.ledger.dirty:
+            await ledger.save(run.ledger, "complete", now)
+            level = logging.INFO
+        event(log, level, "Window accounted.", tenant=self.tenant.label, stream=stream, window=str(window),
               **run.ledger.summary())
         return window.end, {}
 

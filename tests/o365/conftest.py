@@ -326,7 +326,7 @@ class Env:
 
 
 def make_cfg(**overrides: Any) -> CollectionConfig:
-    base: dict[str, Any] = {"management_concurrency": 4, "max_attempts": 3, "management_window": timedelta(hours=6)}
+    base: dict[str, Any] = {"management_concurrency": 4, "max_attempts": 3, "management_window": timedelta(hours=24)}
     return CollectionConfig(**(base | overrides))
 
 

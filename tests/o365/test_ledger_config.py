@@ -57,7 +57,7 @@ def config(**collection: str) -> dict:
 
 def test_management_window_is_validated():
     assert parse(config(management_window="2h")).collection.management_window == timedelta(hours=2)
-    assert parse(config()).collection.management_window == timedelta(hours=1)
+    assert parse(config()).collection.management_window == timedelta(hours=6)
     for bad in ("25h", "30s"):
         with pytest.raises(ConfigError, match="management_window"):
             parse(config(management_window=bad))

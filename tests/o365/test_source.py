@@ -29,6 +29,11 @@ async def test_a_pass_archives_every_blob_and_accounts_for_each_window(env: Env)
     assert sum(ledger["records"] for ledger in ledgers) == 5
     assert all(ledger["status"] == "complete" and ledger["gaps"] == [] for ledger in ledgers)
     assert len(await env.accounted(EXO)) == 2
+    env.clock.advance(timedelta(minutes=5))
+    assert (await env.run(EXO))[EXO].ok
+    assert len(env.fake.blob_gets()) == 2  # archived blobs are not downloaded again
+    unchanged = {x["key"]: x for x in await env.ledgers(EXO)}
+    assert all(unchanged[x["key"]] == x for x in ledgers)  # quiet re-listings rewrite nothing
 
 
 @pytest.mark.parametrize("header", ["NextPageUri", "NextPageUrl", "nextpageuri"])
@@ -61,7 +66,7 @@ async def test_duplicates_across_blobs_and_relistings_are_stored_once_and_blobs_
     assert sorted(r["Id"] for r in await env.records(EXO)) == ["a1", "b1", "dup", "late1"]
     assert sorted(env.fake.blob_gets()) == sorted(b.content_id for b in env.fake.blobs)  # each fetched once
     ledger = next(x for x in await env.ledgers(EXO) if x["listed"] == 3)
-    assert ledger["fetched"] == 3 and ledger["records"] == 6 and ledger["passes"] == 2
+    assert ledger["fetched"] == 3 and ledger["records"] == 6 and ledger["updates"] == 2
 
 
 async def test_af429_as_403_is_retried_after_a_pause(env: Env):
