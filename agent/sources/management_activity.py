@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urljoin
 
 from agent.archive import Archive
 from agent.auth import TokenProvider
@@ -280,7 +281,7 @@ class ManagementActivitySource:
                 continue
             for c in page:
                 found.setdefault(c.content_id, c)
-            url = self._follow(stream, next_page(resp), seen)
+            url = self._follow(stream, resp, seen)
             if url is None:
                 break
         return sort_listing(list(found.values()))
@@ -295,9 +296,12 @@ class ManagementActivitySource:
         """
         return paging or self._span(stream, window) != sent
 
-    def _follow(self, stream: str, link: str | None, seen: set[str]) -> str | None:
+    def _follow(self, stream: str, resp: Response, seen: set[str]) -> str | None:
+        """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative)."""
+        link = next_page(resp)
         if link is None:
             return None
+        link = urljoin(resp.url, link)
         if not same_origin(link, self.root):
             raise ApiError(f"{stream}: NextPageUri points at {redact_url(link)}, outside the API host; the "
                            f"token is not sent there", status=200, code="foreignNextPage")
