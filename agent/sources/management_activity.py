@@ -409,9 +409,13 @@ class ManagementActivitySource:
                 event(log, logging.WARNING, "Start of a first collection aged past the API's 7 days; skipped.",
                       tenant=self.tenant.label, stream=stream, span=str(span))
             return
-        lost = Window(max(span.start, cursor), span.end)
+        lost, now = Window(max(span.start, cursor), span.end), self.now()
         g = gap(stream, lost, "retention: this contentCreated span aged past the API's 7 days before it was "
-                "listed", None, self.now())
+                "listed", None, now)
+        ledger = await self._stream_ledger(stream)
+        account = await ledger.window(lost.start, lost.end)
+        account.lost(g)
+        await ledger.save(account, "aged", now)
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
         event(log, logging.ERROR, "Blobs in a span aged past 7 days before they were listed; records may be lost.",
               tenant=self.tenant.label, stream=stream, span=str(lost))

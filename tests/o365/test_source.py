@@ -288,6 +288,9 @@ async def test_an_old_cursor_records_a_retention_gap(env: Env):
     assert out.gaps == 1 and not out.ok
     [g] = (await env.status(EXO))["gaps"]
     assert g["content_id"] is None and g["reason"].startswith("retention")
+    assert g["window"]["start"] == "2026-03-01T12:00:00Z"  # from the cursor to the API's 7-day edge
+    [aged] = [x for x in await env.ledgers(EXO) if x["status"] == "aged"]
+    assert aged["gaps"] == [g]
     assert len(await env.records(EXO)) == 2
 
 
