@@ -85,7 +85,7 @@ def test_image_builds_and_smoke_runs(health_server: tuple[str, type[_Health]]) -
     reason = _build_skip_reason()
     if reason:
         pytest.skip(reason)
-    # Cold (debootstrap + build) took ~66 s here; warm (base cached) ~20 s.
+    # Cold (debootstrap + build) took 66-110 s here; warm (base image cached) ~20 s.
     proc = subprocess.run([str(BUILD), "--tag", TAG, "--local-base", "--smoke"], capture_output=True,
                           text=True, timeout=900)
     container = ""
