@@ -49,7 +49,7 @@ class StreamOutcome:
     error: str | None = None
     error_kind: str | None = None
     cursor: datetime | None = None
-    gaps: int = 0  # records recorded as lost in this pass (e.g. a blob expired before it was fetched)
+    gaps: int = 0  # gaps recorded in this pass (e.g. a blob that expired before it could be fetched)
 
     @property
     def ok(self) -> bool:

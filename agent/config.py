@@ -158,7 +158,7 @@ class CollectionConfig:
     management_requests_per_minute: int = 2000  # Management Activity API baseline per tenant
     management_lookback: timedelta = timedelta(hours=167, minutes=55)  # API refuses start > 7 days ago
     management_rescan: timedelta = timedelta(hours=24)  # re-list for blobs made available late
-    management_window: timedelta = timedelta(hours=1)  # listing window (API maximum 24 h); one ledger object each
+    management_window: timedelta = timedelta(hours=6)  # listing window (API maximum 24 h); one ledger object each
     management_concurrency: int = 8  # parallel blob downloads
     page_size: int = 1000
     max_attempts: int = 8

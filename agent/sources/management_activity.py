@@ -16,13 +16,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urljoin
 
 from agent.archive import Archive
 from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints, Cursor
 from agent.codec import Record, format_time
 from agent.config import CollectionConfig, TenantConfig
-from agent.errors import AgentError, ApiError, FatalError, TransientApiError
+from agent.errors import AgentError, ApiError, FatalError
 from agent.http import HttpClient, RateLimiter, Response, redact_url, with_retries
 from agent.logs import event
 from agent.sources.base import Window
@@ -37,14 +38,16 @@ from agent.sources.management_api import (
     SubscriptionMissing,
     WindowRejected,
     api_time,
+    blob_records,
     classify,
     feed_root,
+    ignore_body,
+    listing_page,
     next_page,
-    parse_blob,
-    parse_listing,
     same_origin,
     server_date,
     sort_listing,
+    subscription_states,
     url_with,
     with_publisher,
 )
@@ -143,9 +146,13 @@ class ManagementActivitySource:
         run = self._runs.pop((stream, window))
         now = self.now()
         ledger = await self._stream_ledger(stream)
-        await ledger.commit(run.done, now)
-        await ledger.save(run.ledger, "complete", now)
-        event(log, logging.INFO, "Window accounted.", tenant=self.tenant.label, stream=stream, window=str(window),
+        if run.done:  # re-listings of quiet windows change nothing; the set is rewritten only when it grows
+            await ledger.commit(run.done, now)
+        level = logging.DEBUG
+        if run.ledger.dirty:
+            await ledger.save(run.ledger, "complete", now)
+            level = logging.INFO
+        event(log, level, "Window accounted.", tenant=self.tenant.label, stream=stream, window=str(window),
               **run.ledger.summary())
         return window.end, {}
 
@@ -193,7 +200,7 @@ class ManagementActivitySource:
                 return
             if self._subscriptions is None:
                 self._subscriptions = await self._call("GET", f"{self.root}/subscriptions/list",
-                                                       "subscriptions/list", _subscription_states)
+                                                       "subscriptions/list", subscription_states)
             state = self._subscriptions.get(content_type)
             if state != "enabled":
                 await self._start(content_type, stream, state)
@@ -202,7 +209,7 @@ class ManagementActivitySource:
     async def _start(self, content_type: str, stream: str, state: str | None) -> None:
         url = url_with(f"{self.root}/subscriptions/start", {"contentType": content_type})
         try:
-            await self._call("POST", url, f"subscriptions/start {content_type}", _ignore)
+            await self._call("POST", url, f"subscriptions/start {content_type}", ignore_body)
         except SubscriptionAlreadyEnabled:  # AF20024 (HTTP 400): already on, which is what we wanted
             event(log, logging.INFO, "Subscription already enabled.", tenant=self.tenant.label, stream=stream,
                   content_type=content_type)
@@ -257,7 +264,7 @@ class ManagementActivitySource:
                     break  # the whole window aged out while we waited (recorded by `_fresh_span`)
             try:
                 resp, page = await self._call("GET", url or self._content_url(content_type, start, end),
-                                              f"{stream} content", _listing)
+                                              f"{stream} content", listing_page)
             except SubscriptionMissing:
                 if started:
                     raise
@@ -274,7 +281,7 @@ class ManagementActivitySource:
                 continue
             for c in page:
                 found.setdefault(c.content_id, c)
-            url = self._follow(stream, next_page(resp), seen)
+            url = self._follow(stream, resp, seen)
             if url is None:
                 break
         return sort_listing(list(found.values()))
@@ -289,9 +296,12 @@ class ManagementActivitySource:
         """
         return paging or self._span(stream, window) != sent
 
-    def _follow(self, stream: str, link: str | None, seen: set[str]) -> str | None:
+    def _follow(self, stream: str, resp: Response, seen: set[str]) -> str | None:
+        """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative)."""
+        link = next_page(resp)
         if link is None:
             return None
+        link = urljoin(resp.url, link)
         if not same_origin(link, self.root):
             raise ApiError(f"{stream}: NextPageUri points at {redact_url(link)}, outside the API host; the "
                            f"token is not sent there", status=200, code="foreignNextPage")
@@ -360,7 +370,7 @@ class ManagementActivitySource:
                            f"API host; the token is not sent there", status=200, code="foreignContentUri")
         try:
             async with self._blob_slots:
-                return await self._call("GET", c.uri, f"{stream} blob", _blob)
+                return await self._call("GET", c.uri, f"{stream} blob", blob_records)
         except ContentExpired as exc:
             return f"the API reports the blob expired ({exc.code})"
         except ContentMissing:
@@ -399,9 +409,13 @@ class ManagementActivitySource:
                 event(log, logging.WARNING, "Start of a first collection aged past the API's 7 days; skipped.",
                       tenant=self.tenant.label, stream=stream, span=str(span))
             return
-        lost = Window(max(span.start, cursor), span.end)
+        lost, now = Window(max(span.start, cursor), span.end), self.now()
         g = gap(stream, lost, "retention: this contentCreated span aged past the API's 7 days before it was "
-                "listed", None, self.now())
+                "listed", None, now)
+        ledger = await self._stream_ledger(stream)
+        account = await ledger.window(lost.start, lost.end)
+        account.lost(g)
+        await ledger.save(account, "aged", now)
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
         event(log, logging.ERROR, "Blobs in a span aged past 7 days before they were listed; records may be lost.",
               tenant=self.tenant.label, stream=stream, span=str(lost))
@@ -410,23 +424,3 @@ class ManagementActivitySource:
         if stream not in self._ledgers:
             self._ledgers[stream] = await StreamLedger(self.store, self.tenant.id, stream).load()
         return self._ledgers[stream]
-
-
-# Response parsers for `_call`: they run inside the retry loop, so a malformed body is retried.
-
-def _subscription_states(resp: Response, doc: Any) -> dict[str, str]:
-    if not isinstance(doc, list):
-        raise TransientApiError(f"{redact_url(resp.url)} returned a subscription list that is not a JSON array")
-    return {str(s.get("contentType")): str(s.get("status", "")).lower() for s in doc if isinstance(s, dict)}
-
-
-def _listing(resp: Response, doc: Any) -> tuple[Response, list[Content]]:
-    return resp, parse_listing(doc, redact_url(resp.url))
-
-
-def _blob(resp: Response, doc: Any) -> list[Record]:
-    return parse_blob(doc, redact_url(resp.url))
-
-
-def _ignore(resp: Response, doc: Any) -> None:
-    return None

@@ -138,6 +138,27 @@ def parse_blob(doc: Any, where: str) -> list[Record]:
     return doc
 
 
+# Response parsers for the source's calls: they run inside the retry loop, so a malformed body is retried.
+
+def subscription_states(resp: Response, doc: Any) -> dict[str, str]:
+    """contentType -> status ("enabled" / "disabled") from `subscriptions/list`."""
+    if not isinstance(doc, list):
+        raise TransientApiError(f"{redact_url(resp.url)} returned a subscription list that is not a JSON array")
+    return {str(s.get("contentType")): str(s.get("status", "")).lower() for s in doc if isinstance(s, dict)}
+
+
+def listing_page(resp: Response, doc: Any) -> tuple[Response, list[Content]]:
+    return resp, parse_listing(doc, redact_url(resp.url))
+
+
+def blob_records(resp: Response, doc: Any) -> list[Record]:
+    return parse_blob(doc, redact_url(resp.url))
+
+
+def ignore_body(resp: Response, doc: Any) -> None:
+    return None
+
+
 # ------------------------------------------------------------------------------------------ errors
 
 class SubscriptionMissing(ApiError):

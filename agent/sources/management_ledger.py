@@ -86,7 +86,9 @@ class WindowLedger:
         doc = doc or {}
         self.blobs: dict[str, dict[str, Any]] = dict(doc.get("blobs", {}))
         self.gaps: list[dict[str, Any]] = list(doc.get("gaps", []))
-        self.passes = int(doc.get("passes", 0)) + 1
+        self.updates = int(doc.get("updates", 0)) + 1
+        self._previous_status = doc.get("status")
+        self._changed = False  # anything new since the stored account
         self._earlier_distinct = int(doc.get("distinct_ids", 0))
         self._ids: set[str] = set()  # distinct record ids fetched in this pass
 
@@ -94,29 +96,40 @@ class WindowLedger:
     def key(self) -> str:
         return window_key(self.tenant, self.stream, self.start, self.end)
 
+    @property
+    def dirty(self) -> bool:
+        """Whether the stored account is out of date (most re-listings of quiet windows change nothing)."""
+        return self._changed or self._previous_status != "complete"
+
     def listed(self, contents: Iterable[Content]) -> None:
         for c in contents:
-            self.blobs.setdefault(c.content_id, {**c.describe(), "state": LISTED})
+            if c.content_id not in self.blobs:
+                self.blobs[c.content_id] = {**c.describe(), "state": LISTED}
+                self._changed = True
 
     def fetched(self, c: Content, records: Sequence[Record], id_field: str) -> None:
         ids = {str(r.get(id_field)) for r in records}
         self._ids.update(ids)
+        self._changed = True
         self.blobs[c.content_id] = {**c.describe(), "state": FETCHED, "records": len(records),
                                     "distinct_ids": len(ids)}
 
     def archived_earlier(self, c: Content) -> None:
         """Skipped because `fetched.json` says so; keeps the state an earlier pass wrote."""
-        entry = self.blobs.setdefault(c.content_id, {**c.describe(), "state": FETCHED})
-        if entry.get("state") == LISTED:
+        entry = self.blobs.setdefault(c.content_id, {**c.describe(), "state": LISTED})
+        if entry.get("state") != FETCHED:
             entry["state"] = FETCHED
+            self._changed = True
 
     def lost(self, g: dict[str, Any]) -> None:
+        self._changed = True
         cid = g.get("content_id")
         if cid:
             self.blobs[cid] = {**self.blobs.get(cid, {}), "state": LOST, "reason": g["reason"]}
         self.gaps = [x for x in self.gaps if _gap_key(x) != _gap_key(g)] + [g]
 
     def failed(self, c: Content, error: str) -> None:
+        self._changed = True
         self.blobs[c.content_id] = {**c.describe(), "state": FAILED, "error": error[:300]}
 
     def summary(self) -> dict[str, int]:
@@ -131,7 +144,7 @@ class WindowLedger:
     def to_json(self, status: str, now: datetime) -> bytes:
         doc = {"version": VERSION, "tenant": self.tenant, "stream": self.stream,
                "window": {"start": format_time(self.start), "end": format_time(self.end)},
-               "status": status, "updated_at": format_time(now), "passes": self.passes, **self.summary(),
+               "status": status, "updated_at": format_time(now), "updates": self.updates, **self.summary(),
                "gaps": self.gaps, "blobs": self.blobs}
         return orjson.dumps(doc)
 

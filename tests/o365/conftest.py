@@ -61,6 +61,7 @@ class Blob:
     created: datetime
     records: list[dict[str, Any]]
     expiration: datetime | None = None
+    uri: str | None = None  # override the contentUri the listing gives
 
     @property
     def content_id(self) -> str:  # opaque, `$`-separated like the real ones
@@ -215,7 +216,7 @@ class FakeManagementApi:
     def _entry(self, b: Blob) -> dict[str, Any]:
         exp = b.expiration or b.created + timedelta(days=7)
         return {"contentType": b.content_type, "contentId": b.content_id,
-                "contentUri": f"{self.base}/api/v1.0/{TENANT}/activity/feed/audit/{b.content_id}",
+                "contentUri": b.uri or f"{self.base}/api/v1.0/{TENANT}/activity/feed/audit/{b.content_id}",
                 "contentCreated": b.created.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
                 "contentExpiration": exp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"}
 
@@ -325,7 +326,7 @@ class Env:
 
 
 def make_cfg(**overrides: Any) -> CollectionConfig:
-    base: dict[str, Any] = {"management_concurrency": 4, "max_attempts": 3, "management_window": timedelta(hours=6)}
+    base: dict[str, Any] = {"management_concurrency": 4, "max_attempts": 3, "management_window": timedelta(hours=24)}
     return CollectionConfig(**(base | overrides))
 
 
@@ -335,23 +336,37 @@ def cfg_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def env(ca: tuple[trustme.CA, Path], tmp_path: Path, cfg_overrides: dict[str, Any]) -> AsyncIterator[Env]:
-    authority, ca_file = ca
-    clock = Clock()
-    fake = FakeManagementApi(clock)
+async def fake(ca: tuple[trustme.CA, Path]) -> AsyncIterator[FakeManagementApi]:
+    """The fake API on 127.0.0.1 over TLS, every subscription enabled."""
+    fake = FakeManagementApi(Clock())
     for s in ("o365.exchange", "o365.sharepoint", "o365.general", "o365.azure_active_directory", "o365.dlp_all"):
         fake.subscriptions[spec(s).content_type] = "enabled"
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    ca[0].issue_cert("127.0.0.1").configure_cert(server_ctx)
     runner = web.AppRunner(fake.app())
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx)
-    await site.start()
-    port = runner.addresses[0][1]
-    fake.base = f"https://127.0.0.1:{port}"
-    tenant = TenantConfig(id=TENANT, client_id="11111111-2222-4333-8444-555555555555", credential=Credential(),
-                          publisher_id=PUBLISHER,
-                          endpoints=Endpoints("https://127.0.0.1:1", "https://127.0.0.1:1", fake.base))
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx).start()
+    fake.base = f"https://127.0.0.1:{runner.addresses[0][1]}"
+    yield fake
+    await runner.cleanup()
+    # Contract checks on every test: PublisherIdentifier everywhere, a bearer token, and never a stop.
+    missing = [r.path for r in fake.requests if r.query.get("PublisherIdentifier") != PUBLISHER]
+    assert not missing, f"requests without PublisherIdentifier: {missing}"
+    assert all(r.authorized for r in fake.requests)
+    assert fake.count("POST", "/subscriptions/stop") == 0
+
+
+def tenant_for(fake: FakeManagementApi) -> TenantConfig:
+    return TenantConfig(id=TENANT, client_id="11111111-2222-4333-8444-555555555555", credential=Credential(),
+                        publisher_id=PUBLISHER,
+                        endpoints=Endpoints("https://127.0.0.1:1", "https://127.0.0.1:1", fake.base))
+
+
+@pytest.fixture
+async def env(fake: FakeManagementApi, ca: tuple[trustme.CA, Path], tmp_path: Path,
+              cfg_overrides: dict[str, Any]) -> AsyncIterator[Env]:
+    clock = fake.clock
+    tenant = tenant_for(fake)
     cfg = make_cfg(**cfg_overrides)
     store = LocalStore(tmp_path / "store")
     archive = Archive(store)
@@ -361,19 +376,13 @@ async def env(ca: tuple[trustme.CA, Path], tmp_path: Path, cfg_overrides: dict[s
         sleeps.append(seconds)
         await asyncio.sleep(0)
 
-    async with HttpClient(HttpConfig(ca_file=ca_file)) as http:
+    async with HttpClient(HttpConfig(ca_file=ca[1])) as http:
         source = ManagementActivitySource(tenant, http, tokens, limiter, cfg, archive,  # type: ignore[arg-type]
                                           clock=clock, sleep=fast_sleep, throttle_wait=0.01)
         config = Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"), collection=cfg)
         collector = Collector(config, archive, http, clock=clock)
         collector.sources._by_key[(TENANT, "management_activity")] = source
         yield Env(fake, clock, source, collector, archive, store, tokens, limiter, sleeps)
-    await runner.cleanup()
-    # Contract checks on every test: PublisherIdentifier everywhere, a bearer token, and never a stop.
-    missing = [r.path for r in fake.requests if r.query.get("PublisherIdentifier") != PUBLISHER]
-    assert not missing, f"requests without PublisherIdentifier: {missing}"
-    assert all(r.authorized for r in fake.requests)
-    assert fake.count("POST", "/subscriptions/stop") == 0
 
 
 def iso(dt: datetime) -> str:

@@ -29,6 +29,11 @@ async def test_a_pass_archives_every_blob_and_accounts_for_each_window(env: Env)
     assert sum(ledger["records"] for ledger in ledgers) == 5
     assert all(ledger["status"] == "complete" and ledger["gaps"] == [] for ledger in ledgers)
     assert len(await env.accounted(EXO)) == 2
+    env.clock.advance(timedelta(minutes=5))
+    assert (await env.run(EXO))[EXO].ok
+    assert len(env.fake.blob_gets()) == 2  # archived blobs are not downloaded again
+    unchanged = {x["key"]: x for x in await env.ledgers(EXO)}
+    assert all(unchanged[x["key"]] == x for x in ledgers)  # quiet re-listings rewrite nothing
 
 
 @pytest.mark.parametrize("header", ["NextPageUri", "NextPageUrl", "nextpageuri"])
@@ -61,7 +66,7 @@ async def test_duplicates_across_blobs_and_relistings_are_stored_once_and_blobs_
     assert sorted(r["Id"] for r in await env.records(EXO)) == ["a1", "b1", "dup", "late1"]
     assert sorted(env.fake.blob_gets()) == sorted(b.content_id for b in env.fake.blobs)  # each fetched once
     ledger = next(x for x in await env.ledgers(EXO) if x["listed"] == 3)
-    assert ledger["fetched"] == 3 and ledger["records"] == 6 and ledger["passes"] == 2
+    assert ledger["fetched"] == 3 and ledger["records"] == 6 and ledger["updates"] == 2
 
 
 async def test_af429_as_403_is_retried_after_a_pause(env: Env):
@@ -283,4 +288,15 @@ async def test_an_old_cursor_records_a_retention_gap(env: Env):
     assert out.gaps == 1 and not out.ok
     [g] = (await env.status(EXO))["gaps"]
     assert g["content_id"] is None and g["reason"].startswith("retention")
+    assert g["window"]["start"] == "2026-03-01T12:00:00Z"  # from the cursor to the API's 7-day edge
+    [aged] = [x for x in await env.ledgers(EXO) if x["status"] == "aged"]
+    assert aged["gaps"] == [g]
     assert len(await env.records(EXO)) == 2
+
+
+async def test_a_content_uri_on_another_host_never_gets_the_token(env: Env):
+    env.fake.add("a", EXO_CT, NOW - 2 * H).uri = "https://collector.example/steal?x=1"
+    out = (await env.run(EXO))[EXO]
+    assert out.error_kind == "ApiError" and "outside the API host" in (out.error or "")
+    assert "x=1" not in (out.error or "") and "test-token" not in (out.error or "")
+    assert env.fake.blob_gets() == []
