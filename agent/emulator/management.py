@@ -15,11 +15,12 @@ from urllib.parse import quote
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from agent.emulator.blobs import Blob
 from agent.emulator.catalog import CONTENT_TYPES
 from agent.emulator.clock import TICKS_PER_SECOND, content_time, now_ticks, parse_iso
-from agent.emulator.faults import HTML_ERROR
+from agent.emulator.faults import HTML_ERROR, stall
 from agent.emulator.scenario import GUID_RE
 from agent.emulator.state import State
 
@@ -86,7 +87,7 @@ class ManagementService:
         self.admin_disabled = set(plan.disabled)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._stall])
         root = "/api/{ver:v1\\.0|v1}/{tenant}/activity/feed"
         app.router.add_post(root + "/subscriptions/start", self.start)
         app.router.add_post(root + "/subscriptions/stop", self.stop)
@@ -97,6 +98,11 @@ class ManagementService:
         return app
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _stall(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        await stall(self.state.scenario.management.stalls, request, "management", self.state.faults)
+        return await handler(request)
 
     def _gate(
         self, request: web.Request, method: str, listing: bool = False
