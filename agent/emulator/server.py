@@ -13,6 +13,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -35,6 +36,10 @@ SERVICES: dict[str, AppFactory] = {
     "graph": lambda s: GraphService(s).app(),
     "management": lambda s: ManagementService(s).app(),
 }
+
+# Extra first-line keys a service contributes beyond its base URL (e.g. "workspace_id",
+# "splunk_token", "elastic_api_key" from the SIEM emulators), keyed by service name.
+FIRST_LINE_EXTRAS: dict[str, Callable[[State], dict[str, Any]]] = {}
 
 
 @dataclass
