@@ -189,7 +189,7 @@ class ManagementService:
         if not ct:
             raise AfError(400, "AF20001", "Missing parameter: contentType.")
         if ct not in CONTENT_TYPES:
-            raise AfError(400, "AF20020", f"The content type ({ct}) is invalid.")
+            raise AfError(400, "AF20020", "The specified content type is not valid.")
         return ct
 
     # -- subscriptions --------------------------------------------------------------------------
@@ -202,7 +202,7 @@ class ManagementService:
         try:
             ct = self._content_type(request)
             if ct in self.admin_disabled:
-                raise AfError(400, "AF20023", "The subscription was disabled by the tenant admin.")
+                raise AfError(400, "AF20023", "The subscription was disabled by a tenant admin.")
             current = self.subs[tenant].get(ct)
             if current is not None and current.status == "enabled":
                 raise AfError(400, "AF20024", "The subscription is already enabled. No property change.")
@@ -233,7 +233,7 @@ class ManagementService:
             return error_response(err)
         if ct not in self.subs[tenant]:
             return error_response(
-                AfError(400, "AF20022", "No subscription found for the specified content type")
+                AfError(400, "AF20022", "No subscription found for the specified content type.")
             )
         self.subs[tenant][ct] = Subscription("disabled")
         return await self._finish(request, fault, tenant, web.Response(status=200))
@@ -264,10 +264,10 @@ class ManagementService:
 
     def _subscribed(self, tenant: str, ct: str) -> None:
         if ct in self.admin_disabled:
-            raise AfError(400, "AF20023", "The subscription was disabled by the tenant admin.")
+            raise AfError(400, "AF20023", "The subscription was disabled by a tenant admin.")
         sub = self.subs[tenant].get(ct)
         if sub is None or sub.status != "enabled":
-            raise AfError(400, "AF20022", "No subscription found for the specified content type")
+            raise AfError(400, "AF20022", "No subscription found for the specified content type.")
 
     # -- content --------------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class ManagementService:
         ticks = []
         for name, value in (("startTime", start), ("endTime", end)):
             if not _TIME_RE.match(value):
-                raise AfError(400, "AF20002", f"Parameter {name} has an invalid value: {value}.")
+                raise AfError(400, "AF20002", f"Invalid parameter type: {name}. Expected type: datetime")
             ticks.append(parse_iso(value))
         lo, hi = ticks
         if lo >= hi:
@@ -379,6 +379,6 @@ class ManagementService:
         if blob is None or blob.created > now or blob.unavailable:
             if blob is not None and blob.unavailable:
                 self.state.faults.log(request, "management", "unavailable_blob", 404, tenant)
-            return error_response(AfError(404, "AF20050", "The specified content does not exist."))
+            return error_response(AfError(404, "AF20050", f"The specified content ({cid}) does not exist."))
         response = web.Response(body=blob.body, content_type=_JSON, headers={"request-id": str(uuid.uuid4())})
         return await self._finish(request, fault, tenant, response)
