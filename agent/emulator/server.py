@@ -8,6 +8,7 @@ the same way and get their own listener and first-line key.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -56,12 +57,19 @@ def build_state(opts: Options) -> State:
     origin = opts.origin if opts.origin is not None else now_ticks()
     scn = scenario.load(opts.scenario, origin)
     material = tls.make(opts.state_dir)
-    data = dataset.build(scn, origin)
-    blobs = {
-        (sd.tenant, sd.info.name): blob_builder.build(scn, sd, origin)
-        for sd in data.all()
-        if sd.info.api == "management"
-    }
+    # Hundreds of thousands of long-lived objects: collecting while building only rescans them
+    # (it doubled start-up time), and freezing keeps later collections from walking them again.
+    gc.disable()
+    try:
+        data = dataset.build(scn, origin)
+        blobs = {
+            (sd.tenant, sd.info.name): blob_builder.build(scn, sd, origin)
+            for sd in data.all()
+            if sd.info.api == "management"
+        }
+    finally:
+        gc.freeze()
+        gc.enable()
     faults = FaultInjector(scn.faults, scn.seed, opts.fault_log or opts.state_dir / "faults.ndjson")
     return State(
         scenario=scn,
