@@ -244,7 +244,12 @@ class GraphService:
             raise _unauthorized(checked)
         if not reports:
             return checked
-        wait = self.state.graph_quota.admit(f"{checked.app}|{checked.tenant}", now_ticks())
+        now = now_ticks()
+        wait = self.state.graph_quota.admit(f"{checked.app}|{checked.tenant}", now)
+        if wait is None:
+            wait = self.state.graph_app_quota.admit(checked.app, now)
+            if wait is not None:
+                self.state.graph_quota.forget(f"{checked.app}|{checked.tenant}")
         if wait is not None:
             self.state.faults.log(request, "graph", "quota", 429, checked.tenant)
             raise GraphError(

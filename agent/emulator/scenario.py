@@ -98,6 +98,9 @@ class Faults:
 @dataclass(frozen=True)
 class Quota:
     graph_requests_per_10s: int = 5  # identity and access reports, per app per tenant; 0 = unlimited
+    graph_app_requests_per_10s: int = (
+        0  # the same reports, per app across all tenants (122 published); 0 = off
+    )
     management_requests_per_minute: int = 2000  # per tenant; 0 = unlimited
 
 
@@ -416,6 +419,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
     qt = root.table("quota")
     quota = Quota(
         graph_requests_per_10s=qt.count("graph_requests_per_10s", 5),
+        graph_app_requests_per_10s=qt.count("graph_app_requests_per_10s", 0),
         management_requests_per_minute=qt.count("management_requests_per_minute", 2000),
     )
     qt.finish()

@@ -80,6 +80,7 @@ def build_state(opts: Options) -> State:
         tokens=TokenIssuer(),
         faults=faults,
         graph_quota=SlidingWindow(scn.quota.graph_requests_per_10s, 10),
+        graph_app_quota=SlidingWindow(scn.quota.graph_app_requests_per_10s, 10),
         management_quota=SlidingWindow(scn.quota.management_requests_per_minute, 60),
     )
 

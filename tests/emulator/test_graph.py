@@ -231,3 +231,21 @@ graph_requests_per_10s = 1
         assert starts == sorted(starts, reverse=True)
         assert len({m["id"] for m in messages}) == 5 and all(m["id"].startswith("MC") for m in messages)
         assert any(f["fault"] == "stall" for f in emu.faults())
+
+
+def test_app_quota_across_tenants(tmp_path: Any) -> None:
+    scenario = """
+[[tenants]]
+[[tenants]]
+[streams."graph.directory_audits"]
+records = 5
+[quota]
+graph_requests_per_10s = 2
+graph_app_requests_per_10s = 3
+"""
+    with running_emulator(scenario, tmp_path) as emu:
+        s = emu.session()
+        toks = [token(emu, tenant=t) for t in emu["tenants"]]
+        url = f"{emu['graph']}/v1.0/auditLogs/directoryAudits"
+        codes = [s.get(url, headers=bearer(toks[i % 2])).status_code for i in range(4)]
+        assert codes == [200, 200, 200, 429]  # 2 per tenant would allow 4; the app-wide 3 does not
