@@ -19,7 +19,7 @@ import orjson
 from agent.emulator import agentconfig, truth
 from agent.emulator.clock import parse_iso
 from agent.emulator.scenario import ScenarioError
-from agent.emulator.server import Options, build_state, listen, stop_on_signal
+from agent.emulator.server import FIRST_LINE_EXTRAS, Options, build_state, listen, stop_on_signal
 from agent.emulator.state import State
 
 log = logging.getLogger("agent.emulator")
@@ -64,6 +64,8 @@ def first_line(state: State) -> dict[str, Any]:
         "client_secret": scn.auth.client_secret,
     }
     line.update(state.urls)
+    for extra in FIRST_LINE_EXTRAS.values():
+        line.update(extra(state))
     line.update(
         {
             "client_certificate": str(m.client_cert),

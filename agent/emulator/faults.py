@@ -17,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from agent.emulator.clock import now_ticks, rfc3339
-from agent.emulator.scenario import Faults
+from agent.emulator.scenario import Faults, Stall
 
 HTML_ERROR = (
     b"<!DOCTYPE html>\r\n<html><head><title>Service Unavailable</title>"
@@ -84,3 +84,13 @@ class FaultInjector:
             else:
                 transport.close()
         return stream
+
+
+async def stall(stalls: tuple[Stall, ...], request: web.Request, api: str, injector: FaultInjector) -> None:
+    """Answer late while a `[[<api>.stall]]` window is open (a slow service, not an error)."""
+    now = now_ticks()
+    for s in stalls:
+        if s.start <= now < s.end:
+            injector.log(request, api, "stall", 0)
+            await asyncio.sleep(s.delay)
+            return

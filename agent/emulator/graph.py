@@ -20,11 +20,11 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from agent.emulator import odata
+from agent.emulator import announcements, odata
 from agent.emulator.catalog import EVENT_TYPES
 from agent.emulator.clock import TICKS_PER_SECOND, http_date_short, now_ticks
 from agent.emulator.dataset import StreamData
-from agent.emulator.faults import HTML_ERROR
+from agent.emulator.faults import HTML_ERROR, stall
 from agent.emulator.state import State
 from agent.emulator.tokens import Claims
 
@@ -34,6 +34,10 @@ _RESOURCES = {
     "auditlogs/signins": ("auditLogs/signIns", "createdDateTime"),
     "auditlogs/directoryaudits": ("auditLogs/directoryAudits", "activityDateTime"),
     "auditlogs/provisioning": ("auditLogs/provisioning", "activityDateTime"),
+}
+_ANNOUNCEMENTS = {
+    "admin/serviceannouncement/issues": "admin/serviceAnnouncement/issues",
+    "admin/serviceannouncement/messages": "admin/serviceAnnouncement/messages",
 }
 _STREAM_BY_PATH = {
     "auditlogs/directoryaudits": "graph.directory_audits",
@@ -108,6 +112,13 @@ def _unauthorized(message: str) -> GraphError:
             'authorize", client_id="00000003-0000-0000-c000-000000000000"'
         },
     )
+
+
+def decode_offset(token: str) -> str:
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    if not raw.startswith("O"):
+        raise ValueError(token)
+    return raw[1:]
 
 
 def encode_cursor(cursor: Cursor | None) -> str:
@@ -188,6 +199,7 @@ class GraphService:
 
     def __init__(self, state: State) -> None:
         self.state = state
+        self._items: dict[tuple[str, str], list[bytes]] = {}
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -197,23 +209,27 @@ class GraphService:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         version = request.match_info["version"]
         path = request.match_info["path"].rstrip("/").lower()
-        if version not in ("v1.0", "beta") or path not in _RESOURCES:
+        if version not in ("v1.0", "beta") or (path not in _RESOURCES and path not in _ANNOUNCEMENTS):
             return error_response(
                 request,
                 GraphError(400, "BadRequest", f"Resource not found for the segment '{path.split('/')[-1]}'."),
             )
         try:
-            claims = self._gate(request)
+            claims = self._gate(request, reports=path in _RESOURCES)
         except GraphError as err:
             return error_response(request, err)
+        await stall(self.state.scenario.graph.stalls, request, "graph", self.state.faults)
         fault = self.state.faults.draw(list_request=True)
         if fault in ("throttle", "server_error", "html_error", "token_expiry"):
             return self._fault(request, fault, claims)
         try:
-            query = self._query(request, version, path, claims)
+            if path in _ANNOUNCEMENTS:
+                response = self._announcements(request, version, path, claims, empty=fault == "empty_page")
+            else:
+                query = self._query(request, version, path, claims)
+                response = self._respond(request, version, path, query, empty=fault == "empty_page")
         except GraphError as err:
             return error_response(request, err)
-        response = self._respond(request, version, path, query, empty=fault == "empty_page")
         if fault == "empty_page":
             self.state.faults.log(request, "graph", fault, 200, claims.tenant)
         if fault in ("reset", "truncated"):
@@ -221,11 +237,19 @@ class GraphService:
             return await self.state.faults.corrupt(request, fault, response)
         return response
 
-    def _gate(self, request: web.Request) -> Claims:
+    def _gate(self, request: web.Request, reports: bool) -> Claims:
+        """Token, then the identity-and-access-reports quota (announcements are not under it)."""
         checked = self.state.tokens.check(request.headers.get("Authorization"), "graph")
         if isinstance(checked, str):
             raise _unauthorized(checked)
-        wait = self.state.graph_quota.admit(f"{checked.app}|{checked.tenant}", now_ticks())
+        if not reports:
+            return checked
+        now = now_ticks()
+        wait = self.state.graph_quota.admit(f"{checked.app}|{checked.tenant}", now)
+        if wait is None:
+            wait = self.state.graph_app_quota.admit(checked.app, now)
+            if wait is not None:
+                self.state.graph_quota.forget(f"{checked.app}|{checked.tenant}")
         if wait is not None:
             self.state.faults.log(request, "graph", "quota", 429, checked.tenant)
             raise GraphError(
@@ -352,6 +376,41 @@ class GraphService:
                 "client-request-id": request.headers.get("client-request-id", rid),
             },
         )
+
+    def _announcements(
+        self, request: web.Request, version: str, path: str, claims: Claims, empty: bool
+    ) -> web.Response:
+        """issues / messages: seeded items, offset paging behind an opaque $skiptoken."""
+        key = (claims.tenant, path)
+        if key not in self._items:
+            plan, scn = self.state.scenario.graph, self.state.scenario
+            make, count = (
+                (announcements.issues, plan.issues)
+                if path.endswith("issues")
+                else (announcements.messages, plan.messages)
+            )
+            self._items[key] = [
+                orjson.dumps(i) for i in make(scn.seed, claims.tenant, count, self.state.origin)
+            ]
+        items = self._items[key]
+        params = {k.lower(): v for k, v in request.query.items()}
+        try:
+            size = announcements.page_size(
+                params.get("$top"), request.headers.get("Prefer"), 100 if path.endswith("messages") else 1000
+            )
+            offset = int(decode_offset(params["$skiptoken"])) if "$skiptoken" in params else 0
+        except ValueError:
+            raise GraphError(400, "invalidRequest", "Invalid $top or $skiptoken.") from None
+        chunk = [] if empty else items[offset : offset + size]
+        end = offset + len(chunk)
+        context = f"https://{request.host}/{version}/$metadata#{_ANNOUNCEMENTS[path]}"
+        parts = [b'{"@odata.context":', orjson.dumps(context)]
+        if empty or end < len(items):
+            cursor = base64.urlsafe_b64encode(f"O{end}".encode()).decode().rstrip("=")
+            link = self._next_link(request, None).rsplit("$skiptoken=", 1)[0] + f"$skiptoken={cursor}"
+            parts += [b',"@odata.nextLink":', orjson.dumps(link)]
+        parts += [b',"value":[', b",".join(chunk), b"]}"]
+        return web.Response(body=b"".join(parts), headers={"Content-Type": _CONTENT_TYPE})
 
     @staticmethod
     def _next_link(request: web.Request, cursor: Cursor | None) -> str:

@@ -15,11 +15,12 @@ from urllib.parse import quote
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from agent.emulator.blobs import Blob
 from agent.emulator.catalog import CONTENT_TYPES
 from agent.emulator.clock import TICKS_PER_SECOND, content_time, now_ticks, parse_iso
-from agent.emulator.faults import HTML_ERROR
+from agent.emulator.faults import HTML_ERROR, stall
 from agent.emulator.scenario import GUID_RE
 from agent.emulator.state import State
 
@@ -86,7 +87,7 @@ class ManagementService:
         self.admin_disabled = set(plan.disabled)
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[self._stall])
         root = "/api/{ver:v1\\.0|v1}/{tenant}/activity/feed"
         app.router.add_post(root + "/subscriptions/start", self.start)
         app.router.add_post(root + "/subscriptions/stop", self.stop)
@@ -97,6 +98,11 @@ class ManagementService:
         return app
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _stall(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        await stall(self.state.scenario.management.stalls, request, "management", self.state.faults)
+        return await handler(request)
 
     def _gate(
         self, request: web.Request, method: str, listing: bool = False
@@ -183,7 +189,7 @@ class ManagementService:
         if not ct:
             raise AfError(400, "AF20001", "Missing parameter: contentType.")
         if ct not in CONTENT_TYPES:
-            raise AfError(400, "AF20020", f"The content type ({ct}) is invalid.")
+            raise AfError(400, "AF20020", "The specified content type is not valid.")
         return ct
 
     # -- subscriptions --------------------------------------------------------------------------
@@ -196,7 +202,7 @@ class ManagementService:
         try:
             ct = self._content_type(request)
             if ct in self.admin_disabled:
-                raise AfError(400, "AF20023", "The subscription was disabled by the tenant admin.")
+                raise AfError(400, "AF20023", "The subscription was disabled by a tenant admin.")
             current = self.subs[tenant].get(ct)
             if current is not None and current.status == "enabled":
                 raise AfError(400, "AF20024", "The subscription is already enabled. No property change.")
@@ -227,7 +233,7 @@ class ManagementService:
             return error_response(err)
         if ct not in self.subs[tenant]:
             return error_response(
-                AfError(400, "AF20022", "No subscription found for the specified content type")
+                AfError(400, "AF20022", "No subscription found for the specified content type.")
             )
         self.subs[tenant][ct] = Subscription("disabled")
         return await self._finish(request, fault, tenant, web.Response(status=200))
@@ -258,10 +264,10 @@ class ManagementService:
 
     def _subscribed(self, tenant: str, ct: str) -> None:
         if ct in self.admin_disabled:
-            raise AfError(400, "AF20023", "The subscription was disabled by the tenant admin.")
+            raise AfError(400, "AF20023", "The subscription was disabled by a tenant admin.")
         sub = self.subs[tenant].get(ct)
         if sub is None or sub.status != "enabled":
-            raise AfError(400, "AF20022", "No subscription found for the specified content type")
+            raise AfError(400, "AF20022", "No subscription found for the specified content type.")
 
     # -- content --------------------------------------------------------------------------------
 
@@ -274,7 +280,7 @@ class ManagementService:
         ticks = []
         for name, value in (("startTime", start), ("endTime", end)):
             if not _TIME_RE.match(value):
-                raise AfError(400, "AF20002", f"Parameter {name} has an invalid value: {value}.")
+                raise AfError(400, "AF20002", f"Invalid parameter type: {name}. Expected type: datetime")
             ticks.append(parse_iso(value))
         lo, hi = ticks
         if lo >= hi:
@@ -373,6 +379,6 @@ class ManagementService:
         if blob is None or blob.created > now or blob.unavailable:
             if blob is not None and blob.unavailable:
                 self.state.faults.log(request, "management", "unavailable_blob", 404, tenant)
-            return error_response(AfError(404, "AF20050", "The specified content does not exist."))
+            return error_response(AfError(404, "AF20050", f"The specified content ({cid}) does not exist."))
         response = web.Response(body=blob.body, content_type=_JSON, headers={"request-id": str(uuid.uuid4())})
         return await self._finish(request, fault, tenant, response)

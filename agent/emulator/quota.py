@@ -30,3 +30,9 @@ class SlidingWindow:
             q.append(now)
             return None
         return (q[0] + self.window - now) / TICKS_PER_SECOND
+
+    def forget(self, key: str) -> None:
+        """Un-count the last admitted request of `key` (another limit refused it after all)."""
+        q = self._seen.get(key)
+        if q:
+            q.pop()

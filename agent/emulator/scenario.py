@@ -49,6 +49,22 @@ class Unavailable:
 
 
 @dataclass(frozen=True)
+class Stall:
+    """A wall-clock window in which every data request of one API is answered `delay` late."""
+
+    start: int
+    end: int
+    delay: float  # seconds
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    issues: int = 0  # admin/serviceAnnouncement/issues to serve
+    messages: int = 0  # admin/serviceAnnouncement/messages to serve
+    stalls: tuple[Stall, ...] = ()
+
+
+@dataclass(frozen=True)
 class ManagementPlan:
     page_size: int = 200  # blobs per subscriptions/content page
     blob_records: int = 100  # at most this many records per blob
@@ -59,6 +75,7 @@ class ManagementPlan:
     disabled: tuple[str, ...] = ()  # content types an admin disabled (AF20023)
     unavailable: tuple[Unavailable, ...] = ()
     throttle_status: int = 403  # AF429 is documented with HTTP 403
+    stalls: tuple[Stall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,6 +98,9 @@ class Faults:
 @dataclass(frozen=True)
 class Quota:
     graph_requests_per_10s: int = 5  # identity and access reports, per app per tenant; 0 = unlimited
+    graph_app_requests_per_10s: int = (
+        0  # the same reports, per app across all tenants (122 published); 0 = off
+    )
     management_requests_per_minute: int = 2000  # per tenant; 0 = unlimited
 
 
@@ -116,6 +136,7 @@ class Scenario:
     faults: Faults = field(default_factory=Faults)
     quota: Quota = field(default_factory=Quota)
     management: ManagementPlan = field(default_factory=ManagementPlan)
+    graph: GraphPlan = field(default_factory=GraphPlan)
     siem_gaps: tuple[SiemGap, ...] = ()
     path: Path | None = None
 
@@ -278,6 +299,31 @@ def _content_types(t: _Table, name: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _stalls(tables: list[_Table], origin: int) -> tuple[Stall, ...]:
+    out = []
+    for t in tables:
+        stall = Stall(
+            start=t.instant("start", None, origin),
+            end=t.instant("end", None, origin),
+            delay=t.duration("delay", seconds(5)) / 10_000_000,
+        )
+        if stall.end <= stall.start:
+            raise ScenarioError(f"{t.where}: end must be after start")
+        t.finish()
+        out.append(stall)
+    return tuple(out)
+
+
+def _graph(t: _Table, origin: int) -> GraphPlan:
+    plan = GraphPlan(
+        issues=t.count("issues", 0),
+        messages=t.count("messages", 0),
+        stalls=_stalls(t.tables("stall"), origin),
+    )
+    t.finish()
+    return plan
+
+
 def _management(t: _Table, origin: int) -> ManagementPlan:
     d = ManagementPlan()
     delay = t.get("content_delay", (list,), None)
@@ -312,6 +358,7 @@ def _management(t: _Table, origin: int) -> ManagementPlan:
         disabled=_content_types(t, "disabled") or (),
         unavailable=tuple(unavailable),
         throttle_status=status,
+        stalls=_stalls(t.tables("stall"), origin),
     )
     t.finish()
     return plan
@@ -372,10 +419,12 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
     qt = root.table("quota")
     quota = Quota(
         graph_requests_per_10s=qt.count("graph_requests_per_10s", 5),
+        graph_app_requests_per_10s=qt.count("graph_app_requests_per_10s", 0),
         management_requests_per_minute=qt.count("management_requests_per_minute", 2000),
     )
     qt.finish()
     management = _management(root.table("management"), origin)
+    graph = _graph(root.table("graph"), origin)
     siem = root.table("siem")
     gaps = _gaps(siem.tables("gaps"), origin)
     siem.finish()
@@ -390,6 +439,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
         faults=faults,
         quota=quota,
         management=management,
+        graph=graph,
         siem_gaps=gaps,
         path=path,
     )

@@ -22,6 +22,7 @@ class State:
     material: Material
     tokens: TokenIssuer
     faults: FaultInjector
-    graph_quota: SlidingWindow
+    graph_quota: SlidingWindow  # per (app, tenant)
+    graph_app_quota: SlidingWindow  # per app across tenants
     management_quota: SlidingWindow
     urls: dict[str, str] = field(default_factory=dict)  # service name -> base URL, filled once listening

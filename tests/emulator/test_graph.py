@@ -204,3 +204,48 @@ graph_requests_per_10s = 3
         assert r.json()["error"]["code"] == "TooManyRequests"
         assert 1 <= int(r.headers["Retry-After"]) <= 10
         assert any(f["fault"] == "quota" for f in emu.faults())
+
+
+def test_service_announcements_and_stall(tmp_path: Any) -> None:
+    scenario = """
+[tenant]
+[graph]
+issues = 3
+messages = 5
+[[graph.stall]]
+start = "-1m"
+end = "+1h"
+delay = "0.2s"
+[quota]
+graph_requests_per_10s = 1
+"""
+    with running_emulator(scenario, tmp_path) as emu:
+        s, tok = emu.session(), token(emu)
+        started = time.monotonic()
+        issues, _ = graph_all(s, f"{emu['graph']}/v1.0/admin/serviceAnnouncement/issues", tok)
+        assert time.monotonic() - started >= 0.2  # the stall window holds every answer back
+        assert len(issues) == 3 and all({"id", "status", "service", "posts"} <= i.keys() for i in issues)
+        messages, pages = graph_all(s, f"{emu['graph']}/v1.0/admin/serviceAnnouncement/messages?$top=2", tok)
+        assert pages == 3  # and four calls went through: announcements are not under the reports quota
+        starts = [m["startDateTime"] for m in messages]
+        assert starts == sorted(starts, reverse=True)
+        assert len({m["id"] for m in messages}) == 5 and all(m["id"].startswith("MC") for m in messages)
+        assert any(f["fault"] == "stall" for f in emu.faults())
+
+
+def test_app_quota_across_tenants(tmp_path: Any) -> None:
+    scenario = """
+[[tenants]]
+[[tenants]]
+[streams."graph.directory_audits"]
+records = 5
+[quota]
+graph_requests_per_10s = 2
+graph_app_requests_per_10s = 3
+"""
+    with running_emulator(scenario, tmp_path) as emu:
+        s = emu.session()
+        toks = [token(emu, tenant=t) for t in emu["tenants"]]
+        url = f"{emu['graph']}/v1.0/auditLogs/directoryAudits"
+        codes = [s.get(url, headers=bearer(toks[i % 2])).status_code for i in range(4)]
+        assert codes == [200, 200, 200, 429]  # 2 per tenant would allow 4; the app-wide 3 does not
