@@ -23,7 +23,7 @@ import aiohttp
 
 from agent import __version__
 from agent.config import HttpConfig
-from agent.errors import RetryableError, TokenRejected, TransientApiError
+from agent.errors import RetryableError, ThrottledError, TokenRejected, TransientApiError
 
 log = logging.getLogger("agent.http")
 T = TypeVar("T")
@@ -107,15 +107,29 @@ class RateLimiter:
     """
 
     def __init__(self, limit: int, period: float, margin: float = 0.05) -> None:
+        self.ceiling = limit
         self.limit = limit
         self.period = period * (1 + margin)
         self._starts: deque[float] = deque()
         self._lock = asyncio.Lock()
+        self._slowed_at = 0.0
+
+    def slow_down(self) -> None:
+        """A throttle without Retry-After: the server's quota is lower than configured (the Management
+        API scales it with seat count), so cut the pace by a fifth; it creeps back while unthrottled."""
+        self.limit = max(1, int(self.limit * 0.8))
+        self._slowed_at = time.monotonic()
+
+    def _recover(self, now: float) -> None:
+        if self.limit < self.ceiling and now - self._slowed_at >= self.period:
+            self.limit = min(self.ceiling, self.limit + max(1, self.ceiling // 20))
+            self._slowed_at = now
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
                 now = time.monotonic()
+                self._recover(now)
                 while self._starts and now - self._starts[0] >= self.period:
                     self._starts.popleft()
                 if len(self._starts) < self.limit:
@@ -163,9 +177,17 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, what:
                 raise
             if isinstance(exc, TokenRejected) and on_token_rejected is not None:
                 await on_token_rejected()
-            delay = exc.retry_after if exc.retry_after is not None else backoff(attempt)
-            if exc.retry_after is not None and limiter is not None:
-                limiter.penalise(delay)
+            throttled = isinstance(exc, ThrottledError)
+            if exc.retry_after is not None:
+                delay = exc.retry_after
+                if limiter is not None and throttled:
+                    limiter.penalise(delay)
+            elif throttled:
+                delay = max(1.0, backoff(attempt + 1, base=2.0))
+                if limiter is not None:
+                    limiter.slow_down()
+            else:
+                delay = backoff(attempt)
             log.warning("Request failed, retrying.", extra={"fields": {
                 "what": what, "attempt": attempt + 1, "error": str(exc), "delay_s": round(delay, 2)}})
             await sleep(delay)

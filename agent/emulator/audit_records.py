@@ -120,7 +120,7 @@ def exchange(rng: random.Random, ticks: int, tenant: str) -> Record:
         r = _common(rng, ticks, tenant, 1, op, "Exchange", upn, key, 2, "True")
         r.update(
             {
-                "ClientIP": f"[2a09:bac5:111:105::1a:{rng.randrange(16, 255):x}]:{rng.randrange(1024, 65535)}",  # noqa: E501
+                "ClientIP": f"[2a09:bac5:111:105::1a:{rng.randrange(16, 255):x}]:{rng.randrange(1024, 65535)}",
                 "ObjectId": person(rng)[2],
                 "UserId": upn,
                 "AppId": "",

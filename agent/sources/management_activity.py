@@ -65,7 +65,8 @@ from agent.streams import spec
 log = logging.getLogger("agent.management")
 T = TypeVar("T")
 
-DEFAULT_THROTTLE_WAIT = 30.0  # AF429 documents no Retry-After; half the quota's one-minute window
+# AF429 documents no Retry-After: back off with jitter (the shared pacer also slows down, see http.py).
+DEFAULT_THROTTLE_WAIT: float | None = None
 SKEW_LIMIT = timedelta(minutes=5)  # as Filebeat: below this, differences are latency and Date's 1 s steps
 SKEW_CHANGE = timedelta(minutes=1)  # re-measured offsets closer than this are the same offset
 MAX_RELISTS = 3  # fresh listings of one window after AF20030/55/31 before the window fails
@@ -89,7 +90,7 @@ class ManagementActivitySource:
     def __init__(self, tenant: TenantConfig, http: HttpClient, tokens: TokenProvider, limiter: RateLimiter,
                  cfg: CollectionConfig, archive: Archive, *, clock: Callable[[], datetime] = utcnow,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-                 throttle_wait: float = DEFAULT_THROTTLE_WAIT) -> None:
+                 throttle_wait: float | None = DEFAULT_THROTTLE_WAIT) -> None:
         self.tenant, self.http, self.tokens, self.limiter, self.cfg = tenant, http, tokens, limiter, cfg
         self.store = archive.store
         self.checkpoints = Checkpoints(archive.store)
