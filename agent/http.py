@@ -106,30 +106,16 @@ class RateLimiter:
     A small safety margin keeps us under the server's own window despite clock and latency jitter.
     """
 
-    def __init__(self, limit: int, period: float, margin: float = 0.05) -> None:
-        self.ceiling = limit
+    def __init__(self, limit: int, period: float, margin: float = 0.03) -> None:
         self.limit = limit
         self.period = period * (1 + margin)
         self._starts: deque[float] = deque()
         self._lock = asyncio.Lock()
-        self._slowed_at = 0.0
-
-    def slow_down(self) -> None:
-        """A throttle without Retry-After: the server's quota is lower than configured (the Management
-        API scales it with seat count), so cut the pace by a fifth; it creeps back while unthrottled."""
-        self.limit = max(1, int(self.limit * 0.8))
-        self._slowed_at = time.monotonic()
-
-    def _recover(self, now: float) -> None:
-        if self.limit < self.ceiling and now - self._slowed_at >= self.period:
-            self.limit = min(self.ceiling, self.limit + max(1, self.ceiling // 20))
-            self._slowed_at = now
 
     async def acquire(self) -> None:
         async with self._lock:
             while True:
                 now = time.monotonic()
-                self._recover(now)
                 while self._starts and now - self._starts[0] >= self.period:
                     self._starts.popleft()
                 if len(self._starts) < self.limit:
@@ -182,10 +168,8 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, what:
                 delay = exc.retry_after
                 if limiter is not None and throttled:
                     limiter.penalise(delay)
-            elif throttled:
+            elif throttled:  # no Retry-After (AF429): back off this request only; the pacer keeps the quota
                 delay = max(1.0, backoff(attempt + 1, base=2.0))
-                if limiter is not None:
-                    limiter.slow_down()
             else:
                 delay = backoff(attempt)
             log.warning("Request failed, retrying.", extra={"fields": {
