@@ -214,6 +214,7 @@ class Workspace:
         self.rng = random.Random(f"{seed}|loganalytics")
         self.now = now or (lambda: time.time_ns() // 100)
         self.queries: list[str] = []
+        self.partials = 0  # answers cut at a limit (tests check the limit was really hit)
 
     async def query(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
@@ -262,6 +263,7 @@ class Workspace:
             doc["tables"][0]["rows"] = out[:keep]
             partial = f"Query result set has exceeded the internal data size limit {self.copy.plan.max_bytes} bytes"
         if partial:
+            self.partials += 1
             doc["error"] = {"code": "PartialError", "message": "There were some errors when processing your query.",
                             "details": [{"code": "EngineError", "message": "Something went wrong processing your "
                                          "query on the server.", "innererror": {
@@ -275,7 +277,10 @@ def app(copy: SiemCopy, *, token_ok: Callable[[str], bool] = lambda t: bool(t), 
     """The `loganalytics` service: documented paths under `https://api.loganalytics.io`."""
     ws = Workspace(copy, token_ok, seed)
     application = web.Application(client_max_size=8 << 20)
-    application["workspace"] = ws
+    application[STATE] = ws
     application.router.add_route("POST", "/v1/workspaces/{workspace}/query", ws.query)
     application.router.add_route("GET", "/v1/workspaces/{workspace}/query", ws.query)
     return application
+
+
+STATE = web.AppKey("workspace", Workspace)  # tests and server.py read the service state through this key

@@ -202,7 +202,7 @@ def parse(raw: Mapping[str, Any] | None, *, tenants: tuple[str, ...] = (), base:
     common = {
         "bucket": t.duration("bucket", timedelta(hours=1)),
         "settle": t.duration("settle", timedelta(hours=6)),
-        "max_rows": t.integer("max_rows", 500_000, minimum=100),
+        "max_rows": t.integer("max_rows", 500_000, minimum=1),
         "page_size": t.integer("page_size", 10_000, minimum=10),
         "max_attempts": t.integer("max_attempts", 6, minimum=1),
     }
