@@ -27,7 +27,8 @@ from aiohttp import web
 
 from agent.emulator.siem_copy import SiemCopy
 
-_CATEGORIES = {"graph.signins.interactive": "SignInLogs", "graph.signins.noninteractive": "NonInteractiveUserSignInLogs",
+_CATEGORIES = {"graph.signins.interactive": "SignInLogs",
+               "graph.signins.noninteractive": "NonInteractiveUserSignInLogs",
                "graph.signins.serviceprincipal": "ServicePrincipalSignInLogs",
                "graph.signins.managedidentity": "ManagedIdentitySignInLogs"}
 _RECORD_NAMES = {1: "ExchangeAdmin", 4: "SharePoint", 6: "SharePointFileOperation", 8: "AzureActiveDirectory",

@@ -394,7 +394,8 @@ def _group(frame: Frame, aggs: list[tuple[str, str, str | None]], keys: list[tup
     types = dict(m.columns)
     columns = [(name, "datetime" if size else types.get(c, "string")) for name, c, size in keys]
     columns += [(name, "long") for name, _, _ in aggs]
-    rows = [list(k) + [v if isinstance(v, int) else len(v) for v in state] for k, state in sorted(groups.items(), key=_sort_key)]
+    rows = [list(k) + [v if isinstance(v, int) else len(v) for v in state]
+            for k, state in sorted(groups.items(), key=_sort_key)]
     if not keys and not rows:
         rows = [[0 for _ in aggs]]
     return Frame(None, columns, rows)

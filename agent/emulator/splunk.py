@@ -234,7 +234,7 @@ def _keys(e: Event, keys: list[str], span: float | None) -> list[tuple[str, ...]
         return []  # stats drops events lacking a BY field
     combos: list[tuple[str, ...]] = [()]
     for v in values:
-        combos = [c + (x,) for c in combos for x in v]
+        combos = [(*c, x) for c in combos for x in v]
     return combos
 
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 from agent.archive import Archive
-from agent.reconcile.diff import US, floor_to
 from agent.layout import Partition
+from agent.reconcile.diff import US, floor_to
 
 _HOUR_US = 3600 * US
 

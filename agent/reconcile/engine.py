@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from agent.archive import Archive
 from agent.logs import event
@@ -22,6 +23,7 @@ from agent.reconcile.archive_side import ArchiveSide
 from agent.reconcile.diff import US, bucket_starts, cancel_moves, diff_ids, floor_to, merge_gaps, needs_ids, sub_bucket
 from agent.reconcile.report import BucketRow, ReconcileReport, StreamReport, iso
 from agent.siem.base import IncompleteResult, Siem, valid_id
+from agent.siem.config import SiemConfig
 from agent.sources.base import Window
 from agent.streams import spec
 
@@ -46,6 +48,11 @@ class Options:
     confirm: bool = True  # look up ids missing in the SIEM by id before reporting them
 
 
+def options_from(cfg: SiemConfig, **overrides: Any) -> Options:
+    """Engine options from the validated `[siem]` table, with CLI overrides."""
+    return Options(bucket=cfg.bucket, settle=cfg.settle, max_rows=cfg.max_rows, **overrides)
+
+
 def _us(dt: datetime) -> int:
     return int(dt.astimezone(UTC).timestamp()) * US + dt.microsecond
 
@@ -65,6 +72,7 @@ class StreamRun:
     start: int
     end: int
     missing_at: dict[str, int] = field(default_factory=dict)  # id missing in the SIEM -> top bucket
+    hole_at: dict[str, int] = field(default_factory=dict)  # id missing in the archive -> top bucket
 
     @property
     def size(self) -> int:
@@ -112,6 +120,8 @@ class StreamRun:
         self.report.duplicates_in_siem.update(d.duplicates)
         for rid in d.missing_in_siem:
             self.missing_at[rid] = top
+        for rid in d.missing_in_agent:
+            self.hole_at[rid] = top
 
     async def _split(self, start: int, end: int, size: int, rows: int, top: int, reason: str = "") -> None:
         sub = sub_bucket(size, rows, self.opts.max_rows)
@@ -214,11 +224,14 @@ async def _recollect(run: StreamRun, recollect: Recollect, now: datetime) -> Non
     """Fetch buckets with archive holes again from the API if it still keeps them, then re-check."""
     sr = run.report
     oldest = _us(now - RETENTION[spec(sr.stream).source])
-    holes = [b for b in sr.buckets if b.start >= oldest and b.siem > b.agent]
-    if not holes:
-        sr.notes.append("records missing in the archive are past the API's retention; they cannot be re-collected")
+    holes = {run.hole_at[i] for i in sr.missing_in_agent if i in run.hole_at}
+    late = {b for b in holes if b < oldest}
+    if late:
+        sr.notes.append(f"{len(late)} bucket(s) with records missing in the archive are past the API's "
+                        "retention; they cannot be re-collected")
+    if not holes - late:
         return
-    for gap in merge_gaps({b.start: 1 for b in holes}, run.size):
+    for gap in merge_gaps({b: 1 for b in holes - late}, run.size):
         await recollect(sr.tenant, sr.stream, _dt(gap.start), _dt(gap.end))
     found = await run.side.holds(sr.missing_in_agent, run.start, run.end)
     sr.recollected |= found

@@ -108,9 +108,9 @@ class ReconcileReport:
 def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
     """A human summary: one table row per stream, then gaps and sample ids for streams with gaps."""
     lines = [f"# Reconciliation against {report.siem}", "",
-             f"Window {iso(report.since)} – {iso(report.until)}, buckets of {report.bucket_us // US} s.", ""]
-    for s in report.skipped:
-        lines.append(f"Skipped {s['start']} – {s['end']}: {s['reason']}.")
+             f"Window {iso(report.since)} to {iso(report.until)}, buckets of {report.bucket_us // US} s.", ""]
+    for skip in report.skipped:
+        lines.append(f"Skipped {skip['start']} to {skip['end']}: {skip['reason']}.")
     lines += ["", "| tenant | stream | archive | SIEM | missing in SIEM | missing in archive | duplicated in SIEM |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for s in report.streams:
@@ -120,8 +120,8 @@ def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
         if not (s.has_gaps or s.unverified or s.notes):
             continue
         lines += ["", f"## {s.stream} ({s.tenant})", ""]
-        lines += [f"- gap {iso(g.start)} – {iso(g.end)}: {g.missing} missing in the SIEM" for g in s.gaps]
-        lines += [f"- unverified {iso(a)} – {iso(b)}: {why}" for a, b, why in s.unverified]
+        lines += [f"- gap {iso(g.start)} to {iso(g.end)}: {g.missing} missing in the SIEM" for g in s.gaps]
+        lines += [f"- unverified {iso(a)} to {iso(b)}: {why}" for a, b, why in s.unverified]
         lines += [f"- note: {n}" for n in s.notes]
         for label, ids in (("missing in the SIEM", s.missing_in_siem), ("missing in the archive", s.missing_in_agent)):
             if ids:

@@ -20,7 +20,7 @@ def open_siem(cfg: SiemConfig, agent_cfg: Config, http: HttpClient) -> Siem:
             raise ConfigError("siem: Sentinel needs a [[tenants]] entry whose app registration reads the workspace")
         tenant = agent_cfg.tenant(cfg.tenant) if cfg.tenant else agent_cfg.tenants[0]
         tokens = TokenProvider(tenant, cfg.resource or cfg.url, agent_cfg.http)
-        return SentinelSiem(cfg, http, tokens.token, tokens.invalidate)  # type: ignore[arg-type]
+        return SentinelSiem(cfg, http, tokens.token, tokens.invalidate)
     if cfg.token is None:
         raise ConfigError(f"siem: {cfg.type} needs a token")
     secret = register_secret(cfg.token.reveal())

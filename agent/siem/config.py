@@ -194,12 +194,13 @@ def _targets(root: Table, kind: str, index: str, backfill_suffix: str) -> dict[s
 def parse(raw: Mapping[str, Any] | None, *, tenants: tuple[str, ...] = (), base: Path | None = None) -> SiemConfig:
     """Validate a raw `[siem]` table; ConfigError names the offending key."""
     if not raw:
-        raise ConfigError("no [siem] table in the config: reconcile needs type = \"sentinel\", \"splunk\" or \"elastic\"")
+        raise ConfigError("no [siem] table in the config: reconcile needs type = "
+                          "\"sentinel\", \"splunk\" or \"elastic\"")
     t = Table(raw, "siem")
     kind = t.string("type", None, KINDS)
     if kind is None:
         raise ConfigError("siem.type is required (sentinel, splunk or elastic)")
-    common = {
+    common: dict[str, Any] = {
         "bucket": t.duration("bucket", timedelta(hours=1)),
         "settle": t.duration("settle", timedelta(hours=6)),
         "max_rows": t.integer("max_rows", 500_000, minimum=1),

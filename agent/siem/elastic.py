@@ -9,6 +9,7 @@ distinct ids per bucket, an estimate above (it only decides whether a bucket's i
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -129,10 +130,8 @@ class ElasticSiem:
 
     async def _close_pit(self, pit: str) -> None:
         self.open_pits.discard(pit)
-        try:
+        with contextlib.suppress(SiemError):  # it expires after keep_alive anyway; nothing to conclude
             await self._post("/_pit", {"id": pit}, method="DELETE", ok=(200, 404))
-        except SiemError:
-            pass  # it expires after keep_alive anyway; nothing to conclude about the data
 
     async def present(self, tenant: str, stream: str, ids: Sequence[str], window: Window) -> set[str]:
         checked = [i for i in ids if valid_id(stream, i)]

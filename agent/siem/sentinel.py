@@ -9,7 +9,7 @@ under the documented 200 requests per 30 s.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -69,7 +69,7 @@ class SentinelSiem:
     name: ClassVar[str] = "sentinel"
 
     def __init__(self, cfg: SiemConfig, http: HttpClient, token: TokenSource,
-                 invalidate: TokenSource | None = None) -> None:
+                 invalidate: Callable[[], Awaitable[None]] | None = None) -> None:
         if cfg.type != "sentinel":
             raise ConfigError("SentinelSiem needs [siem] type = \"sentinel\"")
         self.cfg = cfg
@@ -110,8 +110,8 @@ class SentinelSiem:
     async def check(self) -> None:
         stream = next(iter(self.cfg.targets))
         end = datetime.now().astimezone()
-        await self.query(f"{base_query(self._target(stream), self.cfg.tenant or '-', Window(end - timedelta(minutes=5), end))}"
-                         " | count", Window(end - timedelta(minutes=5), end))
+        window = Window(end - timedelta(minutes=5), end)
+        await self.query(f"{base_query(self._target(stream), self.cfg.tenant or '-', window)} | count", window)
 
     async def count_buckets(self, tenant: str, stream: str, window: Window,
                             bucket: timedelta) -> dict[datetime, tuple[int, int]]:

@@ -52,7 +52,8 @@ def other_tenant_rows() -> list[tuple[str, str, list[Entry]]]:
     rng = random.Random(99)
     out = []
     for _ in range(80):
-        rid, ticks, rec = make_record(rng, "o365.exchange", ticks_of(START) + rng.randrange(86400 * 10**7), OTHER_TENANT)
+        when = ticks_of(START) + rng.randrange(86400 * 10**7)
+        rid, ticks, rec = make_record(rng, "o365.exchange", when, OTHER_TENANT)
         out.append(Entry(rid, ticks, orjson.dumps(rec)))
     return [(OTHER_TENANT, "o365.exchange", out)]
 
