@@ -158,8 +158,10 @@ class StreamRun:
 
     def _finish(self) -> None:
         per_bucket = Counter(self.missing_at.values())
+        holes = Counter(self.hole_at[i] for i in self.report.missing_in_agent if i in self.hole_at)
         for row in self.report.buckets:
             row.missing = per_bucket.get(row.start, 0)
+            row.holes = holes.get(row.start, 0)
             row.unverified = any(s < row.start + self.size and e > row.start for s, e, _ in self.report.unverified)
         self.report.gaps = merge_gaps(per_bucket, self.size)
         bad = [i for i in self.report.missing_in_agent if not valid_id(self.report.stream, i)]

@@ -38,6 +38,10 @@ def _bars(s: StreamReport, report: ReconcileReport) -> str:
                      f'{g.missing} missing in the SIEM</title></rect>')
     for i, b in enumerate(s.buckets):
         x = _LEFT + i * step
+        if b.holes:  # the archive's own holes, in amber
+            parts.append(f'<rect class="hole" x="{x:.1f}" y="{_TOP}" width="{step:.1f}" height="{plot_h}" '
+                         f'fill="#fec84b" fill-opacity="0.45"><title>{b.holes} record(s) missing in the archive'
+                         f'</title></rect>')
         ha, hs = b.agent / top * plot_h, b.siem / top * plot_h
         tip = escape(f"{iso(b.start)}: archive {b.agent}, SIEM {b.siem}, missing {b.missing}")
         fill = "#98a2b3" if b.unverified else "#2e90fa"
@@ -98,7 +102,8 @@ def to_html(report: ReconcileReport) -> str:
     legend = ('<p class="legend"><span><i class="sw" style="background:#2e90fa"></i>archive</span>'
               '<span><i class="sw" style="background:#12b76a"></i>SIEM</span>'
               '<span><i class="sw" style="background:#d92d20"></i>SIEM, bucket with missing records</span>'
-              '<span><i class="sw" style="background:#fda29b"></i>gap</span>'
+              '<span><i class="sw" style="background:#fda29b"></i>gap in the SIEM</span>'
+              '<span><i class="sw" style="background:#fec84b"></i>hole in the archive</span>'
               '<span><i class="sw" style="background:#98a2b3"></i>unverified</span></p>')
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'">'

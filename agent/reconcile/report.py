@@ -30,6 +30,7 @@ class BucketRow:
     agent: int
     siem: int
     missing: int = 0
+    holes: int = 0  # records the SIEM has and the archive lacks
     unverified: bool = False
 
 
