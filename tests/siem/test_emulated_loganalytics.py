@@ -63,7 +63,8 @@ async def test_errors_have_the_documented_shapes(tmp_path: Path) -> None:
         assert doc["error"]["code"] == "PartialError"  # ...and said so
         status, doc = await post("SigninLogs | take 1")
         cols = [c["name"] for c in doc["tables"][0]["columns"]]
-        assert {"TimeGenerated", "Id", "UserPrincipalName", "ResultType", "AADTenantId", "TenantId", "Type"} <= set(cols)
+        want = {"TimeGenerated", "Id", "UserPrincipalName", "ResultType", "AADTenantId", "TenantId", "Type"}
+        assert want <= set(cols)
 
 
 def _client_ctx(ca: Path):  # type: ignore[no-untyped-def]

@@ -45,9 +45,9 @@ def test_hostile_names_and_values_are_config_errors(value: str) -> None:
 
 
 def test_config_rejects_unknown_keys_and_literal_secrets() -> None:
-    with pytest.raises(ConfigError, match="unknown key.*wokspace_id"):
+    with pytest.raises(ConfigError, match=r"unknown key.*wokspace_id"):
         parse({"type": "sentinel", "workspace_id": GUID, "wokspace_id": GUID})
-    with pytest.raises(ConfigError, match="unknown key.*tabel"):
+    with pytest.raises(ConfigError, match=r"unknown key.*tabel"):
         parse({"type": "sentinel", "workspace_id": GUID, "streams": {"o365.exchange": {"tabel": "X"}}})
     with pytest.raises(ConfigError, match="never written"):
         parse({"type": "splunk", "url": "https://s:8089", "token": "abc"})
