@@ -34,7 +34,7 @@ Recollect = Callable[[str, str, datetime, datetime], Awaitable[object]]
 Progress = Callable[[int, int, str], None]
 # How long each API keeps records (protocols.md §1.4, §2.3): past this, a hole cannot be refilled.
 RETENTION = {"graph": timedelta(days=30), "management_activity": timedelta(days=7)}
-CONFIRM_CHUNK = 500
+CONFIRM_CHUNK = 2000  # ids per lookup query (~80 KB of KQL)
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Options:
     bucket: timedelta = timedelta(hours=1)
     settle: timedelta = timedelta(hours=6)
     max_rows: int = 500_000  # id rows one SIEM answer may hold; larger buckets are split first
+    refine_rows: int = 5_000  # a differing bucket above this is narrowed with a finer count before ids
     full: bool = False  # fetch ids of every bucket, even where counts agree
     include_unsettled: bool = False
     concurrency: int = 4  # streams reconciled at once
@@ -50,7 +51,8 @@ class Options:
 
 def options_from(cfg: SiemConfig, **overrides: Any) -> Options:
     """Engine options from the validated `[siem]` table, with CLI overrides."""
-    return Options(bucket=cfg.bucket, settle=cfg.settle, max_rows=cfg.max_rows, **overrides)
+    return Options(bucket=cfg.bucket, settle=cfg.settle, max_rows=cfg.max_rows,
+                   refine_rows=min(5_000, cfg.max_rows), **overrides)
 
 
 def _us(dt: datetime) -> int:
@@ -104,6 +106,10 @@ class StreamRun:
         if rows > self.opts.max_rows:
             await self._split(start, end, size, rows, top)
             return
+        if rows > self.opts.refine_rows and size > 60 * US and not self.opts.full:
+            # one more cheap count query: only the sub-buckets that differ pay for their ids
+            await self._split(start, end, size, rows, top, limit=self.opts.refine_rows)
+            return
         siem_ids: Counter[str] = Counter()
         try:
             self.report.queries += 1
@@ -123,8 +129,9 @@ class StreamRun:
         for rid in d.missing_in_agent:
             self.hole_at[rid] = top
 
-    async def _split(self, start: int, end: int, size: int, rows: int, top: int, reason: str = "") -> None:
-        sub = sub_bucket(size, rows, self.opts.max_rows)
+    async def _split(self, start: int, end: int, size: int, rows: int, top: int, reason: str = "",
+                     limit: int | None = None) -> None:
+        sub = sub_bucket(size, rows, limit or self.opts.max_rows)
         if sub is None:
             why = reason or f"{rows} rows in one second exceed the SIEM's {self.opts.max_rows}-row answer"
             self.report.unverified.append((start, end, why))
@@ -143,16 +150,18 @@ class StreamRun:
         (the record sits in another bucket). Only ids of the documented form go into the query.
         """
         stream = self.report.stream
-        candidates = sorted(i for i in self.report.missing_in_siem if valid_id(stream, i))
-        if not self.opts.confirm or not candidates:
-            return
-        window = Window(_dt(self.start - self.size), _dt(self.end + self.size))
-        for i in range(0, len(candidates), CONFIRM_CHUNK):
-            self.report.queries += 1
-            found = await self.siem.present(self.report.tenant, stream, candidates[i:i + CONFIRM_CHUNK], window)
-            self.report.missing_in_siem -= found
-            for rid in found:
-                self.missing_at.pop(rid, None)
+        by_bucket: dict[int, list[str]] = {}
+        for rid in sorted(self.report.missing_in_siem):
+            if valid_id(stream, rid):
+                by_bucket.setdefault(self.missing_at[rid], []).append(rid)
+        for top, candidates in sorted(by_bucket.items()) if self.opts.confirm else ():
+            window = Window(_dt(top - self.size), _dt(top + 2 * self.size))  # the bucket and its neighbours
+            for i in range(0, len(candidates), CONFIRM_CHUNK):
+                self.report.queries += 1
+                found = await self.siem.present(self.report.tenant, stream, candidates[i:i + CONFIRM_CHUNK], window)
+                self.report.missing_in_siem -= found
+                for rid in found:
+                    self.missing_at.pop(rid, None)
         held = await self.side.holds(self.report.missing_in_agent, self.start - self.size, self.end + self.size)
         self.report.missing_in_agent -= held
 

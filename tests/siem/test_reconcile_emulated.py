@@ -180,3 +180,14 @@ async def test_splunk_falls_back_to_v1_export(tmp_path: Path) -> None:
     finally:
         harness.emulator_app = original  # type: ignore[assignment]
     check_exact("splunk", scn, report, copy)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_differing_buckets_are_narrowed_by_counts_before_ids(kind: str, tmp_path: Path) -> None:
+    scn = mixed_scenario()
+    copy = scn.copy()
+    archive = await scn.archive(tmp_path / "store")
+    async with running(kind, copy, tmp_path) as r:
+        report = await reconcile(None, archive, r.siem, [(TENANT, s) for s in scn.entries], START, END,
+                                 options=Options(settle=timedelta(hours=1), refine_rows=10), now=NOW)
+    check_exact(kind, scn, report, copy)
