@@ -120,7 +120,8 @@ class Scenario:
             out = []
             for _ in range(n):
                 rid, ticks, rec = make_record(rng, stream, ticks_of(self.start) + rng.randrange(span), self.tenant)
-                out.append(Entry(rid, ticks, orjson.dumps(rec)))
+                # an exact-size copy: orjson's bytes keep their over-allocated buffer (measured ~10x)
+                out.append(Entry(rid, ticks, bytes(memoryview(orjson.dumps(rec)))))
             self._apply_gaps(stream, out)
             self.entries[stream] = out
         return self
