@@ -78,6 +78,10 @@ class ArchiveSide:
         """Which of `ids` the archive holds anywhere in [start_us, end_us) (any event time there)."""
         wanted = set(ids)
         out: set[str] = set()
+        if not wanted:
+            return out
+        # partition_times, not partition_ids: the latter's cache would keep every id of the window
         for part in await self._partitions(start_us, end_us):
-            out |= wanted & await self.archive.partition_ids(part)
+            async for seg_ids, _ in self.archive.partition_times(part):
+                out.update(wanted.intersection(seg_ids))
         return out
