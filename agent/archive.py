@@ -103,6 +103,23 @@ class Archive:
         event(log, logging.WARNING, "Rebuilt a missing segment index.", segment=key, records=info.count)
         return info, [str(r[s.id_field]) for r in records]
 
+    async def partition_times(self, part: Partition) -> AsyncIterator[tuple[list[str], list[str]]]:
+        """Per segment: its ids and their event times (RFC 3339), from the sidecars, never the segments.
+
+        Reconciliation bins these by time; a missing sidecar is rebuilt first. An id may appear in
+        two segments only if a crash interrupted a write; callers dedupe.
+        """
+        sidecars = {k async for k in self.store.list(part.sidecar_prefix)}
+        async for key in self.store.list(part.prefix):
+            parsed = parse_segment_key(key)
+            if parsed is None:
+                continue
+            sidecar = part.sidecar_key(parsed[1])
+            if sidecar not in sidecars:
+                await self._rebuild_sidecar(part, key, sidecar)
+            doc = orjson.loads(await self.store.get(sidecar))
+            yield list(doc["ids"]), list(doc["times"])
+
     async def segments(self, part: Partition) -> list[SegmentInfo]:
         return [info async for info, _ in self._sidecars(part)]
 

@@ -67,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
                    help="collect only tenants i, i+n, ... (config order) so n agents can share one bucket")
 
+    p = sub.add_parser("reconcile", help="compare the archive with the SIEM record by record (exit 3: gaps)")
+    _common(p)
+    _window_args(p)
+    p.add_argument("--format", choices=("json", "md", "html"), default="json", help="report format")
+    p.add_argument("--out", help="write the report to this file (default: stdout)")
+    p.add_argument("--full", action="store_true", help="fetch ids of every bucket, not only where counts differ")
+    p.add_argument("--include-unsettled", action="store_true",
+                   help="also compare the window younger than [siem] settle (the SIEM may still be ingesting)")
+    p.add_argument("--no-recollect", action="store_true",
+                   help="report records missing in the archive without fetching them again from the API")
+
     p = sub.add_parser("export", help="stored records as NDJSON on stdout, one per id")
     _common(p)
     _window_args(p)
@@ -251,6 +262,81 @@ async def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def cmd_reconcile(args: argparse.Namespace) -> int:
+    from agent.archive import Archive
+    from agent.http import HttpClient
+    from agent.reconcile import options_from, reconcile
+    from agent.siem import open_siem
+    from agent.siem.config import from_config
+    from agent.store import open_store
+
+    cfg = _select(_load(args), args)
+    siem_cfg = from_config(cfg)
+    streams = [(t.id, s) for t in cfg.tenants for s in t.streams if not args.stream or s in args.stream]
+    for s in args.stream or ():
+        if not any(s == name for _, name in streams):
+            raise ConfigError(f"--stream {s}: no configured tenant collects it")
+    opts = options_from(siem_cfg, full=args.full, include_unsettled=args.include_unsettled)
+    store = open_store(cfg.store)
+    archive = Archive(store)
+    try:
+        async with HttpClient(cfg.http) as http:
+            siem = open_siem(siem_cfg, cfg, http)
+            try:
+                report = await reconcile(cfg, archive, siem, streams, args.since, args.until, options=opts,
+                                         recollect=None if args.no_recollect else _recollector(cfg, archive, http),
+                                         progress=_progress_bar() if sys.stderr.isatty() else None)
+            finally:
+                await siem.aclose()
+    finally:
+        await store.aclose()
+    _write_report(report, args.format, args.out)
+    if report.has_gaps:
+        return EXIT_GAPS
+    return EXIT_OK if report.complete else EXIT_FAILURE
+
+
+def _recollector(cfg: config.Config, archive: Any, http: Any) -> Any:
+    """Re-collect a window from the API (the reconcile engine calls it for archive holes in retention)."""
+    from agent.collect import Collector
+
+    collector = Collector(cfg, archive, http)
+
+    async def recollect(tenant: str, stream: str, start: datetime, end: datetime) -> object:
+        return await collector.collect_stream(cfg.tenant(tenant), stream, start, end)
+
+    return recollect
+
+
+def _progress_bar() -> Callable[[int, int, str], None]:
+    def show(done: int, total: int, stream: str) -> None:
+        width = 30
+        filled = width * done // max(1, total)
+        end = "\n" if done >= total else ""
+        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {stream:<32}", end=end, file=sys.stderr,
+              flush=True)
+
+    return show
+
+
+def _write_report(report: Any, fmt: str, out: str | None) -> None:
+    from agent.reconcile import to_html, to_markdown
+
+    if fmt == "json":
+        data = report.to_json() + b"\n"
+    elif fmt == "md":
+        data = to_markdown(report).encode()
+    else:
+        data = to_html(report).encode()
+    if out:
+        from pathlib import Path
+
+        Path(out).write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
@@ -262,6 +348,7 @@ COMMANDS: dict[str, Handler] = {
     "run": cmd_run,
     "collect": cmd_collect,
     "export": cmd_export,
+    "reconcile": cmd_reconcile,
     "status": cmd_status,
     "verify": cmd_verify,
     "check": cmd_check,

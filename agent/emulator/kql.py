@@ -1,0 +1,405 @@
+"""A small, honest KQL subset: enough for a reconciler, and a documented error for everything else.
+
+Supported: `T`, `union [isfuzzy=true] T1, T2`; `| where` with `and`/`or`, parentheses, `== != < <=
+> >=` against string, number and `datetime(...)` literals, `in (...)` and `!in (...)`;
+`| project a, b = c`; `| summarize [n =] count(), [d =] count_distinct(c) [by [b =] bin(T, 1h), c]`;
+`| distinct a`; `| count`; `| take N` / `| limit N`. Anything else raises KqlError, which the
+endpoint turns into 400 BadArgumentError with a SyntaxError or SemanticError inner error, as
+Log Analytics does. Times are integer 100 ns ticks, like KQL's datetime.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+TICKS = 10_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TOKEN_RE = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<datetime>datetime\(\s*(?P<dt>[^)]*?)\s*\))
+  | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+  | (?P<timespan>\d+(?:\.\d+)?(?:ms|d|h|m|s)\b)
+  | (?P<number>\d+(?:\.\d+)?)
+  | (?P<op>==|!=|>=|<=|!in\b|[|,()=<>])
+  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
+""", re.VERBOSE)
+_SPAN_UNITS = {"ms": TICKS // 1000, "s": TICKS, "m": 60 * TICKS, "h": 3600 * TICKS, "d": 86400 * TICKS}
+_DT_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?Z?$")
+
+
+class KqlError(Exception):
+    """A query the subset cannot run; `kind` is "SyntaxError" or "SemanticError"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def parse_datetime(text: str) -> int:
+    m = _DT_RE.match(text.strip())
+    if not m:
+        raise KqlError("SyntaxError", f"invalid datetime literal {text!r}")
+    y, mo, d, h, mi, s, frac = m.groups()
+    dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=UTC)
+    return int((dt - _EPOCH).total_seconds()) * TICKS + int((frac or "0").ljust(7, "0")[:7])
+
+
+@dataclass(frozen=True, slots=True)
+class Tok:
+    kind: str
+    text: str
+    value: Any = None
+
+
+def tokenize(query: str) -> list[Tok]:
+    out, pos = [], 0
+    while pos < len(query):
+        m = _TOKEN_RE.match(query, pos)
+        if not m:
+            raise KqlError("SyntaxError", f"unexpected character {query[pos]!r} at {pos}")
+        pos = m.end()
+        kind = m.lastgroup or ""
+        text = m.group(0)
+        if kind == "ws":
+            continue
+        if kind == "dt":
+            kind = "datetime"
+        if kind == "datetime":
+            out.append(Tok("literal", text, ("datetime", parse_datetime(m.group("dt")))))
+        elif kind == "string":
+            out.append(Tok("literal", text, ("string", re.sub(r"\\(.)", r"\1", text[1:-1]))))
+        elif kind == "timespan":
+            num, unit = re.match(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)", text).groups()  # type: ignore[union-attr]
+            out.append(Tok("literal", text, ("timespan", round(float(num) * _SPAN_UNITS[unit]))))
+        elif kind == "number":
+            out.append(Tok("literal", text, ("number", float(text) if "." in text else int(text))))
+        else:
+            out.append(Tok(kind, text))
+    return out
+
+
+class Table(Protocol):
+    """A workspace table as the evaluator sees it: time-sorted rows, columns fetched by name."""
+
+    name: str
+
+    def times(self) -> Sequence[int]: ...
+    def column(self, name: str) -> Sequence[Any] | None: ...
+    def schema(self) -> list[tuple[str, str]]: ...
+
+
+@dataclass
+class Frame:
+    """Rows of source tables (index lists) or, after project/summarize, a materialized result."""
+
+    parts: list[tuple[Table, list[int]]] | None
+    columns: list[tuple[str, str]]
+    rows: list[list[Any]]
+
+
+class Parser:
+    def __init__(self, query: str) -> None:
+        self.toks = tokenize(query)
+        self.i = 0
+
+    def peek(self, offset: int = 0) -> Tok | None:
+        j = self.i + offset
+        return self.toks[j] if j < len(self.toks) else None
+
+    def take(self, kind: str | None = None, text: str | None = None) -> Tok:
+        tok = self.peek()
+        if tok is None or (kind and tok.kind != kind) or (text and tok.text.lower() != text):
+            want = text or kind or "token"
+            got = tok.text if tok else "end of query"
+            raise KqlError("SyntaxError", f"expected {want}, found {got!r}")
+        self.i += 1
+        return tok
+
+    def accept(self, text: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok.text.lower() == text and tok.kind in ("op", "ident"):
+            self.i += 1
+            return True
+        return False
+
+
+Resolve = Callable[[str], Table | None]
+
+
+def run(query: str, resolve: Resolve, start: int | None, end: int | None, visible: int) -> Frame:
+    """Evaluate `query`; `start`/`end` is the request's timespan on TimeGenerated (ticks)."""
+    p = Parser(query)
+    frame = _source(p, resolve, start, end, visible)
+    while p.peek() is not None:
+        p.take("op", "|")
+        frame = _operator(p, frame)
+    return _materialize(frame, None) if frame.parts is not None else frame
+
+
+def _source(p: Parser, resolve: Resolve, start: int | None, end: int | None, visible: int) -> Frame:
+    names: list[str] = []
+    fuzzy = False
+    if p.accept("union"):
+        if p.accept("isfuzzy"):
+            p.take("op", "=")
+            fuzzy = p.take("ident").text.lower() == "true"
+        names.append(p.take("ident").text)
+        while p.accept(","):
+            names.append(p.take("ident").text)
+    else:
+        names.append(p.take("ident").text)
+    parts = []
+    for name in names:
+        table = resolve(name)
+        if table is None:
+            if fuzzy:
+                continue
+            raise KqlError("SemanticError", f"'{name}' could not be resolved to a table")
+        parts.append((table, _time_slice(table, start, end, visible)))
+    if not parts:
+        raise KqlError("SemanticError", "none of the union's tables could be resolved")
+    return Frame(parts, [], [])
+
+
+def _time_slice(table: Table, start: int | None, end: int | None, visible: int) -> list[int]:
+    times = table.times()
+    lo = 0 if start is None else bisect_left(times, start)
+    hi = len(times) if end is None else bisect_left(times, end)
+    ingested = table.column("_ingested")
+    if ingested is None:
+        return list(range(lo, hi))
+    return [i for i in range(lo, hi) if ingested[i] <= visible]
+
+
+def _operator(p: Parser, frame: Frame) -> Frame:
+    op = p.take("ident").text.lower()
+    if op == "where":
+        return _where(frame, _expr(p))
+    if op == "project":
+        return _project(p, frame)
+    if op == "summarize":
+        return _summarize(p, frame)
+    if op == "distinct":
+        cols = [p.take("ident").text]
+        while p.accept(","):
+            cols.append(p.take("ident").text)
+        m = _materialize(frame, cols)
+        seen = list(dict.fromkeys(tuple(r) for r in m.rows))
+        return Frame(None, m.columns, [list(r) for r in seen])
+    if op == "count":
+        n = sum(len(ix) for _, ix in frame.parts) if frame.parts is not None else len(frame.rows)
+        return Frame(None, [("Count", "long")], [[n]])
+    if op in ("take", "limit"):
+        lit = p.take("literal").value
+        m = _materialize(frame, None) if frame.parts is not None else frame
+        return Frame(None, m.columns, m.rows[: int(lit[1])])
+    raise KqlError("SyntaxError", f"operator {op!r} is not supported by this emulator")
+
+
+# ---------------------------------------------------------------- expressions
+Pred = tuple[str, Any, Any]  # ("and"|"or", left, right) or ("cmp", column, (op, literal or list))
+
+
+def _expr(p: Parser) -> Pred:
+    left = _and(p)
+    while p.accept("or"):
+        left = ("or", left, _and(p))
+    return left
+
+
+def _and(p: Parser) -> Pred:
+    left = _atom(p)
+    while p.accept("and"):
+        left = ("and", left, _atom(p))
+    return left
+
+
+def _atom(p: Parser) -> Pred:
+    if p.accept("("):
+        e = _expr(p)
+        p.take("op", ")")
+        return e
+    col = p.take("ident").text
+    tok = p.take()
+    op = tok.text.lower()
+    if op in ("in", "!in"):
+        p.take("op", "(")
+        values = [p.take("literal").value[1]]
+        while p.accept(","):
+            values.append(p.take("literal").value[1])
+        p.take("op", ")")
+        return ("cmp", col, (op, frozenset(values)))
+    if op not in ("==", "!=", "<", "<=", ">", ">="):
+        raise KqlError("SyntaxError", f"unsupported operator {tok.text!r} after {col}")
+    return ("cmp", col, (op, p.take("literal").value[1]))
+
+
+_CMP: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a is not None and a < b,
+    "<=": lambda a, b: a is not None and a <= b, ">": lambda a, b: a is not None and a > b,
+    ">=": lambda a, b: a is not None and a >= b, "in": lambda a, b: a in b, "!in": lambda a, b: a not in b,
+}
+
+
+def _compile(pred: Pred, get: Callable[[str], Sequence[Any]]) -> Callable[[int], bool]:
+    kind = pred[0]
+    if kind in ("and", "or"):
+        left, right = _compile(pred[1], get), _compile(pred[2], get)
+        if kind == "and":
+            return lambda i: left(i) and right(i)
+        return lambda i: left(i) or right(i)
+    values = get(pred[1])
+    op, lit = pred[2]
+    fn = _CMP[op]
+    return lambda i: fn(values[i], lit)
+
+
+def _where(frame: Frame, pred: Pred) -> Frame:
+    if frame.parts is None:
+        index = {name: n for n, (name, _) in enumerate(frame.columns)}
+
+        def getr(col: str) -> Sequence[Any]:
+            if col not in index:
+                raise KqlError("SemanticError", f"Failed to resolve scalar expression named '{col}'")
+            return [r[index[col]] for r in frame.rows]
+
+        test = _compile(pred, getr)
+        return Frame(None, frame.columns, [r for n, r in enumerate(frame.rows) if test(n)])
+    _check_columns(frame, _columns_of(pred))
+    parts = []
+    for table, ix in frame.parts:
+        test = _compile(pred, lambda c, t=table: t.column(c) or _Nulls())  # type: ignore[misc]
+        parts.append((table, [i for i in ix if test(i)]))
+    return Frame(parts, [], [])
+
+
+class _Nulls:
+    """A column a fuzzy-unioned table lacks: null in every row, as KQL's union does."""
+
+    def __getitem__(self, i: int) -> None:
+        return None
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _columns_of(pred: Pred) -> set[str]:
+    if pred[0] == "cmp":
+        return {pred[1]}
+    return _columns_of(pred[1]) | _columns_of(pred[2])
+
+
+def _check_columns(frame: Frame, cols: set[str] | list[str]) -> None:
+    assert frame.parts is not None
+    for col in cols:
+        if not any(t.column(col) is not None for t, _ in frame.parts):
+            raise KqlError("SemanticError", f"Failed to resolve scalar expression named '{col}'")
+
+
+# ---------------------------------------------------------------- project / summarize
+def _project(p: Parser, frame: Frame) -> Frame:
+    out: list[tuple[str, str]] = []
+    while True:
+        name = p.take("ident").text
+        src = p.take("ident").text if p.accept("=") else name
+        out.append((name, src))
+        if not p.accept(","):
+            break
+    m = _materialize(frame, [s for _, s in out])
+    return Frame(None, [(n, t) for (n, _), (_, t) in zip(out, m.columns, strict=True)], m.rows)
+
+
+def _materialize(frame: Frame, cols: list[str] | None) -> Frame:
+    if frame.parts is None:
+        if cols is None:
+            return frame
+        index = {name: n for n, (name, _) in enumerate(frame.columns)}
+        for c in cols:
+            if c not in index:
+                raise KqlError("SemanticError", f"Failed to resolve scalar expression named '{c}'")
+        return Frame(None, [frame.columns[index[c]] for c in cols], [[r[index[c]] for c in cols] for r in frame.rows])
+    if cols is None:
+        cols = list(dict.fromkeys(name for t, _ in frame.parts for name, _ in t.schema()))
+    _check_columns(frame, cols)
+    types = {}
+    for t, _ in frame.parts:
+        types.update(dict(t.schema()))
+    rows: list[list[Any]] = []
+    for table, ix in frame.parts:
+        arrays = [table.column(c) or _Nulls() for c in cols]
+        rows.extend([a[i] for a in arrays] for i in ix)
+    return Frame(None, [(c, types.get(c, "string")) for c in cols], rows)
+
+
+def _summarize(p: Parser, frame: Frame) -> Frame:
+    aggs: list[tuple[str, str, str | None]] = []  # (output name, function, column)
+    while True:
+        name = None
+        if p.peek(1) is not None and p.peek(1).text == "=":  # type: ignore[union-attr]
+            name = p.take("ident").text
+            p.take("op", "=")
+        fn = p.take("ident").text.lower()
+        p.take("op", "(")
+        col = None if fn == "count" else p.take("ident").text
+        p.take("op", ")")
+        if fn not in ("count", "count_distinct", "dcount"):
+            raise KqlError("SyntaxError", f"aggregation {fn!r} is not supported by this emulator")
+        aggs.append((name or (f"{fn}_" if fn == "count" else f"{fn}_{col}"), fn, col))
+        if not p.accept(","):
+            break
+    keys: list[tuple[str, str, int | None]] = []  # (output name, column, bin size)
+    if p.accept("by"):
+        while True:
+            name = None
+            if p.peek(1) is not None and p.peek(1).text == "=":  # type: ignore[union-attr]
+                name = p.take("ident").text
+                p.take("op", "=")
+            if p.accept("bin"):
+                p.take("op", "(")
+                col = p.take("ident").text
+                p.take("op", ",")
+                size = p.take("literal").value
+                p.take("op", ")")
+                if size[0] != "timespan" or size[1] <= 0:
+                    raise KqlError("SemanticError", "bin() needs a positive timespan")
+                keys.append((name or col, col, size[1]))
+            else:
+                col = p.take("ident").text
+                keys.append((name or col, col, None))
+            if not p.accept(","):
+                break
+    return _group(frame, aggs, keys)
+
+
+def _group(frame: Frame, aggs: list[tuple[str, str, str | None]], keys: list[tuple[str, str, int | None]]) -> Frame:
+    needed = list(dict.fromkeys([c for _, c, _ in keys] + [c for _, _, c in aggs if c]))
+    m = _materialize(frame, needed)
+    pos = {c: n for n, c in enumerate(needed)}
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for r in m.rows:
+        key = tuple(r[pos[c]] - r[pos[c]] % size if size else r[pos[c]] for _, c, size in keys)
+        state = groups.get(key)
+        if state is None:
+            state = groups[key] = [0 if fn == "count" else set() for _, fn, _ in aggs]
+        for n, (_, fn, col) in enumerate(aggs):
+            if fn == "count":
+                state[n] += 1
+            else:
+                state[n].add(r[pos[col]])  # type: ignore[index]
+    types = dict(m.columns)
+    columns = [(name, "datetime" if size else types.get(c, "string")) for name, c, size in keys]
+    columns += [(name, "long") for name, _, _ in aggs]
+    rows = [list(k) + [v if isinstance(v, int) else len(v) for v in state]
+            for k, state in sorted(groups.items(), key=_sort_key)]
+    if not keys and not rows:
+        rows = [[0 for _ in aggs]]
+    return Frame(None, columns, rows)
+
+
+def _sort_key(item: tuple[tuple[Any, ...], list[Any]]) -> tuple[Any, ...]:
+    return tuple((v is None, str(type(v)), v if v is not None else 0) for v in item[0])

@@ -1,0 +1,286 @@
+"""Emulated Log Analytics query API (`POST /v1/workspaces/{id}/query`) over the SIEM copy.
+
+Rows are shaped like the Sentinel tables the Entra and Office 365 connectors fill (column names
+checked against corpus/siem/sentinel): SigninLogs and the other sign-in tables, AuditLogs,
+AADProvisioningLogs, OfficeActivity. Documented behaviour reproduced: the 500,000-row and ~100 MB
+answer limits as a 200 carrying partial results plus an `error` object; 429 when throttled;
+400 BadArgumentError (SyntaxError/SemanticError) for queries it cannot run; 401/403 for auth.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from agent.emulator import kql
+from agent.emulator.siem_copy import TICKS_PER_SECOND, SiemCopy, StreamCopy
+
+# The emulator's own stream -> table map (the witness shares no code with the agent).
+TABLES = {
+    "graph.signins.interactive": ("SigninLogs", "SignInLogs"),
+    "graph.signins.noninteractive": ("AADNonInteractiveUserSignInLogs", "NonInteractiveUserSignInLogs"),
+    "graph.signins.serviceprincipal": ("AADServicePrincipalSignInLogs", "ServicePrincipalSignInLogs"),
+    "graph.signins.managedidentity": ("AADManagedIdentitySignInLogs", "ManagedIdentitySignInLogs"),
+    "graph.directory_audits": ("AuditLogs", "AuditLogs"),
+    "graph.provisioning": ("AADProvisioningLogs", "ProvisioningLogs"),
+}
+OFFICE_STREAMS = ("o365.azure_active_directory", "o365.exchange", "o365.sharepoint", "o365.general", "o365.dlp_all")
+# AuditLogRecordType numbers -> the names OfficeActivity shows in RecordType.
+RECORD_TYPES = {1: "ExchangeAdmin", 2: "ExchangeItem", 4: "SharePoint", 6: "SharePointFileOperation",
+                8: "AzureActiveDirectory", 11: "ComplianceDLPSharePoint", 13: "ComplianceDLPExchange",
+                14: "SharePointSharingOperation", 15: "AzureActiveDirectoryStsLogon", 25: "MicrosoftTeams",
+                50: "ExchangeItemAggregated"}
+USER_TYPES = {0: "Regular", 1: "Reserved", 2: "Admin", 3: "DcAdmin", 4: "System", 5: "Application",
+              6: "ServicePrincipal", 7: "CustomPolicy", 8: "SystemPolicy", 9: "PartnerTechnician", 10: "Guest"}
+
+
+def _fmt(ticks: int) -> str:
+    secs, frac = divmod(ticks, TICKS_PER_SECOND)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return f"{base}.{frac:07d}Z" if frac else f"{base}Z"
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def signin_row(rec: dict[str, Any], tenant: str, table: str, category: str) -> dict[str, Any]:
+    status = rec.get("status") or {}
+    loc = rec.get("location") or {}
+    return {
+        "Id": rec.get("id"), "CreatedDateTime": rec.get("createdDateTime"),
+        "OriginalRequestId": rec.get("originalRequestId") or rec.get("id"),
+        "CorrelationId": rec.get("correlationId"), "UserPrincipalName": rec.get("userPrincipalName"),
+        "UserDisplayName": rec.get("userDisplayName"), "Identity": rec.get("userDisplayName"),
+        "UserId": rec.get("userId"), "AppId": rec.get("appId"), "AppDisplayName": rec.get("appDisplayName"),
+        "IPAddress": rec.get("ipAddress"), "ClientAppUsed": rec.get("clientAppUsed"),
+        "ResultType": str(status.get("errorCode", "")), "ResultDescription": status.get("failureReason"),
+        "ResourceIdentity": rec.get("resourceId"), "ResourceDisplayName": rec.get("resourceDisplayName"),
+        "ResourceId": f"/tenants/{tenant}/providers/Microsoft.aadiam",
+        "ConditionalAccessStatus": rec.get("conditionalAccessStatus"), "IsInteractive": rec.get("isInteractive"),
+        "Location": loc.get("countryOrRegion"), "LocationDetails": _json(loc),
+        "DeviceDetail": _json(rec.get("deviceDetail")), "Status": _json(status),
+        "ServicePrincipalId": rec.get("servicePrincipalId"), "ServicePrincipalName": rec.get("servicePrincipalName"),
+        "AADTenantId": tenant, "HomeTenantId": rec.get("homeTenantId"), "ResourceTenantId": rec.get("resourceTenantId"),
+        "Category": category, "OperationName": "Sign-in activity",
+    }
+
+
+def audit_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
+    return {
+        "Id": rec.get("id"), "ActivityDateTime": rec.get("activityDateTime"),
+        "OperationName": rec.get("activityDisplayName"), "ActivityDisplayName": rec.get("activityDisplayName"),
+        "Category": rec.get("category"), "CorrelationId": rec.get("correlationId"), "Result": rec.get("result"),
+        "ResultReason": rec.get("resultReason"), "LoggedByService": rec.get("loggedByService"),
+        "AADOperationType": rec.get("operationType"), "InitiatedBy": _json(rec.get("initiatedBy")),
+        "TargetResources": _json(rec.get("targetResources")), "AdditionalDetails": _json(rec.get("additionalDetails")),
+        "AADTenantId": tenant,
+    }
+
+
+def provisioning_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
+    return {
+        "Id": rec.get("id"), "ActivityDateTime": rec.get("activityDateTime"), "JobId": rec.get("jobId"),
+        "CycleId": rec.get("cycleId"), "ChangeId": rec.get("changeId"),
+        "ProvisioningAction": rec.get("provisioningAction"),
+        "ProvisioningStatusInfo": _json(rec.get("provisioningStatusInfo")),
+        "SourceIdentity": _json(rec.get("sourceIdentity")), "TargetIdentity": _json(rec.get("targetIdentity")),
+        "ServicePrincipal": _json(rec.get("servicePrincipal")), "AADTenantId": tenant,
+    }
+
+
+def office_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
+    rt = rec.get("RecordType")
+    return {
+        "OfficeId": rec.get("Id"), "SourceRecordId": rec.get("Id"),
+        "RecordType": RECORD_TYPES.get(rt, str(rt)) if isinstance(rt, int) else rt,
+        "Operation": rec.get("Operation"), "OrganizationId": rec.get("OrganizationId") or tenant,
+        "OrganizationId_": rec.get("OrganizationId") or tenant,
+        "UserType": USER_TYPES.get(rec.get("UserType"), rec.get("UserType")),  # type: ignore[arg-type]
+        "UserKey": rec.get("UserKey"), "OfficeWorkload": rec.get("Workload"), "ResultStatus": rec.get("ResultStatus"),
+        "OfficeObjectId": rec.get("ObjectId"), "UserId": rec.get("UserId"), "UserId_": rec.get("UserId"),
+        "ClientIP": rec.get("ClientIP"), "OfficeTenantId": "$RestApiTenantId$",
+    }
+
+
+_TYPES = {"TimeGenerated": "datetime", "IsInteractive": "bool", "Id": "string", "OfficeId": "string"}
+_ROWS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
+    "AuditLogs": audit_row, "AADProvisioningLogs": provisioning_row, "OfficeActivity": office_row,
+}
+_SAMPLE: dict[str, Any] = {"id": "", "status": {}, "location": {}}
+
+
+class LaTable:
+    """One table: rows of several stream copies merged by time; record columns built on first use."""
+
+    def __init__(self, name: str, workspace: str, parts: list[tuple[StreamCopy, str]]) -> None:
+        self.name = name
+        self.workspace = workspace
+        merged = sorted(((r, sc.tenant, cat) for sc, cat in parts for r in sc.rows), key=lambda x: x[0].ticks)
+        self._rows = merged
+        self._times = [r.ticks for r, _, _ in merged]
+        self._cols: dict[str, list[Any]] = {"TimeGenerated": self._times,
+                                            "_ingested": [r.ingested for r, _, _ in merged]}
+        self._schema = ["TimeGenerated", *self._shape(_SAMPLE, "", ""), "TenantId", "Type"]
+
+    def _shape(self, rec: dict[str, Any], tenant: str, category: str) -> dict[str, Any]:
+        fn = _ROWS.get(self.name)
+        return fn(rec, tenant) if fn else signin_row(rec, tenant, self.name, category)
+
+    def times(self) -> Sequence[int]:
+        return self._times
+
+    def schema(self) -> list[tuple[str, str]]:
+        return [(c, _TYPES.get(c, "string")) for c in self._schema]
+
+    def column(self, name: str) -> Sequence[Any] | None:
+        if name in self._cols:
+            return self._cols[name]
+        if name not in self._schema:
+            return None
+        self._build(name)
+        return self._cols[name]
+
+    def _build(self, name: str) -> None:
+        if name == "TenantId":
+            self._cols[name] = [self.workspace] * len(self._rows)
+        elif name == "Type":
+            self._cols[name] = [self.name] * len(self._rows)
+        elif name in ("Id", "OfficeId", "SourceRecordId"):
+            self._cols[name] = [r.id for r, _, _ in self._rows]
+        elif name == "AADTenantId":
+            self._cols[name] = [t for _, t, _ in self._rows]
+        else:  # parse every record once, fill every record column at once
+            shaped = [self._shape(orjson.loads(r.body), t, c) for r, t, c in self._rows]
+            for col in self._schema:
+                if col not in self._cols and col not in ("TenantId", "Type"):
+                    self._cols[col] = [s.get(col) for s in shaped]
+
+
+def workspace_tables(copy: SiemCopy) -> dict[str, LaTable]:
+    """Every table of the workspace (names are case-sensitive in KQL)."""
+    by_table: dict[str, list[tuple[StreamCopy, str]]] = {}
+    for sc in copy.streams:
+        if sc.stream in TABLES:
+            table, category = TABLES[sc.stream]
+        elif sc.stream in OFFICE_STREAMS:
+            table, category = "OfficeActivity", ""
+        else:
+            continue
+        by_table.setdefault(table, []).append((sc, category))
+    names = [t for t, _ in TABLES.values()] + ["OfficeActivity"]
+    return {n: LaTable(n, copy.workspace_id, by_table.get(n, [])) for n in names}
+
+
+def _error(status: int, code: str, message: str, inner: tuple[str, str] | None = None) -> web.Response:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if inner:
+        err["innererror"] = {"code": inner[0], "message": inner[1]}
+    return web.json_response({"error": err}, status=status)
+
+
+def _timespan(text: Any, now: int) -> tuple[int | None, int | None]:
+    """ISO 8601 `start/end` or a duration ending now (`PT12H`, `P1D`)."""
+    if not text:
+        return None, None
+    if "/" in text:
+        a, b = text.split("/", 1)
+        return kql.parse_datetime(a), kql.parse_datetime(b)
+    m = re.match(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$", text)
+    if not m:
+        raise kql.KqlError("SyntaxError", f"invalid timespan {text!r}")
+    d, h, mi, s = (int(x or 0) for x in m.groups())
+    return now - ((d * 24 + h) * 3600 + mi * 60 + s) * TICKS_PER_SECOND, None
+
+
+def _cell(value: Any, kind: str) -> Any:
+    return _fmt(value) if kind == "datetime" and isinstance(value, int) else value
+
+
+class Workspace:
+    """The query endpoint's state: tables, limits, throttling dice, and counters for tests."""
+
+    def __init__(self, copy: SiemCopy, token_ok: Callable[[str], bool], seed: int,
+                 now: Callable[[], int] | None = None) -> None:
+        self.copy = copy
+        self.tables = workspace_tables(copy)
+        self.token_ok = token_ok
+        self.rng = random.Random(f"{seed}|loganalytics")
+        self.now = now or (lambda: time.time_ns() // 100)
+        self.queries: list[str] = []
+        self.partials = 0  # answers cut at a limit (tests check the limit was really hit)
+
+    async def query(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            return _error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+        if not self.token_ok(auth[7:]):
+            return _error(403, "InvalidAuthenticationToken", "The access token is invalid.")
+        if request.match_info["workspace"].lower() != self.copy.workspace_id.lower():
+            return _error(404, "WorkspaceNotFoundError", "The workspace could not be found")
+        if request.method == "POST":
+            try:
+                body = orjson.loads(await request.read())
+            except orjson.JSONDecodeError:
+                return _error(400, "BadArgumentError", "The request had some invalid properties",
+                              ("SyntaxError", "Request body is not valid JSON"))
+        else:
+            body = {"query": request.query.get("query"), "timespan": request.query.get("timespan")}
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return _error(400, "BadArgumentError", "The request had some invalid properties",
+                          ("SyntaxError", "query is required"))
+        self.queries.append(body["query"])
+        if self.copy.plan.throttle and self.rng.random() < self.copy.plan.throttle:
+            resp = _error(429, "ThrottledError", "Your request was throttled. Please retry later.")
+            resp.headers["Retry-After"] = "1"
+            return resp
+        return self._run(body["query"], body.get("timespan"))
+
+    def _run(self, query: str, timespan: Any) -> web.Response:
+        now = self.now()
+        try:
+            start, end = _timespan(timespan, now)
+            frame = kql.run(query, self.tables.get, start, end, now)
+        except kql.KqlError as exc:
+            return _error(400, "BadArgumentError", "The request had some invalid properties", (exc.kind, str(exc)))
+        rows, partial = frame.rows, None
+        if len(rows) > self.copy.plan.max_rows:
+            rows = rows[: self.copy.plan.max_rows]
+            partial = f"Query result set has exceeded the internal record count limit {self.copy.plan.max_rows} records"
+        out = [[_cell(v, t) for v, (_, t) in zip(r, frame.columns, strict=True)] for r in rows]
+        doc: dict[str, Any] = {"tables": [{"name": "PrimaryResult",
+                                           "columns": [{"name": n, "type": t} for n, t in frame.columns],
+                                           "rows": out}]}
+        body = orjson.dumps(doc)
+        if len(body) > self.copy.plan.max_bytes:
+            keep = max(0, len(out) * self.copy.plan.max_bytes // len(body) - 1)
+            doc["tables"][0]["rows"] = out[:keep]
+            partial = f"Query result set has exceeded the internal data size limit {self.copy.plan.max_bytes} bytes"
+        if partial:
+            self.partials += 1
+            doc["error"] = {"code": "PartialError", "message": "There were some errors when processing your query.",
+                            "details": [{"code": "EngineError", "message": "Something went wrong processing your "
+                                         "query on the server.", "innererror": {
+                                             "code": "-2133196797", "message": partial,
+                                             "severity": 2, "severityName": "Error"}}]}
+            body = orjson.dumps(doc)
+        return web.Response(body=body, content_type="application/json")
+
+
+def app(copy: SiemCopy, *, token_ok: Callable[[str], bool] = lambda t: bool(t), seed: int = 0) -> web.Application:
+    """The `loganalytics` service: documented paths under `https://api.loganalytics.io`."""
+    ws = Workspace(copy, token_ok, seed)
+    application = web.Application(client_max_size=8 << 20)
+    application[STATE] = ws
+    application.router.add_route("POST", "/v1/workspaces/{workspace}/query", ws.query)
+    application.router.add_route("GET", "/v1/workspaces/{workspace}/query", ws.query)
+    return application
+
+
+STATE = web.AppKey("workspace", Workspace)  # tests and server.py read the service state through this key

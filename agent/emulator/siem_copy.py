@@ -1,0 +1,130 @@
+"""The primary SIEM's copy of the logs: the emulator's own records, minus what `[[siem.gaps]]` lost,
+plus the SIEM's own duplicates and ingestion delay.
+
+Built only from the emulator's generated entries (their `in_siem` flag is the seeded gap decision
+that `truth.py` also writes), never from anything the agent computed. The three SIEM emulators
+(`loganalytics.py`, `splunk.py`, `elastic.py`) read rows from here and shape them their own way.
+
+The `[siem]` scenario table adds, beside `[[siem.gaps]]`:
+    max_rows = 500000            # Log Analytics row limit (lower it in tests)
+    max_bytes = 104857600        # Log Analytics ~100 MB answer limit
+    duplicate_fraction = 0.0     # rows the SIEM stores twice (retried ingestion, no dedupe)
+    ingestion_delay = "0s"       # a row becomes queryable this long after its event time
+    throttle = 0.0               # probability that a query answers 429
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+TICKS_PER_SECOND = 10_000_000
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Entry(Protocol):
+    """What the emulator's dataset holds per record (agent/emulator/dataset.py `Entry`)."""
+
+    id: str
+    ticks: int
+    body: bytes
+    in_siem: bool
+
+
+@dataclass(frozen=True)
+class SiemPlan:
+    max_rows: int = 500_000
+    max_bytes: int = 104_857_600
+    duplicate_fraction: float = 0.0
+    ingestion_delay: int = 0  # ticks
+    throttle: float = 0.0
+
+
+def _ticks(text: Any, key: str) -> int:
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return round(text * TICKS_PER_SECOND)
+    m = _DURATION_RE.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"siem.{key}: {text!r} is not a duration like '90s' or '5m'")
+    return round(float(m.group(1)) * _UNITS[m.group(2)] * TICKS_PER_SECOND)
+
+
+def parse_plan(data: Mapping[str, Any]) -> SiemPlan:
+    """The `[siem]` scenario keys other than `gaps`; ValueError names an unknown or bad key."""
+    known = {"max_rows", "max_bytes", "duplicate_fraction", "ingestion_delay", "throttle", "gaps"}
+    extra = sorted(set(data) - known)
+    if extra:
+        raise ValueError(f"unknown key(s) in [siem]: {', '.join(extra)}")
+    plan = SiemPlan(
+        max_rows=int(data.get("max_rows", 500_000)),
+        max_bytes=int(data.get("max_bytes", 104_857_600)),
+        duplicate_fraction=float(data.get("duplicate_fraction", 0.0)),
+        ingestion_delay=_ticks(data.get("ingestion_delay", 0), "ingestion_delay"),
+        throttle=float(data.get("throttle", 0.0)),
+    )
+    if plan.max_rows < 1 or plan.max_bytes < 1024:
+        raise ValueError("siem.max_rows must be >= 1 and siem.max_bytes >= 1024")
+    for key in ("duplicate_fraction", "throttle"):
+        if not 0.0 <= getattr(plan, key) <= 1.0:
+            raise ValueError(f"siem.{key}: must be a fraction between 0 and 1")
+    return plan
+
+
+@dataclass(slots=True)
+class Row:
+    """One row the SIEM stores: the record as the source API served it, and when it became queryable."""
+
+    ticks: int
+    id: str
+    body: bytes
+    ingested: int
+
+
+@dataclass
+class StreamCopy:
+    tenant: str
+    stream: str
+    rows: list[Row]  # sorted by event time
+
+
+@dataclass
+class SiemCopy:
+    plan: SiemPlan
+    streams: list[StreamCopy] = field(default_factory=list)
+    workspace_id: str = "00000000-0000-0000-0000-000000000000"
+
+    def rows(self) -> int:
+        return sum(len(s.rows) for s in self.streams)
+
+
+def copy_stream(tenant: str, stream: str, entries: Iterable[Entry], plan: SiemPlan, seed: int) -> StreamCopy:
+    """The SIEM's rows for one stream: entries it did not lose, some twice, seeded per stream."""
+    rng = random.Random(f"{seed}|siem-copy|{tenant}|{stream}")
+    rows: list[Row] = []
+    for e in entries:
+        if not e.in_siem:
+            continue
+        row = Row(e.ticks, e.id, e.body, e.ticks + plan.ingestion_delay)
+        rows.append(row)
+        if plan.duplicate_fraction and rng.random() < plan.duplicate_fraction:
+            rows.append(Row(e.ticks, e.id, e.body, e.ticks + plan.ingestion_delay + TICKS_PER_SECOND))
+    rows.sort(key=lambda r: (r.ticks, r.id))
+    return StreamCopy(tenant, stream, rows)
+
+
+class DatasetLike(Protocol):
+    """The emulator's Dataset: `all()` gives objects with `.tenant`, `.info.name`, `.entries`."""
+
+    def all(self) -> list[Any]: ...
+
+
+def from_dataset(dataset: DatasetLike, plan: SiemPlan, seed: int, workspace_id: str) -> SiemCopy:
+    """The SIEM copy of everything the emulator generated (what server.py calls at start-up)."""
+    copy = SiemCopy(plan, workspace_id=workspace_id)
+    for sd in dataset.all():
+        copy.streams.append(copy_stream(sd.tenant, sd.info.name, sd.entries, plan, seed))
+    return copy

@@ -1,0 +1,134 @@
+"""The reconcile report: what was compared and found, as data, JSON (contract 4) and Markdown.
+
+The JSON keys per stream are fixed by contract 4 (`agent_count`, `siem_count`, `missing_in_siem`,
+`missing_in_agent`, `duplicates_in_siem`, `gaps`); everything else is additive. The HTML
+rendering lives in `reconcile/html.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from agent.reconcile.diff import US, Gap
+
+
+def iso(us: int) -> str:
+    """Microseconds since the epoch as RFC 3339 UTC (seconds precision when whole)."""
+    dt = datetime.fromtimestamp(us / US, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if us % US else dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class BucketRow:
+    """One bucket for the coverage chart: records in the archive, rows in the SIEM, ours missing there."""
+
+    start: int
+    agent: int
+    siem: int
+    missing: int = 0
+    holes: int = 0  # records the SIEM has and the archive lacks
+    unverified: bool = False
+
+
+@dataclass(slots=True)
+class StreamReport:
+    tenant: str
+    stream: str
+    agent_count: int = 0
+    siem_count: int = 0  # rows, duplicates included
+    missing_in_siem: set[str] = field(default_factory=set)
+    missing_in_agent: set[str] = field(default_factory=set)
+    duplicates_in_siem: dict[str, int] = field(default_factory=dict)
+    gaps: list[Gap] = field(default_factory=list)
+    buckets: list[BucketRow] = field(default_factory=list)
+    unverified: list[tuple[int, int, str]] = field(default_factory=list)  # (start, end, why)
+    recollected: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+    queries: int = 0
+
+    @property
+    def has_gaps(self) -> bool:
+        return bool(self.missing_in_siem or self.missing_in_agent)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "stream": self.stream,
+            "agent_count": self.agent_count,
+            "siem_count": self.siem_count,
+            "missing_in_siem": sorted(self.missing_in_siem),
+            "missing_in_agent": sorted(self.missing_in_agent),
+            "duplicates_in_siem": sorted(self.duplicates_in_siem),
+            "duplicate_rows_in_siem": sum(n - 1 for n in self.duplicates_in_siem.values()),
+            "gaps": [{"start": iso(g.start), "end": iso(g.end), "missing": g.missing} for g in self.gaps],
+            "unverified": [{"start": iso(s), "end": iso(e), "reason": why} for s, e, why in self.unverified],
+            "recollected": sorted(self.recollected),
+            "notes": self.notes,
+            "queries": self.queries,
+        }
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    since: int
+    until: int
+    siem: str
+    bucket_us: int
+    generated_at: int
+    streams: list[StreamReport] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)  # windows left out (settle time)
+
+    @property
+    def has_gaps(self) -> bool:
+        return any(s.has_gaps for s in self.streams)
+
+    @property
+    def complete(self) -> bool:
+        return not any(s.unverified for s in self.streams)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "window": {"since": iso(self.since), "until": iso(self.until)},
+            "siem": self.siem,
+            "bucket_seconds": self.bucket_us // US,
+            "generated_at": iso(self.generated_at),
+            "has_gaps": self.has_gaps,
+            "complete": self.complete,
+            "skipped": self.skipped,
+            "streams": [s.as_dict() for s in self.streams],
+        }
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2)
+
+
+def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
+    """A human summary: one table row per stream, then gaps and sample ids for streams with gaps."""
+    lines = [f"# Reconciliation against {report.siem}", "",
+             f"Window {iso(report.since)} to {iso(report.until)}, buckets of {report.bucket_us // US} s.", ""]
+    for skip in report.skipped:
+        lines.append(f"Skipped {skip['start']} to {skip['end']}: {skip['reason']}.")
+    lines += ["", "| tenant | stream | archive | SIEM | missing in SIEM | missing in archive | duplicated in SIEM |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for s in report.streams:
+        lines.append(f"| {s.tenant} | {s.stream} | {s.agent_count} | {s.siem_count} | {len(s.missing_in_siem)} "
+                     f"| {len(s.missing_in_agent)} | {len(s.duplicates_in_siem)} |")
+    for s in report.streams:
+        if not (s.has_gaps or s.unverified or s.notes):
+            continue
+        lines += ["", f"## {s.stream} ({s.tenant})", ""]
+        lines += [f"- gap {iso(g.start)} to {iso(g.end)}: {g.missing} missing in the SIEM" for g in s.gaps]
+        lines += [f"- unverified {iso(a)} to {iso(b)}: {why}" for a, b, why in s.unverified]
+        lines += [f"- note: {n}" for n in s.notes]
+        for label, ids in (("missing in the SIEM", s.missing_in_siem), ("missing in the archive", s.missing_in_agent)):
+            if ids:
+                shown = sorted(ids)[:max_ids]
+                more = f" (+{len(ids) - len(shown)} more)" if len(ids) > len(shown) else ""
+                lines.append(f"- {label}: " + ", ".join(f"`{i}`" for i in shown) + more)
+    verdict = "GAPS FOUND" if report.has_gaps else ("incomplete" if not report.complete else "no gaps")
+    lines += ["", f"**Result: {verdict}.**", ""]
+    return "\n".join(lines)

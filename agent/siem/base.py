@@ -1,0 +1,126 @@
+"""The Siem protocol every adapter implements, what a stream looks like inside a SIEM, and the
+validation that keeps anything but checked ids and times out of a SIEM query.
+
+Queries are text (KQL, SPL, Elasticsearch JSON), so an id copied from a record into a query could
+be an injection. Every value that reaches a query goes through `valid_id`, `valid_name` or
+`valid_value` first; times are formatted by us from datetimes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar, Protocol, runtime_checkable
+
+from agent.errors import AgentError, ConfigError
+from agent.sources.base import Window
+
+TokenSource = Callable[[], Awaitable[str]]
+
+_GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# directoryAudit ids are not GUIDs: Directory_<guid>_<5 chars>_<n>, SSGM_<guid>_MCDC4_88453290 (protocols §1.7).
+_TOKEN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
+_TOKEN_ID_STREAMS = frozenset({"graph.directory_audits", "graph.provisioning"})
+# Table, index, sourcetype and field names: letters, digits and the punctuation real names use.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:*{}@-]{1,200}$")
+# Filter values (workload names, record types, categories): no quotes, spaces or operators.
+_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class SiemError(AgentError):
+    """The SIEM could not answer; nothing may be concluded about the window asked."""
+
+
+class IncompleteResult(SiemError):
+    """The SIEM answered only part of a query (a partial result, a result limit, a timeout).
+
+    Never read as "missing": the engine subdivides the bucket or reports it as unverified.
+    """
+
+
+def valid_id(stream: str, value: str) -> bool:
+    """True if `value` has the documented id form of the stream (GUID, or the directoryAudit form)."""
+    if _GUID_RE.match(value):
+        return True
+    return stream in _TOKEN_ID_STREAMS and bool(_TOKEN_ID_RE.match(value))
+
+
+def valid_name(value: str, what: str) -> str:
+    """A table, index, sourcetype or field name safe to put in a query; ConfigError otherwise."""
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ConfigError(f"{what}: {value!r} is not a valid name (letters, digits, _ . : - * @ {{}})")
+    return value
+
+
+def valid_value(value: str, what: str) -> str:
+    """A filter value safe to quote in a query; ConfigError otherwise."""
+    if not isinstance(value, str) or not _VALUE_RE.match(value):
+        raise ConfigError(f"{what}: {value!r} is not a valid filter value (letters, digits, _ . : -)")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """`field` in `values` (or not in, when `negate`): how one SIEM table holds several streams."""
+
+    field: str
+    values: tuple[str, ...]
+    negate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one stream lives in the SIEM and which columns hold its id, event time and tenant."""
+
+    source: str  # Sentinel table, Elasticsearch index pattern, Splunk sourcetype
+    id_field: str
+    time_field: str
+    tenant_field: str = ""  # "" = the SIEM holds one tenant only; no tenant filter
+    filters: tuple[Filter, ...] = ()
+    index: str = ""  # Splunk index (other SIEMs: unused)
+    extra_sources: tuple[str, ...] = field(default=())  # e.g. Sentinel backfill tables, unioned
+
+
+@runtime_checkable
+class Siem(Protocol):
+    """**Protocol:** read access to the primary SIEM, enough to reconcile the archive against it.
+
+    All times are UTC; windows are half-open [start, end) on the record's event time.
+    """
+
+    name: ClassVar[str]
+
+    async def check(self) -> None:
+        """Run a tiny real query; raises SiemError (or ConfigError) if the SIEM cannot be read."""
+        ...
+
+    async def count_buckets(self, tenant: str, stream: str, window: Window,
+                            bucket: timedelta) -> dict[datetime, tuple[int, int]]:
+        """One aggregation query: bucket start -> (rows, distinct ids); empty buckets may be absent."""
+        ...
+
+    def ids(self, tenant: str, stream: str, window: Window) -> AsyncIterator[str]:
+        """Every id row in the window (a duplicated record yields its id twice)."""
+        ...
+
+    async def present(self, tenant: str, stream: str, ids: Sequence[str], window: Window) -> set[str]:
+        """Which of `ids` (validated by the caller) the SIEM holds in the window; one query per call."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the adapter holds (PITs, sessions it owns)."""
+        ...
+
+
+def bucket_start(when: datetime, bucket: timedelta) -> datetime:
+    """The start of the bucket holding `when`; buckets are aligned on the Unix epoch, as bin() does."""
+    seconds = int(bucket.total_seconds())
+    epoch = int(when.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, UTC)
+
+
+def kql_time(dt: datetime) -> str:
+    """A UTC instant as a literal every query language here accepts (RFC 3339, microseconds)."""
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
