@@ -188,7 +188,6 @@ class ServiceConfig:
     shutdown_timeout: timedelta = timedelta(seconds=20)  # in-flight windows get this long on SIGTERM
     restart_backoff_max: timedelta = timedelta(minutes=5)  # crashed stream tasks restart with backoff
     reconcile_interval: timedelta = timedelta(hours=1)
-    reconcile_settle: timedelta = timedelta(hours=2)  # SIEM ingestion lag before a window is compared
     reconcile_lookback: timedelta = timedelta(hours=24)
     silence_ratio: float = 0.1  # an hour below 10 % of its usual volume looks like the 2024 loss
     notices: bool = True  # forward Microsoft service notices about logging to the alert channels
@@ -454,7 +453,6 @@ def _service(t: Table) -> ServiceConfig:
         shutdown_timeout=t.duration("shutdown_timeout", d.shutdown_timeout),
         restart_backoff_max=t.duration("restart_backoff_max", d.restart_backoff_max),
         reconcile_interval=t.duration("reconcile_interval", d.reconcile_interval),
-        reconcile_settle=t.duration("reconcile_settle", d.reconcile_settle),
         reconcile_lookback=t.duration("reconcile_lookback", d.reconcile_lookback),
         silence_ratio=float(ratio),
         notices=t.boolean("notices", d.notices),

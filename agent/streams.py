@@ -61,3 +61,4 @@ def spec(name: str) -> StreamSpec:
         return STREAMS[name]
     except KeyError:
         raise KeyError(f"unknown stream {name!r}; valid streams: {', '.join(STREAMS)}") from None
+LOG_STREAMS: Final = GRAPH_STREAMS + MANAGEMENT_STREAMS  # contract 1: what tenants collect and SIEMs hold

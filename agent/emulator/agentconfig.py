@@ -14,10 +14,29 @@ from typing import Any
 
 from agent.emulator.state import State
 
+
 # HOOK for the SIEM emulators: map `--siem` name -> function returning the agent's [siem] table
 # (keys as the agent's SIEM adapter expects them) for this running emulator. Until a SIEM is
 # registered here, the written config has no [siem] table and the emulator says so on stderr.
-SIEM_TABLES: dict[str, Callable[[State], dict[str, Any]]] = {}
+def _sentinel(state: State, config_dir: Path) -> dict[str, Any]:
+    assert state.siem is not None
+    return {"type": "sentinel", "workspace_id": state.siem.workspace_id, "endpoint": state.urls["loganalytics"],
+            "tenant": state.scenario.tenants[0].id}
+
+
+def _splunk(state: State, config_dir: Path) -> dict[str, Any]:
+    _secret_file(config_dir / "splunk_token", state.splunk_token)
+    return {"type": "splunk", "url": state.urls["splunk"], "token_file": "splunk_token", "index": "main"}
+
+
+def _elastic(state: State, config_dir: Path) -> dict[str, Any]:
+    _secret_file(config_dir / "elastic_api_key", state.elastic_api_key)
+    return {"type": "elastic", "url": state.urls["elastic"], "api_key_file": "elastic_api_key"}
+
+
+SIEM_TABLES: dict[str, Callable[[State, Path], dict[str, Any]]] = {
+    "sentinel": _sentinel, "splunk": _splunk, "elastic": _elastic,
+}
 UNLIMITED = 1_000_000  # what the agent is told when the scenario sets a quota to 0 (unlimited)
 
 
@@ -33,6 +52,13 @@ def _value(v: Any) -> str:
 
 def _table(name: str, values: dict[str, Any]) -> list[str]:
     return [f"[{name}]", *(f"{k} = {_value(v)}" for k, v in values.items()), ""]
+
+
+def _secret_file(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(value)
+    os.chmod(path, 0o600)
 
 
 def render(state: State, config_dir: Path, store_dir: Path, auth: str, siem: str) -> str:
@@ -61,7 +87,7 @@ def render(state: State, config_dir: Path, store_dir: Path, auth: str, siem: str
     )
     make = SIEM_TABLES.get(siem)
     if make is not None:
-        lines += _table("siem", make(state))
+        lines += _table("siem", make(state, config_dir))
     return "\n".join(lines)
 
 
@@ -69,10 +95,6 @@ def write(state: State, path: Path, store_dir: Path, auth: str, siem: str) -> bo
     """Write the config (and the secret file beside it); False when no [siem] table could be written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if auth == "secret":
-        secret = path.parent / "client_secret"
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(state.scenario.auth.client_secret)
-        os.chmod(secret, 0o600)
+        _secret_file(path.parent / "client_secret", state.scenario.auth.client_secret)
     path.write_text(render(state, path.parent, store_dir.resolve(), auth, siem), encoding="utf-8")
     return siem in SIEM_TABLES

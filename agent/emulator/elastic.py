@@ -282,8 +282,8 @@ class ElasticServer:
         if body.get("track_total_hits", True) is not False:
             out["hits"]["total"] = {"value": len(matched), "relation": "eq"}
         if body.get("aggs") or body.get("aggregations"):
-            out["aggregations"] = {name: _agg(spec, matched)
-                                   for name, spec in (body.get("aggs") or body.get("aggregations")).items()}
+            aggs: dict[str, Any] = body.get("aggs") or body.get("aggregations") or {}
+            out["aggregations"] = {name: _agg(spec, matched) for name, spec in aggs.items()}
         return out
 
     def _hits(self, docs: list[Doc], body: dict[str, Any], pit: bool) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ Log Analytics does. Times are integer 100 ns ticks, like KQL's datetime.
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -246,6 +247,11 @@ _CMP: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+def _column_or_nulls(table: Any, column: str) -> Any:
+    """A table's column, or nulls in every row when a fuzzy-unioned table lacks it."""
+    return table.column(column) or _Nulls()
+
+
 def _compile(pred: Pred, get: Callable[[str], Sequence[Any]]) -> Callable[[int], bool]:
     kind = pred[0]
     if kind in ("and", "or"):
@@ -273,7 +279,7 @@ def _where(frame: Frame, pred: Pred) -> Frame:
     _check_columns(frame, _columns_of(pred))
     parts = []
     for table, ix in frame.parts:
-        test = _compile(pred, lambda c, t=table: t.column(c) or _Nulls())  # type: ignore[misc]
+        test = _compile(pred, functools.partial(_column_or_nulls, table))
         parts.append((table, [i for i in ix if test(i)]))
     return Frame(parts, [], [])
 

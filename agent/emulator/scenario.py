@@ -17,6 +17,7 @@ from typing import Any
 
 from agent.emulator.catalog import CONTENT_TYPES, STREAMS
 from agent.emulator.clock import parse_duration, parse_iso, seconds
+from agent.emulator.siem_copy import SiemPlan, parse_plan
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 LICENSES = ("free", "p1", "p2")
@@ -138,6 +139,7 @@ class Scenario:
     management: ManagementPlan = field(default_factory=ManagementPlan)
     graph: GraphPlan = field(default_factory=GraphPlan)
     siem_gaps: tuple[SiemGap, ...] = ()
+    siem_plan: SiemPlan = field(default_factory=SiemPlan)
     path: Path | None = None
 
     def tenant(self, tenant_id: str) -> Tenant | None:
@@ -427,6 +429,12 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
     graph = _graph(root.table("graph"), origin)
     siem = root.table("siem")
     gaps = _gaps(siem.tables("gaps"), origin)
+    raw_plan = {k: v for k, v in siem.data.items() if k != "gaps"}
+    try:
+        siem_plan = parse_plan(raw_plan)
+    except ValueError as exc:
+        raise ScenarioError(str(exc)) from None
+    siem.used.update(raw_plan)
     siem.finish()
     auth = _auth(root.table("auth"), seed)
     root.finish()
@@ -441,6 +449,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
         management=management,
         graph=graph,
         siem_gaps=gaps,
+        siem_plan=siem_plan,
         path=path,
     )
 

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from agent.emulator import blobs as blob_builder
-from agent.emulator import dataset, scenario, tls
+from agent.emulator import dataset, scenario, siem_copy, siem_services, tls
 from agent.emulator.clock import now_ticks
 from agent.emulator.faults import FaultInjector
 from agent.emulator.graph import GraphService
@@ -36,11 +36,14 @@ SERVICES: dict[str, AppFactory] = {
     "login": lambda s: LoginService(s).app(),
     "graph": lambda s: GraphService(s).app(),
     "management": lambda s: ManagementService(s).app(),
+    "loganalytics": siem_services.loganalytics_app,
+    "splunk": siem_services.splunk_app,
+    "elastic": siem_services.elastic_app,
 }
 
 # Extra first-line keys a service contributes beyond its base URL (e.g. "workspace_id",
 # "splunk_token", "elastic_api_key" from the SIEM emulators), keyed by service name.
-FIRST_LINE_EXTRAS: dict[str, Callable[[State], dict[str, Any]]] = {}
+FIRST_LINE_EXTRAS: dict[str, Callable[[State], dict[str, Any]]] = {"siem": siem_services.first_line}
 
 
 @dataclass
@@ -71,7 +74,9 @@ def build_state(opts: Options) -> State:
         gc.freeze()
         gc.enable()
     faults = FaultInjector(scn.faults, scn.seed, opts.fault_log or opts.state_dir / "faults.ndjson")
+    siem = siem_copy.from_dataset(data, scn.siem_plan, scn.seed, siem_services.workspace_id(scn.seed))
     return State(
+        siem=siem,
         scenario=scn,
         origin=origin,
         dataset=data,

@@ -75,7 +75,7 @@ class Event:
 
 
 def build_events(copy: SiemCopy) -> list[Event]:
-    out = []
+    out: list[Event] = []
     for sc in copy.streams:
         st = SOURCETYPES.get(sc.stream, OFFICE_SOURCETYPE if sc.stream.startswith("o365.") else "")
         if not st:
@@ -276,7 +276,7 @@ class SplunkServer:
 
 
 def _epoch(value: str | None) -> float | None:
-    return None if value in (None, "") else float(value)  # type: ignore[arg-type]
+    return float(value) if value else None
 
 
 def _ndjson(rows: list[dict[str, Any]], reporting: bool) -> bytes:

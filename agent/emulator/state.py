@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from agent.emulator.blobs import Blob
@@ -9,6 +10,7 @@ from agent.emulator.dataset import Dataset
 from agent.emulator.faults import FaultInjector
 from agent.emulator.quota import SlidingWindow
 from agent.emulator.scenario import Scenario
+from agent.emulator.siem_copy import SiemCopy
 from agent.emulator.tls import Material
 from agent.emulator.tokens import TokenIssuer
 
@@ -25,4 +27,7 @@ class State:
     graph_quota: SlidingWindow  # per (app, tenant)
     graph_app_quota: SlidingWindow  # per app across tenants
     management_quota: SlidingWindow
+    siem: SiemCopy | None = None  # the primary SIEM's copy (truth minus [[siem.gaps]], plus its own noise)
     urls: dict[str, str] = field(default_factory=dict)  # service name -> base URL, filled once listening
+    splunk_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    elastic_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))

@@ -31,7 +31,7 @@ from typing import Any
 from agent.config import GUID_RE, Config, Secret, Table
 from agent.errors import ConfigError
 from agent.siem.base import Filter, Target, valid_name, valid_value
-from agent.streams import STREAMS
+from agent.streams import LOG_STREAMS as STREAMS
 
 KINDS = ("sentinel", "splunk", "elastic")
 

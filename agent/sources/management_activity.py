@@ -10,8 +10,8 @@ alerted gap; one that failed but can still be fetched fails the window, so the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -158,14 +158,21 @@ class ManagementActivitySource:
         return window.end, {}
 
     # ------------------------------------------------------------------------- requests
-    async def _call(self, method: str, url: str, what: str, parse: Callable[[Response, Any], T]) -> T:
-        """One API call with pacing, a token, PublisherIdentifier, and retries of retryable errors."""
+    async def _call(self, method: str, url: str, what: str, parse: Callable[[Response, Any], T],
+                    slots: asyncio.Semaphore | None = None) -> T:
+        """One API call with pacing, a token, PublisherIdentifier, and retries of retryable errors.
+
+        `slots` bounds concurrent requests; it is held per attempt, not across a retry's wait, so one
+        throttled blob does not idle a download slot for seconds.
+        """
         async def attempt() -> T:
-            await self.limiter.acquire()
-            token = await self.tokens.token()
-            resp = await self.http.request(method, with_publisher(url, self.tenant.publisher),
-                                           headers={"Authorization": f"Bearer {token}",
-                                                    "Accept": "application/json"})
+            async with slots or contextlib.nullcontext():
+                await self.limiter.acquire()
+                token = await self.tokens.token()
+                resp = await self.http.request(method, with_publisher(url, self.tenant.publisher),
+                                               tag=(self.tenant.id, "management"),
+                                               headers={"Authorization": f"Bearer {token}",
+                                                        "Accept": "application/json"})
             self._observe_clock(resp)
             return parse(resp, classify(resp, what, throttle_wait=self.throttle_wait))
 
@@ -335,34 +342,39 @@ class ManagementActivitySource:
 
     async def _download(self, stream: str, window: Window, run: _Run,
                         todo: list[Content]) -> AsyncIterator[list[Record]]:
-        """Records blob by blob, in listing order, with up to `management_concurrency` downloads ahead.
+        """Records blob by blob as downloads complete, `management_concurrency` requests at a time.
 
-        The look-ahead bounds memory to that many blobs; a failed blob that has not expired stops the
-        window (the remaining downloads are cancelled) so the cursor never passes it.
+        Up to four times that many blobs are in flight, so a blob waiting out a retry does not hold
+        up the others (the cursor moves per window, so order inside a window does not matter); that
+        bound also caps memory. A failed blob that has not expired stops the window (the remaining
+        downloads are cancelled) so the cursor never passes it.
         """
-        pending: deque[tuple[Content, asyncio.Task[list[Record] | str]]] = deque()
+        pending: dict[asyncio.Task[list[Record] | str], Content] = {}
         items = iter(todo)
+        ahead = 4 * self.cfg.management_concurrency
         try:
             while True:
-                while len(pending) < self.cfg.management_concurrency and (c := next(items, None)) is not None:
-                    pending.append((c, asyncio.create_task(self._fetch(stream, c))))
+                while len(pending) < ahead and (c := next(items, None)) is not None:
+                    pending[asyncio.create_task(self._fetch(stream, c))] = c
                 if not pending:
                     return
-                c, task = pending.popleft()
-                try:
-                    result = await task
-                except AgentError as exc:
-                    await self._fail(stream, window, run, c, exc)
-                if isinstance(result, str):
-                    await self._lose(stream, window, run, c, result)
-                    continue
-                run.ledger.fetched(c, result, spec(stream).id_field)
-                run.done.append((c, FETCHED))
-                yield result
+                finished, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(finished, key=lambda t: (pending[t].created, pending[t].content_id)):
+                    c = pending.pop(task)
+                    try:
+                        result = task.result()
+                    except AgentError as exc:
+                        await self._fail(stream, window, run, c, exc)
+                    if isinstance(result, str):
+                        await self._lose(stream, window, run, c, result)
+                        continue
+                    run.ledger.fetched(c, result, spec(stream).id_field)
+                    run.done.append((c, FETCHED))
+                    yield result
         finally:
-            for _, t in pending:
+            for t in pending:
                 t.cancel()
-            await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _fetch(self, stream: str, c: Content) -> list[Record] | str:
         """A blob's records, or the reason it is lost for good (expired)."""
@@ -370,8 +382,7 @@ class ManagementActivitySource:
             raise ApiError(f"{stream}: contentUri of {c.content_id} points at {redact_url(c.uri)}, outside the "
                            f"API host; the token is not sent there", status=200, code="foreignContentUri")
         try:
-            async with self._blob_slots:
-                return await self._call("GET", c.uri, f"{stream} blob", blob_records)
+            return await self._call("GET", c.uri, f"{stream} blob", blob_records, slots=self._blob_slots)
         except ContentExpired as exc:
             return f"the API reports the blob expired ({exc.code})"
         except ContentMissing:
