@@ -247,6 +247,10 @@ async def cmd_check(args: argparse.Namespace) -> int:
     from agent.store import open_store
 
     cfg = _load(args)
+    if cfg.siem is not None:
+        from agent.siem.config import from_config
+
+        from_config(cfg)  # the [siem] table's own keys, validated by the adapter that owns them
     store = open_store(cfg.store)
     try:
         probe = getattr(store, "check", None)
@@ -258,6 +262,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     print(f"config ok: {len(cfg.tenants)} tenant(s), store {cfg.store.type} writable"
+          + (f", SIEM {cfg.siem.get('type')}" if cfg.siem else "")
           + (", tokens obtained" if args.online else ""))
     return EXIT_OK
 
