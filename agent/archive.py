@@ -80,7 +80,9 @@ class Archive:
             self._index.popitem(last=False)
         return ids
 
-    async def _sidecars(self, part: Partition) -> AsyncIterator[tuple[SegmentInfo, list[str]]]:
+    async def _sidecar_docs(self, part: Partition) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(sidecar key, sidecar document) of every segment in the partition, in write order;
+        a sidecar a crash left unwritten is rebuilt from its segment first."""
         sidecars = {k async for k in self.store.list(part.sidecar_prefix)}
         async for key in self.store.list(part.prefix):
             parsed = parse_segment_key(key)
@@ -88,12 +90,15 @@ class Archive:
                 continue
             sidecar = part.sidecar_key(parsed[1])
             if sidecar in sidecars:
-                doc = orjson.loads(await self.store.get(sidecar))
-                yield _info(doc, sidecar), list(doc["ids"])
+                yield sidecar, orjson.loads(await self.store.get(sidecar))
             else:
-                yield await self._rebuild_sidecar(part, key, sidecar)
+                yield sidecar, await self._rebuild_sidecar(part, key, sidecar)
 
-    async def _rebuild_sidecar(self, part: Partition, key: str, sidecar: str) -> tuple[SegmentInfo, list[str]]:
+    async def _sidecars(self, part: Partition) -> AsyncIterator[tuple[SegmentInfo, list[str]]]:
+        async for sidecar, doc in self._sidecar_docs(part):
+            yield _info(doc, sidecar), list(doc["ids"])
+
+    async def _rebuild_sidecar(self, part: Partition, key: str, sidecar: str) -> dict[str, Any]:
         blob = await self.store.get(key)
         records = list(codec.decode(blob))
         s = spec(part.stream)
@@ -101,23 +106,16 @@ class Archive:
         with contextlib.suppress(ObjectExists):  # another reader rebuilt it first
             await self.store.put(sidecar, doc)
         event(log, logging.WARNING, "Rebuilt a missing segment index.", segment=key, records=info.count)
-        return info, [str(r[s.id_field]) for r in records]
+        parsed: dict[str, Any] = orjson.loads(doc)
+        return parsed
 
     async def partition_times(self, part: Partition) -> AsyncIterator[tuple[list[str], list[str]]]:
         """Per segment: its ids and their event times (RFC 3339), from the sidecars, never the segments.
 
-        Reconciliation bins these by time; a missing sidecar is rebuilt first. An id may appear in
-        two segments only if a crash interrupted a write; callers dedupe.
+        Reconciliation bins these by time. An id may appear in two segments only if a crash
+        interrupted a write; callers dedupe.
         """
-        sidecars = {k async for k in self.store.list(part.sidecar_prefix)}
-        async for key in self.store.list(part.prefix):
-            parsed = parse_segment_key(key)
-            if parsed is None:
-                continue
-            sidecar = part.sidecar_key(parsed[1])
-            if sidecar not in sidecars:
-                await self._rebuild_sidecar(part, key, sidecar)
-            doc = orjson.loads(await self.store.get(sidecar))
+        async for _sidecar, doc in self._sidecar_docs(part):
             yield list(doc["ids"]), list(doc["times"])
 
     async def segments(self, part: Partition) -> list[SegmentInfo]:
