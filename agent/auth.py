@@ -34,6 +34,12 @@ class _ContextAdapter(HTTPAdapter):
         kwargs["ssl_context"] = self._ctx
         super().init_poolmanager(*args, **kwargs)
 
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        # Through a proxy, urllib3 tunnels with a separate pool manager; without this it would
+        # verify the tunnelled TLS against certifi alone and reject a configured CA (seen in tests).
+        kwargs["ssl_context"] = self._ctx
+        return super().proxy_manager_for(proxy, **kwargs)
+
 
 def _http_session(cfg: HttpConfig) -> requests.Session:
     session = requests.Session()
@@ -76,6 +82,14 @@ def client_credential(tenant: TenantConfig) -> str | dict[str, Any]:
     raise ConfigError(f"tenant {tenant.label}: no credential configured")
 
 
+def _request_error(label: str, exc: requests.RequestException) -> AuthError | TransientApiError:
+    """A TLS verification failure is configuration (wrong CA), not an outage worth retrying."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        return AuthError(f"tenant {label}: TLS verification of the login endpoint failed; if a TLS-inspecting "
+                         f"proxy is in the path, set [http] ca_file to its CA bundle")
+    return TransientApiError(f"token endpoint unreachable for tenant {label}: {type(exc).__name__}")
+
+
 class TokenProvider:
     """Bearer tokens for one tenant and one resource (e.g. Graph), cached by msal."""
 
@@ -97,6 +111,8 @@ class TokenProvider:
             )
         except ValueError as exc:  # unreadable key, bad authority
             raise AuthError(f"tenant {self.tenant.label}: cannot set up the token client: {exc}") from None
+        except requests.RequestException as exc:  # msal fetches the OIDC document while constructing
+            raise _request_error(self.tenant.label, exc) from None
 
     def _acquire(self) -> dict[str, Any]:
         if self._app is None:
@@ -104,8 +120,7 @@ class TokenProvider:
         try:
             result: dict[str, Any] = self._app.acquire_token_for_client(scopes=self.scopes)
         except requests.RequestException as exc:
-            raise TransientApiError(f"token endpoint unreachable for tenant {self.tenant.label}: "
-                                    f"{type(exc).__name__}") from None
+            raise _request_error(self.tenant.label, exc) from None
         except ValueError as exc:  # e.g. "Unable to get authority configuration"
             raise AuthError(f"tenant {self.tenant.label}: {exc}") from None
         return result
