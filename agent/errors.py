@@ -10,6 +10,7 @@
     │   ├── AuthError               token could not be obtained (bad secret, unknown client)
     │   ├── ApiError                a documented, non-transient API error (code, status)
     │   │   └── LicenseError        the tenant lacks the licence the stream needs
+    │   ├── TlsError                the server's certificate is not trusted (CA configuration)
     │   ├── CheckpointRegression    a cursor tried to move backwards
     │   └── IntegrityError          an archive object does not match its recorded hash
     └── StoreError                  the store refused or failed a write (disk full, S3 down)
@@ -68,6 +69,10 @@ class ApiError(FatalError):
 
 class LicenseError(ApiError):
     """The tenant's licence does not include this log (Graph 403 for non-premium tenants)."""
+
+
+class TlsError(FatalError):
+    """TLS verification failed: a configuration problem (CA bundle, inspecting proxy), not an outage."""
 
 
 class CheckpointRegression(FatalError):

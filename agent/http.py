@@ -23,7 +23,7 @@ import aiohttp
 
 from agent import __version__
 from agent.config import HttpConfig
-from agent.errors import RetryableError, ThrottledError, TokenRejected, TransientApiError
+from agent.errors import RetryableError, ThrottledError, TlsError, TokenRejected, TransientApiError
 
 log = logging.getLogger("agent.http")
 T = TypeVar("T")
@@ -94,6 +94,9 @@ class HttpClient:
                 return response
         except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
             raise TransientApiError(f"response from {redact_url(url)} was cut short ({type(exc).__name__})") from None
+        except aiohttp.ClientConnectorCertificateError:
+            raise TlsError(f"TLS verification of {redact_url(url)} failed; if a TLS-inspecting proxy is in the "
+                           f"path, set [http] ca_file to its CA bundle") from None
         except aiohttp.ClientConnectionError as exc:
             raise TransientApiError(f"connection to {redact_url(url)} failed: {type(exc).__name__}") from None
         except TimeoutError:
