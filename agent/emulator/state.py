@@ -8,6 +8,7 @@ from agent.emulator.blobs import Blob
 from agent.emulator.dataset import Dataset
 from agent.emulator.faults import FaultInjector
 from agent.emulator.quota import SlidingWindow
+from agent.emulator.requestlog import RequestLog
 from agent.emulator.scenario import Scenario
 from agent.emulator.tls import Material
 from agent.emulator.tokens import TokenIssuer
@@ -26,3 +27,7 @@ class State:
     graph_app_quota: SlidingWindow  # per app across tenants
     management_quota: SlidingWindow
     urls: dict[str, str] = field(default_factory=dict)  # service name -> base URL, filled once listening
+    # service -> further base URLs it answers for as a token audience (--impersonate's other clouds)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    impersonated: dict[str, str] = field(default_factory=dict)  # --impersonate: host name -> service
+    requests: RequestLog | None = None  # per-client request log, when enabled
