@@ -432,11 +432,17 @@ def to_text(a: Audit, show: int = 10) -> str:
             f"Emulator faults injected: {faults['total']} ({kinds}); "
             f"{faults['recovered']} recovered (the same request later answered)",
         ]
-        for f in faults["explaining_losses"]:
+        explaining = faults["explaining_losses"]
+        if explaining:
+            total = sum(f["missed"] for f in explaining)
+            out.append(f"  {len(explaining)} not recovered, explaining {total} missed records:")
+        for f in explaining[:show]:
             out.append(
                 f"  #{f['index']} {f.get('time')} {f.get('fault')} (HTTP {f.get('status')}) on "
                 f"{f.get('method')} {f.get('path')}: may explain {f['missed']} missed"
             )
+        if len(explaining) > show:
+            out.append(f"  ... and {len(explaining) - show} more (--format json lists each)")
     if a.clients:
         out += ["", f"{'client (User-Agent)':<40} {'requests':>8} {'throttled':>9} {'errors':>6} {'faults':>6}"]
         for c in a.clients:

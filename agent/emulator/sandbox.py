@@ -123,12 +123,15 @@ def _enter(argv: list[str], host_network: bool) -> None:
     if sys.platform != "linux":
         raise SandboxError("private mount namespaces need Linux.")
     flags = unshare_flags(host_network)
-    probe = subprocess.run([unshare, *flags, "--", "true"], capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [unshare, *flags, "--", sys.executable, "-c", ""], capture_output=True, text=True, check=False
+    )
     if probe.returncode != 0:
         why = probe.stderr.strip() or f"exit {probe.returncode}"
         raise SandboxError(
-            f"cannot create a private mount namespace ({why}). Run as root, or enable unprivileged "
-            "user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)."
+            f"cannot run in a private mount namespace ({why}). Run as root, or enable unprivileged "
+            "user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces) "
+            "with a Python the mapped user may execute."
         )
     inner = [sys.executable, "-m", "agent.emulator", "exec", "--inside", *argv]
     sys.stdout.flush()

@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,6 +63,8 @@ def get(url: str, tok: str, retry: bool) -> requests.Response | None:
             if r.status_code == 200:
                 r.json()  # a truncated body counts as a failure
                 return r
+            if r.status_code == 429:  # Graph's documented quota: wait as told, then ask again
+                time.sleep(min(float(r.headers.get("Retry-After", "1")), 10.0))
         except (requests.RequestException, ValueError):
             pass
     if retry:
