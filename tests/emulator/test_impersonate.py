@@ -100,8 +100,9 @@ def test_independent_client_audited(tmp_path: Path, faults: str) -> None:
     plan = json.loads(plan_path.read_text())
     links = plan["links"]
     assert any(u.startswith("https://graph.microsoft.com/beta/auditLogs/signIns?") for u in links)
-    assert any(u.startswith(f"https://manage.office.com/api/v1/{TENANT}/activity/feed/subscriptions/content") for u in links)
-    assert any(u.startswith(f"https://manage.office.com/api/v1.0/{TENANT}/activity/feed/audit/") for u in links)
+    feed = f"https://manage.office.com/api/{{}}/{TENANT}/activity/feed/"
+    assert any(u.startswith(feed.format("v1") + "subscriptions/content?") for u in links)  # NextPageUri
+    assert any(u.startswith(feed.format("v1.0") + "audit/") for u in links)  # contentUri
 
     truth = _truth(truth_path)
     by_blob: dict[str, set[str]] = {}

@@ -117,6 +117,8 @@ def test_request_log_names_the_client(emu: EmulatorInfo) -> None:
 
 
 def test_cloud_and_port_need_impersonate(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="need --impersonate"):
-        with running_emulator(SCENARIO, tmp_path, extra_args=("--port", "0"), timeout=20):
-            pass
+    with (
+        pytest.raises(RuntimeError, match="need --impersonate"),
+        running_emulator(SCENARIO, tmp_path, extra_args=("--port", "0"), timeout=20),
+    ):
+        pass

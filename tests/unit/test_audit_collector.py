@@ -99,7 +99,8 @@ def test_cli_clean_run_exits_0_and_json_array_and_stream_choice(tmp_path: Path) 
     # naming a stream makes it count even though the collector returned none of it
     run = subprocess.run(
         [sys.executable, "-m", "agent", "audit-collector", "--truth", str(truth), "--records", str(records),
-         "--id-field", "event.id", "--stream", "o365.sharepoint", "--format", "json", "--as-of", "2026-01-05T00:00:00Z"],
+         "--id-field", "event.id", "--stream", "o365.sharepoint", "--format", "json",
+         "--as-of", "2026-01-05T00:00:00Z"],
         capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert run.returncode == 3
