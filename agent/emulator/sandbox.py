@@ -296,6 +296,7 @@ def _inside(args: argparse.Namespace, command: list[str]) -> int:
         loopback_up()
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="emulator-"))
     work = Path(tempfile.mkdtemp(prefix="emulator-exec-"))
+    work.chmod(0o755)  # a program that drops to another user still reads the bundle it is pointed at
     mounted: list[Path] = []
     try:
         with _emulator(args, state_dir) as info:
