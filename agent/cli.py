@@ -1,5 +1,5 @@
 """The `agent` command line (contract 4): run, collect, reconcile, export, verify, status, check,
-demo, emulator. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
+demo, emulator, audit-collector. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
 
 from __future__ import annotations
 
@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("emulator", help="serve emulated Microsoft and SIEM APIs on loopback", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser(
+        "audit-collector",
+        help="what another collector lost: its records against the emulator's truth (exit 3: losses)",
+        description="Compare the records a third-party collector wrote while running against the emulator "
+        "(agent emulator exec) with the emulator's ground truth: per stream missed, duplicated, invented, "
+        "with the emulator faults that may explain each loss.",
+    )
+    from agent.audit_collector import add_arguments as _audit_arguments
+
+    _audit_arguments(p)
 
     p = sub.add_parser("demo", help="emulator + collection + reconcile, end to end, in a temp directory")
     p.add_argument("--dir", help="keep the demo's files here instead of a temp directory")
@@ -342,6 +353,12 @@ def _write_report(report: Any, fmt: str, out: str | None) -> None:
         sys.stdout.flush()
 
 
+def cmd_audit_collector(args: argparse.Namespace) -> int:
+    from agent.audit_collector import run
+
+    return run(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from agent.demo import run_demo
 
@@ -358,4 +375,5 @@ COMMANDS: dict[str, Handler] = {
     "verify": cmd_verify,
     "check": cmd_check,
     "demo": cmd_demo,
+    "audit-collector": cmd_audit_collector,
 }

@@ -16,10 +16,17 @@ from typing import Any
 
 import orjson
 
-from agent.emulator import agentconfig, truth
+from agent.emulator import agentconfig, clouds, truth
 from agent.emulator.clock import parse_iso
 from agent.emulator.scenario import ScenarioError
-from agent.emulator.server import FIRST_LINE_EXTRAS, Options, build_state, listen, stop_on_signal
+from agent.emulator.server import (
+    FIRST_LINE_EXTRAS,
+    Options,
+    build_state,
+    listen,
+    listen_impersonating,
+    stop_on_signal,
+)
 from agent.emulator.state import State
 
 log = logging.getLogger("agent.emulator")
@@ -49,6 +56,28 @@ def parser() -> argparse.ArgumentParser:
         help="RFC 3339 instant to resolve relative scenario times against "
         "(default: now); for byte-identical data across runs",
     )
+    p.add_argument(
+        "--request-log",
+        type=Path,
+        help="NDJSON log of every login/Graph/Management request per client (default: STATE_DIR/requests.ndjson)",
+    )
+    p.add_argument(
+        "--impersonate",
+        action="store_true",
+        help="one HTTPS listener answering for login.microsoftonline.com, graph.microsoft.com and "
+        "manage.office.com (see --cloud); the certificate carries those names",
+    )
+    p.add_argument(
+        "--cloud",
+        action="append",
+        choices=tuple(clouds.CLOUDS),
+        help="with --impersonate: whose host names to answer for (repeatable; default global)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        help="with --impersonate: the port (default 443, or an ephemeral port where 443 cannot be bound)",
+    )
     p.add_argument("--config", type=Path, help=argparse.SUPPRESS)  # every agent command accepts --config
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
@@ -76,6 +105,10 @@ def first_line(state: State) -> dict[str, Any]:
             "state_dir": str(m.ca_file.parent),
         }
     )
+    if state.requests is not None:
+        line["request_log"] = str(state.requests.path)
+    if state.impersonated:
+        line["impersonated"] = dict(state.impersonated)  # host name -> service
     return line
 
 
@@ -83,12 +116,22 @@ async def run(args: argparse.Namespace) -> int:
     state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="emulator-"))
     origin = parse_iso(args.start_instant, need_zone=True) if args.start_instant else None
     state = build_state(
-        Options(scenario=args.scenario, state_dir=state_dir, fault_log=args.fault_log, origin=origin)
+        Options(
+            scenario=args.scenario,
+            state_dir=state_dir,
+            fault_log=args.fault_log,
+            origin=origin,
+            impersonate=tuple(args.cloud or ("global",)) if args.impersonate else (),
+            request_log=args.request_log,
+        )
     )
     if args.truth:
         truth.write(state.dataset, args.truth)
     stop = stop_on_signal()
-    runners = await listen(state, {})
+    if args.impersonate:
+        runners = await listen_impersonating(state, tuple(args.cloud or ("global",)), args.port)
+    else:
+        runners = await listen(state, {})
     try:
         if args.write_config:
             store = args.store_dir or args.write_config.parent / "store"
@@ -102,11 +145,21 @@ async def run(args: argparse.Namespace) -> int:
         for runner in runners:
             await runner.cleanup()
         state.faults.close()
+        if state.requests is not None:
+            state.requests.close()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["exec"]:
+        from agent.emulator import sandbox
+
+        return sandbox.main(argv[1:])
     args = parser().parse_args(argv)
+    if (args.cloud or args.port is not None) and not args.impersonate:
+        print("agent emulator: --cloud and --port need --impersonate", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from agent.emulator.clock import now_ticks, rfc3339
+from agent.emulator.requestlog import FAULT_KEY
 from agent.emulator.scenario import Faults, Stall
 
 HTML_ERROR = (
@@ -48,8 +49,13 @@ class FaultInjector:
     def choice(self, options: tuple[int, ...]) -> int:
         return self._rng.choice(options)
 
-    def log(self, request: web.Request, api: str, kind: str, status: int, tenant: str = "") -> None:
-        line = {
+    def log(
+        self, request: web.Request, api: str, kind: str, status: int, tenant: str = "", **covers: object
+    ) -> None:
+        """One fault-log line; `covers` says which records the faulted request was about (Graph:
+        `streams`, `newest`, `oldest`; Management: `stream`, `created_from`, `created_to`, `content_id`),
+        so a lost record can be traced to the fault that may have cost it."""
+        line: dict[str, object] = {
             "time": rfc3339(now_ticks()),
             "api": api,
             "tenant": tenant,
@@ -58,6 +64,8 @@ class FaultInjector:
             "fault": kind,
             "status": status,
         }
+        line.update(covers)
+        request[FAULT_KEY] = kind
         with self._lock:
             self._log.write(orjson.dumps(line) + b"\n")
             self._log.flush()

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from agent.emulator import announcements, odata
 from agent.emulator.catalog import EVENT_TYPES
-from agent.emulator.clock import TICKS_PER_SECOND, http_date_short, now_ticks
+from agent.emulator.clock import TICKS_PER_SECOND, http_date_short, now_ticks, rfc3339
 from agent.emulator.dataset import StreamData
 from agent.emulator.faults import HTML_ERROR, stall
 from agent.emulator.state import State
@@ -194,6 +194,13 @@ def _v1_signin(body: bytes) -> bytes:
     return orjson.dumps({k: v for k, v in record.items() if k in V1_SIGNIN_KEYS})
 
 
+def _stream_names(path: str, flt: odata.Filter) -> list[str]:
+    """The streams a list request reads (sign-ins: by event type, interactive by default)."""
+    if path == "auditlogs/signins":
+        return [EVENT_TYPES[t] for t in sorted(flt.event_types or {"interactiveUser"}) if t in EVENT_TYPES]
+    return [_STREAM_BY_PATH[path]]
+
+
 class GraphService:
     """The `graph` listener: stands for https://graph.microsoft.com."""
 
@@ -231,9 +238,9 @@ class GraphService:
         except GraphError as err:
             return error_response(request, err)
         if fault == "empty_page":
-            self.state.faults.log(request, "graph", fault, 200, claims.tenant)
+            self.state.faults.log(request, "graph", fault, 200, claims.tenant, **self._covers(request))
         if fault in ("reset", "truncated"):
-            self.state.faults.log(request, "graph", fault, 200, claims.tenant)
+            self.state.faults.log(request, "graph", fault, 200, claims.tenant, **self._covers(request))
             return await self.state.faults.corrupt(request, fault, response)
         return response
 
@@ -251,7 +258,7 @@ class GraphService:
             if wait is not None:
                 self.state.graph_quota.forget(f"{checked.app}|{checked.tenant}")
         if wait is not None:
-            self.state.faults.log(request, "graph", "quota", 429, checked.tenant)
+            self.state.faults.log(request, "graph", "quota", 429, checked.tenant, **self._covers(request))
             raise GraphError(
                 429,
                 "TooManyRequests",
@@ -273,7 +280,7 @@ class GraphService:
             err = _unauthorized("Lifetime validation failed, the token is expired.")
         elif fault == "html_error":
             status = faults.choice((502, 503, 504))
-            faults.log(request, "graph", fault, status, claims.tenant)
+            faults.log(request, "graph", fault, status, claims.tenant, **self._covers(request))
             return web.Response(status=status, body=HTML_ERROR, content_type="text/html")
         else:
             status = faults.choice((500, 502, 503, 504))
@@ -284,8 +291,35 @@ class GraphService:
                 "The service is temporarily unavailable. Please retry later." if status == 503 else "",
                 {"Retry-After": "1"} if status == 503 else {},
             )
-        faults.log(request, "graph", fault, err.status, claims.tenant)
+        faults.log(request, "graph", fault, err.status, claims.tenant, **self._covers(request))
         return error_response(request, err)
+
+    @staticmethod
+    def _covers(request: web.Request) -> dict[str, object]:
+        """For the fault log: the streams and the span of event times this list request (and the
+        nextLinks after it) would have served: newest = the cursor or the filter's upper bound."""
+        version = request.match_info.get("version", "")
+        path = request.match_info.get("path", "").rstrip("/").lower()
+        if path not in _RESOURCES:
+            return {}
+        params = {k.lower(): v for k, v in request.query.items()}
+        try:
+            flt = (
+                odata.parse(params["$filter"], _RESOURCES[path][1], path == "auditlogs/signins" and version == "beta")
+                if params.get("$filter", "").strip()
+                else odata.Filter()
+            )
+            cursor = decode_cursor(params["$skiptoken"]) if "$skiptoken" in params else None
+        except (odata.FilterError, GraphError):
+            return {}
+        newest = flt.hi
+        if cursor is not None:
+            newest = -cursor[0] if newest is None else min(newest, -cursor[0])
+        return {
+            "streams": _stream_names(path, flt),
+            "newest": None if newest is None else rfc3339(newest),
+            "oldest": None if flt.lo is None else rfc3339(flt.lo),
+        }
 
     def _query(self, request: web.Request, version: str, path: str, claims: Claims) -> Query:
         tenant = self.state.scenario.tenant(claims.tenant)
@@ -320,11 +354,7 @@ class GraphService:
                 f"$orderby '{order}' is not supported by this emulator; results are always newest first.",
             )
         top = self._top(params.get("$top"))
-        names = (
-            [EVENT_TYPES[t] for t in sorted(flt.event_types or {"interactiveUser"}) if t in EVENT_TYPES]
-            if signins
-            else [_STREAM_BY_PATH[path]]
-        )
+        names = _stream_names(path, flt)
         streams = [sd for n in names if (sd := self.state.dataset.get(tenant.id, n)) is not None]
         cursor = decode_cursor(params["$skiptoken"]) if "$skiptoken" in params else None
         floor = now_ticks() - RETENTION_DAYS[tenant.license] * 86400 * TICKS_PER_SECOND

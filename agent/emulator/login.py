@@ -26,6 +26,14 @@ ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _SKEW = 300  # seconds of clock skew tolerated on assertion times
 
 
+# cloud_instance_name and msgraph_host of the national clouds' login hosts (--impersonate)
+_CLOUD_BY_LOGIN_HOST = {
+    "login.microsoftonline.us": ("microsoftonline.us", "graph.microsoft.us"),
+    "login.chinacloudapi.cn": ("partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
+    "login.partner.microsoftonline.cn": ("partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
+}
+
+
 @dataclass
 class AadError(Exception):
     status: int
@@ -85,6 +93,9 @@ class LoginService:
         except AadError as err:
             return _error_response(request, err)
         v2 = "/v2.0/" in request.path
+        instance, graph_host = _CLOUD_BY_LOGIN_HOST.get(
+            request.host.rsplit(":", 1)[0].lower(), ("microsoftonline.com", "graph.microsoft.com")
+        )
         base = f"https://{request.host}/{tenant}"
         suffix = "/v2.0" if v2 else ""
         doc = {
@@ -106,9 +117,9 @@ class LoginService:
             "device_authorization_endpoint": f"{base}/oauth2{suffix}/devicecode",
             "end_session_endpoint": f"{base}/oauth2{suffix}/logout",
             "tenant_region_scope": "EU",
-            "cloud_instance_name": "microsoftonline.com",
+            "cloud_instance_name": instance,
             "cloud_graph_host_name": "graph.windows.net",
-            "msgraph_host": "graph.microsoft.com",
+            "msgraph_host": graph_host,
         }
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
@@ -193,7 +204,7 @@ class LoginService:
                     "(application ID URI).",
                 )
             ident = wanted[0][: -len("/.default")]
-        resource = find_resource(ident, self.state.urls)
+        resource = find_resource(ident, self.state.urls, self.state.aliases)
         if resource is None:
             raise AadError(
                 400,

@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler
 
 from agent.emulator.blobs import Blob
 from agent.emulator.catalog import CONTENT_TYPES
-from agent.emulator.clock import TICKS_PER_SECOND, content_time, now_ticks, parse_iso
+from agent.emulator.clock import TICKS_PER_SECOND, content_time, now_ticks, parse_iso, rfc3339
 from agent.emulator.faults import HTML_ERROR, stall
 from agent.emulator.scenario import GUID_RE
 from agent.emulator.state import State
@@ -129,7 +129,12 @@ class ManagementService:
         if self.state.management_quota.admit(tenant, now_ticks()) is not None:
             publisher = self._param(request, "PublisherIdentifier") or "00000000-0000-0000-0000-000000000000"
             self.state.faults.log(
-                request, "management", "quota", self.state.scenario.management.throttle_status, tenant
+                request,
+                "management",
+                "quota",
+                self.state.scenario.management.throttle_status,
+                tenant,
+                **self._covers(request, tenant),
             )
             return error_response(
                 AfError(
@@ -166,16 +171,37 @@ class ManagementService:
                     "An internal error occurred. Retry the request.",
                 )
             )
-        faults.log(request, "management", fault, response.status, tenant)
+        faults.log(request, "management", fault, response.status, tenant, **self._covers(request, tenant))
         return response
 
     async def _finish(
         self, request: web.Request, fault: str | None, tenant: str, response: web.Response
     ) -> web.StreamResponse:
         if fault in ("reset", "truncated"):
-            self.state.faults.log(request, "management", fault, response.status, tenant)
+            self.state.faults.log(
+                request, "management", fault, response.status, tenant, **self._covers(request, tenant)
+            )
             return await self.state.faults.corrupt(request, fault, response)
         return response
+
+    def _covers(self, request: web.Request, tenant: str) -> dict[str, object]:
+        """For the fault log: the stream and blob, or the contentCreated window, a request was about."""
+        cid = request.match_info.get("content_id")
+        if cid is not None:
+            blob = self.by_id.get(tenant, {}).get(cid)
+            stream = CONTENT_TYPES.get(blob.content_type) if blob is not None else None
+            return {"stream": stream, "content_id": cid}
+        stream = CONTENT_TYPES.get(self._param(request, "contentType") or "")
+        if stream is None or not request.path.endswith("/subscriptions/content"):
+            return {"stream": stream} if stream else {}
+        try:
+            lo, hi = self._window(request, now_ticks())
+            after = self._after(self._param(request, "nextPage"))
+        except AfError:
+            return {"stream": stream}
+        if after is not None:
+            lo = max(lo, after[0] * 10_000)
+        return {"stream": stream, "created_from": rfc3339(lo), "created_to": rfc3339(hi)}
 
     @staticmethod
     def _param(request: web.Request, name: str) -> str | None:
@@ -318,7 +344,7 @@ class ManagementService:
         ]
         size = self.state.scenario.management.page_size
         if fault == "empty_page":
-            self.state.faults.log(request, "management", fault, 200, tenant)
+            self.state.faults.log(request, "management", fault, 200, tenant, **self._covers(request, tenant))
             page, more, token = [], True, self._param(request, "nextPage")
         else:
             page, more = chosen[:size], len(chosen) > size
@@ -378,7 +404,9 @@ class ManagementService:
             )
         if blob is None or blob.created > now or blob.unavailable:
             if blob is not None and blob.unavailable:
-                self.state.faults.log(request, "management", "unavailable_blob", 404, tenant)
+                self.state.faults.log(
+                    request, "management", "unavailable_blob", 404, tenant, **self._covers(request, tenant)
+                )
             return error_response(AfError(404, "AF20050", f"The specified content ({cid}) does not exist."))
         response = web.Response(body=blob.body, content_type=_JSON, headers={"request-id": str(uuid.uuid4())})
         return await self._finish(request, fault, tenant, response)

@@ -9,6 +9,7 @@ from agent.emulator.blobs import Blob
 from agent.emulator.dataset import Dataset
 from agent.emulator.faults import FaultInjector
 from agent.emulator.quota import SlidingWindow
+from agent.emulator.requestlog import RequestLog
 from agent.emulator.scenario import Scenario
 from agent.emulator.siem_copy import SiemCopy
 from agent.emulator.tls import Material
@@ -31,3 +32,7 @@ class State:
     urls: dict[str, str] = field(default_factory=dict)  # service name -> base URL, filled once listening
     splunk_token: str = field(default_factory=lambda: secrets.token_hex(16))
     elastic_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # service -> further base URLs it answers for as a token audience (--impersonate's other clouds)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    impersonated: dict[str, str] = field(default_factory=dict)  # --impersonate: host name -> service
+    requests: RequestLog | None = None  # per-client request log, when enabled

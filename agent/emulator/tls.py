@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import os
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,8 +87,9 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def make(state_dir: Path) -> Material:
-    """Create a fresh CA, server certificate (127.0.0.1, localhost) and client certificate."""
+def make(state_dir: Path, names: Sequence[str] = ()) -> Material:
+    """Create a fresh CA, server certificate (127.0.0.1, localhost, plus `names`, e.g. the Microsoft
+    host names `--impersonate` answers for) and client certificate."""
     state_dir.mkdir(parents=True, exist_ok=True)
     ca_key = _key()
     ca_name = _name("ms-log-agent emulator CA")
@@ -116,7 +118,11 @@ def make(state_dir: Path) -> Material:
         _builder("localhost", ca_name, srv_key.public_key(), 30)
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.DNSName(n) for n in names),
+                ]
             ),
             critical=False,
         )

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -54,14 +54,20 @@ RESOURCES: tuple[Resource, ...] = (
 )
 
 
-def find_resource(identifier: str, own_urls: Mapping[str, str]) -> Resource | None:
-    """The resource named by a v1 `resource` or a v2 scope without `/.default` (trailing '/' tolerated)."""
+def find_resource(
+    identifier: str, own_urls: Mapping[str, str], extra: Mapping[str, Sequence[str]] | None = None
+) -> Resource | None:
+    """The resource named by a v1 `resource` or a v2 scope without `/.default` (trailing '/' tolerated).
+
+    `extra` maps a service to further identifiers it answers for (the national-cloud host URLs
+    under `--impersonate`, e.g. https://graph.microsoft.us)."""
     wanted = identifier.strip().rstrip("/").lower()
     for r in RESOURCES:
         names = {a.lower() for a in r.aliases}
         own = own_urls.get(r.service)
         if own:
             names.add(own.rstrip("/").lower())
+        names.update(a.rstrip("/").lower() for a in (extra or {}).get(r.service, ()))
         if wanted in names:
             return r
     return None

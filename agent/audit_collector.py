@@ -1,0 +1,517 @@
+"""`agent audit-collector`: what did a third-party collector lose?
+
+Compares the records any collector wrote while it ran against the emulator (`agent emulator exec`)
+with the emulator's ground truth, per stream: missed, duplicated, invented. Each missed record is
+set beside the emulator's fault log, so the user sees which injected fault (a throttle, a 5xx, a
+reset blob fetch...) may have cost it, and which losses no fault explains (the collector dropped
+them on its own). The emulator's request log adds each client's quota use.
+
+It reads the emulator's output files only; it does not import the emulator (the witness stays
+independent of what it checks, and of this report).
+
+Records: NDJSON (an object per line, or an array per line, e.g. one blob per line), a JSON array,
+or CSV with a header; the id is the first of `--id-field` found (dotted paths for nested JSON,
+default `id`, `Id`, `ID`). Ids are compared case-insensitively (they are GUIDs or GUID-based).
+
+Truth rows count as expected when they were visible at `--as-of` (default: the last request in the
+request log, else now) and, for Management records, when some blob holding them was fetchable
+(`available`). Streams the collector returned nothing of are listed as not collected rather than
+counted as missed, unless named with `--stream`.
+
+Exit codes: 0 nothing missed, duplicated or invented; 3 something was; 2 unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from agent.codec import format_time, parse_time
+
+EXIT_OK, EXIT_USAGE, EXIT_LOSSES = 0, 2, 3
+DEFAULT_ID_FIELDS = ("id", "Id", "ID")
+
+
+class AuditError(Exception):
+    """An input file cannot be read; the message names it."""
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def _ndjson(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value) of every non-empty line; value None for an unparseable line."""
+    with open(path, "rb") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield n, orjson.loads(line)
+            except orjson.JSONDecodeError:
+                yield n, None
+
+
+def _get(record: Any, dotted: str) -> Any:
+    value = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+@dataclass
+class Collected:
+    """What the collector wrote: id -> copies, plus what could not be read."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    unparseable: int = 0  # lines or rows that are not records
+    without_id: int = 0  # records with none of the id fields
+
+
+def read_records(paths: Iterable[Path], id_fields: tuple[str, ...], fmt: str = "auto") -> Collected:
+    out = Collected()
+
+    def take(record: Any) -> None:
+        if not isinstance(record, dict):
+            out.unparseable += 1
+            return
+        for name in id_fields:
+            value = _get(record, name)
+            if isinstance(value, str | int) and str(value).strip():
+                out.counts[str(value).strip().lower()] += 1
+                return
+        out.without_id += 1
+
+    for path in paths:
+        kind = fmt
+        try:
+            if kind == "auto":
+                kind = "csv" if path.suffix.lower() == ".csv" else _sniff(path)
+            if kind == "csv":
+                with open(path, newline="", encoding="utf-8-sig") as f:
+                    for row in csv.DictReader(f):
+                        take({k: v for k, v in row.items() if k is not None})
+            elif kind == "json":
+                data = orjson.loads(path.read_bytes())
+                for record in data if isinstance(data, list) else [data]:
+                    take(record)
+            else:
+                for _, value in _ndjson(path):
+                    if value is None:
+                        out.unparseable += 1
+                    for record in value if isinstance(value, list) else [value] if value is not None else []:
+                        take(record)
+        except (OSError, UnicodeDecodeError, orjson.JSONDecodeError, csv.Error) as exc:
+            raise AuditError(f"cannot read records {path}: {exc}") from None
+    return out
+
+
+def _sniff(path: Path) -> str:
+    """'json' for a file holding one JSON array (possibly pretty-printed), else 'ndjson'."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    if not head.startswith(b"["):
+        return "ndjson"
+    try:
+        orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError:
+        return "ndjson"  # an array per line
+    return "json"
+
+
+@dataclass(frozen=True)
+class TruthRow:
+    stream: str
+    id: str
+    tenant: str
+    event_time: datetime
+    visible_at: datetime
+    content_id: str | None
+    available: bool
+
+
+def read_truth(path: Path) -> list[TruthRow]:
+    rows = []
+    try:
+        for n, value in _ndjson(path):
+            if not isinstance(value, dict):
+                raise AuditError(f"{path}:{n}: not a truth line")
+            rows.append(
+                TruthRow(
+                    stream=str(value["stream"]),
+                    id=str(value["id"]).lower(),
+                    tenant=str(value.get("tenant", "")),
+                    event_time=parse_time(value["event_time"]),
+                    visible_at=parse_time(value["visible_at"]),
+                    content_id=value.get("content_id"),
+                    available=bool(value.get("available", True)),
+                )
+            )
+    except OSError as exc:
+        raise AuditError(f"cannot read truth {path}: {exc.strerror}") from None
+    except (KeyError, ValueError) as exc:
+        raise AuditError(f"{path}: not an emulator truth file ({exc})") from None
+    return rows
+
+
+def read_lines(path: Path | None, what: str) -> list[dict[str, Any]]:
+    if path is None:
+        return []
+    try:
+        return [v for _, v in _ndjson(path) if isinstance(v, dict)]
+    except OSError as exc:
+        raise AuditError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+# -- fault attribution ----------------------------------------------------------------------------
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def may_explain(fault: dict[str, Any], row: TruthRow) -> bool:
+    """Whether an injected fault hit a request that would have returned `row` (see the fault log's
+    coverage keys: Graph `streams`/`newest`/`oldest`, Management `stream`/`content_id`/`created_*`)."""
+    if fault.get("tenant") != row.tenant:
+        return False
+    if row.content_id is not None:  # a Management record: its blob, or a listing window holding it
+        if fault.get("api") != "management" or fault.get("stream") != row.stream:
+            return False
+        if fault.get("content_id") is not None:
+            return bool(fault["content_id"] == row.content_id)
+        lo, hi = _time(fault.get("created_from")), _time(fault.get("created_to"))
+        return lo is not None and hi is not None and lo <= row.visible_at < hi
+    if fault.get("api") != "graph" or row.stream not in (fault.get("streams") or ()):
+        return False
+    newest, oldest = _time(fault.get("newest")), _time(fault.get("oldest"))
+    return (oldest is None or oldest <= row.event_time) and (newest is None or row.event_time <= newest)
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamReport:
+    expected: int = 0
+    collected: int = 0
+    missed: list[TruthRow] = field(default_factory=list)
+    duplicated: dict[str, int] = field(default_factory=dict)  # id -> copies
+    not_yet_visible: int = 0
+    unavailable_at_source: int = 0
+
+
+@dataclass
+class Audit:
+    as_of: datetime
+    streams: dict[str, StreamReport]
+    not_collected: dict[str, int]
+    invented: dict[str, int]
+    collected: Collected
+    faults: list[dict[str, Any]]
+    causes: dict[str, list[int]]  # missed id -> indexes into faults
+    clients: list[dict[str, Any]]
+    recovered: set[int] = field(default_factory=set)  # faults the collector got past by asking again
+
+    @property
+    def clean(self) -> bool:
+        return not self.invented and all(not s.missed and not s.duplicated for s in self.streams.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        explained: Counter[int] = Counter(i for idx in self.causes.values() for i in idx)
+        return {
+            "clean": self.clean,
+            "as_of": format_time(self.as_of),
+            "streams": {
+                name: {
+                    "expected": s.expected,
+                    "collected": s.collected,
+                    "missed": len(s.missed),
+                    "missed_explained_by_faults": sum(1 for r in s.missed if self.causes.get(r.id)),
+                    "duplicated": len(s.duplicated),
+                    "extra_copies": sum(c - 1 for c in s.duplicated.values()),
+                    "not_yet_visible": s.not_yet_visible,
+                    "unavailable_at_source": s.unavailable_at_source,
+                    "missed_ids": [r.id for r in s.missed],
+                    "duplicated_ids": dict(sorted(s.duplicated.items())),
+                }
+                for name, s in sorted(self.streams.items())
+            },
+            "not_collected": dict(sorted(self.not_collected.items())),
+            "invented": {"count": len(self.invented), "ids": sorted(self.invented)},
+            "unreadable": {"lines": self.collected.unparseable, "without_id": self.collected.without_id},
+            "missed": [
+                {
+                    "id": r.id,
+                    "stream": name,
+                    "tenant": r.tenant,
+                    "event_time": format_time(r.event_time),
+                    "faults": self.causes.get(r.id, []),
+                }
+                for name, s in sorted(self.streams.items())
+                for r in s.missed
+            ],
+            "faults": {
+                "total": len(self.faults),
+                "recovered": len(self.recovered),
+                "by_kind": dict(Counter(str(f.get("fault")) for f in self.faults).most_common()),
+                "explaining_losses": [
+                    {"index": i, "missed": n, **self.faults[i]} for i, n in sorted(explained.items())
+                ],
+            },
+            "clients": self.clients,
+        }
+
+
+def recovered_faults(faults: list[dict[str, Any]], requests: list[dict[str, Any]]) -> set[int]:
+    """Faults the collector recovered from: the request log shows the same method and path answered
+    without a fault (status < 400) at or after the fault. Without a request log, none are known."""
+    answered: dict[tuple[str, str], datetime] = {}
+    for line in requests:
+        t = _time(line.get("time"))
+        if t is None or line.get("fault") is not None or int(line.get("status", 500)) >= 400:
+            continue
+        key = (str(line.get("method")), str(line.get("path")))
+        if key not in answered or t > answered[key]:
+            answered[key] = t
+    out = set()
+    for i, f in enumerate(faults):
+        last, t = answered.get((str(f.get("method")), str(f.get("path")))), _time(f.get("time"))
+        if last is not None and t is not None and last >= t:
+            out.add(i)
+    return out
+
+
+def summarize_requests(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per client (User-Agent): requests per service host, throttled, errors, faults met."""
+    by: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        client = str(line.get("client") or "(no user agent)")
+        s = by.setdefault(
+            client, {"client": client, "requests": 0, "throttled": 0, "errors": 0, "faults": 0, "hosts": Counter()}
+        )
+        s["requests"] += 1
+        s["throttled"] += bool(line.get("throttled"))
+        s["faults"] += line.get("fault") is not None
+        s["errors"] += int(line.get("status", 0)) >= 400 and not line.get("throttled")
+        s["hosts"][str(line.get("host", "")).split(":")[0]] += 1
+    return [{**s, "hosts": dict(s["hosts"].most_common())} for s in by.values()]
+
+
+def audit(
+    truth: list[TruthRow],
+    collected: Collected,
+    faults: list[dict[str, Any]],
+    requests: list[dict[str, Any]],
+    *,
+    streams: set[str] | None = None,
+    tenants: set[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    as_of: datetime | None = None,
+) -> Audit:
+    if as_of is None:
+        stamps = [t for line in requests if (t := _time(line.get("time"))) is not None]
+        as_of = max(stamps) if stamps else datetime.now(UTC)
+    in_scope = [
+        r
+        for r in truth
+        if (tenants is None or r.tenant in tenants)
+        and (since is None or r.event_time >= since)
+        and (until is None or r.event_time < until)
+    ]
+    known = {r.id for r in truth}
+    invented = {i: n for i, n in collected.counts.items() if i not in known}
+    seen_streams = {r.stream for r in in_scope if r.id in collected.counts}
+    compared = streams if streams is not None else seen_streams
+    reports: dict[str, StreamReport] = {name: StreamReport() for name in sorted(compared)}
+    not_collected: Counter[str] = Counter()
+    for r in in_scope:
+        report = reports.get(r.stream)
+        if report is None:
+            not_collected[r.stream] += 1
+            continue
+        copies = collected.counts.get(r.id, 0)
+        if copies:
+            report.expected += 1
+            report.collected += 1
+            if copies > 1:
+                report.duplicated[r.id] = copies
+        elif r.visible_at > as_of:
+            report.not_yet_visible += 1
+        elif not r.available:
+            report.unavailable_at_source += 1
+        else:
+            report.expected += 1
+            report.missed.append(r)
+    recovered = recovered_faults(faults, requests)
+    by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, f in enumerate(faults):
+        if i in recovered:
+            continue
+        for stream in [f["stream"]] if f.get("stream") else list(f.get("streams") or ()):
+            by_key[(str(f.get("tenant", "")), str(stream))].append(i)
+    causes = {
+        r.id: hits
+        for s in reports.values()
+        for r in s.missed
+        if (hits := [i for i in by_key.get((r.tenant, r.stream), []) if may_explain(faults[i], r)])
+    }
+    return Audit(
+        as_of=as_of,
+        streams=reports,
+        not_collected=dict(not_collected),
+        invented=invented,
+        collected=collected,
+        faults=faults,
+        causes=causes,
+        clients=summarize_requests(requests),
+        recovered=recovered,
+    )
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+
+def _ids(ids: list[str], show: int) -> str:
+    more = f" ... and {len(ids) - show} more" if len(ids) > show else ""
+    return ", ".join(ids[:show]) + more
+
+
+def to_text(a: Audit, show: int = 10) -> str:
+    d = a.to_dict()
+    out = [f"Collector audit against the emulator's truth (as of {d['as_of']})", ""]
+    head = f"{'stream':<32} {'expected':>8} {'collected':>9} {'missed':>7} {'duplicated':>10}  faults explain"
+    out += [head, "-" * len(head)]
+    for name, s in d["streams"].items():
+        out.append(
+            f"{name:<32} {s['expected']:>8} {s['collected']:>9} {s['missed']:>7} {s['duplicated']:>10}  "
+            f"{s['missed_explained_by_faults']} of {s['missed']}"
+        )
+    out.append(f"{'invented (ids not in the truth)':<32} {'':>8} {d['invented']['count']:>9}")
+    for name, n in d["not_collected"].items():
+        out.append(f"not collected at all: {name} ({n} records in the truth)")
+    u = d["unreadable"]
+    if u["lines"] or u["without_id"]:
+        out.append(f"unreadable: {u['lines']} lines/rows, {u['without_id']} records without an id field")
+    for name, s in d["streams"].items():
+        if s["not_yet_visible"] or s["unavailable_at_source"]:
+            out.append(
+                f"{name}: not counted: {s['not_yet_visible']} not yet visible at as-of, "
+                f"{s['unavailable_at_source']} never fetchable at the source"
+            )
+    out.append("")
+    for name, s in d["streams"].items():
+        if s["missed"]:
+            unexplained = [m["id"] for m in d["missed"] if m["stream"] == name and not m["faults"]]
+            out.append(f"{name}: missed {s['missed']}: {_ids(s['missed_ids'], show)}")
+            if unexplained:
+                out.append(f"  {len(unexplained)} with no emulator fault to blame (dropped by the collector)")
+        if s["duplicated"]:
+            out.append(f"{name}: duplicated {s['duplicated']}: {_ids(list(s['duplicated_ids']), show)}")
+    if d["invented"]["count"]:
+        out.append(f"invented {d['invented']['count']}: {_ids(d['invented']['ids'], show)}")
+    faults = d["faults"]
+    if faults["total"]:
+        kinds = ", ".join(f"{k} {n}" for k, n in faults["by_kind"].items())
+        out += [
+            "",
+            f"Emulator faults injected: {faults['total']} ({kinds}); "
+            f"{faults['recovered']} recovered (the same request later answered)",
+        ]
+        explaining = faults["explaining_losses"]
+        if explaining:
+            total = sum(f["missed"] for f in explaining)
+            out.append(f"  {len(explaining)} not recovered, explaining {total} missed records:")
+        for f in explaining[:show]:
+            out.append(
+                f"  #{f['index']} {f.get('time')} {f.get('fault')} (HTTP {f.get('status')}) on "
+                f"{f.get('method')} {f.get('path')}: may explain {f['missed']} missed"
+            )
+        if len(explaining) > show:
+            out.append(f"  ... and {len(explaining) - show} more (--format json lists each)")
+    if a.clients:
+        out += ["", f"{'client (User-Agent)':<40} {'requests':>8} {'throttled':>9} {'errors':>6} {'faults':>6}"]
+        for c in a.clients:
+            out.append(
+                f"{c['client'][:40]:<40} {c['requests']:>8} {c['throttled']:>9} {c['errors']:>6} {c['faults']:>6}"
+            )
+    out += ["", "Result: " + ("nothing lost, duplicated or invented" if a.clean else "LOSSES FOUND")]
+    return "\n".join(out) + "\n"
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--truth", required=True, type=Path, help="the emulator's --truth NDJSON")
+    p.add_argument(
+        "--records",
+        required=True,
+        type=Path,
+        action="append",
+        help="what the collector wrote: NDJSON, JSON array or CSV (repeatable)",
+    )
+    p.add_argument("--records-format", choices=("auto", "ndjson", "json", "csv"), default="auto")
+    p.add_argument(
+        "--id-field", action="append", help="record id field, dotted for nested JSON (repeatable; default id, Id, ID)"
+    )
+    p.add_argument("--fault-log", type=Path, help="the emulator's fault log, to say which fault cost what")
+    p.add_argument("--requests", type=Path, help="the emulator's request log, for per-client quota use")
+    p.add_argument("--stream", action="append", help="streams the collector should have collected (repeatable)")
+    p.add_argument("--tenant", action="append", help="only this tenant id (repeatable)")
+    p.add_argument("--since", help="only records with event time at or after (RFC 3339)")
+    p.add_argument("--until", help="only records with event time before (RFC 3339)")
+    p.add_argument("--as-of", help="when the collector stopped (RFC 3339); default: last logged request, else now")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--out", type=Path, help="write the report here (default: stdout)")
+    p.add_argument("--show", type=int, default=10, help="ids listed per line in text (default 10)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        when = {k: parse_time(getattr(args, k)) if getattr(args, k) else None for k in ("since", "until", "as_of")}
+    except ValueError as exc:
+        print(f"agent audit-collector: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        truth = read_truth(args.truth)
+        collected = read_records(args.records, tuple(args.id_field or DEFAULT_ID_FIELDS), args.records_format)
+        faults = read_lines(args.fault_log, "fault log")
+        requests = read_lines(args.requests, "request log")
+    except AuditError as exc:
+        print(f"agent audit-collector: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    result = audit(
+        truth,
+        collected,
+        faults,
+        requests,
+        streams=set(args.stream) if args.stream else None,
+        tenants={t.lower() for t in args.tenant} if args.tenant else None,
+        **when,
+    )
+    data = (
+        orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+        if args.format == "json"
+        else to_text(result, args.show).encode()
+    )
+    if args.out:
+        args.out.write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return EXIT_OK if result.clean else EXIT_LOSSES

@@ -1,0 +1,118 @@
+"""`agent audit-collector` on hand-made truth, records, fault and request logs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from agent.audit_collector import DEFAULT_ID_FIELDS, audit, read_records, read_truth
+
+REPO = Path(__file__).resolve().parents[2]
+T = "11111111-1111-4111-8111-111111111111"
+
+
+def _truth(tmp: Path) -> Path:
+    rows: list[dict[str, Any]] = []
+    for i in range(10):
+        rows.append({"stream": "graph.signins.interactive", "id": f"g{i}", "event_time": f"2026-01-01T0{i}:00:00Z",
+                     "visible_at": "2026-01-02T00:00:00Z", "in_siem": True, "tenant": T})
+    for i in range(6):
+        rows.append({"stream": "o365.exchange", "id": f"M{i}", "event_time": "2026-01-01T01:00:00Z",
+                     "visible_at": f"2026-01-01T0{i}:30:00Z", "in_siem": True, "tenant": T,
+                     "content_id": f"blob{i // 2}", "available": i != 5})
+    rows.append({"stream": "o365.exchange", "id": "late", "event_time": "2026-01-01T01:00:00Z",
+                 "visible_at": "2026-01-09T00:00:00Z", "in_siem": True, "tenant": T,
+                 "content_id": "blob9", "available": True})
+    rows.append({"stream": "o365.sharepoint", "id": "s0", "event_time": "2026-01-01T01:00:00Z",
+                 "visible_at": "2026-01-01T02:00:00Z", "in_siem": True, "tenant": T,
+                 "content_id": "blobS", "available": True})
+    path = tmp / "truth.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_missed_duplicated_invented_and_what_is_not_counted(tmp_path: Path) -> None:
+    truth = read_truth(_truth(tmp_path))
+    ndjson = tmp_path / "a.ndjson"
+    # g3 and g7 missed, g1 twice; M0/M1 (blob0) missed; M5 was never fetchable; "late" not yet visible.
+    ndjson.write_text(
+        "".join(json.dumps({"id": f"G{i}"}) + "\n" for i in range(10) if i not in (3, 7))  # case-insensitive
+        + json.dumps({"id": "g1"}) + "\n"
+        + json.dumps([{"Id": "M2"}, {"Id": "M3"}]) + "\n"  # an array per line: one blob
+        + "{broken\n"
+        + json.dumps({"no": "id"}) + "\n"
+    )
+    csv = tmp_path / "b.csv"
+    csv.write_text("Id,Operation\nM4,Send\nghost,Send\n")
+    got = read_records([ndjson, csv], DEFAULT_ID_FIELDS)
+    assert got.unparseable == 1 and got.without_id == 1
+    faults = [
+        {"time": "2026-01-03T00:00:00Z", "api": "management", "tenant": T, "method": "GET",
+         "path": "/api/v1.0/x/activity/feed/audit/blob0", "fault": "reset", "status": 200,
+         "stream": "o365.exchange", "content_id": "blob0"},
+        {"time": "2026-01-03T00:00:01Z", "api": "graph", "tenant": T, "method": "GET", "path": "/v1.0/p?$skiptoken=a",
+         "fault": "server_error", "status": 503, "streams": ["graph.signins.interactive"],
+         "newest": "2026-01-01T05:00:00Z", "oldest": None},
+        {"time": "2026-01-03T00:00:02Z", "api": "graph", "tenant": T, "method": "GET", "path": "/v1.0/p?$skiptoken=b",
+         "fault": "throttle", "status": 429, "streams": ["graph.signins.interactive"],
+         "newest": "2026-01-01T09:00:00Z", "oldest": None},
+    ]
+    requests = [  # the throttled page was asked again and answered: recovered
+        {"time": "2026-01-03T00:00:05Z", "client": "x/1", "host": "graph.microsoft.com", "method": "GET",
+         "path": "/v1.0/p?$skiptoken=b", "status": 200, "throttled": False, "fault": None},
+        {"time": "2026-01-03T00:00:02Z", "client": "x/1", "host": "graph.microsoft.com", "method": "GET",
+         "path": "/v1.0/p?$skiptoken=b", "status": 429, "throttled": True, "fault": "throttle"},
+    ]
+    a = audit(truth, got, faults, requests)
+    d = a.to_dict()
+    assert not a.clean
+    assert d["as_of"] == "2026-01-03T00:00:05Z"  # the last request
+    g, m = d["streams"]["graph.signins.interactive"], d["streams"]["o365.exchange"]
+    assert (g["expected"], g["collected"], g["missed"]) == (10, 8, 2)
+    assert g["duplicated_ids"] == {"g1": 2} and g["extra_copies"] == 1
+    assert (m["expected"], m["collected"], m["missed"]) == (5, 3, 2)
+    assert (m["not_yet_visible"], m["unavailable_at_source"]) == (1, 1)
+    assert d["not_collected"] == {"o365.sharepoint": 1}
+    assert d["invented"] == {"count": 1, "ids": ["ghost"]}
+    causes = {x["id"]: x["faults"] for x in d["missed"]}
+    # g3 is older than the unrecovered 503's cursor; g7 is newer; the 429 was recovered.
+    assert causes == {"g3": [1], "g7": [], "m0": [0], "m1": [0]}
+    assert d["faults"]["recovered"] == 1
+    assert [(f["index"], f["missed"]) for f in d["faults"]["explaining_losses"]] == [(0, 2), (1, 1)]
+    assert d["clients"][0]["requests"] == 2 and d["clients"][0]["throttled"] == 1
+
+
+def test_cli_clean_run_exits_0_and_json_array_and_stream_choice(tmp_path: Path) -> None:
+    truth = _truth(tmp_path)
+    records = tmp_path / "r.json"
+    records.write_text(json.dumps([{"event": {"id": f"g{i}"}} for i in range(10)], indent=1))
+    run = subprocess.run(
+        [sys.executable, "-m", "agent", "audit-collector", "--truth", str(truth), "--records", str(records),
+         "--id-field", "event.id", "--as-of", "2026-01-05T00:00:00Z"],
+        capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "nothing lost, duplicated or invented" in run.stdout
+    # naming a stream makes it count even though the collector returned none of it
+    run = subprocess.run(
+        [sys.executable, "-m", "agent", "audit-collector", "--truth", str(truth), "--records", str(records),
+         "--id-field", "event.id", "--stream", "o365.sharepoint", "--format", "json",
+         "--as-of", "2026-01-05T00:00:00Z"],
+        capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert run.returncode == 3
+    report = json.loads(run.stdout)
+    assert report["streams"]["o365.sharepoint"]["missed_ids"] == ["s0"]
+    assert "graph.signins.interactive" in report["not_collected"]
+
+
+def test_cli_unreadable_input_exits_2(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "agent", "audit-collector", "--truth", str(tmp_path / "nope"),
+         "--records", str(tmp_path / "nope2")],
+        capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert run.returncode == 2 and "cannot read truth" in run.stderr
