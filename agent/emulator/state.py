@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.emulator.blobs import Blob
 from agent.emulator.dataset import Dataset
@@ -30,4 +32,6 @@ class State:
     siem: SiemCopy | None = None  # the primary SIEM's copy (truth minus [[siem.gaps]], plus its own noise)
     urls: dict[str, str] = field(default_factory=dict)  # service name -> base URL, filled once listening
     splunk_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    splunk_hec_token: str = field(default_factory=lambda: str(uuid.uuid4()))  # HEC tokens are GUIDs
     elastic_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    shared: dict[str, Any] = field(default_factory=dict)  # service objects two listeners share (query + ingest)
