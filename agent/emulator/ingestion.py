@@ -128,19 +128,18 @@ class IngestionEndpoint:
         if table is None:
             return _error(400, "InvalidStream", f"Stream '{request.match_info['stream']}' is not declared in "
                           "the data collection rule.")
-        raw = await request.read()
         limit = self.copy.plan.ingest_max_bytes
-        if len(raw) > limit:
-            return _error(413, "ContentLengthLimitExceeded", f"Maximum allowed content length: {limit} bytes "
-                          f"({limit / 1048576:.0f} MB). Provided content length: {len(raw)} bytes.")
-        if request.headers.get("Content-Encoding", "").lower() == "gzip":
+        wire = request.content_length  # as sent (compressed or not); aiohttp inflates gzip bodies on read
+        raw = await request.read()
+        if raw[:2] == b"\x1f\x8b":  # a server that does not inflate for us
             try:
                 raw = gzip.decompress(raw)
             except (OSError, EOFError, zlib.error):
                 return _error(400, "InvalidContentEncoding", "The request body could not be decompressed (gzip).")
-        if len(raw) > limit:
+        size = max(wire or 0, len(raw))
+        if size > limit:
             return _error(413, "ContentLengthLimitExceeded", f"Maximum allowed content length: {limit} bytes "
-                          f"({limit / 1048576:.0f} MB). Provided content length: {len(raw)} bytes.")
+                          f"({limit / 1048576:.2f} MB). Provided content length: {size} bytes.")
         plan = self.copy.plan
         if plan.ingest_throttle and self.rng.random() < plan.ingest_throttle:
             resp = _error(429, "TooManyRequests", "The request rate is above the limit of the data collection rule.")

@@ -143,7 +143,7 @@ def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
                 lines.append(f"- {label}: " + ", ".join(f"`{i}`" for i in shown) + more)
     lines += backfill_markdown(report)
     verdict = "GAPS FOUND" if report.has_gaps else ("incomplete" if not report.complete else "no gaps")
-    if report.backfill_closed and not any(s.missing_in_agent for s in report.streams):
+    if report.has_gaps and report.backfill_closed and not any(s.missing_in_agent for s in report.streams):
         verdict = "gaps found and closed by the backfill"
     lines += ["", f"**Result: {verdict}.**", ""]
     return "\n".join(lines)
@@ -180,8 +180,14 @@ def backfill_markdown(report: ReconcileReport) -> list[str]:
         x = s.backfill or {}
         if x.get("error"):
             lines.append(f"- {s.stream}: {x['error']}")
-        for rid, why in list((x.get("failed_ids") or {}).items())[:10]:
-            lines.append(f"- {s.stream}: `{rid}` failed: {why}")
+        reasons: dict[str, list[str]] = {}
+        for rid, why in (x.get("failed_ids") or {}).items():
+            reasons.setdefault(why, []).append(rid)
+        for why, ids in reasons.items():
+            lines.append(f"- {s.stream}: {len(ids)} failed (e.g. `{ids[0]}`): {why}")
+        if x.get("in_doubt"):
+            lines.append(f"- {s.stream}: {x['in_doubt']} in doubt (sent, not confirmed); the next run asks the SIEM "
+                         "before sending them again")
     if b.get("error"):
         lines.append(f"- backfill stopped: {b['error']}")
     return lines
