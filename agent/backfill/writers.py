@@ -91,7 +91,8 @@ class _Base:
 
     async def pause(self, resp: Response | None, attempt: int) -> None:
         after = parse_retry_after(resp.headers.get("Retry-After")) if resp is not None else None
-        await self.sleep(after if after is not None else backoff(attempt, base=1.0, cap=30.0))
+        # short, jittered pauses: a backfill is paced by backfill_rate, this only spreads retries
+        await self.sleep(after if after is not None else backoff(attempt, base=0.25, cap=5.0))
 
 
 # ---------------------------------------------------------------- Sentinel: Logs Ingestion API
