@@ -232,6 +232,29 @@ class Archive:
                     seen.add(rid)
                     yield rec
 
+    async def find(self, part: Partition, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The records of `ids` held in a partition: the sidecars say which segments hold them, and
+        only those segments are decompressed."""
+        wanted = set(ids)
+        out: dict[str, dict[str, Any]] = {}
+        if not wanted:
+            return out
+        id_field = spec(part.stream).id_field
+        async for info, seg_ids in self._sidecars(part):
+            if wanted.isdisjoint(seg_ids):
+                continue
+            try:
+                blob = await self.store.get(info.key)
+            except ObjectNotFound:
+                continue
+            for rec in codec.decode(blob):
+                rid = rec.get(id_field)
+                if isinstance(rid, str) and rid in wanted and rid not in out:
+                    out[rid] = rec
+            if len(out) == len(wanted):
+                break
+        return out
+
     async def tenants_and_streams(self) -> list[tuple[str, str]]:
         """Every (tenant, stream) with at least one checkpoint or segment index."""
         pairs: set[tuple[str, str]] = set()

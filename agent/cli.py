@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also compare the window younger than [siem] settle (the SIEM may still be ingesting)")
     p.add_argument("--no-recollect", action="store_true",
                    help="report records missing in the archive without fetching them again from the API")
+    p.add_argument("--backfill", action="store_true",
+                   help="send the SIEM the records it lacks (idempotent: a ledger remembers what it acknowledged)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --backfill: show what would be sent, send nothing (implies --backfill)")
 
     p = sub.add_parser("export", help="stored records as NDJSON on stdout, one per id")
     _common(p)
@@ -293,6 +297,12 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
         if not any(s == name for _, name in streams):
             raise ConfigError(f"--stream {s}: no configured tenant collects it")
     opts = options_from(siem_cfg, full=args.full, include_unsettled=args.include_unsettled)
+    backfill = args.backfill or args.dry_run
+    if backfill:
+        from agent.backfill.writers import open_writer
+
+        async with HttpClient(cfg.http) as probe:  # missing backfill keys are a config error before any query
+            open_writer(siem_cfg, cfg, probe)
     store = open_store(cfg.store)
     archive = Archive(store)
     try:
@@ -302,12 +312,19 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
                 report = await reconcile(cfg, archive, siem, streams, args.since, args.until, options=opts,
                                          recollect=None if args.no_recollect else _recollector(cfg, archive, http),
                                          progress=_progress_bar() if sys.stderr.isatty() else None)
+                if backfill:
+                    from agent.backfill import run_backfill
+
+                    await run_backfill(cfg, siem_cfg, report, archive, siem, http, dry_run=args.dry_run,
+                                       progress=_record_bar() if sys.stderr.isatty() else None)
             finally:
                 await siem.aclose()
     finally:
         await store.aclose()
     _write_report(report, args.format, args.out)
-    if report.has_gaps:
+    # after a backfill that closed every SIEM gap, only archive holes still count as gaps
+    gaps = any(s.missing_in_agent for s in report.streams) if report.backfill_closed else report.has_gaps
+    if gaps:
         return EXIT_GAPS
     return EXIT_OK if report.complete else EXIT_FAILURE
 
@@ -331,6 +348,17 @@ def _progress_bar() -> Callable[[int, int, str], None]:
         end = "\n" if done >= total else ""
         print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {stream:<32}", end=end, file=sys.stderr,
               flush=True)
+
+    return show
+
+
+def _record_bar() -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(1, total)
+        end = "\n" if done >= total else ""
+        print(f"\rbackfill [{'#' * filled}{'.' * (width - filled)}] {done}/{total} records", end=end,
+              file=sys.stderr, flush=True)
 
     return show
 

@@ -268,6 +268,12 @@ class Table:
             raise ConfigError(f"{self.where}.{key}: {value} is below the minimum {minimum}")
         return value
 
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        value = float(self._get(key, (int, float), default))
+        if value < minimum:
+            raise ConfigError(f"{self.where}.{key}: {value} is below the minimum {minimum}")
+        return value
+
     def boolean(self, key: str, default: bool) -> bool:
         return bool(self._get(key, bool, default))
 

@@ -13,6 +13,7 @@ aggregations `date_histogram` (fixed_interval) with a `cardinality` sub-aggregat
 from __future__ import annotations
 
 import base64
+import bisect
 import fnmatch
 import hashlib
 import random
@@ -25,7 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agent.emulator.siem_copy import SiemCopy
+from agent.emulator.siem_copy import Ingested, SiemCopy
 
 _CATEGORIES = {"graph.signins.interactive": "SignInLogs",
                "graph.signins.noninteractive": "NonInteractiveUserSignInLogs",
@@ -211,7 +212,90 @@ class ElasticServer:
         self.copy = copy
         self.pits: dict[str, tuple[list[Doc], float]] = {}
         self.rng = random.Random(f"{seed}|elastic")
+        self.bulk_rng = random.Random(f"{seed}|elastic-bulk")
         self.searches = 0
+        self.ids: dict[str, set[str]] = {}  # index -> _ids, for `create` conflicts
+        for d in self.docs:
+            self.ids.setdefault(d.index, set()).add(d.id)
+        self.seq = len(self.docs)
+
+    async def bulk(self, request: web.Request) -> web.Response:
+        """`_bulk`: NDJSON action/source pairs; HTTP 200 with per-item statuses (201, 409, 429, 400)."""
+        self.copy.ingest_requests["elastic"] = self.copy.ingest_requests.get("elastic", 0) + 1
+        if (denied := self._auth(request)) is not None:
+            return denied
+        ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if ctype not in ("application/x-ndjson", "application/json"):
+            return _error("illegal_argument_exception", f"Content-Type header [{ctype}] is not supported", 406)
+        raw = await request.read()
+        if not raw.endswith(b"\n"):
+            return _error("illegal_argument_exception", "The bulk request must be terminated by a newline [\\n]", 400)
+        plan = self.copy.plan
+        if plan.ingest_throttle and self.bulk_rng.random() < plan.ingest_throttle:
+            return _error("es_rejected_execution_exception", "rejected execution of coordinating operation", 429)
+        if plan.ingest_server_error and self.bulk_rng.random() < plan.ingest_server_error:
+            return _error("unavailable_shards_exception", "primary shard is not active", 503)
+        lines = [ln for ln in raw.split(b"\n") if ln.strip()]
+        default_index = request.match_info.get("index")
+        items: list[dict[str, Any]] = []
+        i = 0
+        try:
+            while i < len(lines):
+                action = orjson.loads(lines[i])
+                op, meta = next(iter(action.items()))
+                if op not in ("create", "index"):
+                    raise QueryError("illegal_argument_exception", f"Malformed action/metadata line [{i + 1}], "
+                                     f"this emulator supports create and index, not [{op}]")
+                source = orjson.loads(lines[i + 1])
+                i += 2
+                items.append({op: self._bulk_item(op, meta, source, default_index)})
+        except QueryError as exc:
+            return _error(exc.kind, exc.reason, exc.status)
+        except (orjson.JSONDecodeError, IndexError, StopIteration, AttributeError) as exc:
+            return _error("x_content_parse_exception", f"malformed bulk body: {type(exc).__name__}", 400)
+        errors = any(next(iter(it.values()))["status"] >= 300 for it in items)
+        if plan.ingest_lost_response and self.bulk_rng.random() < plan.ingest_lost_response:
+            return _error("unavailable_shards_exception", "primary shard is not active", 503)  # stored anyway
+        return web.json_response({"took": 3, "errors": errors, "items": items}, dumps=_dumps)
+
+    def _bulk_item(self, op: str, meta: dict[str, Any], source: dict[str, Any],
+                   default_index: str | None) -> dict[str, Any]:
+        index = meta.get("_index") or default_index
+        doc_id = meta.get("_id") or uuid.uuid4().hex
+        out: dict[str, Any] = {"_index": index, "_id": doc_id}
+        if not index:
+            return {**out, "status": 400, "error": {"type": "action_request_validation_exception",
+                                                   "reason": "Validation Failed: 1: index is missing;"}}
+        if op != "create" and index.startswith(("logs-", "metrics-", "traces-")):
+            return {**out, "status": 400, "error": {"type": "illegal_argument_exception", "reason":
+                    "only write ops with an op_type of create are allowed in data streams"}}
+        if self.copy.plan.bulk_item_reject and self.bulk_rng.random() < self.copy.plan.bulk_item_reject:
+            return {**out, "status": 429, "error": {"type": "es_rejected_execution_exception", "reason":
+                    "rejected execution of primary operation [coordinating_and_primary_bytes=0, "
+                    "replica_bytes=0, all_bytes=0, primary_operation_bytes=0, max_coordinating_and_primary_bytes=0]"}}
+        known = self.ids.setdefault(index, set())
+        if op == "create" and doc_id in known:
+            return {**out, "status": 409, "error": {"type": "version_conflict_engine_exception", "reason":
+                    f"[{doc_id}]: version conflict, document already exists (current version [1])",
+                    "index": index}}
+        try:
+            ms = _date_ms(source.get("@timestamp", time.time() * 1000))
+        except QueryError:
+            return {**out, "status": 400, "error": {"type": "document_parsing_exception",
+                                                   "reason": "failed to parse field [@timestamp] of type [date]"}}
+        if op == "index" and doc_id in known:
+            self.docs = [d for d in self.docs if not (d.index == index and d.id == doc_id)]
+        known.add(doc_id)
+        doc = Doc(index, doc_id, source, ms, self.seq)
+        self.seq += 1
+        bisect.insort(self.docs, doc, key=lambda d: d.ms)
+        rid = next((str(v) for v in lookup(source, "event.id")), doc_id)
+        self.copy.ingested.append(Ingested("elastic", index, rid, ms * 10_000))
+        return {**out, "_version": 1, "result": "created", "_shards": {"total": 1, "successful": 1, "failed": 0},
+                "_seq_no": doc.seq, "_primary_term": 1, "status": 201}
+
+    async def debug(self, request: web.Request) -> web.Response:
+        return web.json_response(self.copy.ingested_view("elastic"))
 
     def _auth(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != f"ApiKey {self.api_key}":
@@ -362,12 +446,15 @@ def _dumps(obj: Any) -> str:
 def app(copy: SiemCopy, *, api_key: str, seed: int = 0) -> web.Application:
     """The `elastic` service: Elasticsearch REST paths at the cluster root."""
     server = ElasticServer(copy, api_key, seed)
-    application = web.Application(client_max_size=8 << 20)
+    application = web.Application(client_max_size=100 << 20)  # http.max_content_length default 100 MB
     application[STATE] = server
     application.router.add_post("/{index}/_pit", server.open_pit)
     application.router.add_delete("/_pit", server.close_pit)
     application.router.add_route("*", "/_search", server.search)
     application.router.add_route("*", "/{index}/_search", server.search)
+    application.router.add_post("/_bulk", server.bulk)
+    application.router.add_post("/{index}/_bulk", server.bulk)
+    application.router.add_get("/_emulator/ingested", server.debug)
     return application
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -207,9 +207,10 @@ class Workspace:
     """The query endpoint's state: tables, limits, throttling dice, and counters for tests."""
 
     def __init__(self, copy: SiemCopy, token_ok: Callable[[str], bool], seed: int,
-                 now: Callable[[], int] | None = None) -> None:
+                 now: Callable[[], int] | None = None, extra_tables: Mapping[str, kql.Table] | None = None) -> None:
         self.copy = copy
-        self.tables = workspace_tables(copy)
+        self.tables: dict[str, kql.Table] = dict(workspace_tables(copy))
+        self.tables.update(extra_tables or {})  # e.g. the *_Backfill_CL tables the Logs Ingestion API fills
         self.token_ok = token_ok
         self.rng = random.Random(f"{seed}|loganalytics")
         self.now = now or (lambda: time.time_ns() // 100)
@@ -273,9 +274,15 @@ class Workspace:
         return web.Response(body=body, content_type="application/json")
 
 
-def app(copy: SiemCopy, *, token_ok: Callable[[str], bool] = lambda t: bool(t), seed: int = 0) -> web.Application:
+def base_tables() -> list[str]:
+    """The built-in tables this workspace serves (the backfill custom tables are named after them)."""
+    return [t for t, _ in TABLES.values()] + ["OfficeActivity"]
+
+
+def app(copy: SiemCopy, *, token_ok: Callable[[str], bool] = lambda t: bool(t), seed: int = 0,
+        extra_tables: Mapping[str, kql.Table] | None = None) -> web.Application:
     """The `loganalytics` service: documented paths under `https://api.loganalytics.io`."""
-    ws = Workspace(copy, token_ok, seed)
+    ws = Workspace(copy, token_ok, seed, extra_tables=extra_tables)
     application = web.Application(client_max_size=8 << 20)
     application[STATE] = ws
     application.router.add_route("POST", "/v1/workspaces/{workspace}/query", ws.query)

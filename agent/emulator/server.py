@@ -40,7 +40,9 @@ SERVICES: dict[str, AppFactory] = {
     "graph": lambda s: GraphService(s).app(),
     "management": lambda s: ManagementService(s).app(),
     "loganalytics": siem_services.loganalytics_app,
+    "ingestion": siem_services.ingestion_app,
     "splunk": siem_services.splunk_app,
+    "splunk_hec": siem_services.splunk_hec_app,
     "elastic": siem_services.elastic_app,
 }
 

@@ -11,6 +11,15 @@ The `[siem]` scenario table adds, beside `[[siem.gaps]]`:
     duplicate_fraction = 0.0     # rows the SIEM stores twice (retried ingestion, no dedupe)
     ingestion_delay = "0s"       # a row becomes queryable this long after its event time
     throttle = 0.0               # probability that a query answers 429
+
+and, for the ingestion side (backfill: Logs Ingestion, HEC, `_bulk`):
+    ingest_max_bytes = 1048576   # Logs Ingestion: bigger calls answer 413 ContentLengthLimitExceeded
+    ingest_throttle = 0.0        # probability of 429 + Retry-After (HEC: 503 code 9; _bulk: HTTP 429)
+    ingest_server_error = 0.0    # probability of a 5xx before anything is stored
+    ingest_lost_response = 0.0   # probability that the batch IS stored but the answer is a 503
+    hec_ack_delay = "0s"         # a HEC ackId turns true this long after the events were indexed
+    hec_ack_lost = 0.0           # probability that an ackId never turns true (the events are indexed)
+    bulk_item_reject = 0.0       # probability per `_bulk` item of an item-level 429
 """
 
 from __future__ import annotations
@@ -42,6 +51,17 @@ class SiemPlan:
     duplicate_fraction: float = 0.0
     ingestion_delay: int = 0  # ticks
     throttle: float = 0.0
+    ingest_max_bytes: int = 1_048_576
+    ingest_throttle: float = 0.0
+    ingest_server_error: float = 0.0
+    ingest_lost_response: float = 0.0
+    hec_ack_delay: int = 0  # ticks
+    hec_ack_lost: float = 0.0
+    bulk_item_reject: float = 0.0
+
+
+_FRACTIONS = ("duplicate_fraction", "throttle", "ingest_throttle", "ingest_server_error", "ingest_lost_response",
+              "hec_ack_lost", "bulk_item_reject")
 
 
 def _ticks(text: Any, key: str) -> int:
@@ -55,7 +75,9 @@ def _ticks(text: Any, key: str) -> int:
 
 def parse_plan(data: Mapping[str, Any]) -> SiemPlan:
     """The `[siem]` scenario keys other than `gaps`; ValueError names an unknown or bad key."""
-    known = {"max_rows", "max_bytes", "duplicate_fraction", "ingestion_delay", "throttle", "gaps"}
+    known = {"max_rows", "max_bytes", "duplicate_fraction", "ingestion_delay", "throttle", "gaps",
+             "ingest_max_bytes", "ingest_throttle", "ingest_server_error", "ingest_lost_response",
+             "hec_ack_delay", "hec_ack_lost", "bulk_item_reject"}
     extra = sorted(set(data) - known)
     if extra:
         raise ValueError(f"unknown key(s) in [siem]: {', '.join(extra)}")
@@ -65,10 +87,17 @@ def parse_plan(data: Mapping[str, Any]) -> SiemPlan:
         duplicate_fraction=float(data.get("duplicate_fraction", 0.0)),
         ingestion_delay=_ticks(data.get("ingestion_delay", 0), "ingestion_delay"),
         throttle=float(data.get("throttle", 0.0)),
+        ingest_max_bytes=int(data.get("ingest_max_bytes", 1_048_576)),
+        ingest_throttle=float(data.get("ingest_throttle", 0.0)),
+        ingest_server_error=float(data.get("ingest_server_error", 0.0)),
+        ingest_lost_response=float(data.get("ingest_lost_response", 0.0)),
+        hec_ack_delay=_ticks(data.get("hec_ack_delay", 0), "hec_ack_delay"),
+        hec_ack_lost=float(data.get("hec_ack_lost", 0.0)),
+        bulk_item_reject=float(data.get("bulk_item_reject", 0.0)),
     )
-    if plan.max_rows < 1 or plan.max_bytes < 1024:
-        raise ValueError("siem.max_rows must be >= 1 and siem.max_bytes >= 1024")
-    for key in ("duplicate_fraction", "throttle"):
+    if plan.max_rows < 1 or plan.max_bytes < 1024 or plan.ingest_max_bytes < 1024:
+        raise ValueError("siem.max_rows must be >= 1, siem.max_bytes and siem.ingest_max_bytes >= 1024")
+    for key in _FRACTIONS:
         if not 0.0 <= getattr(plan, key) <= 1.0:
             raise ValueError(f"siem.{key}: must be a fraction between 0 and 1")
     return plan
@@ -91,14 +120,36 @@ class StreamCopy:
     rows: list[Row]  # sorted by event time
 
 
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """One record a client wrote into the SIEM (backfill): which service, where, its id, when (ticks)."""
+
+    service: str  # "loganalytics" (Logs Ingestion), "splunk" (HEC), "elastic" (_bulk)
+    where: str  # custom table / sourcetype / index
+    id: str
+    ticks: int
+
+
 @dataclass
 class SiemCopy:
     plan: SiemPlan
     streams: list[StreamCopy] = field(default_factory=list)
     workspace_id: str = "00000000-0000-0000-0000-000000000000"
+    ingested: list[Ingested] = field(default_factory=list)  # what clients wrote, duplicates included
+    ingest_requests: dict[str, int] = field(default_factory=dict)  # service -> write requests (faulted too)
 
     def rows(self) -> int:
         return sum(len(s.rows) for s in self.streams)
+
+    def ingested_view(self, service: str) -> dict[str, object]:
+        """The debug view (`GET /_emulator/ingested`): every written id with its row count, per place."""
+        places: dict[str, dict[str, int]] = {}
+        for row in self.ingested:
+            if row.service == service:
+                ids = places.setdefault(row.where, {})
+                ids[row.id] = ids.get(row.id, 0) + 1
+        return {"service": service, "requests": self.ingest_requests.get(service, 0),
+                "rows": sum(len(v) and sum(v.values()) for v in places.values()), "places": places}
 
 
 def copy_stream(tenant: str, stream: str, entries: Iterable[Entry], plan: SiemPlan, seed: int) -> StreamCopy:

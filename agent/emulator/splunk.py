@@ -11,6 +11,7 @@ Anything else is a 400 with Splunk's `messages` body.
 
 from __future__ import annotations
 
+import bisect
 import re
 import shlex
 import time
@@ -22,7 +23,7 @@ from urllib.parse import parse_qs
 import orjson
 from aiohttp import web
 
-from agent.emulator.siem_copy import TICKS_PER_SECOND, SiemCopy
+from agent.emulator.siem_copy import TICKS_PER_SECOND, Ingested, SiemCopy
 
 SOURCETYPES = {
     "graph.signins.interactive": "azure:aad:signin", "graph.signins.noninteractive": "azure:aad:signin",
@@ -53,13 +54,15 @@ def flatten(value: Any, prefix: str = "", out: dict[str, list[str]] | None = Non
 
 
 class Event:
-    __slots__ = ("_fields", "body", "index", "sourcetype", "time")
+    __slots__ = ("_fields", "body", "index", "indexed", "sourcetype", "time")
 
-    def __init__(self, time_s: float, body: bytes, index: str, sourcetype: str) -> None:
+    def __init__(self, time_s: float, body: bytes, index: str, sourcetype: str,
+                 indexed: dict[str, list[str]] | None = None) -> None:
         self.time = time_s
         self.body = body
         self.index = index
         self.sourcetype = sourcetype
+        self.indexed = indexed  # HEC `fields` (indexed fields), searchable like extracted ones
         self._fields: dict[str, list[str]] | None = None
 
     def field(self, name: str) -> list[str]:
@@ -71,6 +74,8 @@ class Event:
             return [str(self.time)]
         if self._fields is None:
             self._fields = flatten(orjson.loads(self.body))
+            for k, v in (self.indexed or {}).items():
+                self._fields.setdefault(k, []).extend(v)
         return self._fields.get(name, [])
 
 
@@ -244,12 +249,13 @@ def _messages(status: int, text: str, kind: str = "FATAL") -> web.Response:
 
 
 class SplunkServer:
-    def __init__(self, copy: SiemCopy, token: str, v2: bool) -> None:
+    def __init__(self, copy: SiemCopy, token: str, v2: bool, hec_token: str = "", seed: int = 0) -> None:
         self.copy = copy
         self.events = build_events(copy)
         self.token = token
         self.v2 = v2
         self.searches: list[str] = []
+        self.hec = Hec(self, hec_token or token, seed)
 
     def _authorized(self, request: web.Request) -> bool:
         auth = request.headers.get("Authorization", "")
@@ -294,9 +300,167 @@ def _ndjson(rows: list[dict[str, Any]], reporting: bool) -> bytes:
     return b"".join(orjson.dumps(x) + b"\n" for x in lines)
 
 
-def app(copy: SiemCopy, *, token: str, v2: bool = True) -> web.Application:
+# ---------------------------------------------------------------- HEC (port 8088)
+# protocols.md §4d: {"text", "code"} bodies and their HTTP statuses.
+HEC_CODES = {0: ("Success", 200), 1: ("Token disabled", 403), 2: ("Token is required", 401),
+             3: ("Invalid authorization", 401), 4: ("Invalid token", 403), 5: ("No data", 400),
+             6: ("Invalid data format", 400), 7: ("Incorrect index", 400), 8: ("Internal server error", 500),
+             9: ("Server is busy", 503), 10: ("Data channel is missing", 400), 11: ("Invalid data channel", 400),
+             12: ("Event field is required", 400), 13: ("Event field cannot be blank", 400),
+             14: ("ACK is disabled", 400), 16: ("Query string authorization is not enabled", 400)}
+_GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_INDEX_RE = re.compile(r"^[a-z0-9_][a-z0-9_-]{0,79}$")
+
+
+def _hec(code: int, **extra: Any) -> web.Response:
+    text, status = HEC_CODES[code]
+    extra_body: dict[str, Any] = {"invalid-event-number": extra.pop("event")} if "event" in extra else {}
+    return web.json_response({"text": text, "code": code, **extra_body, **extra}, status=status)
+
+
+def parse_events(body: bytes) -> list[Any]:
+    """HEC batch: JSON objects concatenated (whitespace between them allowed), not a JSON array."""
+    import json
+
+    text, pos = body.decode("utf-8"), 0
+    out: list[Any] = []
+    decoder = json.JSONDecoder()
+    while True:
+        while pos < len(text) and text[pos] in " \t\r\n":
+            pos += 1
+        if pos >= len(text):
+            return out
+        obj, pos = decoder.raw_decode(text, pos)
+        out.append(obj)
+
+
+class Hec:
+    """HTTP Event Collector with indexer acknowledgement (useACK=1): channels, ackIds, late or lost acks."""
+
+    def __init__(self, server: SplunkServer, token: str, seed: int) -> None:
+        import random
+
+        self.server = server
+        self.token = token
+        self.rng = random.Random(f"{seed}|hec")
+        self.channels: dict[str, dict[int, float | None]] = {}  # channel -> ackId -> ready at (None: lost)
+        self.next_ack: dict[str, int] = {}
+
+    def _auth(self, request: web.Request) -> web.Response | None:
+        auth = request.headers.get("Authorization", "")
+        if "token" in request.query:
+            return _hec(16)
+        if not auth:
+            return _hec(2)
+        if not auth.startswith("Splunk "):
+            return _hec(3)
+        if auth[7:].strip() != self.token:
+            return _hec(4)
+        return None
+
+    def _channel(self, request: web.Request) -> tuple[str, web.Response | None]:
+        channel = request.headers.get("X-Splunk-Request-Channel") or request.query.get("channel", "")
+        if not channel:
+            return "", _hec(10)
+        if not _GUID_RE.match(channel):
+            return "", _hec(11)
+        return channel.lower(), None
+
+    async def event(self, request: web.Request) -> web.Response:
+        copy = self.server.copy
+        copy.ingest_requests["splunk"] = copy.ingest_requests.get("splunk", 0) + 1
+        if (denied := self._auth(request)) is not None:
+            return denied
+        channel, bad = self._channel(request)
+        if bad is not None:
+            return bad
+        raw = await request.read()
+        if not raw.strip():
+            return _hec(5)
+        try:
+            items = parse_events(raw)
+        except (ValueError, UnicodeDecodeError):
+            return _hec(6)
+        events: list[Event] = []
+        for n, item in enumerate(items):
+            if not isinstance(item, dict):
+                return _hec(6, event=n)
+            if "event" not in item:
+                return _hec(12, event=n)
+            if item["event"] in ("", None, {}):
+                return _hec(13, event=n)
+            index = item.get("index", INDEX)
+            if not isinstance(index, str) or not _INDEX_RE.match(index):
+                return _hec(7, event=n)
+            when = item.get("time", time.time())
+            try:
+                when = float(when)
+            except (TypeError, ValueError):
+                return _hec(6, event=n)
+            fields = item.get("fields") or {}
+            indexed = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in fields.items()}
+            if "host" in item:
+                indexed["host"] = [str(item["host"])]
+            if "source" in item:
+                indexed["source"] = [str(item["source"])]
+            body = item["event"] if isinstance(item["event"], str) else orjson.dumps(item["event"]).decode()
+            events.append(Event(when, body.encode(), index, str(item.get("sourcetype", "httpevent")), indexed))
+        plan = copy.plan
+        if plan.ingest_throttle and self.rng.random() < plan.ingest_throttle:
+            return _hec(9)
+        if plan.ingest_server_error and self.rng.random() < plan.ingest_server_error:
+            return _hec(8)
+        for ev in events:
+            bisect.insort(self.server.events, ev, key=lambda e: e.time)
+            rid = next((v[0] for v in (ev.field("id"), ev.field("Id")) if v), "")
+            copy.ingested.append(Ingested("splunk", ev.sourcetype, rid, int(ev.time * TICKS_PER_SECOND)))
+        if plan.ingest_lost_response and self.rng.random() < plan.ingest_lost_response:
+            return _hec(8)  # indexed anyway
+        ack = self.next_ack.get(channel, 0)
+        self.next_ack[channel] = ack + 1
+        lost = plan.hec_ack_lost and self.rng.random() < plan.hec_ack_lost
+        ready = None if lost else time.time() + plan.hec_ack_delay / TICKS_PER_SECOND
+        self.channels.setdefault(channel, {})[ack] = ready
+        return _hec(0, ackId=ack)
+
+    async def ack(self, request: web.Request) -> web.Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        channel, bad = self._channel(request)
+        if bad is not None:
+            return bad
+        try:
+            asked = orjson.loads(await request.read()).get("acks")
+            ids = [int(a) for a in asked]
+        except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+            return _hec(6)
+        pending = self.channels.get(channel, {})
+        now, out = time.time(), {}
+        for a in ids:
+            ready = pending.get(a)
+            out[str(a)] = ready is not None and ready <= now
+            if out[str(a)]:
+                del pending[a]  # Splunk forgets an ackId once it has reported it true
+        return web.json_response({"acks": out})
+
+    async def debug(self, request: web.Request) -> web.Response:
+        return web.json_response(self.server.copy.ingested_view("splunk"))
+
+
+def hec_app(server: SplunkServer) -> web.Application:
+    """The `splunk_hec` service (HEC port 8088): event and ack endpoints."""
+    application = web.Application(client_max_size=8 << 20)
+    application[STATE] = server
+    for path in ("/services/collector/event", "/services/collector", "/services/collector/event/1.0"):
+        application.router.add_post(path, server.hec.event)
+    application.router.add_post("/services/collector/ack", server.hec.ack)
+    application.router.add_get("/_emulator/ingested", server.hec.debug)
+    return application
+
+
+def app(copy: SiemCopy, *, token: str, v2: bool = True, server: SplunkServer | None = None) -> web.Application:
     """The `splunk` service (management port): documented paths under `https://<host>:8089`."""
-    server = SplunkServer(copy, token, v2)
+    server = server or SplunkServer(copy, token, v2)
     application = web.Application(client_max_size=8 << 20)
     application[STATE] = server
     for path in ("/services/search/v2/jobs/export", "/services/search/jobs/export"):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from agent.emulator.blobs import Blob
 from agent.emulator.dataset import Dataset
@@ -31,8 +33,10 @@ class State:
     siem: SiemCopy | None = None  # the primary SIEM's copy (truth minus [[siem.gaps]], plus its own noise)
     urls: dict[str, str] = field(default_factory=dict)  # service name -> base URL, filled once listening
     splunk_token: str = field(default_factory=lambda: secrets.token_hex(16))
+    splunk_hec_token: str = field(default_factory=lambda: str(uuid.uuid4()))  # HEC tokens are GUIDs
     elastic_api_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     # service -> further base URLs it answers for as a token audience (--impersonate's other clouds)
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     impersonated: dict[str, str] = field(default_factory=dict)  # --impersonate: host name -> service
     requests: RequestLog | None = None  # per-client request log, when enabled
+    shared: dict[str, Any] = field(default_factory=dict)  # service objects two listeners share (query + ingest)

@@ -173,6 +173,7 @@ class StreamRun:
             row.holes = holes.get(row.start, 0)
             row.unverified = any(s < row.start + self.size and e > row.start for s, e, _ in self.report.unverified)
         self.report.gaps = merge_gaps(per_bucket, self.size)
+        self.report.missing_at = {i: b for i, b in self.missing_at.items() if i in self.report.missing_in_siem}
         bad = [i for i in self.report.missing_in_agent if not valid_id(self.report.stream, i)]
         if bad:
             self.report.notes.append(f"{len(bad)} id(s) in the SIEM do not have the documented id form "

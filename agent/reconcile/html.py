@@ -88,6 +88,34 @@ def _section(s: StreamReport, report: ReconcileReport) -> str:
             f"{_ids('duplicated in the SIEM', s.duplicates_in_siem)}</section>")
 
 
+def _backfill(report: ReconcileReport) -> str:
+    """The backfill summary: per stream what was sent and what the SIEM acknowledged."""
+    b = report.backfill
+    if b is None:
+        return ""
+    if b.get("dry_run"):
+        head = ("<th>stream</th><th>missing</th><th>acknowledged earlier</th><th>would send</th><th>batches</th>"
+                "<th>bytes</th>")
+        keys: tuple[str, ...] = ("missing", "already_acknowledged", "would_send", "would_send_batches",
+                                 "would_send_bytes")
+        title = f"Backfill preview to {escape(b['target'])} (dry run: nothing sent)"
+    else:
+        head = ("<th>stream</th><th>missing</th><th>acknowledged earlier</th><th>sent</th><th>acknowledged</th>"
+                "<th>already present</th><th>failed</th><th>in doubt</th><th>remaining</th>")
+        keys = ("missing", "already_acknowledged", "sent", "acknowledged", "already_present", "failed", "in_doubt",
+                "remaining")
+        title = f"Backfill to {escape(b['target'])}"
+    rows = "".join(
+        f"<tr><td>{escape(s.stream)}</td>" + "".join(
+            f'<td class="{"bad" if k in ("failed", "in_doubt", "remaining") and s.backfill.get(k) else ""}">'
+            f"{s.backfill.get(k, '')}</td>" for k in keys) + "</tr>"
+        for s in report.streams if s.backfill and s.missing_in_siem)
+    errors = "".join(f"<li>{escape(s.stream)}: {escape(str(s.backfill['error']))}</li>"
+                     for s in report.streams if s.backfill and s.backfill.get("error"))
+    return (f'<section id="backfill"><h2>{title}</h2><table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+            f"</table>{f'<ul>{errors}</ul>' if errors else ''}</section>")
+
+
 def to_html(report: ReconcileReport) -> str:
     """The whole page; open it anywhere, it needs nothing else."""
     rows = "".join(
@@ -113,5 +141,5 @@ def to_html(report: ReconcileReport) -> str:
             f"{escape(iso(report.generated_at))}.</p>{verdict}{skipped}"
             f"<table><thead><tr><th>tenant</th><th>stream</th><th>archive</th><th>SIEM rows</th>"
             f"<th>missing in SIEM</th><th>missing in archive</th><th>duplicated</th><th>gaps</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>{legend}"
+            f"<tbody>{rows}</tbody></table>{_backfill(report)}{legend}"
             f'{"".join(_section(s, report) for s in report.streams)}</body></html>')

@@ -49,6 +49,8 @@ class StreamReport:
     recollected: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     queries: int = 0
+    missing_at: dict[str, int] = field(default_factory=dict)  # id missing in the SIEM -> its bucket (us)
+    backfill: dict[str, Any] | None = None  # after --backfill / --dry-run: what was sent and acknowledged
 
     @property
     def has_gaps(self) -> bool:
@@ -69,6 +71,7 @@ class StreamReport:
             "recollected": sorted(self.recollected),
             "notes": self.notes,
             "queries": self.queries,
+            **({"backfill": self.backfill} if self.backfill is not None else {}),
         }
 
 
@@ -81,6 +84,14 @@ class ReconcileReport:
     generated_at: int
     streams: list[StreamReport] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # windows left out (settle time)
+    backfill: dict[str, Any] | None = None  # after --backfill / --dry-run: the run's summary
+
+    @property
+    def backfill_closed(self) -> bool:
+        """After a backfill: every id missing in the SIEM is now acknowledged or present there."""
+        return self.backfill is not None and not self.backfill.get("dry_run") and all(
+            not s.missing_in_siem or (s.backfill is not None and s.backfill.get("remaining", 1) == 0)
+            for s in self.streams)
 
     @property
     def has_gaps(self) -> bool:
@@ -100,6 +111,7 @@ class ReconcileReport:
             "complete": self.complete,
             "skipped": self.skipped,
             "streams": [s.as_dict() for s in self.streams],
+            **({"backfill": self.backfill} if self.backfill is not None else {}),
         }
 
     def to_json(self) -> bytes:
@@ -129,6 +141,53 @@ def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
                 shown = sorted(ids)[:max_ids]
                 more = f" (+{len(ids) - len(shown)} more)" if len(ids) > len(shown) else ""
                 lines.append(f"- {label}: " + ", ".join(f"`{i}`" for i in shown) + more)
+    lines += backfill_markdown(report)
     verdict = "GAPS FOUND" if report.has_gaps else ("incomplete" if not report.complete else "no gaps")
+    if report.has_gaps and report.backfill_closed and not any(s.missing_in_agent for s in report.streams):
+        verdict = "gaps found and closed by the backfill"
     lines += ["", f"**Result: {verdict}.**", ""]
     return "\n".join(lines)
+
+
+def backfill_markdown(report: ReconcileReport) -> list[str]:
+    """The backfill section: per stream what was sent and what the SIEM acknowledged."""
+    b = report.backfill
+    if b is None:
+        return []
+    if b.get("dry_run"):
+        lines = ["", f"## Backfill preview (dry run, nothing sent) to {b['target']}", "",
+                 "| stream | missing | acknowledged earlier | would send | batches | bytes | in doubt |",
+                 "|---|---:|---:|---:|---:|---:|---:|"]
+        for s in report.streams:
+            if s.backfill and s.missing_in_siem:
+                x = s.backfill
+                lines.append(f"| {s.stream} | {x['missing']} | {x['already_acknowledged']} | {x['would_send']} "
+                             f"| {x['would_send_batches']} | {x['would_send_bytes']} | {x['in_doubt']} |")
+        return lines
+    lines = ["", f"## Backfill to {b['target']}", "",
+             f"Sent {b['sent']}, acknowledged {b['acknowledged']}, already present {b['already_present']}, "
+             f"failed {b['failed']}, in doubt {b['in_doubt']}; {b['remaining']} still missing.", "",
+             "| stream | destination | missing | acknowledged earlier | sent | acknowledged | already present "
+             "| failed | in doubt | remaining |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in report.streams:
+        if s.backfill and s.missing_in_siem:
+            x = s.backfill
+            lines.append(f"| {s.stream} | `{x['destination']}` | {x['missing']} | {x['already_acknowledged']} "
+                         f"| {x['sent']} | {x['acknowledged']} | {x['already_present']} | {x['failed']} "
+                         f"| {x['in_doubt']} | {x['remaining']} |")
+    for s in report.streams:
+        x = s.backfill or {}
+        if x.get("error"):
+            lines.append(f"- {s.stream}: {x['error']}")
+        reasons: dict[str, list[str]] = {}
+        for rid, why in (x.get("failed_ids") or {}).items():
+            reasons.setdefault(why, []).append(rid)
+        for why, ids in reasons.items():
+            lines.append(f"- {s.stream}: {len(ids)} failed (e.g. `{ids[0]}`): {why}")
+        if x.get("in_doubt"):
+            lines.append(f"- {s.stream}: {x['in_doubt']} in doubt (sent, not confirmed); the next run asks the SIEM "
+                         "before sending them again")
+    if b.get("error"):
+        lines.append(f"- backfill stopped: {b['error']}")
+    return lines

@@ -81,6 +81,7 @@ class Target:
     filters: tuple[Filter, ...] = ()
     index: str = ""  # Splunk index (other SIEMs: unused)
     extra_sources: tuple[str, ...] = field(default=())  # e.g. Sentinel backfill tables, unioned
+    backfill_to: str = ""  # where backfill writes: Sentinel DCR stream, Elasticsearch index (Splunk: source)
 
 
 @runtime_checkable

@@ -22,6 +22,7 @@ where_not = { RecordType = ["ComplianceDLPExchange"] }
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -117,6 +118,27 @@ _SOURCE_KEY = {"sentinel": "table", "splunk": "sourcetype", "elastic": "index"}
 
 
 @dataclass(frozen=True)
+class BackfillConfig:
+    """`[siem]` keys of `agent reconcile --backfill` (see docs/backfill.md)."""
+
+    rate: float = 10.0  # write requests per second toward the SIEM; 0 = unlimited
+    batch_records: int = 500
+    batch_bytes: int = 1_000_000  # uncompressed request body; Logs Ingestion allows 1 MB per call
+    in_doubt_wait: timedelta = timedelta(minutes=15)  # before an unconfirmed batch is checked and resent
+    max_attempts: int = 6
+    # sentinel: Logs Ingestion API
+    ingestion_endpoint: str = ""  # DCE or DCR logsIngestion endpoint
+    dcr_immutable_id: str = ""
+    ingestion_resource: str = "https://monitor.azure.com"
+    # splunk: HTTP Event Collector
+    hec_url: str = ""
+    hec_token: Secret | None = None
+    hec_ack: bool = True
+    hec_ack_timeout: timedelta = timedelta(minutes=2)
+    hec_ack_interval: timedelta = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
 class SiemConfig:
     """The validated `[siem]` table."""
 
@@ -136,6 +158,7 @@ class SiemConfig:
     token: Secret | None = None
     auth_scheme: str = "Bearer"
     extra: Mapping[str, Any] = field(default_factory=dict)
+    backfill: BackfillConfig = field(default_factory=BackfillConfig)
 
 
 def _filters(t: Table, key: str, negate: bool) -> tuple[Filter, ...]:
@@ -160,8 +183,15 @@ def _target(t: Table, kind: str, default: Target, backfill_suffix: str) -> Targe
         t.used.update(("where", "where_not"))
     index = t.string("index", default.index) if kind == "splunk" else default.index
     extra: tuple[str, ...] = ()
+    backfill_to = ""
     if kind == "sentinel":  # a record backfilled earlier into <Table>_Backfill_CL counts as present
         extra = t.list_of_str("backfill_tables", (f"{source}{backfill_suffix}",) if backfill_suffix else ())
+        # the DCR stream whose output is the first backfill table (docs/backfill.md declares them)
+        backfill_to = t.string("dcr_stream", f"Custom-{extra[0]}" if extra else "")
+    elif kind == "elastic":  # logs-azure.signinlogs-* -> the data stream logs-azure.signinlogs-backfill
+        backfill_to = t.string("backfill_index", source.replace("*", "backfill"))
+    if backfill_to:
+        valid_name(backfill_to, f"{t.where}.{'dcr_stream' if kind == 'sentinel' else 'backfill_index'}")
     return Target(
         source=source,
         id_field=valid_name(t.string("id_field", default.id_field), f"{t.where}.id_field"),
@@ -170,6 +200,7 @@ def _target(t: Table, kind: str, default: Target, backfill_suffix: str) -> Targe
         filters=filters,
         index=_optional_name(index or "", f"{t.where}.index"),
         extra_sources=tuple(valid_name(x, f"{t.where}.backfill_tables") for x in extra),
+        backfill_to=backfill_to,
     )
 
 
@@ -208,6 +239,7 @@ def parse(raw: Mapping[str, Any] | None, *, tenants: tuple[str, ...] = (), base:
         "max_attempts": t.integer("max_attempts", 6, minimum=1),
     }
     _check_bucket(common["bucket"])
+    common["backfill"] = _backfill(t, kind, base)
     if kind == "sentinel":
         cfg = _sentinel(t, common, tenants)
     else:
@@ -238,6 +270,36 @@ def _sentinel(t: Table, common: dict[str, Any], tenants: tuple[str, ...]) -> Sie
     resource = _https(t.string("resource", endpoint), "siem.resource")
     return SiemConfig(type="sentinel", url=endpoint, targets=_targets(t, "sentinel", "", suffix),
                       workspace_id=workspace.lower(), tenant=tenant, resource=resource, **common)
+
+
+_DCR_RE = re.compile(r"^dcr-[0-9a-f]{32}$")
+
+
+def _backfill(t: Table, kind: str, base: Path | None) -> BackfillConfig:
+    """The backfill keys; the ones a SIEM needs are checked when a backfill runs (reconcile alone needs none)."""
+    out: dict[str, Any] = {
+        "rate": t.number("backfill_rate", 10.0),  # requests per second; 0 = unlimited
+        "batch_records": t.integer("backfill_batch_records", 500, minimum=1),
+        "batch_bytes": t.integer("backfill_batch_bytes", 1_000_000, minimum=1024),
+        "in_doubt_wait": t.duration("backfill_in_doubt_wait", timedelta(minutes=15)),
+        "max_attempts": t.integer("backfill_max_attempts", 6, minimum=1),
+    }
+    if kind == "sentinel":
+        endpoint = t.string("ingestion_endpoint", "")
+        dcr = t.string("dcr_immutable_id", "")
+        if dcr and not _DCR_RE.match(dcr):
+            raise ConfigError(f"siem.dcr_immutable_id: {dcr!r} is not a DCR immutable id (dcr- and 32 hex digits)")
+        out.update(ingestion_endpoint=_https(endpoint, "siem.ingestion_endpoint") if endpoint else "",
+                   dcr_immutable_id=dcr,
+                   ingestion_resource=_https(t.string("ingestion_resource", "https://monitor.azure.com"),
+                                             "siem.ingestion_resource"))
+    elif kind == "splunk":
+        hec = t.string("hec_url", "")
+        out.update(hec_url=_https(hec, "siem.hec_url") if hec else "", hec_token=t.secret("hec_token", base),
+                   hec_ack=t.boolean("hec_ack", True),
+                   hec_ack_timeout=t.duration("hec_ack_timeout", timedelta(minutes=2)),
+                   hec_ack_interval=t.duration("hec_ack_interval", timedelta(seconds=1)))
+    return BackfillConfig(**out)
 
 
 def _https(value: str, what: str) -> str:

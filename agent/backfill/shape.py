@@ -1,0 +1,136 @@
+"""What one backfilled record looks like in each SIEM: the original record plus a backfill marker.
+
+The row or document carries the columns the reconcile adapter queries for its stream (id, event
+time, tenant, and the fields its filters test), derived from the record, so a second reconcile
+finds it; the record itself travels untouched (`RawRecord`, the HEC `event`, `event.original`).
+
+- Sentinel (Logs Ingestion, DCR stream `Custom-<Table>_Backfill_CL`): `TimeGenerated` = event
+  time, the table's id / tenant / filter columns, `SourceStream`, `AgentBackfill = true`,
+  `BackfilledAt`, `RawRecord` (dynamic: the record as the API returned it).
+- Splunk (HEC): `event` = the record as-is, the stream's original sourcetype and index, `time` =
+  event time, indexed `fields` `backfill=ms-log-agent`, `backfilled_at`, `ms_log_agent_stream`.
+- Elasticsearch (`_bulk` create, `_id` = record id): `@timestamp`, `event.id`, the configured id /
+  tenant / filter fields, `event.original` (the record as JSON text), `labels.backfill =
+  ms-log-agent`, `labels.backfilled_at`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from agent.codec import format_time, parse_time
+from agent.siem.base import Target
+from agent.streams import spec
+
+MARK = "ms-log-agent"
+# AuditLogRecordType numbers -> the names Sentinel's OfficeActivity shows (protocols.md §4b, DLP filters).
+RECORD_TYPE_NAMES = {1: "ExchangeAdmin", 2: "ExchangeItem", 3: "ExchangeItemGroup", 4: "SharePoint",
+                     6: "SharePointFileOperation", 8: "AzureActiveDirectory", 9: "AzureActiveDirectoryAccountLogon",
+                     11: "ComplianceDLPSharePoint", 13: "ComplianceDLPExchange", 14: "SharePointSharingOperation",
+                     15: "AzureActiveDirectoryStsLogon", 18: "SecurityComplianceCenterEOPCmdlet",
+                     25: "MicrosoftTeams", 50: "ExchangeItemAggregated"}
+
+
+def _record_type_name(rec: dict[str, Any]) -> Any:
+    rt = rec.get("RecordType")
+    return RECORD_TYPE_NAMES.get(rt, str(rt)) if isinstance(rt, int) else rt
+
+
+def _record_type_number(rec: dict[str, Any]) -> Any:
+    rt = rec.get("RecordType")
+    return str(rt) if rt is not None else None
+
+
+# Filter fields of the default targets -> how a connector derives them from the record.
+_DERIVED: dict[str, dict[str, Callable[[dict[str, Any]], Any]]] = {
+    "sentinel": {"OfficeWorkload": lambda r: r.get("Workload"), "RecordType": _record_type_name},
+    "splunk": {},
+    "elastic": {"event.provider": lambda r: r.get("Workload"), "o365.audit.RecordType": _record_type_number},
+}
+
+
+def filter_values(kind: str, target: Target, rec: dict[str, Any]) -> dict[str, Any]:
+    """Values for the fields the stream's filters test: derived from the record, else the one allowed value."""
+    out: dict[str, Any] = {}
+    for f in target.filters:
+        derive = _DERIVED[kind].get(f.field)
+        value = derive(rec) if derive else rec.get(f.field)
+        if value is None and not f.negate and len(f.values) == 1:
+            value = f.values[0]
+        if value is not None:
+            out[f.field] = value
+    return out
+
+
+def event_time(stream: str, rec: dict[str, Any]) -> datetime:
+    return parse_time(rec[spec(stream).time_field])
+
+
+def record_id(stream: str, rec: dict[str, Any]) -> str:
+    return str(rec[spec(stream).id_field])
+
+
+def sentinel_row(target: Target, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]:
+    when = format_time(event_time(stream, rec))
+    row: dict[str, Any] = {"TimeGenerated": when}
+    if target.time_field != "TimeGenerated":
+        row[target.time_field] = when
+    row[target.id_field] = record_id(stream, rec)
+    if target.tenant_field:
+        row[target.tenant_field] = tenant
+    row.update(filter_values("sentinel", target, rec))
+    row.update({"SourceStream": stream, "AgentBackfill": True, "BackfilledAt": format_time(now), "RawRecord": rec})
+    return row
+
+
+def splunk_event(target: Target, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]:
+    fields: dict[str, Any] = {"backfill": MARK, "backfilled_at": format_time(now), "ms_log_agent_stream": stream}
+    # KV_MODE=json extracts the record's own fields; one a filter needs but the record lacks is indexed
+    for name, value in filter_values("splunk", target, rec).items():
+        if not _has_path(rec, name):
+            fields[name] = value
+    return {"time": round(event_time(stream, rec).timestamp(), 6), "host": MARK, "source": f"{MARK}:backfill",
+            "sourcetype": target.source, "index": target.index or "main", "event": rec, "fields": fields}
+
+
+def _has_path(rec: dict[str, Any], name: str) -> bool:
+    node: Any = rec
+    for part in name.replace("{}", "").split("."):
+        if isinstance(node, list):
+            node = node[0] if node else None
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _set(doc: dict[str, Any], path: str, value: Any) -> None:
+    node = doc
+    parts = path.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        node = nxt
+    node[parts[-1]] = value
+
+
+def elastic_doc(target: Target, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]:
+    when = format_time(event_time(stream, rec))
+    rid = record_id(stream, rec)
+    doc: dict[str, Any] = {"@timestamp": when, "event": {"id": rid, "kind": "event",
+                                                         "original": orjson.dumps(rec).decode()},
+                           "labels": {"backfill": MARK, "backfilled_at": format_time(now)},
+                           "ms_log_agent": {"stream": stream, "tenant": tenant}}
+    if target.time_field != "@timestamp":
+        _set(doc, target.time_field, when)
+    _set(doc, target.id_field, rid)
+    if target.tenant_field:
+        _set(doc, target.tenant_field, tenant)
+    for name, value in filter_values("elastic", target, rec).items():
+        _set(doc, name, value)
+    return doc
