@@ -69,6 +69,7 @@ T = TypeVar("T")
 DEFAULT_THROTTLE_WAIT: float | None = None
 SKEW_LIMIT = timedelta(minutes=5)  # as Filebeat: below this, differences are latency and Date's 1 s steps
 SKEW_CHANGE = timedelta(minutes=1)  # re-measured offsets closer than this are the same offset
+MAX_EMPTY_PAGES = 20  # consecutive empty listing pages (each still linking on) before the window fails
 MAX_RELISTS = 3  # fresh listings of one window after AF20030/55/31 before the window fails
 
 
@@ -258,6 +259,7 @@ class ManagementActivitySource:
         started = False
         url: str | None = None  # None: the first page of a fresh listing
         seen: set[str] = set()
+        empty = 0  # consecutive empty pages
         while True:
             if url is None:
                 start, end = await self._fresh_span(stream, window)
@@ -282,7 +284,8 @@ class ManagementActivitySource:
                 continue
             for c in page:
                 found.setdefault(c.content_id, c)
-            url = self._follow(stream, resp, seen)
+            empty = 0 if page else empty + 1
+            url = self._follow(stream, resp, seen, bool(page), empty)
             if url is None:
                 break
         return sort_listing(list(found.values()))
@@ -297,8 +300,13 @@ class ManagementActivitySource:
         """
         return paging or self._span(stream, window) != sent
 
-    def _follow(self, stream: str, resp: Response, seen: set[str]) -> str | None:
-        """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative)."""
+    def _follow(self, stream: str, resp: Response, seen: set[str], had_items: bool = True,
+                empty: int = 0) -> str | None:
+        """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative).
+
+        An empty page may link back to the page just asked for (nothing was ready yet): following it
+        is a retry, bounded by MAX_EMPTY_PAGES in a row; a page with items that links back is a loop.
+        """
         link = next_page(resp)
         if link is None:
             return None
@@ -306,7 +314,7 @@ class ManagementActivitySource:
         if not same_origin(link, self.root):
             raise ApiError(f"{stream}: NextPageUri points at {redact_url(link)}, outside the API host; the "
                            f"token is not sent there", status=200, code="foreignNextPage")
-        if link in seen:
+        if (had_items and link in seen) or empty > MAX_EMPTY_PAGES:
             raise ApiError(f"{stream}: NextPageUri repeats itself; stopping instead of looping",
                            status=200, code="nextPageLoop")
         seen.add(link)
