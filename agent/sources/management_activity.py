@@ -82,6 +82,7 @@ class _Run:
     """One window between `batches` and `window_done`: its ledger and the blobs to commit."""
 
     ledger: WindowLedger
+    listed: list[Content] = field(default_factory=list)
     done: list[tuple[Content, str]] = field(default_factory=list)
 
 
@@ -107,6 +108,7 @@ class ManagementActivitySource:
         self._cursor: dict[str, datetime | None] = {}
         self._planned_offset: dict[str, timedelta] = {}
         self._aged: dict[str, Window] = {}
+        self._sweep: set[str] = set()
         self._runs: dict[tuple[str, Window], _Run] = {}
 
     def now(self) -> datetime:
@@ -119,6 +121,7 @@ class ManagementActivitySource:
         now = now + self.clock_offset
         self._cursor[stream] = cursor.position if cursor else None
         self._planned_offset[stream] = self.clock_offset
+        self._sweep.add(stream)  # once per pass, before its first listing
         c = self.cfg
         p = plan_windows(now, self._cursor[stream], since, until, lookback=c.management_lookback,
                          rescan=c.management_rescan, initial=c.initial_lookback, size=c.management_window)
@@ -135,8 +138,19 @@ class ManagementActivitySource:
         ledger = await self._stream_ledger(stream)
         if stream in self._aged:
             await self._note_aged(stream, self._aged.pop(stream))
+        rescued: list[Content] = []
+        if stream in self._sweep:
+            self._sweep.discard(stream)
+            await self._lose_expired_pending(stream, ledger)
+            rescued = ledger.unlistable_pending(self.now(), oldest_listable(self.now(), self.cfg.management_lookback))
         contents = await self._list(stream, content_type, window)
-        run = _Run(await ledger.window(window.start, slot_end(window, self.cfg.management_window)))
+        if rescued:
+            listed = {c.content_id for c in contents}
+            contents = sort_listing(contents + [c for c in rescued if c.content_id not in listed])
+            event(log, logging.WARNING, "Fetching blobs a failed window left behind that no listing returns any "
+                  "more (older than the listable 7 days) before they expire.", tenant=self.tenant.label,
+                  stream=stream, blobs=len(rescued))
+        run = _Run(await ledger.window(window.start, slot_end(window, self.cfg.management_window)), contents)
         self._runs[(stream, window)] = run
         run.ledger.listed(contents)
         todo = await self._triage(stream, window, run, contents)
@@ -334,7 +348,7 @@ class ManagementActivitySource:
         todo: list[Content] = []
         for c in contents:
             if ledger.is_accounted(c.content_id):
-                run.ledger.archived_earlier(c)
+                run.ledger.archived_earlier(c, ledger.state_of(c.content_id))
             elif c.expiration <= self.now():  # checked before fetching, as Elastic does (AF20051 otherwise)
                 await self._lose(stream, window, run, c, "expired before it could be fetched")
             else:
@@ -389,7 +403,11 @@ class ManagementActivitySource:
 
     async def _fail(self, stream: str, window: Window, run: _Run, c: Content, exc: AgentError) -> NoReturn:
         run.ledger.failed(c, str(exc))
-        await (await self._stream_ledger(stream)).save(run.ledger, "failed", self.now())
+        ledger = await self._stream_ledger(stream)
+        await ledger.save(run.ledger, "failed", self.now())
+        # Every blob of the window not archived yet: if one expires before a later pass fetches it,
+        # that pass records the gap even when the blob has aged out of the listable 7 days.
+        await ledger.hold(window, run.listed, self.now())
         self._runs.pop((stream, window), None)
         event(log, logging.ERROR, "Blob could not be fetched; the window stays open and is retried next pass.",
               tenant=self.tenant.label, stream=stream, window=str(window), **c.describe(), error=str(exc))
@@ -409,6 +427,24 @@ class ManagementActivitySource:
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
         event(log, logging.ERROR, "Blob expired before it could be fetched; its records are lost to this archive.",
               tenant=self.tenant.label, stream=stream, window=str(window), **c.describe(), reason=reason)
+
+    async def _lose_expired_pending(self, stream: str, ledger: StreamLedger) -> None:
+        """Blobs a failed window listed, still unfetched at their contentExpiration: explicit gaps.
+
+        Without this, a blob that stayed unfetchable until it expired would vanish from the listings
+        (they cover only 7 days) and the cursor would pass its span with no trace of the loss.
+        """
+        now = self.now()
+        for window, c in ledger.expired_pending(now):
+            g = gap(stream, window, "listed, but could not be fetched before it expired", c, now)
+            account = await ledger.window(window.start, slot_end(window, self.cfg.management_window))
+            account.lost(g)
+            await ledger.save(account, "failed" if account.summary()["failed"] else "complete", now)
+            await ledger.commit([(c, LOST)], now)
+            await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
+            event(log, logging.ERROR, "Blob expired before it could be fetched; its records are lost to this archive.",
+                  tenant=self.tenant.label, stream=stream, window=str(window), **c.describe(),
+                  reason=g["reason"])
 
     async def _note_aged(self, stream: str, span: Window) -> None:
         """A contentCreated span the API will no longer list: a gap if the cursor had promised it."""

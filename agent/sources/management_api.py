@@ -269,7 +269,7 @@ def error_of(body: bytes) -> tuple[str, str]:
     return str(err.get("code") or ""), str(err.get("message") or "")[:300]
 
 
-def classify(resp: Response, what: str, *, throttle_wait: float) -> Any:
+def classify(resp: Response, what: str, *, throttle_wait: float | None) -> Any:
     """The parsed JSON of a successful response, or the AgentError that says what to do next."""
     where = f"{what}: {redact_url(resp.url)}"
     if 200 <= resp.status < 300:
