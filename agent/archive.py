@@ -126,12 +126,13 @@ class Archive:
         """Store the records not yet archived; returns when every new segment is durable."""
         s = spec(stream)
         result = WriteResult()
-        groups: dict[Partition, dict[str, Record]] = defaultdict(dict)
+        groups: dict[Partition, dict[str, tuple[Record, datetime]]] = defaultdict(dict)
         bad: list[Record] = []
         for rec in records:
             rid, when = rec.get(s.id_field), rec.get(s.time_field)
             try:
-                part = Partition.of(tenant, stream, codec.parse_time(when))
+                at = codec.parse_time(when)  # parsed once per record: the write path's hottest call
+                part: Partition | None = Partition.of(tenant, stream, at)
             except ValueError:
                 part = None
             if part is None or not isinstance(rid, str) or not rid:
@@ -139,14 +140,14 @@ class Archive:
                 continue
             if rid in groups[part]:
                 result.duplicates += 1
-            groups[part][rid] = rec
+            groups[part][rid] = (rec, at)
         for part in sorted(groups):
             known = await self.partition_ids(part)
-            fresh = [r for rid, r in groups[part].items() if rid not in known]
+            fresh = [(rid, r, at) for rid, (r, at) in groups[part].items() if rid not in known]
             result.duplicates += len(groups[part]) - len(fresh)
             if fresh:
-                info = await self._write_segment(part, fresh, s.id_field, s.time_field)
-                known.update(str(r[s.id_field]) for r in fresh)
+                info = await self._write_fresh(part, fresh)
+                known.update(rid for rid, _, _ in fresh)
                 result.stored += len(fresh)
                 result.segments.append(info)
         if bad:
@@ -175,6 +176,16 @@ class Archive:
             event(log, logging.WARNING, "Chained segments left unchained by an interrupted write.",
                   tenant=tenant, stream=stream, segments=len(orphans))
         return len(orphans)
+
+    async def _write_fresh(self, part: Partition, fresh: Sequence[tuple[str, Record, datetime]]) -> SegmentInfo:
+        """A segment of records whose ids and event times the caller already has."""
+        name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
+        key, sidecar = part.segment_key(name), part.sidecar_key(name)
+        blob = codec.encode(r for _, r, _ in fresh)
+        info, doc = _sidecar_from(key, sidecar, blob, [rid for rid, _, _ in fresh], [at for _, _, at in fresh])
+        await self.store.put(key, blob)
+        await self.store.put(sidecar, doc)
+        return info
 
     async def _write_segment(self, part: Partition, records: Sequence[Record], id_field: str,
                              time_field: str) -> SegmentInfo:
@@ -263,6 +274,18 @@ class Archive:
             if m:
                 pairs.add((m["tenant"], m["stream"]))
         return sorted(pairs)
+
+
+def _sidecar_from(key: str, sidecar: str, blob: bytes, ids: list[str],
+                  times: list[datetime]) -> tuple[SegmentInfo, bytes]:
+    """The same sidecar as `_sidecar_doc`, from ids and parsed times (each time formatted once)."""
+    texts = [codec.format_time(t) for t in times]
+    info = SegmentInfo(key=key, sidecar=sidecar, count=len(ids), sha256=hashlib.sha256(blob).hexdigest(),
+                       min_time=codec.format_time(min(times)), max_time=codec.format_time(max(times)),
+                       size=len(blob))
+    doc = {"version": 1, "segment": key, "count": info.count, "sha256": info.sha256, "bytes": info.size,
+           "min_time": info.min_time, "max_time": info.max_time, "ids": ids, "times": texts}
+    return info, orjson.dumps(doc)
 
 
 def _sidecar_doc(key: str, sidecar: str, blob: bytes, records: Sequence[Record], id_field: str,

@@ -20,7 +20,7 @@ from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints
 from agent.codec import Record, format_time
 from agent.config import Config, TenantConfig
-from agent.errors import AgentError
+from agent.errors import AgentError, StoreError
 from agent.http import HttpClient, RateLimiter
 from agent.logs import event
 from agent.sources.base import Source, Window
@@ -114,18 +114,28 @@ class Collector:
     async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
                              until: datetime | None = None) -> StreamOutcome:
         out = StreamOutcome(tenant.id, stream)
-        gaps_before = await self._gap_count(tenant.id, stream)
+        gaps_before: int | None = None
         try:
+            gaps_before = await self._gap_count(tenant.id, stream)
             await self._run(tenant, stream, since, until, out)
         except AgentError as exc:
             out.error, out.error_kind = str(exc), type(exc).__name__
             event(log, logging.ERROR, "Stream pass failed; its cursor stays where the archive is complete.",
                   tenant=tenant.label, stream=stream, error=str(exc), kind=out.error_kind)
-            await self.checkpoints.update_status(tenant.id, stream, last_error=str(exc),
-                                                 last_error_kind=out.error_kind,
-                                                 last_error_at=format_time(self.clock()))
+            try:
+                await self.checkpoints.update_status(tenant.id, stream, last_error=str(exc),
+                                                     last_error_kind=out.error_kind,
+                                                     last_error_at=format_time(self.clock()))
+            except StoreError as store_exc:  # e.g. S3 down: the failure is reported, the pass goes on
+                event(log, logging.WARNING, "Could not record the failure in the stream status.",
+                      tenant=tenant.label, stream=stream, error=str(store_exc))
         # Sources record gaps in the stream status as they find them; a pass that added any fails.
-        out.gaps = await self._gap_count(tenant.id, stream) - gaps_before
+        try:
+            if gaps_before is not None:
+                out.gaps = await self._gap_count(tenant.id, stream) - gaps_before
+        except StoreError as store_exc:
+            event(log, logging.WARNING, "Could not read the stream status to count new gaps.",
+                  tenant=tenant.label, stream=stream, error=str(store_exc))
         return out
 
     async def _gap_count(self, tenant_id: str, stream: str) -> int:

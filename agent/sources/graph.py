@@ -34,6 +34,7 @@ log = logging.getLogger("agent.graph")
 # Documented licence answers: sign-ins need Entra ID P1/P2 (signin-list.md; reporting prerequisites).
 LICENCE_CODES = frozenset({"Authentication_RequestFromNonPremiumTenantOrB2CTenant", "AadPremiumLicenseRequired"})
 DEFAULT_THROTTLE_WAIT = 10.0  # Graph's documented Retry-After for reports when a header is missing
+MAX_EMPTY_PAGES = 20  # consecutive empty pages (each still linking on) before a window is given up
 
 
 def _graph_time(dt: datetime) -> str:
@@ -118,12 +119,17 @@ class GraphSource:
         url, params = list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
         query: dict[str, str] | None = params
         seen: set[str] = set()
+        empty = 0  # consecutive empty pages
         while True:
             records, nxt = await self._page(stream, url, query)
             yield records
             if nxt is None:
                 return
-            if nxt in seen:
+            # A page may hold zero items and still link on, possibly to the very page just asked for
+            # (the service had nothing ready yet): that is a retry, not a loop, as long as it ends.
+            # A link seen before after a page *with* records would serve them again forever: a loop.
+            empty = 0 if records else empty + 1
+            if (records and nxt in seen) or empty > MAX_EMPTY_PAGES:
                 raise ApiError(f"{stream}: @odata.nextLink repeats itself; stopping this window "
                                f"({window}) instead of looping", status=200, code="nextLinkLoop")
             seen.add(nxt)

@@ -69,6 +69,7 @@ T = TypeVar("T")
 DEFAULT_THROTTLE_WAIT: float | None = None
 SKEW_LIMIT = timedelta(minutes=5)  # as Filebeat: below this, differences are latency and Date's 1 s steps
 SKEW_CHANGE = timedelta(minutes=1)  # re-measured offsets closer than this are the same offset
+MAX_EMPTY_PAGES = 20  # consecutive empty listing pages (each still linking on) before the window fails
 MAX_RELISTS = 3  # fresh listings of one window after AF20030/55/31 before the window fails
 
 
@@ -81,6 +82,7 @@ class _Run:
     """One window between `batches` and `window_done`: its ledger and the blobs to commit."""
 
     ledger: WindowLedger
+    listed: list[Content] = field(default_factory=list)
     done: list[tuple[Content, str]] = field(default_factory=list)
 
 
@@ -106,6 +108,7 @@ class ManagementActivitySource:
         self._cursor: dict[str, datetime | None] = {}
         self._planned_offset: dict[str, timedelta] = {}
         self._aged: dict[str, Window] = {}
+        self._sweep: set[str] = set()
         self._runs: dict[tuple[str, Window], _Run] = {}
 
     def now(self) -> datetime:
@@ -118,6 +121,7 @@ class ManagementActivitySource:
         now = now + self.clock_offset
         self._cursor[stream] = cursor.position if cursor else None
         self._planned_offset[stream] = self.clock_offset
+        self._sweep.add(stream)  # once per pass, before its first listing
         c = self.cfg
         p = plan_windows(now, self._cursor[stream], since, until, lookback=c.management_lookback,
                          rescan=c.management_rescan, initial=c.initial_lookback, size=c.management_window)
@@ -134,8 +138,19 @@ class ManagementActivitySource:
         ledger = await self._stream_ledger(stream)
         if stream in self._aged:
             await self._note_aged(stream, self._aged.pop(stream))
+        rescued: list[Content] = []
+        if stream in self._sweep:
+            self._sweep.discard(stream)
+            await self._lose_expired_pending(stream, ledger)
+            rescued = ledger.unlistable_pending(self.now(), oldest_listable(self.now(), self.cfg.management_lookback))
         contents = await self._list(stream, content_type, window)
-        run = _Run(await ledger.window(window.start, slot_end(window, self.cfg.management_window)))
+        if rescued:
+            listed = {c.content_id for c in contents}
+            contents = sort_listing(contents + [c for c in rescued if c.content_id not in listed])
+            event(log, logging.WARNING, "Fetching blobs a failed window left behind that no listing returns any "
+                  "more (older than the listable 7 days) before they expire.", tenant=self.tenant.label,
+                  stream=stream, blobs=len(rescued))
+        run = _Run(await ledger.window(window.start, slot_end(window, self.cfg.management_window)), contents)
         self._runs[(stream, window)] = run
         run.ledger.listed(contents)
         todo = await self._triage(stream, window, run, contents)
@@ -265,6 +280,7 @@ class ManagementActivitySource:
         started = False
         url: str | None = None  # None: the first page of a fresh listing
         seen: set[str] = set()
+        empty = 0  # consecutive empty pages
         while True:
             if url is None:
                 start, end = await self._fresh_span(stream, window)
@@ -289,7 +305,8 @@ class ManagementActivitySource:
                 continue
             for c in page:
                 found.setdefault(c.content_id, c)
-            url = self._follow(stream, resp, seen)
+            empty = 0 if page else empty + 1
+            url = self._follow(stream, resp, seen, bool(page), empty)
             if url is None:
                 break
         return sort_listing(list(found.values()))
@@ -304,8 +321,13 @@ class ManagementActivitySource:
         """
         return paging or self._span(stream, window) != sent
 
-    def _follow(self, stream: str, resp: Response, seen: set[str]) -> str | None:
-        """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative)."""
+    def _follow(self, stream: str, resp: Response, seen: set[str], had_items: bool = True,
+                empty: int = 0) -> str | None:
+        """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative).
+
+        An empty page may link back to the page just asked for (nothing was ready yet): following it
+        is a retry, bounded by MAX_EMPTY_PAGES in a row; a page with items that links back is a loop.
+        """
         link = next_page(resp)
         if link is None:
             return None
@@ -313,7 +335,7 @@ class ManagementActivitySource:
         if not same_origin(link, self.root):
             raise ApiError(f"{stream}: NextPageUri points at {redact_url(link)}, outside the API host; the "
                            f"token is not sent there", status=200, code="foreignNextPage")
-        if link in seen:
+        if (had_items and link in seen) or empty > MAX_EMPTY_PAGES:
             raise ApiError(f"{stream}: NextPageUri repeats itself; stopping instead of looping",
                            status=200, code="nextPageLoop")
         seen.add(link)
@@ -333,7 +355,7 @@ class ManagementActivitySource:
         todo: list[Content] = []
         for c in contents:
             if ledger.is_accounted(c.content_id):
-                run.ledger.archived_earlier(c)
+                run.ledger.archived_earlier(c, ledger.state_of(c.content_id))
             elif c.expiration <= self.now():  # checked before fetching, as Elastic does (AF20051 otherwise)
                 await self._lose(stream, window, run, c, "expired before it could be fetched")
             else:
@@ -392,7 +414,11 @@ class ManagementActivitySource:
 
     async def _fail(self, stream: str, window: Window, run: _Run, c: Content, exc: AgentError) -> NoReturn:
         run.ledger.failed(c, str(exc))
-        await (await self._stream_ledger(stream)).save(run.ledger, "failed", self.now())
+        ledger = await self._stream_ledger(stream)
+        await ledger.save(run.ledger, "failed", self.now())
+        # Every blob of the window not archived yet: if one expires before a later pass fetches it,
+        # that pass records the gap even when the blob has aged out of the listable 7 days.
+        await ledger.hold(window, run.listed, self.now())
         self._runs.pop((stream, window), None)
         event(log, logging.ERROR, "Blob could not be fetched; the window stays open and is retried next pass.",
               tenant=self.tenant.label, stream=stream, window=str(window), **c.describe(), error=str(exc))
@@ -412,6 +438,24 @@ class ManagementActivitySource:
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
         event(log, logging.ERROR, "Blob expired before it could be fetched; its records are lost to this archive.",
               tenant=self.tenant.label, stream=stream, window=str(window), **c.describe(), reason=reason)
+
+    async def _lose_expired_pending(self, stream: str, ledger: StreamLedger) -> None:
+        """Blobs a failed window listed, still unfetched at their contentExpiration: explicit gaps.
+
+        Without this, a blob that stayed unfetchable until it expired would vanish from the listings
+        (they cover only 7 days) and the cursor would pass its span with no trace of the loss.
+        """
+        now = self.now()
+        for window, c in ledger.expired_pending(now):
+            g = gap(stream, window, "listed, but could not be fetched before it expired", c, now)
+            account = await ledger.window(window.start, slot_end(window, self.cfg.management_window))
+            account.lost(g)
+            await ledger.save(account, "failed" if account.summary()["failed"] else "complete", now)
+            await ledger.commit([(c, LOST)], now)
+            await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
+            event(log, logging.ERROR, "Blob expired before it could be fetched; its records are lost to this archive.",
+                  tenant=self.tenant.label, stream=stream, window=str(window), **c.describe(),
+                  reason=g["reason"])
 
     async def _note_aged(self, stream: str, span: Window) -> None:
         """A contentCreated span the API will no longer list: a gap if the cursor had promised it."""

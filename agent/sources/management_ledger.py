@@ -8,7 +8,9 @@ in the store beside the archive (`_meta/ledger/tenant=<t>/stream=<s>/`):
   fetched (a gap). Re-listings overwrite it after merging, so work from earlier passes stays counted.
 - `fetched.json`: contentIds already accounted for (archived, or recorded lost) with their
   contentExpiration, so a re-listing never downloads an archived blob again. Entries are dropped a
-  day after they expire: by then no listing can return them.
+  day after they expire: by then no listing can return them. Its `pending` map holds blobs a failed
+  window listed but did not archive (with their window): once such a blob expires unfetched, it is
+  a gap even if no listing returns it any more (it aged out of the 7 days the API lists).
 
 Gaps also go into the stream's status object, where `agent status` shows them and fails.
 """
@@ -114,11 +116,11 @@ class WindowLedger:
         self.blobs[c.content_id] = {**c.describe(), "state": FETCHED, "records": len(records),
                                     "distinct_ids": len(ids)}
 
-    def archived_earlier(self, c: Content) -> None:
-        """Skipped because `fetched.json` says so; keeps the state an earlier pass wrote."""
+    def archived_earlier(self, c: Content, state: str = FETCHED) -> None:
+        """Skipped because `fetched.json` accounts for it (archived or lost); keeps that state."""
         entry = self.blobs.setdefault(c.content_id, {**c.describe(), "state": LISTED})
-        if entry.get("state") != FETCHED:
-            entry["state"] = FETCHED
+        if entry.get("state") != state:
+            entry["state"] = state
             self._changed = True
 
     def lost(self, g: dict[str, Any]) -> None:
@@ -155,26 +157,66 @@ class StreamLedger:
     def __init__(self, store: Store, tenant: str, stream: str) -> None:
         self.store, self.tenant, self.stream = store, tenant, stream
         self.accounted: dict[str, dict[str, str]] = {}  # contentId -> {"expires", "state"}
+        # contentId -> {"created", "expires", "window": {"start", "end"}}: listed by a failed window, not archived
+        self.pending: dict[str, dict[str, Any]] = {}
 
     async def load(self) -> StreamLedger:
         try:
             doc = orjson.loads(await self.store.get(fetched_key(self.tenant, self.stream)))
             self.accounted = dict(doc.get("content", {}))
+            self.pending = dict(doc.get("pending", {}))
         except ObjectNotFound:
-            self.accounted = {}
+            self.accounted, self.pending = {}, {}
         return self
 
     def is_accounted(self, content_id: str) -> bool:
         return content_id in self.accounted
 
+    def state_of(self, content_id: str) -> str:
+        return str(self.accounted.get(content_id, {}).get("state", FETCHED))
+
     async def commit(self, done: Iterable[tuple[Content, str]], now: datetime) -> None:
         """Remember blobs as archived or lost (only once their records are durable) and prune old ones."""
         for c, state in done:
             self.accounted[c.content_id] = {"expires": format_time(c.expiration), "state": state}
+            self.pending.pop(c.content_id, None)
+        await self._save(now)
+
+    async def hold(self, window: Window, contents: Iterable[Content], now: datetime) -> None:
+        """A window failed: remember its blobs not yet archived, so one that expires unfetched is a gap."""
+        for c in contents:
+            if c.content_id not in self.accounted:
+                self.pending[c.content_id] = {
+                    "uri": c.uri, "created": format_time(c.created), "expires": format_time(c.expiration),
+                    "window": {"start": format_time(window.start), "end": format_time(window.end)}}
+        await self._save(now)
+
+    def expired_pending(self, now: datetime) -> list[tuple[Window, Content]]:
+        """Blobs a failed window left unarchived whose contentExpiration has passed: they are lost."""
+        out = []
+        for cid, p in sorted(self.pending.items()):
+            expires = parse_time(p["expires"])
+            if expires <= now and cid not in self.accounted:
+                w = Window(parse_time(p["window"]["start"]), parse_time(p["window"]["end"]))
+                out.append((w, Content(cid, "", parse_time(p["created"]), expires)))
+        return out
+
+    def unlistable_pending(self, now: datetime, oldest: datetime) -> list[Content]:
+        """Pending blobs not expired yet but created before `oldest`, so no listing returns them again:
+        fetched by their contentUri (valid until contentExpiration) instead of being left to expire."""
+        out = []
+        for cid, p in sorted(self.pending.items()):
+            created, expires = parse_time(p["created"]), parse_time(p["expires"])
+            if cid not in self.accounted and p.get("uri") and created < oldest and expires > now:
+                out.append(Content(cid, str(p["uri"]), created, expires))
+        return out
+
+    async def _save(self, now: datetime) -> None:
         horizon = now - KEEP_AFTER_EXPIRY
         self.accounted = {k: v for k, v in self.accounted.items() if parse_time(v["expires"]) >= horizon}
+        self.pending = {k: v for k, v in self.pending.items() if k not in self.accounted}
         doc = {"version": VERSION, "tenant": self.tenant, "stream": self.stream, "updated_at": format_time(now),
-               "content": self.accounted}
+               "content": self.accounted, "pending": self.pending}
         await self.store.put(fetched_key(self.tenant, self.stream), orjson.dumps(doc), overwrite=True)
 
     async def window(self, start: datetime, end: datetime) -> WindowLedger:

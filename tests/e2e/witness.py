@@ -1,0 +1,15 @@
+"""`python -m tests.e2e.witness ARGS` = `python -m agent.emulator ARGS` under a different process name.
+
+On shared development machines other sessions stop their own emulators by name (`pkill -f
+agent.emulator`), which also killed ours mid-proof (seen as ClientConnectorError in the agent).
+Running the very same emulator entry point under this name keeps the proofs independent of that.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from agent.emulator.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
