@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import ssl
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench.common import Result, command
 from tests.e2e.helpers import edit_config, run_agent
 from tests.emulator_fixture import running_emulator
 
@@ -69,6 +69,7 @@ async def baseline(info: dict[str, str], session: object, out: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=100_000)
+    ap.add_argument("--result", help="write the summary JSON here (tests/bench/run.py)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -91,7 +92,15 @@ def main() -> None:
     print(f"baseline: {base_s:.2f} s, {base_rate:,.0f} records/s")
     print(f"agent collect (subprocess, incl. start-up): {agent_s:.2f} s, {agent_rate:,.0f} records/s")
     print(f"ratio agent/baseline: {agent_rate / base_rate:.2f} (target >= 0.8)")
-    print(f"machine: nproc={os.cpu_count()}, python {sys.version.split()[0]}")
+    ratio = agent_rate / base_rate
+    details = "\n".join([
+        "| run | records | seconds | records/s |", "|---|---:|---:|---:|",
+        f"| baseline: aiohttp + orjson + zstd-3 into one file | {n_base:,} | {base_s:.2f} | {base_rate:,.0f} |",
+        f"| `agent collect --once` (subprocess, start-up and token included) | {stored:,} | {agent_s:.2f} "
+        f"| {agent_rate:,.0f} |"])
+    Result(id="P1", title="Collect throughput (Graph sign-ins, HTTPS)", figure=f"{agent_rate:,.0f} records/s",
+           baseline=f"raw fetch+parse+zstd+write: {base_rate:,.0f} records/s", ratio=round(ratio, 2),
+           target=">= 0.8 of the baseline", met=ratio >= 0.8, details=details, command=command()).emit(args.result)
 
 
 if __name__ == "__main__":
