@@ -118,14 +118,24 @@ class GraphSource:
         url, params = list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
         query: dict[str, str] | None = params
         seen: set[str] = set()
+        stalled = 0  # empty pages in a row that linked back to themselves
         while True:
             records, nxt = await self._page(stream, url, query)
             yield records
             if nxt is None:
                 return
+            if nxt == url and query is None and not records:
+                # An empty page may point at itself: the service had nothing ready yet (Graph allows
+                # empty pages). That is a retry, not a loop, but only `max_attempts` times in a row.
+                stalled += 1
+                if stalled >= self.cfg.max_attempts:
+                    raise ApiError(f"{stream}: {stalled} empty pages in a row linked back to themselves; "
+                                   f"stopping this window ({window})", status=200, code="nextLinkStalled")
+                continue
             if nxt in seen:
                 raise ApiError(f"{stream}: @odata.nextLink repeats itself; stopping this window "
                                f"({window}) instead of looping", status=200, code="nextLinkLoop")
+            stalled = 0
             seen.add(nxt)
             url, query = nxt, None  # followed verbatim: the link carries the whole query
 

@@ -265,6 +265,7 @@ class ManagementActivitySource:
         started = False
         url: str | None = None  # None: the first page of a fresh listing
         seen: set[str] = set()
+        stalled = 0  # empty pages in a row whose NextPageUri pointed back at themselves
         while True:
             if url is None:
                 start, end = await self._fresh_span(stream, window)
@@ -285,13 +286,27 @@ class ManagementActivitySource:
                 relists += 1
                 if relists > MAX_RELISTS or not self._relist(stream, window, (start, end), url is not None):
                     raise
-                url, seen = None, set()
+                url, seen, stalled = None, set(), 0
                 continue
             for c in page:
                 found.setdefault(c.content_id, c)
-            url = self._follow(stream, resp, seen)
-            if url is None:
+            link = self._follow(stream, resp)
+            if link is None:
                 break
+            if link == url and not page:
+                # An empty page may repeat its own link (nothing ready yet): a retry, not a loop,
+                # but only `max_attempts` times in a row.
+                stalled += 1
+                if stalled >= self.cfg.max_attempts:
+                    raise ApiError(f"{stream}: {stalled} empty pages in a row linked back to themselves; "
+                                   f"stopping this listing", status=200, code="nextPageStalled")
+                continue
+            if link in seen:
+                raise ApiError(f"{stream}: NextPageUri repeats itself; stopping instead of looping",
+                               status=200, code="nextPageLoop")
+            stalled = 0
+            seen.add(link)
+            url = link
         return sort_listing(list(found.values()))
 
     def _relist(self, stream: str, window: Window, sent: tuple[datetime, datetime], paging: bool) -> bool:
@@ -304,7 +319,7 @@ class ManagementActivitySource:
         """
         return paging or self._span(stream, window) != sent
 
-    def _follow(self, stream: str, resp: Response, seen: set[str]) -> str | None:
+    def _follow(self, stream: str, resp: Response) -> str | None:
         """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative)."""
         link = next_page(resp)
         if link is None:
@@ -313,10 +328,6 @@ class ManagementActivitySource:
         if not same_origin(link, self.root):
             raise ApiError(f"{stream}: NextPageUri points at {redact_url(link)}, outside the API host; the "
                            f"token is not sent there", status=200, code="foreignNextPage")
-        if link in seen:
-            raise ApiError(f"{stream}: NextPageUri repeats itself; stopping instead of looping",
-                           status=200, code="nextPageLoop")
-        seen.add(link)
         return link
 
     async def _restart_subscription(self, content_type: str, stream: str) -> None:
