@@ -51,11 +51,13 @@ def list_url(base: str, s: StreamSpec, window: Window, top: int) -> tuple[str, d
 def _error(body: bytes) -> tuple[str, str]:
     try:
         doc = orjson.loads(body)
-        err = doc.get("error", {}) if isinstance(doc, dict) else {}
-        return str(err.get("code", "")), str(err.get("message", ""))[:300]
     except orjson.JSONDecodeError:
         kind = "an HTML page" if body.lstrip()[:1] == b"<" else "an unreadable body"
         return "", f"{kind} instead of JSON"
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(err, dict):  # e.g. {"error": "..."} from a proxy: no code to act on
+        return "", ""
+    return str(err.get("code") or ""), str(err.get("message") or "")[:300]
 
 
 def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
