@@ -26,7 +26,7 @@ TENANT = "6f1c8a2e-1111-4222-8333-944455556666"
 BASE = "https://graph.test"
 STREAM = "graph.directory_audits"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-SECRET_TOKEN = "graph-bearer-secret-0123456789"  # noqa: S105 - a fake token that must never be echoed
+SECRET_TOKEN = "graph-bearer-secret-0123456789"
 
 
 def page(ids: list[str], nxt: str | None = None) -> bytes:

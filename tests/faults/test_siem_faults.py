@@ -31,7 +31,7 @@ END = datetime(2026, 3, 2, tzinfo=UTC)
 START = END - timedelta(hours=6)
 NOW = END + timedelta(hours=8)
 STREAM = "o365.exchange"
-LA_TOKEN = "la-token-secret-4242"  # noqa: S105 - fake credentials, each must never be echoed
+LA_TOKEN = "la-token-secret-4242"
 SECRETS = {"sentinel": LA_TOKEN, "splunk": SPLUNK_TOKEN, "elastic": ELASTIC_KEY}
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,25 +66,22 @@ def test_config_parse_raises_only_config_error(doc: dict[str, Any]) -> None:
     except ConfigError as exc:
         assert SECRET not in str(exc) or SECRET in repr(doc)  # only what the operator wrote may be quoted
         return
-    try:
+    with contextlib.suppress(ConfigError):
         siem_config.parse(cfg.siem, tenants=tuple(t.id for t in cfg.tenants))
-    except ConfigError:
-        pass
 
 
 @FUZZ
 @given(raw=st.one_of(st.none(), table("siem"), st.dictionaries(st.text(max_size=8), toml_values, max_size=4)))
 def test_siem_table_raises_only_config_error(raw: dict[str, Any] | None) -> None:
-    try:
+    with contextlib.suppress(ConfigError):
         siem_config.parse(raw, tenants=(TENANT,))
-    except ConfigError:
-        pass
 
 
 HUGE = "x" * 1_000_000
 ids = st.one_of(st.text(max_size=30), st.sampled_from(["../../etc/passwd", "a/b\\c", "..", "/", "\x00", "tenant=x/",
                                                      HUGE, ""]),
-                st.integers(min_value=-(2**63), max_value=2**64 - 1), st.none(), st.lists(st.text(max_size=3), max_size=2),
+                st.integers(min_value=-(2**63), max_value=2**64 - 1), st.none(),
+                st.lists(st.text(max_size=3), max_size=2),
                 st.floats(allow_nan=False, allow_infinity=False))
 times = st.one_of(st.sampled_from(["2026-03-10T10:00:00", "2026-03-10T10:00:00.1234567Z", "9999-12-31T23:59:59Z",
                                    "0001-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00", "not a time", ""]),
