@@ -57,7 +57,10 @@ def parse_time(value: Any) -> datetime:
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00 is past datetime.max in UTC
+        raise ValueError(f"timestamp out of range: {value!r}") from None
 
 
 def format_time(dt: datetime) -> str:

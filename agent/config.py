@@ -37,7 +37,10 @@ def parse_duration(text: str, key: str = "duration") -> timedelta:
     m = _DURATION_RE.match(text) if isinstance(text, str) else None
     if not m:
         raise ConfigError(f"{key}: {text!r} is not a duration (use e.g. '30s', '15m', '6h', '7d')")
-    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    try:
+        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    except OverflowError:
+        raise ConfigError(f"{key}: {text!r} is too long a duration") from None
 
 
 @dataclass(frozen=True)

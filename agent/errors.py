@@ -16,14 +16,22 @@
     └── StoreError                  the store refused or failed a write (disk full, S3 down)
         └── ObjectNotFound / ObjectExists
 
-Messages never contain secrets: callers pass ids, codes and URLs without query strings only.
+Messages never contain secrets: callers pass ids, codes and URLs without query strings only, and
+every message is scrubbed of registered secrets (`agent.logs.register_secret`) when the error is
+made, because messages also quote what servers said, and a server may echo a token back.
 """
 
 from __future__ import annotations
 
+from agent.logs import scrub
+
 
 class AgentError(Exception):
     """Base of every error the agent raises on purpose."""
+
+    def __init__(self, *args: object) -> None:
+        # Messages end up in logs, the status file and CLI output: scrub them once, here.
+        super().__init__(*(scrub(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigError(AgentError):

@@ -18,11 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.archive import Archive
+from agent.errors import RetryableError
 from agent.logs import event
 from agent.reconcile.archive_side import ArchiveSide
 from agent.reconcile.diff import US, bucket_starts, cancel_moves, diff_ids, floor_to, merge_gaps, needs_ids, sub_bucket
 from agent.reconcile.report import BucketRow, ReconcileReport, StreamReport, iso
-from agent.siem.base import IncompleteResult, Siem, valid_id
+from agent.siem.base import IncompleteResult, Siem, SiemError, valid_id
 from agent.siem.config import SiemConfig
 from agent.sources.base import Window
 from agent.streams import spec
@@ -220,9 +221,13 @@ async def reconcile(cfg: object, archive: Archive, siem: Siem, streams: Sequence
             sr = StreamReport(tenant, stream)
             run = StreamRun(siem, ArchiveSide(archive, tenant, stream), opts, sr, start, end)
             if end > start:
-                await run.run()
-                if recollect is not None and sr.missing_in_agent:
-                    await _recollect(run, recollect, now)
+                try:
+                    await run.run()
+                except (SiemError, RetryableError) as exc:  # retries exhausted or a refusal: no conclusion
+                    _unverified(sr, start, end, exc)
+                else:
+                    if recollect is not None and sr.missing_in_agent:
+                        await _recollect(run, recollect, now)
             done += 1
             if progress is not None:
                 progress(done, len(streams), stream)
@@ -230,6 +235,21 @@ async def reconcile(cfg: object, archive: Archive, siem: Siem, streams: Sequence
 
     report.streams = list(await asyncio.gather(*(one(t, s) for t, s in streams)))
     return report
+
+
+def _unverified(sr: StreamReport, start: int, end: int, exc: Exception) -> None:
+    """The SIEM failed part-way: nothing found so far is trusted (ids were not confirmed), and the
+    whole window is reported unverified, so a SIEM error never reads as records missing."""
+    event(log, logging.ERROR, "The SIEM could not answer; the stream's window is unverified.", tenant=sr.tenant,
+          stream=sr.stream, start=iso(start), end=iso(end), error=str(exc))
+    sr.missing_in_siem.clear()
+    sr.missing_in_agent.clear()
+    sr.duplicates_in_siem.clear()
+    sr.gaps = []
+    sr.unverified = [(start, end, f"the SIEM could not answer: {exc}")]
+    for row in sr.buckets:
+        row.missing = row.holes = 0
+        row.unverified = True
 
 
 async def _recollect(run: StreamRun, recollect: Recollect, now: datetime) -> None:

@@ -8,8 +8,9 @@ be an injection. Every value that reaches a query goes through `valid_id`, `vali
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol, runtime_checkable
@@ -38,6 +39,16 @@ class IncompleteResult(SiemError):
 
     Never read as "missing": the engine subdivides the bucket or reports it as unverified.
     """
+
+
+@contextlib.contextmanager
+def answer_shape(what: str) -> Iterator[None]:
+    """Read a SIEM answer inside this: a missing key or a value of the wrong type (what a proxy, a
+    version change or a broken server can send) becomes SiemError instead of a crash."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+        raise SiemError(f"{what} answered in an unexpected shape ({type(exc).__name__})") from None
 
 
 def valid_id(stream: str, value: str) -> bool:

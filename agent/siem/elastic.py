@@ -19,7 +19,7 @@ import orjson
 
 from agent.errors import ConfigError
 from agent.http import HttpClient
-from agent.siem.base import Filter, IncompleteResult, SiemError, Target, TokenSource, valid_id
+from agent.siem.base import Filter, IncompleteResult, SiemError, Target, TokenSource, answer_shape, valid_id
 from agent.siem.config import SiemConfig
 from agent.siem.transport import SiemHttp
 from agent.sources.base import Window
@@ -76,6 +76,8 @@ class ElasticSiem:
         if not isinstance(doc, dict):
             raise SiemError("Elasticsearch answered with an unexpected body")
         shards = doc.get("_shards") or {}
+        if not isinstance(shards, dict):
+            raise SiemError("Elasticsearch answered with an unexpected _shards value")
         if doc.get("timed_out") or shards.get("failed"):  # partial hits: never read as "missing"
             raise IncompleteResult(f"Elasticsearch answered partially (timed_out={doc.get('timed_out')}, "
                                    f"failed shards={shards.get('failed')})")
@@ -97,13 +99,16 @@ class ElasticSiem:
                                                   "min_doc_count": 1},
                                "aggs": {"d": {"cardinality": {"field": t.id_field, "precision_threshold": 40000}}}}}}
         doc = await self._post(f"/{self._index(stream)}/_search", body)
-        buckets = ((doc.get("aggregations") or {}).get("b") or {}).get("buckets", [])
-        return {datetime.fromtimestamp(b["key"] / 1000, UTC): (int(b["doc_count"]), int(b["d"]["value"]))
-                for b in buckets}
+        with answer_shape("Elasticsearch"):
+            buckets = ((doc.get("aggregations") or {}).get("b") or {}).get("buckets", [])
+            return {datetime.fromtimestamp(b["key"] / 1000, UTC): (int(b["doc_count"]), int(b["d"]["value"]))
+                    for b in buckets}
 
     async def ids(self, tenant: str, stream: str, window: Window) -> AsyncIterator[str]:
         t = self.cfg.targets[stream]
-        pit = (await self._post(f"/{self._index(stream)}/_pit?keep_alive={KEEP_ALIVE}", None))["id"]
+        pit = (await self._post(f"/{self._index(stream)}/_pit?keep_alive={KEEP_ALIVE}", None)).get("id")
+        if not isinstance(pit, str) or not pit:
+            raise SiemError("Elasticsearch opened no point in time (no 'id' in the _pit answer)")
         self.open_pits.add(pit)
         try:
             after: list[Any] | None = None
@@ -114,17 +119,20 @@ class ElasticSiem:
                 if after is not None:
                     body["search_after"] = after
                 doc = await self._post("/_search", body)
-                self.open_pits.discard(pit)
-                pit = doc.get("pit_id", pit)  # always continue with the newest PIT id
-                self.open_pits.add(pit)
-                hits = (doc.get("hits") or {}).get("hits", [])
-                for h in hits:
-                    for value in (h.get("fields") or {}).get(t.id_field, []):
-                        if isinstance(value, str):
-                            yield value
-                if len(hits) < self.cfg.page_size:
+                newest = doc.get("pit_id", pit)  # always continue with the newest PIT id
+                if isinstance(newest, str) and newest:
+                    self.open_pits.discard(pit)
+                    pit = newest
+                    self.open_pits.add(pit)
+                with answer_shape("Elasticsearch"):
+                    hits = list((doc.get("hits") or {}).get("hits", []))
+                    values = [v for h in hits for v in (h.get("fields") or {}).get(t.id_field, [])]
+                    after = hits[-1]["sort"] if len(hits) >= self.cfg.page_size else None
+                for value in values:
+                    if isinstance(value, str):
+                        yield value
+                if after is None:
                     return
-                after = hits[-1]["sort"]
         finally:
             await self._close_pit(pit)
 
@@ -143,8 +151,9 @@ class ElasticSiem:
         doc = await self._post(f"/{self._index(stream)}/_search", {
             "size": min(len(checked) * 2, 10_000), "_source": False, "fields": [t.id_field],
             "track_total_hits": False, "query": query})
-        return {v for h in (doc.get("hits") or {}).get("hits", [])
-                for v in (h.get("fields") or {}).get(t.id_field, []) if isinstance(v, str)}
+        with answer_shape("Elasticsearch"):
+            return {v for h in (doc.get("hits") or {}).get("hits", [])
+                    for v in (h.get("fields") or {}).get(t.id_field, []) if isinstance(v, str)}
 
     async def aclose(self) -> None:
         for pit in list(self.open_pits):

@@ -18,7 +18,16 @@ import orjson
 from agent.codec import parse_time
 from agent.errors import ConfigError
 from agent.http import HttpClient, RateLimiter
-from agent.siem.base import Filter, IncompleteResult, SiemError, Target, TokenSource, kql_time, valid_id
+from agent.siem.base import (
+    Filter,
+    IncompleteResult,
+    SiemError,
+    Target,
+    TokenSource,
+    answer_shape,
+    kql_time,
+    valid_id,
+)
 from agent.siem.config import SiemConfig
 from agent.siem.transport import SiemHttp
 from agent.sources.base import Window
@@ -105,6 +114,8 @@ class SentinelSiem:
             raise SiemError("Log Analytics answered 200 without a result table") from None
         if doc.get("error"):
             raise IncompleteResult(f"partial result from Log Analytics: {_partial_reason(doc['error'])}")
+        if not isinstance(rows, list) or not all(isinstance(r, list) and r for r in rows):
+            raise SiemError("Log Analytics answered a result table whose rows are not lists")
         return rows
 
     async def check(self) -> None:
@@ -116,7 +127,8 @@ class SentinelSiem:
     async def count_buckets(self, tenant: str, stream: str, window: Window,
                             bucket: timedelta) -> dict[datetime, tuple[int, int]]:
         rows = await self.query(count_query(self._target(stream), tenant, window, bucket), window)
-        return {parse_time(b): (int(n), int(d)) for n, d, b in ((r[1], r[2], r[0]) for r in rows)}
+        with answer_shape("Log Analytics"):
+            return {parse_time(b): (int(n), int(d)) for n, d, b in ((r[1], r[2], r[0]) for r in rows)}
 
     async def ids(self, tenant: str, stream: str, window: Window) -> AsyncIterator[str]:
         for row in await self.query(ids_query(self._target(stream), tenant, window), window):

@@ -17,7 +17,7 @@ import orjson
 from agent.codec import parse_time
 from agent.errors import ConfigError
 from agent.http import HttpClient
-from agent.siem.base import Filter, SiemError, Target, TokenSource, valid_id
+from agent.siem.base import Filter, SiemError, Target, TokenSource, answer_shape, valid_id
 from agent.siem.config import SiemConfig
 from agent.siem.transport import SiemHttp
 from agent.sources.base import Window
@@ -70,9 +70,12 @@ def results(body: bytes) -> Iterator[dict[str, Any]]:
             raise SiemError("Splunk export returned a line that is not JSON") from None
         if not isinstance(doc, dict):
             continue
-        if doc.get("messages") and any(m.get("type") in ("FATAL", "ERROR") for m in doc["messages"]):
-            raise SiemError(f"Splunk search failed: {doc['messages'][0].get('text', '')}")
-        if doc.get("preview") or "result" not in doc:
+        messages = doc.get("messages")
+        if isinstance(messages, list):
+            failed = [m for m in messages if isinstance(m, dict) and m.get("type") in ("FATAL", "ERROR")]
+            if failed:
+                raise SiemError(f"Splunk search failed: {str(failed[0].get('text', ''))[:300]}")
+        if doc.get("preview") or not isinstance(doc.get("result"), dict):
             continue
         yield doc["result"]
 
@@ -123,7 +126,8 @@ class SplunkSiem:
     async def count_buckets(self, tenant: str, stream: str, window: Window,
                             bucket: timedelta) -> dict[datetime, tuple[int, int]]:
         rows = await self.export(count_search(self.cfg.targets[stream], tenant, bucket), window)
-        return {_time(r["_time"]): (int(r["n"]), int(r["d"])) for r in rows}
+        with answer_shape("Splunk export"):
+            return {_time(r["_time"]): (int(r["n"]), int(r["d"])) for r in rows}
 
     async def ids(self, tenant: str, stream: str, window: Window) -> AsyncIterator[str]:
         field = self.cfg.targets[stream].id_field
@@ -138,7 +142,8 @@ class SplunkSiem:
             return set()
         target = self.cfg.targets[stream]
         rows = await self.export(present_search(target, tenant, checked), window)
-        return {str(_one(r[target.id_field])) for r in rows if r.get(target.id_field)}
+        found = (_one(r.get(target.id_field)) for r in rows)
+        return {v for v in found if isinstance(v, str) and v}
 
     async def aclose(self) -> None:
         return None

@@ -83,7 +83,7 @@ def classify(resp: Response, url: str) -> Exception:
                               retry_after=parse_retry_after(resp.headers.get("Retry-After")))
     if resp.status == 504:  # the query ran out of time: a smaller window may not
         return IncompleteResult(f"{where} timed out (504): {reason}")
-    if resp.status in (500, 502, 503):
+    if resp.status in (408, 500, 502, 503):  # 408: the server gave up waiting for us; the next try may not
         return TransientApiError(f"{where} answered {resp.status}: {reason}")
     if resp.status == 401:
         return TokenRejected(f"{where} rejected the credentials (401): {reason}")

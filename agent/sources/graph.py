@@ -34,7 +34,6 @@ log = logging.getLogger("agent.graph")
 # Documented licence answers: sign-ins need Entra ID P1/P2 (signin-list.md; reporting prerequisites).
 LICENCE_CODES = frozenset({"Authentication_RequestFromNonPremiumTenantOrB2CTenant", "AadPremiumLicenseRequired"})
 DEFAULT_THROTTLE_WAIT = 10.0  # Graph's documented Retry-After for reports when a header is missing
-MAX_EMPTY_PAGES = 20  # consecutive empty pages (each still linking on) before a window is given up
 
 
 def _graph_time(dt: datetime) -> str:
@@ -52,11 +51,13 @@ def list_url(base: str, s: StreamSpec, window: Window, top: int) -> tuple[str, d
 def _error(body: bytes) -> tuple[str, str]:
     try:
         doc = orjson.loads(body)
-        err = doc.get("error", {}) if isinstance(doc, dict) else {}
-        return str(err.get("code", "")), str(err.get("message", ""))[:300]
     except orjson.JSONDecodeError:
         kind = "an HTML page" if body.lstrip()[:1] == b"<" else "an unreadable body"
         return "", f"{kind} instead of JSON"
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(err, dict):  # e.g. {"error": "..."} from a proxy: no code to act on
+        return "", ""
+    return str(err.get("code") or ""), str(err.get("message") or "")[:300]
 
 
 def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
@@ -119,19 +120,24 @@ class GraphSource:
         url, params = list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
         query: dict[str, str] | None = params
         seen: set[str] = set()
-        empty = 0  # consecutive empty pages
+        stalled = 0  # empty pages in a row that linked back to themselves
         while True:
             records, nxt = await self._page(stream, url, query)
             yield records
             if nxt is None:
                 return
-            # A page may hold zero items and still link on, possibly to the very page just asked for
-            # (the service had nothing ready yet): that is a retry, not a loop, as long as it ends.
-            # A link seen before after a page *with* records would serve them again forever: a loop.
-            empty = 0 if records else empty + 1
-            if (records and nxt in seen) or empty > MAX_EMPTY_PAGES:
+            if nxt == url and query is None and not records:
+                # An empty page may point at itself: the service had nothing ready yet (Graph allows
+                # empty pages). That is a retry, not a loop, but only `max_attempts` times in a row.
+                stalled += 1
+                if stalled >= self.cfg.max_attempts:
+                    raise ApiError(f"{stream}: {stalled} empty pages in a row linked back to themselves; "
+                                   f"stopping this window ({window})", status=200, code="nextLinkStalled")
+                continue
+            if nxt in seen:
                 raise ApiError(f"{stream}: @odata.nextLink repeats itself; stopping this window "
                                f"({window}) instead of looping", status=200, code="nextLinkLoop")
+            stalled = 0
             seen.add(nxt)
             url, query = nxt, None  # followed verbatim: the link carries the whole query
 

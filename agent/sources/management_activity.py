@@ -69,7 +69,6 @@ T = TypeVar("T")
 DEFAULT_THROTTLE_WAIT: float | None = None
 SKEW_LIMIT = timedelta(minutes=5)  # as Filebeat: below this, differences are latency and Date's 1 s steps
 SKEW_CHANGE = timedelta(minutes=1)  # re-measured offsets closer than this are the same offset
-MAX_EMPTY_PAGES = 20  # consecutive empty listing pages (each still linking on) before the window fails
 MAX_RELISTS = 3  # fresh listings of one window after AF20030/55/31 before the window fails
 
 
@@ -280,7 +279,7 @@ class ManagementActivitySource:
         started = False
         url: str | None = None  # None: the first page of a fresh listing
         seen: set[str] = set()
-        empty = 0  # consecutive empty pages
+        stalled = 0  # empty pages in a row whose NextPageUri pointed back at themselves
         while True:
             if url is None:
                 start, end = await self._fresh_span(stream, window)
@@ -301,14 +300,27 @@ class ManagementActivitySource:
                 relists += 1
                 if relists > MAX_RELISTS or not self._relist(stream, window, (start, end), url is not None):
                     raise
-                url, seen = None, set()
+                url, seen, stalled = None, set(), 0
                 continue
             for c in page:
                 found.setdefault(c.content_id, c)
-            empty = 0 if page else empty + 1
-            url = self._follow(stream, resp, seen, bool(page), empty)
-            if url is None:
+            link = self._follow(stream, resp)
+            if link is None:
                 break
+            if link == url and not page:
+                # An empty page may repeat its own link (nothing ready yet): a retry, not a loop,
+                # but only `max_attempts` times in a row.
+                stalled += 1
+                if stalled >= self.cfg.max_attempts:
+                    raise ApiError(f"{stream}: {stalled} empty pages in a row linked back to themselves; "
+                                   f"stopping this listing", status=200, code="nextPageStalled")
+                continue
+            if link in seen:
+                raise ApiError(f"{stream}: NextPageUri repeats itself; stopping instead of looping",
+                               status=200, code="nextPageLoop")
+            stalled = 0
+            seen.add(link)
+            url = link
         return sort_listing(list(found.values()))
 
     def _relist(self, stream: str, window: Window, sent: tuple[datetime, datetime], paging: bool) -> bool:
@@ -321,13 +333,8 @@ class ManagementActivitySource:
         """
         return paging or self._span(stream, window) != sent
 
-    def _follow(self, stream: str, resp: Response, seen: set[str], had_items: bool = True,
-                empty: int = 0) -> str | None:
-        """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative).
-
-        An empty page may link back to the page just asked for (nothing was ready yet): following it
-        is a retry, bounded by MAX_EMPTY_PAGES in a row; a page with items that links back is a loop.
-        """
+    def _follow(self, stream: str, resp: Response) -> str | None:
+        """The next page to fetch, if any: the NextPageUri link, verbatim (resolved if relative)."""
         link = next_page(resp)
         if link is None:
             return None
@@ -335,10 +342,6 @@ class ManagementActivitySource:
         if not same_origin(link, self.root):
             raise ApiError(f"{stream}: NextPageUri points at {redact_url(link)}, outside the API host; the "
                            f"token is not sent there", status=200, code="foreignNextPage")
-        if (had_items and link in seen) or empty > MAX_EMPTY_PAGES:
-            raise ApiError(f"{stream}: NextPageUri repeats itself; stopping instead of looping",
-                           status=200, code="nextPageLoop")
-        seen.add(link)
         return link
 
     async def _restart_subscription(self, content_type: str, stream: str) -> None:

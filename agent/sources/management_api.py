@@ -112,7 +112,10 @@ def _content(item: Any) -> Content:
     when = parse_time(created)  # ms + Z, e.g. 2015-05-23T17:35:00.000Z
     raw_exp = item.get("contentExpiration")
     # Documented as created + 7 days; fall back to that rule when the field is absent.
-    expiration = parse_time(raw_exp) if raw_exp else when + RETENTION
+    try:
+        expiration = parse_time(raw_exp) if raw_exp else when + RETENTION
+    except OverflowError:  # contentCreated within 7 days of datetime.max
+        raise ValueError(f"contentCreated out of range: {created!r}") from None
     return Content(cid, uri, when, expiration)
 
 

@@ -1,0 +1,145 @@
+"""Graph paging and bodies the emulator does not produce: a looping `@odata.nextLink`, a page that
+links to itself forever, malformed 200 bodies, and the documented fatal 403s. The real Collector and
+GraphSource run over a scripted in-process HTTP client (no sockets: the answers are the subject)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from agent.archive import Archive
+from agent.collect import Collector, StreamOutcome
+from agent.config import CollectionConfig, Config, Credential, Endpoints, LocalStoreConfig, TenantConfig
+from agent.http import RateLimiter, Response
+from agent.logs import register_secret
+from agent.sources.graph import GraphSource
+from agent.store.local import LocalStore
+from tests.faults.matrix import FAILURE, RETRIED
+
+TENANT = "6f1c8a2e-1111-4222-8333-944455556666"
+BASE = "https://graph.test"
+STREAM = "graph.directory_audits"
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+SECRET_TOKEN = "graph-bearer-secret-0123456789"
+
+
+def page(ids: list[str], nxt: str | None = None) -> bytes:
+    doc: dict[str, Any] = {"value": [{"id": i, "activityDateTime": "2026-03-10T10:00:00Z"} for i in ids]}
+    if nxt:
+        doc["@odata.nextLink"] = nxt
+    return orjson.dumps(doc)
+
+
+@dataclass
+class ScriptedHttp:
+    """`answer(url)` -> (status, body, headers); the first page is the one asked with a query."""
+
+    answer: Callable[[str], tuple[int, bytes, dict[str, str]]]
+    urls: list[str] = field(default_factory=list)
+
+    async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+                      params: Mapping[str, str] | None = None, data: bytes | None = None,
+                      tag: tuple[str, str] | None = None) -> Response:
+        assert headers is not None and headers["Authorization"] == f"Bearer {SECRET_TOKEN}"
+        key = "FIRST" if params else url
+        self.urls.append(key)
+        status, body, extra = self.answer(key)
+        return Response(status, extra, body, url)
+
+
+class Tokens:
+    async def token(self) -> str:
+        return register_secret(SECRET_TOKEN)  # as agent.auth.TokenProvider does with every token
+
+    async def invalidate(self) -> None:
+        return None
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("agent.http.backoff", lambda *a, **k: 0.0)
+
+
+async def collect(tmp_path: Path, http: ScriptedHttp) -> tuple[StreamOutcome, Collector, list[dict[str, Any]]]:
+    tenant = TenantConfig(id=TENANT, client_id="11111111-2222-4333-8444-555555555555", credential=Credential(),
+                          streams=(STREAM,), endpoints=Endpoints("https://login.test", BASE, "https://mgmt.test"))
+    cfg = CollectionConfig(window=timedelta(hours=6), initial_lookback=timedelta(hours=4), max_attempts=5)
+    archive = Archive(LocalStore(tmp_path / "store"))
+    config = Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"), collection=cfg)
+    collector = Collector(config, archive, http, clock=lambda: NOW)  # type: ignore[arg-type]
+    source = GraphSource(tenant, http, Tokens(), RateLimiter(1000, 1.0), cfg)  # type: ignore[arg-type]
+    collector.sources._by_key[(TENANT, "graph")] = source
+    [out] = await collector.collect([STREAM])
+    records = [r for p in await archive.partitions(TENANT, STREAM) async for r in _records(archive, p)]
+    return out, collector, records
+
+
+async def _records(archive: Archive, part: Any) -> AsyncIterator[dict[str, Any]]:
+    async for r in archive.records(part):
+        yield r
+
+
+async def assert_visible_failure(out: StreamOutcome, collector: Collector, needle: str) -> None:
+    assert not out.ok and out.error and needle in out.error, out
+    assert SECRET_TOKEN not in out.error
+    status = await collector.checkpoints.load_status(TENANT, STREAM)
+    assert needle in (status.get("last_error") or "")
+    assert await collector.checkpoints.load(TENANT, STREAM) is None  # the only window failed: no cursor
+
+
+async def test_a_looping_next_link_stops_with_a_clear_error(tmp_path: Path,
+                                                           outcome: Callable[[str, str], None]) -> None:
+    pages = {"FIRST": page(["a"], f"{BASE}/p2"), f"{BASE}/p2": page(["b"], f"{BASE}/p3"),
+             f"{BASE}/p3": page(["c"], f"{BASE}/p2")}
+    http = ScriptedHttp(lambda url: (200, pages[url], {}))
+    out, collector, records = await collect(tmp_path, http)
+    await assert_visible_failure(out, collector, "@odata.nextLink repeats itself")
+    assert records == [] and len(http.urls) == 3
+    outcome("graph.nextlink_loop", FAILURE)
+
+
+async def test_empty_pages_linking_to_themselves_forever_give_up(tmp_path: Path,
+                                                                outcome: Callable[[str, str], None]) -> None:
+    http = ScriptedHttp(lambda url: (200, page(["a"], f"{BASE}/p2") if url == "FIRST" else page([], f"{BASE}/p2"),
+                                     {}))
+    out, collector, _ = await collect(tmp_path, http)
+    await assert_visible_failure(out, collector, "empty pages in a row")
+    assert len(http.urls) == 1 + 5  # the first page, then max_attempts empty ones
+    outcome("graph.nextlink_stalled", FAILURE)
+
+
+async def test_malformed_pages_are_retried(tmp_path: Path, outcome: Callable[[str, str], None]) -> None:
+    bad = [b'{"value": [{"id": "a"', b"<html><body>Service Unavailable</body></html>", b'{"values": []}',
+           b'{"value": ["not an object"]}']
+    seen: dict[str, int] = {}
+
+    def answer(url: str) -> tuple[int, bytes, dict[str, str]]:
+        n = seen[url] = seen.get(url, 0) + 1
+        if n <= len(bad) and url == "FIRST":
+            return 200, bad[n - 1], {}
+        return 200, page(["a", "b"], f"{BASE}/p2") if url == "FIRST" else page(["c"]), {}
+
+    out, _, records = await collect(tmp_path, ScriptedHttp(answer))
+    assert out.ok, out.error
+    assert sorted(r["id"] for r in records) == ["a", "b", "c"]
+    outcome("graph.malformed", RETRIED)
+
+
+@pytest.mark.parametrize(("key", "code", "needle"), [
+    ("graph.403", "Authorization_RequestDenied", "AuditLog.Read.All"),
+    ("graph.licence", "Authentication_RequestFromNonPremiumTenantOrB2CTenant", "P1 or P2"),
+])
+async def test_documented_403s_are_fatal_and_say_what_to_fix(tmp_path: Path, key: str, code: str, needle: str,
+                                                             outcome: Callable[[str, str], None]) -> None:
+    body = orjson.dumps({"error": {"code": code, "message": f"denied for token {SECRET_TOKEN}"}})
+    http = ScriptedHttp(lambda url: (403, body, {}))
+    out, collector, _ = await collect(tmp_path, http)
+    await assert_visible_failure(out, collector, needle)
+    assert len(http.urls) == 1  # not retried
+    outcome(key, FAILURE)
