@@ -47,14 +47,11 @@ def parse_time(value: Any) -> datetime:
     try:  # 3.11+ reads 'Z' and 7-digit fractions (truncated to 6) itself: ~3x faster on the hot path
         dt = datetime.fromisoformat(value)
     except ValueError:
-        pass
-    else:
-        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-    text = value.strip().replace("z", "Z")
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    text = _FRACTION_RE.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
-    dt = datetime.fromisoformat(text)
+        text = value.strip().replace("z", "Z")
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        text = _FRACTION_RE.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
+        dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     try:
