@@ -47,6 +47,8 @@ class Metrics:
                                        registry=r)
         self.reconcile_agent_missing = Gauge("agent_reconcile_missing_in_agent",
                                              "Records the SIEM has and the archive lacks (last run).", _TS, registry=r)
+        self.reconcile_checked = Gauge("agent_reconcile_checked", "Archive records compared with the SIEM (last run).",
+                                       _TS, registry=r)
         self.reconcile_coverage = Gauge("agent_reconcile_coverage_ratio", "SIEM coverage of the archive (last run).",
                                         _TS, registry=r)
         self.backfilled = Counter("agent_backfill_records", "Records sent to the SIEM and acknowledged.", _TS,

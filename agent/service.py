@@ -42,15 +42,25 @@ log = logging.getLogger("agent.service")
 
 
 def sd_notify(message: str) -> bool:
-    """Send a datagram to systemd's notify socket, if we run under Type=notify."""
+    """Send a datagram to systemd's notify socket, if we run under Type=notify.
+
+    Never blocks: this runs on the event loop, and a full socket queue (a notify reader that
+    stalls; net.unix.max_dgram_qlen is 10 by default) would otherwise freeze every task, the
+    SIGTERM handler included. A lost WATCHDOG=1 is harmless, the next one follows soon.
+    """
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.connect(address)
+            sock.send(message.encode())
+    except OSError as exc:  # BlockingIOError (queue full), ECONNREFUSED, ENOENT ...
+        log.debug("sd_notify failed", extra={"fields": {"message": message, "error": str(exc)}})
+        return False
     return True
 
 
@@ -108,6 +118,11 @@ class Service:
         for t in self.cfg.tenants:
             for s in t.streams:
                 self.health.streams[(t.id, s)] = StreamHealth()
+                # every series exists from the start: an absent series cannot be alerted on
+                for metric in (self.metrics.records, self.metrics.bytes, self.metrics.windows_failed):
+                    metric.labels(t.id, s)
+                self.metrics.stalled.labels(t.id, s).set(0)
+                self.metrics.silent.labels(t.id, s).set(0)
 
     # ----------------------------------------------------------------- lifecycle
     async def run(self) -> int:

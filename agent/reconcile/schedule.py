@@ -42,6 +42,7 @@ async def publish(service: Service, report: ReconcileReport) -> None:
     m = service.metrics
     for r in report.streams:
         labels = (r.tenant, r.stream)
+        m.reconcile_checked.labels(*labels).set(r.agent_count)
         m.reconcile_missing.labels(*labels).set(len(r.missing_in_siem))
         m.reconcile_agent_missing.labels(*labels).set(len(r.missing_in_agent))
         m.reconcile_coverage.labels(*labels).set(
