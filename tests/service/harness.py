@@ -33,18 +33,22 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ config
-def service_config(path: Path, hook_url: str | None, *, service: dict[str, str], collection: dict[str, str],
-                   settle: str | None = "0s", http_timeout: str | None = None) -> None:
+def _toml(values: dict[str, object]) -> str:
+    return "".join(f"{k} = {orjson.dumps(v).decode() if isinstance(v, str) else str(v).lower()}\n"
+                   for k, v in values.items())
+
+
+def service_config(path: Path, hook_url: str | None, *, service: dict[str, object],
+                   collection: dict[str, object], settle: str | None = "0s", http_timeout: str | None = None) -> None:
     """Edit the config the emulator wrote: test cadences, the [service] table, a generic webhook."""
     text = path.read_text(encoding="utf-8")
-    lines = "".join(f'{k} = "{v}"\n' for k, v in collection.items())
+    lines = _toml(collection)
     text = text.replace("[collection]\n", "[collection]\n" + lines, 1)
     if settle is not None and "[siem]\n" in text:
         text = text.replace("[siem]\n", f'[siem]\nsettle = "{settle}"\n', 1)
     if http_timeout:
         text = text.replace("[http]\n", f'[http]\ntimeout = "{http_timeout}"\n', 1)
-    text += "\n[service]\n" + "".join(f'{k} = "{v}"\n' if isinstance(v, str) else f"{k} = {v}\n"
-                                      for k, v in service.items())
+    text += "\n[service]\n" + _toml(service)
     text += '\n[log]\nformat = "json"\n'
     if hook_url is not None:
         (path.parent / "hook_url").write_text(hook_url)

@@ -65,9 +65,10 @@ stream = "graph.signins.interactive"
 start = "-100m"
 end = "-70m"
 """
-SERVICE = {"listen": "127.0.0.1:0", "stall_threshold": "90s", "reconcile_interval": "10s",
+SERVICE: dict[str, object] = {"listen": "127.0.0.1:0", "stall_threshold": "90s", "reconcile_interval": "10s",
            "reconcile_lookback": "6h", "notices_interval": "5s", "shutdown_timeout": "20s"}
-COLLECTION = {"poll_interval": "5s", "initial_lookback": "6h", "window": "2h", "management_rescan": "10m"}
+COLLECTION: dict[str, object] = {"poll_interval": "5s", "initial_lookback": "6h", "window": "2h",
+                                 "management_rescan": "10m"}
 SIGTERM_BOUND = 30.0  # systemd/ms-log-agent.service: TimeoutStopSec=45s assumes exit within 30 s
 
 
