@@ -17,6 +17,8 @@ import os
 import signal
 import socket
 import statistics
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -106,9 +108,10 @@ class Health:
 
 class Service:
     def __init__(self, cfg: Config, shard: tuple[int, int] = (0, 1),
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), hard_exit: bool = False) -> None:
         self.cfg = Config(**{**cfg.__dict__, "tenants": shard_tenants(cfg.tenants, shard)})
         self.shard = shard
+        self.hard_exit = hard_exit  # `agent run`: guarantee the exit bound even if a thread hangs
         self.metrics = Metrics()
         self.health = Health()
         self.clock = clock
@@ -129,6 +132,13 @@ class Service:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
+        try:
+            return await self._run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self) -> int:
         async with AsyncExitStack() as stack:
             http = await stack.enter_async_context(HttpClient(self.cfg.http, observe=self._observe))
             store = open_store(self.cfg.store)
@@ -148,6 +158,8 @@ class Service:
             sd_notify("STOPPING=1")
             event(log, logging.INFO, "Shutting down; interrupted windows keep their cursors.")
             started = time.monotonic()
+            if self.hard_exit:
+                _exit_guard(self.cfg.service.shutdown_timeout.total_seconds() + EXIT_MARGIN)
             for task in tasks:
                 task.cancel()
             _, pending = await asyncio.wait(tasks, timeout=self.cfg.service.shutdown_timeout.total_seconds())
@@ -324,6 +336,30 @@ class Service:
     async def _readyz(self, _: web.Request) -> web.Response:
         problems = self.health.problems(self.cfg.service.stall_threshold.total_seconds())
         return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
+
+
+EXIT_MARGIN = 5.0  # after shutdown_timeout, for closing the store, the listener and the HTTP sessions
+
+
+def _exit_guard(seconds: float) -> None:
+    """End the process `seconds` from now whatever it is doing.
+
+    Cancelling the tasks bounds the event loop's share of a shutdown, but not a thread: an S3 put
+    in boto3's thread pool (connect and read timeouts, retries) keeps `asyncio.run` and the
+    interpreter from exiting for minutes, past systemd's TimeoutStopSec. An unfinished window has
+    not moved its cursor, so exiting hard costs a re-fetch, never a gap.
+    """
+    def expire() -> None:
+        event(log, logging.ERROR, "Shutdown exceeded its bound; exiting now. Unfinished windows keep their "
+              "cursors and are fetched again at the next start.", seconds=seconds)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True  # never keeps the process alive itself
+    timer.start()
 
 
 async def wait_first_pass(service: Service, within: float) -> None:
