@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +29,8 @@ from agent.metrics import Metrics
 from agent.store.base import Store
 
 log = logging.getLogger("agent.alerts")
-SENT_KEY = f"{META}/alerts/sent.json"
+SENT_PREFIX = f"{META}/alerts/sent"
+SENT_KEY = f"{SENT_PREFIX}.json"
 _REMEMBER = timedelta(days=30)
 KINDS = ("siem_gap", "agent_gap", "stream_stalled", "stream_silent", "subscription_disabled",
          "credentials_failing", "store_failing", "service_notice", "window_failed")
@@ -71,26 +73,40 @@ class Alert:
 
 
 class Alerter:
-    def __init__(self, cfg: AlertsConfig, http: HttpClient, store: Store, metrics: Metrics | None = None) -> None:
+    def __init__(self, cfg: AlertsConfig, http: HttpClient, store: Store, metrics: Metrics | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.cfg = cfg
         self.http = http
         self.store = store
         self.metrics = metrics
+        # Agents sharing a bucket (`--shard i/n`) each write their own file, so neither overwrites
+        # the other's memory; each reads them all, so re-sharding does not repeat old alerts.
+        self.key = SENT_KEY if shard == (0, 1) else f"{SENT_PREFIX}-shard{shard[0]}of{shard[1]}.json"
         self._sent: dict[str, str] | None = None
         self._recent: dict[str, deque[float]] = {}
 
     async def _load(self) -> dict[str, str]:
         if self._sent is None:
-            try:
-                self._sent = dict(orjson.loads(await self.store.get(SENT_KEY)))
-            except ObjectNotFound:
-                self._sent = {}
+            merged: dict[str, str] = {}
+            keys = sorted([k async for k in self.store.list(f"{META}/alerts/") if k.startswith(SENT_PREFIX)
+                           and k.endswith(".json")], key=lambda k: k != self.key)  # own file first
+            for key in keys:
+                try:
+                    for k, v in orjson.loads(await self.store.get(key)).items():
+                        merged.setdefault(k, v)
+                except ObjectNotFound:
+                    pass
+            self._sent = merged
         return self._sent
 
-    async def send(self, alert: Alert) -> bool:
-        """Deliver an alert unless its identity was already sent; True when it went out."""
+    async def send(self, alert: Alert, covers: Sequence[str] = ()) -> bool:
+        """Deliver an alert unless its identity was already sent; True when it went out.
+
+        `covers`: finer identities the alert stands for (e.g. the hours of a gap); when given, the
+        alert goes out only if one of them is new, and all of them are remembered with it.
+        """
         sent = await self._load()
-        if alert.key in sent:
+        if alert.key in sent or (covers and all(k in sent for k in covers)):
             return False
         level = logging.ERROR if alert.severity == "error" else logging.WARNING
         event(log, level, alert.title, alert_kind=alert.kind, alert_key=alert.key, **alert.fields)
@@ -98,7 +114,8 @@ class Alerter:
         for hook in self.cfg.webhooks:
             delivered |= await self._deliver(hook, alert)
         if delivered or not self.cfg.webhooks:
-            sent[alert.key] = format_time(datetime.now(UTC))
+            for key in (alert.key, *covers):
+                sent[key] = format_time(datetime.now(UTC))
             await self._persist(sent)
             if self.metrics and delivered:
                 self.metrics.alerts.labels(alert.kind).inc()
@@ -136,4 +153,4 @@ class Alerter:
         cutoff = datetime.now(UTC) - _REMEMBER
         for k in [k for k, v in sent.items() if parse_time(v) < cutoff]:
             del sent[k]
-        await self.store.put(SENT_KEY, orjson.dumps(sent), overwrite=True)
+        await self.store.put(self.key, orjson.dumps(sent), overwrite=True)

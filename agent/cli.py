@@ -199,7 +199,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     logs.setup(cfg.log.level, cfg.log.format, stream=sys.stdout)  # services log JSON lines on stdout
-    return await Service(cfg, shard=args.shard).run()
+    return await Service(cfg, shard=args.shard, hard_exit=True).run()
 
 
 async def cmd_export(args: argparse.Namespace) -> int:

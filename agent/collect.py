@@ -25,6 +25,7 @@ from agent.http import HttpClient, RateLimiter
 from agent.logs import event
 from agent.sources.base import Source, Window
 from agent.sources.graph import GraphSource
+from agent.sources.management_ledger import gap_key
 from agent.streams import spec
 
 log = logging.getLogger("agent.collect")
@@ -43,23 +44,25 @@ class StreamOutcome:
     stored: int = 0
     duplicates: int = 0
     bytes: int = 0
-    gaps_total: int = 0  # agent-side gaps on record for this stream (blobs lost before fetch)
-    new_gaps: list[dict[str, Any]] = field(default_factory=list)  # gaps first recorded in this pass
+    # Agent-side gaps (a blob expired before it was fetched, a span aged past retention): the stream's
+    # status holds every one on record; `new_gaps` are those this pass added (a pass that adds any fails).
+    gaps_total: int = 0
+    new_gaps: list[dict[str, Any]] = field(default_factory=list)
     manifest: str | None = None  # sha256 of the manifest chain head after this pass's writes
     error: str | None = None
     error_kind: str | None = None
     cursor: datetime | None = None
-    gaps: int = 0  # gaps recorded in this pass (e.g. a blob that expired before it could be fetched)
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.gaps == 0
+        return self.error is None and not self.new_gaps
 
     def as_dict(self) -> dict[str, Any]:
         return {"tenant": self.tenant, "stream": self.stream, "ok": self.ok, "windows": self.windows,
                 "fetched": self.fetched, "stored": self.stored, "duplicates": self.duplicates,
                 "cursor": format_time(self.cursor) if self.cursor else None, "error": self.error,
-                "error_kind": self.error_kind, "gaps": self.gaps}
+                "error_kind": self.error_kind, "gaps": len(self.new_gaps),
+                "gaps_total": self.gaps_total}
 
 
 @dataclass
@@ -114,9 +117,9 @@ class Collector:
     async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
                              until: datetime | None = None) -> StreamOutcome:
         out = StreamOutcome(tenant.id, stream)
-        gaps_before: int | None = None
+        before: set[str] | None = None
         try:
-            gaps_before = await self._gap_count(tenant.id, stream)
+            before = {gap_key(g) for g in await self._gaps(tenant.id, stream)}
             await self._run(tenant, stream, since, until, out)
         except AgentError as exc:
             out.error, out.error_kind = str(exc), type(exc).__name__
@@ -131,15 +134,17 @@ class Collector:
                       tenant=tenant.label, stream=stream, error=str(store_exc))
         # Sources record gaps in the stream status as they find them; a pass that added any fails.
         try:
-            if gaps_before is not None:
-                out.gaps = await self._gap_count(tenant.id, stream) - gaps_before
-        except StoreError as store_exc:
+            if before is not None:
+                after = await self._gaps(tenant.id, stream)
+                out.gaps_total = len(after)
+                out.new_gaps = [g for g in after if gap_key(g) not in before]
+        except StoreError as store_exc:  # e.g. S3 down: the outcome is still reported
             event(log, logging.WARNING, "Could not read the stream status to count new gaps.",
                   tenant=tenant.label, stream=stream, error=str(store_exc))
         return out
 
-    async def _gap_count(self, tenant_id: str, stream: str) -> int:
-        return len((await self.checkpoints.load_status(tenant_id, stream)).get("gaps", []))
+    async def _gaps(self, tenant_id: str, stream: str) -> list[dict[str, Any]]:
+        return list((await self.checkpoints.load_status(tenant_id, stream)).get("gaps", []))
 
     async def _run(self, tenant: TenantConfig, stream: str, since: datetime | None, until: datetime | None,
                    out: StreamOutcome) -> None:

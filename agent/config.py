@@ -451,7 +451,7 @@ def _service(t: Table) -> ServiceConfig:
     d = ServiceConfig()
     listen = t.string("listen", d.listen)
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port (logged at start)
         raise ConfigError(f"service.listen: {listen!r} is not HOST:PORT")
     ratio = t._get("silence_ratio", (float, int), d.silence_ratio)
     if not 0 <= ratio < 1:

@@ -2,12 +2,23 @@
 
 Labels are tenant and stream (bounded sets from the config); never record ids or URLs, which
 would make cardinality unbounded and leak data into the monitoring system.
+
+Process metrics come from `ProcessCollector` below, which reads only /proc/self: under systemd's
+`ProcSubset=pid` (our unit file) /proc/stat is hidden, and prometheus_client's own process
+collector then exports nothing.
 """
 
 from __future__ import annotations
 
+import os
+import resource
+import time
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _TS = ("tenant", "stream")
@@ -36,6 +47,8 @@ class Metrics:
                                        registry=r)
         self.reconcile_agent_missing = Gauge("agent_reconcile_missing_in_agent",
                                              "Records the SIEM has and the archive lacks (last run).", _TS, registry=r)
+        self.reconcile_checked = Gauge("agent_reconcile_checked", "Archive records compared with the SIEM (last run).",
+                                       _TS, registry=r)
         self.reconcile_coverage = Gauge("agent_reconcile_coverage_ratio", "SIEM coverage of the archive (last run).",
                                         _TS, registry=r)
         self.backfilled = Counter("agent_backfill_records", "Records sent to the SIEM and acknowledged.", _TS,
@@ -43,6 +56,51 @@ class Metrics:
         self.alerts = Counter("agent_alerts_sent", "Alerts delivered, by kind.", ("kind",), registry=r)
         self.stalled = Gauge("agent_stream_stalled", "1 when a stream has had no successful pass for too long.", _TS,
                              registry=r)
+        self.silent = Gauge("agent_stream_silent", "1 when the last settled hour is far below its usual volume.",
+                            _TS, registry=r)
+        self.restarts = Counter("agent_task_restarts", "Service tasks restarted after a crash (a bug).", ("task",),
+                                registry=r)
+        r.register(ProcessCollector())
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))  # type: ignore[no-untyped-call]
+
+
+class ProcessCollector(Collector):
+    """process_* metrics (the names Prometheus' client libraries use) from /proc/self only.
+
+    `process_start_time_seconds` needs the boot time, which /proc/stat holds; it is derived from
+    CLOCK_BOOTTIME instead (a clock, not a file), so it works under ProcSubset=pid as well.
+    """
+
+    def __init__(self, proc: str = "/proc/self") -> None:
+        self.proc = proc
+        self.ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.page = resource.getpagesize()
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with open(f"{self.proc}/stat", "rb") as f:
+                # fields after the command name, which may contain spaces and is wrapped in ()
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return  # not Linux, or /proc not mounted: no process metrics rather than an error
+        utime, stime, start_ticks = int(fields[11]), int(fields[12]), int(fields[19])
+        vsize, rss_pages = int(fields[20]), int(fields[21])
+        cpu = CounterMetricFamily("process_cpu_seconds", "Total user and system CPU time spent in seconds.")
+        cpu.add_metric([], (utime + stime) / self.ticks)
+        yield cpu
+        yield GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory size in bytes.", value=vsize)
+        yield GaugeMetricFamily("process_resident_memory_bytes", "Resident memory size in bytes.",
+                                value=rss_pages * self.page)
+        boot = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+        yield GaugeMetricFamily("process_start_time_seconds", "Start time of the process since unix epoch.",
+                                value=boot + start_ticks / self.ticks)
+        try:
+            fds = len(os.listdir(f"{self.proc}/fd"))
+        except OSError:
+            fds = -1
+        if fds >= 0:
+            yield GaugeMetricFamily("process_open_fds", "Number of open file descriptors.", value=fds)
+        yield GaugeMetricFamily("process_max_fds", "Maximum number of open file descriptors.",
+                                value=resource.getrlimit(resource.RLIMIT_NOFILE)[0])

@@ -17,6 +17,8 @@ import os
 import signal
 import socket
 import statistics
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -33,22 +35,34 @@ from agent.http import HttpClient, Response, backoff
 from agent.layout import Partition
 from agent.logs import event
 from agent.metrics import CONTENT_TYPE, Metrics
+from agent.sources.management_ledger import gap_key
 from agent.store import open_store
 from agent.store.base import Store
+from agent.streams import spec
 
 log = logging.getLogger("agent.service")
 
 
 def sd_notify(message: str) -> bool:
-    """Send a datagram to systemd's notify socket, if we run under Type=notify."""
+    """Send a datagram to systemd's notify socket, if we run under Type=notify.
+
+    Never blocks: this runs on the event loop, and a full socket queue (a notify reader that
+    stalls; net.unix.max_dgram_qlen is 10 by default) would otherwise freeze every task, the
+    SIGTERM handler included. A lost WATCHDOG=1 is harmless, the next one follows soon.
+    """
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
     if address.startswith("@"):
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(message.encode())
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            sock.connect(address)
+            sock.send(message.encode())
+    except OSError as exc:  # BlockingIOError (queue full), ECONNREFUSED, ENOENT ...
+        log.debug("sd_notify failed", extra={"fields": {"message": message, "error": str(exc)}})
+        return False
     return True
 
 
@@ -63,7 +77,9 @@ class StreamHealth:
     last_success: float | None = None  # wall clock
     last_error: str | None = None
     last_error_kind: str | None = None
-    silent: bool = False
+    passes: int = 0
+    silent_since: datetime | None = None  # the first settled hour found silent in the current episode
+    quiet_checked: datetime | None = None  # the last settled hour found NOT silent (counts only grow)
 
 
 @dataclass
@@ -74,9 +90,13 @@ class Health:
     store_error: str | None = None
 
     def stalled(self, threshold: float, now: float | None = None) -> list[tuple[str, str]]:
-        now = now or time.time()
-        return [k for k, h in self.streams.items()
-                if h.silent or now - (h.last_success or self.started) > threshold]
+        """Streams without a successful pass for longer than `threshold` (since start if never).
+
+        A silent stream (the agent works, upstream delivers far too little) is alerted but is not
+        "stalled": readiness is about this agent's ability to collect, not about Microsoft's volume.
+        """
+        now = time.time() if now is None else now
+        return [k for k, h in self.streams.items() if now - (h.last_success or self.started) > threshold]
 
     def problems(self, threshold: float) -> list[str]:
         out = [f"store: {self.store_error}"] if not self.store_ok else []
@@ -88,42 +108,64 @@ class Health:
 
 class Service:
     def __init__(self, cfg: Config, shard: tuple[int, int] = (0, 1),
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), hard_exit: bool = False) -> None:
         self.cfg = Config(**{**cfg.__dict__, "tenants": shard_tenants(cfg.tenants, shard)})
+        self.shard = shard
+        self.hard_exit = hard_exit  # `agent run`: guarantee the exit bound even if a thread hangs
         self.metrics = Metrics()
         self.health = Health()
         self.clock = clock
         self.stop = asyncio.Event()
+        self.first_pass = asyncio.Event()  # every stream has finished (or failed) one pass
         self.listen_port: int | None = None
+        for t in self.cfg.tenants:
+            for s in t.streams:
+                self.health.streams[(t.id, s)] = StreamHealth()
+                # every series exists from the start: an absent series cannot be alerted on
+                for metric in (self.metrics.records, self.metrics.bytes, self.metrics.windows_failed):
+                    metric.labels(t.id, s)
+                self.metrics.stalled.labels(t.id, s).set(0)
+                self.metrics.silent.labels(t.id, s).set(0)
 
     # ----------------------------------------------------------------- lifecycle
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
+        try:
+            return await self._run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    async def _run(self) -> int:
         async with AsyncExitStack() as stack:
             http = await stack.enter_async_context(HttpClient(self.cfg.http, observe=self._observe))
             store = open_store(self.cfg.store)
             stack.push_async_callback(store.aclose)
             archive = Archive(store)
             self.collector = Collector(self.cfg, archive, http, clock=self.clock)
-            self.alerter = Alerter(self.cfg.alerts, http, store, self.metrics)
+            self.alerter = Alerter(self.cfg.alerts, http, store, self.metrics, shard=self.shard)
             await self._start_listener(stack)
             tasks = [asyncio.create_task(self._supervise(f"{t.id}/{s}", functools.partial(self._stream_loop, t, s)))
                      for t in self.cfg.tenants for s in t.streams]
             tasks += [asyncio.create_task(self._supervise(name, fn)) for name, fn in self._periodic(store, archive)]
             sd_notify("READY=1")
             event(log, logging.INFO, "Service started.", tenants=len(self.cfg.tenants), tasks=len(tasks),
-                  listen=f"{self.cfg.service.listen.rsplit(':', 1)[0]}:{self.listen_port}")
+                  listen=f"{self.cfg.service.listen.rsplit(':', 1)[0]}:{self.listen_port}",
+                  shard=f"{self.shard[0]}/{self.shard[1]}")
             await self.stop.wait()
             sd_notify("STOPPING=1")
             event(log, logging.INFO, "Shutting down; interrupted windows keep their cursors.")
+            started = time.monotonic()
+            if self.hard_exit:
+                _exit_guard(self.cfg.service.shutdown_timeout.total_seconds() + EXIT_MARGIN)
             for task in tasks:
                 task.cancel()
             _, pending = await asyncio.wait(tasks, timeout=self.cfg.service.shutdown_timeout.total_seconds())
             if pending:
                 event(log, logging.WARNING, "Some tasks did not stop in time.", pending=len(pending))
-        event(log, logging.INFO, "Service stopped.")
+        event(log, logging.INFO, "Service stopped.", seconds=round(time.monotonic() - started, 3))
         return 0
 
     def _periodic(self, store: Store, archive: Archive) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
@@ -145,15 +187,20 @@ class Service:
     async def _supervise(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         """Restart a task that crashed (a bug, not an API error) with backoff; others keep running."""
         attempt = 0
+        cap = self.cfg.service.restart_backoff_max.total_seconds()
         while not self.stop.is_set():
+            began = time.monotonic()
             try:
                 await body()
                 return
             except asyncio.CancelledError:
                 raise
             except Exception:  # a crashed task must not take the service down
-                log.exception("Task crashed; restarting.", extra={"fields": {"task": name}})
-                delay = min(backoff(attempt, base=2), self.cfg.service.restart_backoff_max.total_seconds())
+                if time.monotonic() - began > max(cap, 60.0):
+                    attempt = 0  # it ran healthily for a while: a new crash starts the backoff afresh
+                self.metrics.restarts.labels(name).inc()
+                delay = min(backoff(attempt, base=2), cap)
+                log.exception("Task crashed; restarting.", extra={"fields": {"task": name, "delay": round(delay, 1)}})
                 attempt += 1
                 await self._sleep(delay)
 
@@ -179,7 +226,10 @@ class Service:
             m.cursor.labels(*labels).set(o.cursor.timestamp())
             m.lag.labels(*labels).set((self.clock() - o.cursor).total_seconds())
         m.gaps.labels(*labels).set(o.gaps_total)
-        if o.ok:
+        h.passes += 1
+        if o.error is None:
+            # A pass that recorded a new gap still collected everything else: the stream is not
+            # stalled, and the gap has its own alert below.
             h.last_success, h.last_error, h.last_error_kind = time.time(), None, None
             m.last_success.labels(*labels).set(h.last_success)
         else:
@@ -188,11 +238,13 @@ class Service:
             await self.alerter.send(_failure_alert(tenant, o))
         for gap in o.new_gaps:
             await self.alerter.send(Alert(
-                "agent_gap", f"agent_gap:{o.tenant}:{o.stream}:{gap.get('content_id', gap.get('window'))}",
+                "agent_gap", f"agent_gap:{o.tenant}:{o.stream}:{gap_key(gap)}",
                 "Records lost before the agent could fetch them",
-                f"{o.stream} of tenant {tenant.label}: a content blob expired before it could be fetched. "
+                f"{o.stream} of tenant {tenant.label}: {gap.get('reason', 'content expired before it was fetched')}. "
                 "These records exist in neither the archive nor (possibly) the SIEM.",
                 fields={"tenant": tenant.label, "stream": o.stream, **{k: str(v) for k, v in gap.items()}}))
+        if not self.first_pass.is_set() and all(x.passes for x in self.health.streams.values()):
+            self.first_pass.set()
 
     def _observe(self, tag: tuple[str, str], resp: Response) -> None:
         tenant, api = tag
@@ -232,27 +284,40 @@ class Service:
 
     async def _check_stream(self, archive: Archive, tenant: TenantConfig, stream: str, threshold: float) -> None:
         h = self.health.streams.setdefault((tenant.id, stream), StreamHealth())
-        h.silent = await is_silent(archive, tenant.id, stream, self.clock(), self.cfg.service.silence_ratio)
-        stalled = (tenant.id, stream) in self.health.stalled(threshold)
-        self.metrics.stalled.labels(tenant.id, stream).set(1 if stalled else 0)
-        if not stalled:
-            return
-        since = h.last_success or self.health.started
-        kind = "stream_silent" if h.silent else "stream_stalled"
-        text = (f"{stream} of tenant {tenant.label} delivers far fewer records than its own recent baseline: "
-                "the shape of a silent upstream loss (as in September 2024)." if h.silent else
+        labels = (tenant.id, stream)
+        stalled = labels in self.health.stalled(threshold)
+        self.metrics.stalled.labels(*labels).set(1 if stalled else 0)
+        if stalled:
+            since = h.last_success or self.health.started
+            # Identity: the stream and the last success; a stream that recovers and stalls again alerts again.
+            await self.alerter.send(Alert(
+                "stream_stalled", f"stream_stalled:{tenant.id}:{stream}:{int(since)}", "Stream is stalled",
                 f"{stream} of tenant {tenant.label} has had no successful collection since "
-                f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%SZ}. Last error: {h.last_error}")
-        await self.alerter.send(Alert(kind, f"{kind}:{tenant.id}:{stream}:{int(since)}",
-                                      "Stream is silent" if h.silent else "Stream is stalled", text,
-                                      fields={"tenant": tenant.label, "stream": stream}))
+                f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%SZ}. Last error: {h.last_error}",
+                fields={"tenant": tenant.label, "stream": stream, "error_kind": h.last_error_kind or ""}))
+        hour = settled_hour(stream, self.clock())
+        if h.quiet_checked == hour:
+            return  # this hour already reached its baseline; archive counts only grow
+        if not await is_silent(archive, tenant.id, stream, self.clock(), self.cfg.service.silence_ratio):
+            h.quiet_checked, h.silent_since = hour, None
+            self.metrics.silent.labels(*labels).set(0)
+            return
+        self.metrics.silent.labels(*labels).set(1)
+        h.silent_since = h.silent_since or hour
+        # Identity: the episode (its first silent hour), so a silence lasting hours alerts once.
+        await self.alerter.send(Alert(
+            "stream_silent", f"stream_silent:{tenant.id}:{stream}:{h.silent_since:%Y-%m-%dT%H}", "Stream is silent",
+            f"{stream} of tenant {tenant.label} delivered far fewer records in the hour from "
+            f"{hour:%Y-%m-%d %H:00Z} than in the same hour of the days before: the shape of a silent "
+            "upstream loss (as in September 2024). Collection itself works.",
+            fields={"tenant": tenant.label, "stream": stream, "hour": f"{hour:%Y-%m-%dT%H:00Z}"}))
 
     async def _start_listener(self, stack: AsyncExitStack) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         host, _, port = self.cfg.service.listen.rpartition(":")
@@ -273,6 +338,36 @@ class Service:
         return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
 
 
+EXIT_MARGIN = 5.0  # after shutdown_timeout, for closing the store, the listener and the HTTP sessions
+
+
+def _exit_guard(seconds: float) -> None:
+    """End the process `seconds` from now whatever it is doing.
+
+    Cancelling the tasks bounds the event loop's share of a shutdown, but not a thread: an S3 put
+    in boto3's thread pool (connect and read timeouts, retries) keeps `asyncio.run` and the
+    interpreter from exiting for minutes, past systemd's TimeoutStopSec. An unfinished window has
+    not moved its cursor, so exiting hard costs a re-fetch, never a gap.
+    """
+    def expire() -> None:
+        event(log, logging.ERROR, "Shutdown exceeded its bound; exiting now. Unfinished windows keep their "
+              "cursors and are fetched again at the next start.", seconds=seconds)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True  # never keeps the process alive itself
+    timer.start()
+
+
+async def wait_first_pass(service: Service, within: float) -> None:
+    """Until every stream finished one pass (or `within` seconds): a reconcile of a half-filled archive is noise."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(service.first_pass.wait(), timeout=within)
+
+
 def _failure_alert(tenant: TenantConfig, o: StreamOutcome) -> Alert:
     kinds = {"AuthError": "credentials_failing", "SubscriptionDisabled": "subscription_disabled",
              "StoreError": "store_failing", "ObjectExists": "store_failing"}
@@ -286,16 +381,29 @@ def _failure_alert(tenant: TenantConfig, o: StreamOutcome) -> Alert:
                  fields={"tenant": tenant.label, "stream": o.stream, "error_kind": o.error_kind})
 
 
-async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float,
-                    min_baseline: int = 20) -> bool:
-    """True when the last settled hour holds far fewer records than the median of the 24 before it.
+# How long after an hour ends its volume is taken as settled: sign-ins arrive minutes late, while
+# Management Activity content typically becomes available 1-2 hours after the event (longer at times).
+SILENCE_SETTLE = {"graph": timedelta(minutes=30), "management_activity": timedelta(hours=3)}
 
-    "Settled" = ended at least 30 minutes ago, because sign-ins arrive minutes late.
+
+def settled_hour(stream: str, now: datetime) -> datetime:
+    """The start of the last hour that ended at least the stream's settle time before `now`."""
+    settle = SILENCE_SETTLE.get(spec(stream).source, timedelta(minutes=30))
+    return (now - settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+
+
+async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float,
+                    min_baseline: int = 20, days: int = 7) -> bool:
+    """True when the last settled hour holds far fewer records than the same hour on the days before.
+
+    The baseline is the median of that hour of day over the previous `days` days (activity follows
+    the working day, so a night hour is compared with nights); a baseline under `min_baseline`
+    records is too small to call anything silent.
     """
-    last = (now - timedelta(minutes=30)).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    counts = []
-    for i in range(25):
-        part = Partition(tenant, stream, last - timedelta(hours=i))
-        counts.append(sum(s.count for s in await archive.segments(part)))
-    baseline = statistics.median(counts[1:])
-    return baseline >= min_baseline and counts[0] < ratio * baseline
+    last = settled_hour(stream, now)
+
+    async def count(hour: datetime) -> int:
+        return sum(s.count for s in await archive.segments(Partition(tenant, stream, hour)))
+
+    baseline = statistics.median([await count(last - timedelta(days=d)) for d in range(1, days + 1)])
+    return baseline >= min_baseline and await count(last) < ratio * baseline

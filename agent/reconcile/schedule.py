@@ -42,11 +42,15 @@ async def publish(service: Service, report: ReconcileReport) -> None:
     m = service.metrics
     for r in report.streams:
         labels = (r.tenant, r.stream)
+        m.reconcile_checked.labels(*labels).set(r.agent_count)
         m.reconcile_missing.labels(*labels).set(len(r.missing_in_siem))
         m.reconcile_agent_missing.labels(*labels).set(len(r.missing_in_agent))
         m.reconcile_coverage.labels(*labels).set(
             1.0 if r.agent_count == 0 else 1 - len(r.missing_in_siem) / r.agent_count)
         for gap in r.gaps:
+            # The window slides and a growing outage extends its gap, so the gap's own bounds change
+            # from run to run: it is alerted only when it covers an hour bucket no earlier alert named.
+            covers = [f"siem_gap:{r.tenant}:{r.stream}:{b}" for b in range(gap.start, gap.end, report.bucket_us)]
             await service.alerter.send(Alert(
                 "siem_gap", f"siem_gap:{r.tenant}:{r.stream}:{gap.start}:{gap.end}",
                 "The SIEM is missing records",
@@ -54,11 +58,14 @@ async def publish(service: Service, report: ReconcileReport) -> None:
                 "agent's archive but not in the SIEM. Detections did not see them; run "
                 "`agent reconcile --backfill` to restore them.",
                 fields={"tenant": r.tenant, "stream": r.stream, "start": iso(gap.start), "end": iso(gap.end),
-                        "missing": gap.missing}))
+                        "missing": gap.missing}), covers=covers)
 
 
 async def reconcile_loop(service: Service, archive: Archive) -> None:
+    from agent.service import wait_first_pass
+
     interval = service.cfg.service.reconcile_interval.total_seconds()
+    await wait_first_pass(service, within=interval)
     while not service.stop.is_set():
         try:
             report = await reconcile_once(service, archive)

@@ -60,7 +60,8 @@ def gap(stream: str, window: Window, reason: str, content: Content | None, now: 
             **blob, "reason": reason, "recorded_at": format_time(now)}
 
 
-def _gap_key(g: dict[str, Any]) -> str:
+def gap_key(g: dict[str, Any]) -> str:
+    """The identity of an agent-side gap in a stream's status (merged on it, alerted once on it)."""
     # A blob is lost once; a retention gap is identified by where it starts (the cursor), and its end
     # may grow while the stream stays stuck.
     return str(g.get("content_id") or f"retention:{g['window']['start']}")
@@ -71,10 +72,10 @@ async def record_gaps(checkpoints: Checkpoints, tenant: str, stream: str, gaps: 
     if not gaps:
         return 0
     status = await checkpoints.load_status(tenant, stream)
-    merged = {_gap_key(g): g for g in status.get("gaps", [])}
-    new = sum(1 for g in gaps if _gap_key(g) not in merged)
+    merged = {gap_key(g): g for g in status.get("gaps", [])}
+    new = sum(1 for g in gaps if gap_key(g) not in merged)
     for g in gaps:
-        merged[_gap_key(g)] = {**merged.get(_gap_key(g), {}), **g}
+        merged[gap_key(g)] = {**merged.get(gap_key(g), {}), **g}
     await checkpoints.update_status(tenant, stream, gaps=list(merged.values()))
     return new
 
@@ -128,7 +129,7 @@ class WindowLedger:
         cid = g.get("content_id")
         if cid:
             self.blobs[cid] = {**self.blobs.get(cid, {}), "state": LOST, "reason": g["reason"]}
-        self.gaps = [x for x in self.gaps if _gap_key(x) != _gap_key(g)] + [g]
+        self.gaps = [x for x in self.gaps if gap_key(x) != gap_key(g)] + [g]
 
     def failed(self, c: Content, error: str) -> None:
         self._changed = True

@@ -159,8 +159,10 @@ def test_chaos(tmp_path: Path) -> None:
             sent = orjson.loads(backfill.stdout)
             after = run_agent(["reconcile", "--config", str(cfg), "--since", "36h", "--include-unsettled",
                                "--format", "json"], env=env, timeout=900)
-            assert after.returncode == 0, after.stdout[-3000:]
             report = orjson.loads(after.stdout)
+            left = {s["stream"]: {k: s[k] for k in ("missing_in_siem", "missing_in_agent", "gaps")}
+                    for s in report["streams"] if s["missing_in_siem"] or s["missing_in_agent"]}
+            assert after.returncode == 0, f"after backfill: {left}; backfill said {backfill.stdout[-1500:]}"
             assert all(not s["missing_in_siem"] for s in report["streams"])
         total = sum(len(v) for t in TENANTS for v in expected_ids(
             [x for x in truth if x["tenant"] == t], at, STREAMS).values())

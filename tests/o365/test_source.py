@@ -20,7 +20,7 @@ async def test_a_pass_archives_every_blob_and_accounts_for_each_window(env: Env)
     env.fake.add("b", EXO_CT, NOW - 2 * H, n=2)
     env.fake.add("other", SPO_CT, NOW - 2 * H, n=5)  # another content type stays out of this stream
     out = (await env.run(EXO))[EXO]
-    assert out.ok and out.gaps == 0, out.error
+    assert out.ok and not out.new_gaps, out.error
     assert sorted(r["Id"] for r in await env.records(EXO)) == ["a-r0", "a-r1", "a-r2", "b-r0", "b-r1"]
     assert await env.cursor(EXO) == NOW  # contentCreated position: everything listed up to now
     ledgers = await env.ledgers(EXO)
@@ -171,7 +171,7 @@ async def test_a_failing_unexpired_blob_fails_the_window_and_holds_the_cursor(en
     env.fake.add("after", EXO_CT, NOW - 1 * H)
     env.fake.always["blob:bad"] = Fault(200, body=b"[{]")  # malformed every time
     first = (await env.run(EXO))[EXO]
-    assert not first.ok and first.error_kind == "BlobUnavailable" and first.gaps == 0
+    assert not first.ok and first.error_kind == "BlobUnavailable" and not first.new_gaps
     assert "bad" in (first.error or "") and "next pass retries" in (first.error or "")
     cursor = await env.cursor(EXO)
     assert cursor is not None and cursor <= NOW - 3 * H  # never past the failing blob
@@ -207,7 +207,8 @@ async def test_blob_reported_expired_is_an_exact_gap_and_fails_the_pass(env: Env
     env.fake.fail("blob:gone", 400, "AF20051")
     with caplog.at_level(logging.ERROR, logger="agent"):
         out = (await env.run(EXO))[EXO]
-    assert out.error is None and out.gaps == 1 and not out.ok  # `collect --once` exits 1
+    assert out.error is None and len(out.new_gaps) == 1 and out.gaps_total == 1
+    assert not out.ok  # `collect --once` exits 1
     assert out.as_dict()["gaps"] == 1
     await _assert_gap(env, "gone", "AF20051")
     assert await env.cursor(EXO) == NOW  # the lost blob is accounted for, the rest archived
@@ -215,14 +216,14 @@ async def test_blob_reported_expired_is_an_exact_gap_and_fails_the_pass(env: Env
     assert any("expired before it could be fetched" in r.getMessage() for r in caplog.records)
     env.clock.advance(timedelta(minutes=5))
     again = (await env.run(EXO))[EXO]
-    assert again.ok and again.gaps == 0  # recorded once; not re-fetched, not re-counted
+    assert again.ok and not again.new_gaps and again.gaps_total == 1  # recorded once; not re-fetched, not re-counted
     assert env.fake.blob_gets().count(env.fake.blobs[1].content_id) == 1
 
 
 async def test_blob_listed_past_its_expiration_is_a_gap_without_a_download(env: Env):
     env.fake.add("stale", EXO_CT, NOW - 3 * H, expiration=NOW - timedelta(minutes=1))
     out = (await env.run(EXO))[EXO]
-    assert out.gaps == 1 and not out.ok
+    assert len(out.new_gaps) == 1 and not out.ok
     await _assert_gap(env, "stale", "expired before it could be fetched")
     assert env.fake.blob_gets() == []
 
@@ -231,11 +232,11 @@ async def test_blob_missing_until_it_expires_is_a_gap_but_not_before(env: Env):
     env.fake.add("missing", EXO_CT, NOW - 3 * H, expiration=NOW + timedelta(minutes=20))
     env.fake.always["blob:missing"] = Fault(404, "AF20050")
     first = (await env.run(EXO))[EXO]
-    assert first.error_kind == "BlobUnavailable" and first.gaps == 0  # not expired yet: retried next pass
+    assert first.error_kind == "BlobUnavailable" and not first.new_gaps  # not expired yet: retried next pass
     assert await env.cursor(EXO) is not None and await env.cursor(EXO) < NOW - 3 * H
     env.fake.on_blob = lambda: env.clock.advance(timedelta(minutes=10))  # retries outlive the blob
     second = (await env.run(EXO))[EXO]
-    assert second.gaps == 1 and second.error is None
+    assert len(second.new_gaps) == 1 and second.error is None
     await _assert_gap(env, "missing", "missing (AF20050/404) until it expired")
 
 
@@ -285,7 +286,7 @@ async def test_an_old_cursor_records_a_retention_gap(env: Env):
     await env.collector.checkpoints.save(TENANT, EXO, NOW - timedelta(days=9))
     env.fake.add("a", EXO_CT, NOW - 2 * H)
     out = (await env.run(EXO))[EXO]
-    assert out.gaps == 1 and not out.ok
+    assert len(out.new_gaps) == 1 and not out.ok
     [g] = (await env.status(EXO))["gaps"]
     assert g["content_id"] is None and g["reason"].startswith("retention")
     assert g["window"]["start"] == "2026-03-01T12:00:00Z"  # from the cursor to the API's 7-day edge

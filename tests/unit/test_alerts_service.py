@@ -13,7 +13,7 @@ from agent.archive import Archive
 from agent.config import AlertsConfig, Credential, HttpConfig, Secret, TenantConfig, Webhook
 from agent.http import HttpClient
 from agent.notices import is_relevant, to_alert
-from agent.service import Health, StreamHealth, is_silent, shard_tenants
+from agent.service import Health, StreamHealth, is_silent, settled_hour, shard_tenants
 from agent.store.local import LocalStore
 
 
@@ -84,22 +84,34 @@ def test_health_reports_stalled_and_credentials() -> None:
     assert h.problems(60) != [] and any("credentials" in p for p in h.problems(60))
 
 
-async def test_silence_detects_an_hour_far_below_its_baseline(tmp_path: Path) -> None:
+async def test_silence_compares_an_hour_with_the_same_hour_of_the_days_before(tmp_path: Path) -> None:
+    archive = Archive(LocalStore(tmp_path))
+    stream = "graph.signins.interactive"
+    now = datetime(2026, 11, 28, 12, 40, tzinfo=UTC)
+    last = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)  # the last hour that ended >= 30 min ago
+    recs = []
+    for d in range(1, 8):  # 40 records in that hour on each of the 7 days before
+        for i in range(40):
+            t = last - timedelta(days=d) + timedelta(seconds=i)
+            recs.append({"id": f"{d}-{i}", "createdDateTime": t.isoformat()})
+    for h in range(1, 12):  # quiet night hours the same day do not raise the baseline
+        recs.append({"id": f"night-{h}", "createdDateTime": (last - timedelta(hours=h)).isoformat()})
+    await archive.write("t", stream, recs)
+    assert await is_silent(archive, "t", stream, now, 0.1)
+    await archive.write("t", stream, [{"id": f"now-{i}", "createdDateTime": (last + timedelta(seconds=i)).isoformat()}
+                                      for i in range(30)])
+    assert not await is_silent(Archive(archive.store), "t", stream, now, 0.1)
+    # a Management Activity stream settles longer: at 12:40 its last settled hour is 08:00
+    assert settled_hour("o365.exchange", now) == datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
+
+
+async def test_small_baseline_is_never_silent(tmp_path: Path) -> None:
     archive = Archive(LocalStore(tmp_path))
     now = datetime(2026, 11, 28, 12, 40, tzinfo=UTC)
     last = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
-    recs = []
-    for h in range(1, 25):
-        for i in range(40):
-            t = last - timedelta(hours=h) + timedelta(seconds=i)
-            recs.append({"id": f"{h}-{i}", "createdDateTime": t.isoformat()})
-    await archive.write("t", "graph.signins.interactive", recs)
-    assert await is_silent(archive, "t", "graph.signins.interactive", now, 0.1)
-    await archive.write("t", "graph.signins.interactive",
-                        [{"id": f"now-{i}", "createdDateTime": (last + timedelta(seconds=i)).isoformat()}
-                         for i in range(30)])
-    archive2 = Archive(archive.store)
-    assert not await is_silent(archive2, "t", "graph.signins.interactive", now, 0.1)
+    await archive.write("t", "graph.directory_audits", [
+        {"id": f"{d}", "activityDateTime": (last - timedelta(days=d)).isoformat()} for d in range(1, 8)])
+    assert not await is_silent(archive, "t", "graph.directory_audits", now, 0.1)
 
 
 def test_notice_relevance_and_alert_link() -> None:
