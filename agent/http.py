@@ -12,7 +12,6 @@ import logging
 import random
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -104,33 +103,30 @@ class HttpClient:
 
 
 class RateLimiter:
-    """At most `limit` request starts in any `period` seconds (a sliding window, as servers count).
+    """At most `limit` request starts per `period` seconds, evenly spaced.
 
-    A small safety margin keeps us under the server's own window despite clock and latency jitter.
+    Spacing starts `period / limit` apart (plus a small margin for clock and latency jitter) keeps
+    any sliding window of `period` at or under the limit, as Microsoft counts, and never bursts:
+    a burst of the whole minute's quota followed by silence is what earns AF429s and 429s.
     """
 
     def __init__(self, limit: int, period: float, margin: float = 0.03) -> None:
         self.limit = limit
-        self.period = period * (1 + margin)
-        self._starts: deque[float] = deque()
+        self.interval = period * (1 + margin) / limit
+        self._next = 0.0
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         async with self._lock:
-            while True:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
                 now = time.monotonic()
-                while self._starts and now - self._starts[0] >= self.period:
-                    self._starts.popleft()
-                if len(self._starts) < self.limit:
-                    self._starts.append(now)
-                    return
-                await asyncio.sleep(self.period - (now - self._starts[0]))
+            self._next = max(now, self._next) + self.interval
 
     def penalise(self, seconds: float) -> None:
-        """After a throttle, treat the window as full for `seconds` so siblings back off too."""
-        until = time.monotonic() + seconds - self.period
-        self._starts.clear()
-        self._starts.extend([until] * self.limit)
+        """After a throttle with Retry-After, no sibling request starts before it has passed."""
+        self._next = max(self._next, time.monotonic() + seconds)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

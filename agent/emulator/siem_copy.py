@@ -159,10 +159,12 @@ def copy_stream(tenant: str, stream: str, entries: Iterable[Entry], plan: SiemPl
     for e in entries:
         if not e.in_siem:
             continue
-        row = Row(e.ticks, e.id, e.body, e.ticks + plan.ingestion_delay)
-        rows.append(row)
+        # The SIEM's connector reads the same API: a record reaches the SIEM only after the API
+        # publishes it (a late sign-in, a Management blob made available hours later), then lags.
+        ingested = max(e.ticks, getattr(e, "visible", 0)) + plan.ingestion_delay
+        rows.append(Row(e.ticks, e.id, e.body, ingested))
         if plan.duplicate_fraction and rng.random() < plan.duplicate_fraction:
-            rows.append(Row(e.ticks, e.id, e.body, e.ticks + plan.ingestion_delay + TICKS_PER_SECOND))
+            rows.append(Row(e.ticks, e.id, e.body, ingested + TICKS_PER_SECOND))
     rows.sort(key=lambda r: (r.ticks, r.id))
     return StreamCopy(tenant, stream, rows)
 
