@@ -107,6 +107,7 @@ class Collector:
         self.sources = Sources(cfg, http, archive)
         self.clock = clock
         self._adopted: set[tuple[str, str]] = set()
+        self._passes = asyncio.Semaphore(cfg.collection.concurrent_streams)
 
     async def collect(self, streams: Sequence[str] | None = None, since: datetime | None = None,
                       until: datetime | None = None) -> list[StreamOutcome]:
@@ -116,6 +117,13 @@ class Collector:
 
     async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
                              until: datetime | None = None) -> StreamOutcome:
+        # Each stream in a pass buffers up to segment_max_records records; bounding how many passes
+        # run at once bounds the memory of a catch-up over many tenants (P5), not the quota use.
+        async with self._passes:
+            return await self._collect_stream(tenant, stream, since, until)
+
+    async def _collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None,
+                              until: datetime | None) -> StreamOutcome:
         out = StreamOutcome(tenant.id, stream)
         before: set[str] | None = None
         try:

@@ -167,6 +167,7 @@ class CollectionConfig:
     max_attempts: int = 8
     poll_interval: timedelta = timedelta(minutes=5)
     segment_max_records: int = 10_000  # records buffered per stream before a write (~25 MB)
+    concurrent_streams: int = 12  # stream passes running at once per process; bounds catch-up memory
 
 
 @dataclass(frozen=True)
@@ -423,6 +424,7 @@ def _collection(t: Table) -> CollectionConfig:
         max_attempts=t.integer("max_attempts", d.max_attempts, minimum=1),
         poll_interval=t.duration("poll_interval", d.poll_interval),
         segment_max_records=t.integer("segment_max_records", d.segment_max_records, minimum=1),
+        concurrent_streams=t.integer("concurrent_streams", d.concurrent_streams, minimum=1),
     )
     if c.page_size > 1000:
         raise ConfigError("collection.page_size: Graph serves at most 1000 records per page")
