@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from agent.streams import LOG_STREAMS  # noqa: E402
+from tests.bench.common import Result, command  # noqa: E402
 from tests.emulator_fixture import running_emulator  # noqa: E402
 
 TENANTS = ("a1a1a1a1-0000-4000-8000-000000000001", "b2b2b2b2-0000-4000-8000-000000000002",
@@ -108,6 +109,7 @@ def main() -> int:
     ap.add_argument("--dir", type=Path)
     ap.add_argument("--segment-max-records", type=int, default=0, help="[collection] segment_max_records (0: default)")
     ap.add_argument("--write-docs", action="store_true", help="append the results to docs/benchmarks.md")
+    ap.add_argument("--result", help="write the summary JSON here (tests/bench/run.py)")
     a = ap.parse_args()
     work = a.dir or Path(tempfile.mkdtemp(prefix="bench-footprint-"))
     cfg, store = work / "run" / "agent.toml", work / "run" / "store"
@@ -152,6 +154,20 @@ def main() -> int:
         f"ratio    : RSS {ag['rss_mb'] / bl['rss_mb']:.2f}x baseline",
     ]
     print("\n".join(lines))
+    met = ag["rss_mb"] < 200 and ag["cpu_pct"] < 1.0
+    details = "\n".join([
+        f"`agent run`, {len(TENANTS)} tenants x {len(LOG_STREAMS)} streams = {want} collection tasks, {a.records} "
+        f"records per stream, production cadences; measured over {a.seconds:.0f} s after the first pass "
+        f"({first_pass:.1f} s). Baseline: a Python process that imports the same libraries and sleeps.", "",
+        "| | agent | baseline |", "|---|---:|---:|",
+        f"| steady-state RSS | {ag['rss_mb']:.1f} MB (max {ag['rss_max_mb']:.1f}) | {bl['rss_mb']:.1f} MB |",
+        f"| idle CPU | {ag['cpu_pct']:.2f} % | {bl['cpu_pct']:.2f} % |",
+        f"| RSS at the end of the first pass | {peak_first:.1f} MB | |"])
+    Result(id="P5", title="Service footprint (3 tenants x 11 streams)",
+           figure=f"RSS {ag['rss_mb']:.0f} MB, idle CPU {ag['cpu_pct']:.2f} %",
+           baseline=f"idle interpreter with the libraries: {bl['rss_mb']:.0f} MB",
+           ratio=round(ag["rss_mb"] / bl["rss_mb"], 2), target="< 200 MB, < 1 % CPU idle", met=met,
+           details=details, command=command()).emit(a.result)
     if a.write_docs:
         machine = f"{os.cpu_count()} vCPU, {platform.python_implementation()} {platform.python_version()}, " \
                   f"Linux {platform.release()}"
