@@ -7,6 +7,8 @@ quota is 5 requests per 10 s per app per tenant, and bouncing off 429s slows eve
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -19,6 +21,7 @@ from agent.checkpoint import Cursor
 from agent.codec import Record
 from agent.config import CollectionConfig, TenantConfig
 from agent.errors import (
+    AgentError,
     ApiError,
     LicenseError,
     ThrottledError,
@@ -94,6 +97,38 @@ def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
     raise ApiError(f"{where} failed with {resp.status} {code}: {message}", status=resp.status, code=code)
 
 
+class _Links:
+    """Which `@odata.nextLink` to follow: verbatim, but never in a loop.
+
+    An empty page may point at itself (the service had nothing ready yet; Graph allows empty
+    pages): that is a retry, but only `max_attempts` times in a row. Any other link seen before
+    in this window would serve the same records again forever.
+    """
+
+    def __init__(self, stream: str, window: Window, max_attempts: int) -> None:
+        self.stream, self.window, self.max_attempts = stream, window, max_attempts
+        self.seen: set[str] = set()
+        self.stalled = 0
+
+    def next(self, url: str, query: dict[str, str] | None, records: list[Record],
+             nxt: str | None) -> tuple[str | None, ApiError | None]:
+        if nxt is None:
+            return None, None
+        if nxt == url and query is None and not records:
+            self.stalled += 1
+            if self.stalled >= self.max_attempts:
+                return None, ApiError(f"{self.stream}: {self.stalled} empty pages in a row linked back to "
+                                      f"themselves; stopping this window ({self.window})", status=200,
+                                      code="nextLinkStalled")
+            return nxt, None
+        if nxt in self.seen:
+            return None, ApiError(f"{self.stream}: @odata.nextLink repeats itself; stopping this window "
+                                  f"({self.window}) instead of looping", status=200, code="nextLinkLoop")
+        self.stalled = 0
+        self.seen.add(nxt)
+        return nxt, None
+
+
 class GraphSource:
     """Graph audit log streams of one tenant."""
 
@@ -117,29 +152,30 @@ class GraphSource:
         return split(floor_second(start), floor_second(end), self.cfg.window)
 
     async def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
+        """Pages of a window. The next page is requested before this one is handed on, so the
+        server works on it while the collector parses, compresses and writes (one page ahead)."""
         url, params = list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
         query: dict[str, str] | None = params
-        seen: set[str] = set()
-        stalled = 0  # empty pages in a row that linked back to themselves
-        while True:
-            records, nxt = await self._page(stream, url, query)
-            yield records
-            if nxt is None:
-                return
-            if nxt == url and query is None and not records:
-                # An empty page may point at itself: the service had nothing ready yet (Graph allows
-                # empty pages). That is a retry, not a loop, but only `max_attempts` times in a row.
-                stalled += 1
-                if stalled >= self.cfg.max_attempts:
-                    raise ApiError(f"{stream}: {stalled} empty pages in a row linked back to themselves; "
-                                   f"stopping this window ({window})", status=200, code="nextLinkStalled")
-                continue
-            if nxt in seen:
-                raise ApiError(f"{stream}: @odata.nextLink repeats itself; stopping this window "
-                               f"({window}) instead of looping", status=200, code="nextLinkLoop")
-            stalled = 0
-            seen.add(nxt)
-            url, query = nxt, None  # followed verbatim: the link carries the whole query
+        links = _Links(stream, window, self.cfg.max_attempts)
+        ahead: asyncio.Task[tuple[list[Record], str | None]] | None = None
+        try:
+            while True:
+                records, nxt = await (ahead if ahead is not None else self._page(stream, url, query))
+                ahead = None
+                follow, stop = links.next(url, query, records, nxt)
+                if follow is not None:
+                    ahead = asyncio.create_task(self._page(stream, follow, None))
+                yield records
+                if stop is not None:
+                    raise stop
+                if follow is None:
+                    return
+                url, query = follow, None  # followed verbatim: the link carries the whole query
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                with contextlib.suppress(asyncio.CancelledError, AgentError):
+                    await ahead
 
     async def _page(self, stream: str, url: str, query: dict[str, str] | None) -> tuple[list[Record], str | None]:
         async def attempt() -> tuple[list[Record], str | None]:

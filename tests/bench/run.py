@@ -23,7 +23,7 @@ DOC = ROOT / "docs" / "benchmarks.md"
 
 # id -> (script, full-size arguments, quick arguments)
 BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
-    "P1": ("tests/bench/bench_collect.py", [], ["--records", "20000"]),
+    "P1": ("tests/bench/bench_collect.py", ["--records", "300000"], ["--records", "20000"]),
     "P2": ("tests/bench/bench_quota.py", [], ["--blobs", "1500", "--limit", "600"]),
     "P3": ("tests/bench/bench_reconcile.py", [], ["--records", "200000"]),
     "P4": ("tests/bench/bench_compression.py", [], ["--records", "2000"]),

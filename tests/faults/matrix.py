@@ -45,7 +45,7 @@ def row(section: str, key: str, fault: str, where: str, behaviour: str, outcome:
 EMU = "Graph + Management (emulator, `agent collect --once` subprocess)"
 _KINDS = {
     "throttle": ("Graph 429 + Retry-After; Management AF429 (HTTP 403, no Retry-After)",
-                 "waits Retry-After (Graph) or jittered backoff (AF429); the pacer slows the tenant"),
+                 "waits Retry-After (Graph, and no sibling request starts before it) or jittered backoff (AF429)"),
     "server_error": ("500/502/503/504 with a JSON error body (AF50000 on Management)", "retries with backoff"),
     "reset": ("connection reset mid-body", "transport error → retry"),
     "truncated": ("body cut short (honest or lying Content-Length)", "malformed/short body → retry"),
@@ -155,5 +155,28 @@ for _siem, _where in SIEM_KINDS.items():
             row(SIEM, f"siem.{_siem}.{_status}.once", f"{_what} once (v2 export)", _where, behaviour, RETRIED)
         row(SIEM, f"siem.{_siem}.{_status}.always", f"{_what} on every request", _where,
             "no retry; the stream's window is unverified", UNVERIFIED)
+
+# --------------------------------------------------------------------------- SIEM write endpoints
+WRITE = "SIEM write endpoints during `reconcile --backfill` (emulated SIEMs, `[siem]` ingestion knobs)"
+WRITE_KINDS = {"sentinel": "Logs Ingestion API", "splunk": "HEC `services/collector/event` + `ack`",
+               "elastic": "Elasticsearch `_bulk`"}
+WRITE_FAULTS = {
+    "ingest_throttle": ("429 + Retry-After on half the writes", "waits Retry-After, resends that batch"),
+    "ingest_server_error": ("5xx on half the writes", "retries; ids of a batch in doubt are looked up before a resend"),
+    "ingest_lost_response": ("write stored, then the answer lost (5xx)",
+                             "in doubt: asks the SIEM, resends only absent ids"),
+}
+for _siem, _where in WRITE_KINDS.items():
+    for _knob, (_fault, _behaviour) in WRITE_FAULTS.items():
+        row(WRITE, f"write.{_siem}.{_knob}", f"`{_knob}` = 0.5: {_fault}", _where,
+            f"{_behaviour}; every lost record ends in the SIEM exactly once", RETRIED)
+row(WRITE, "write.splunk.hec_ack_lost", "`hec_ack_lost` = 0.5: indexer acknowledgements that never come",
+    WRITE_KINDS["splunk"], "unacknowledged batches are looked up by id, resent only if absent", RETRIED)
+row(WRITE, "write.elastic.bulk_item_reject", "`bulk_item_reject` = 0.5: item-level 429 in a 200 `_bulk` answer",
+    WRITE_KINDS["elastic"], "resends only the rejected items", RETRIED)
+row(WRITE, "write.sentinel.413", "413 for a batch over the 1 MB (here: 20 kB) limit", WRITE_KINDS["sentinel"],
+    "splits the batch in halves until it fits", RETRIED)
+row(WRITE, "write.splunk.401", "HEC code 4 (invalid token, HTTP 403)", WRITE_KINDS["splunk"],
+    "stops with 'the HEC token is invalid'; nothing marked acknowledged; exit 3", FAILURE)
 
 BY_KEY = {r.key: r for r in ROWS}
