@@ -1,7 +1,7 @@
 """`python -m tests.e2e.witness ARGS` = `python -m agent.emulator ARGS` under a different process name.
 
-On shared development machines other sessions stop their own emulators by name (`pkill -f
-agent.emulator`), which also killed ours mid-proof (seen as ClientConnectorError in the agent).
+On a shared development machine, stopping emulators by process name (`pkill -f agent.emulator`)
+also kills the ones these proofs run (seen as ClientConnectorError in the agent).
 Running the very same emulator entry point under this name keeps the proofs independent of that.
 """
 

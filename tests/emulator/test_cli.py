@@ -16,7 +16,7 @@ from agent import config as agent_config
 from tests.emulator.helpers import MANAGEMENT_SCOPE, bearer, graph_all, token
 from tests.emulator_fixture import REPO, running_emulator
 
-CORPUS = Path("/work/shared/corpus")
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"  # shared/ sits beside the repository
 CONTRACT_6_KEYS = {"ca_file", "tenant_id", "client_id", "client_secret", "login", "graph", "management"}
 
 TWO_TENANTS = """
