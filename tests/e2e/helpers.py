@@ -8,6 +8,7 @@ that no secret ever reaches it.
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
@@ -76,6 +77,21 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def crash_repeatedly(config: Path, log: Path, rng: random.Random, kills: int = 10) -> None:
+    """SIGKILL `collect --once` at random moments `kills` times; a run that finishes first must succeed."""
+    done = runs = 0
+    while done < kills:
+        runs += 1
+        assert runs < 4 * kills, "the collector kept finishing before it could be killed"
+        proc = start_agent(["collect", "--once", "--config", str(config)], log=log)
+        time.sleep(rng.uniform(0.8, 3.5))
+        if proc.poll() is None:
+            kill(proc)
+            done += 1
+        else:
+            assert proc.returncode == 0, log.read_text()[-3000:]
 
 
 def edit_config(path: Path, table: str, **values: Any) -> None:

@@ -18,13 +18,12 @@ from tests.e2e.helpers import (
     GRAPH_STREAMS,
     assert_exact,
     compare,
+    crash_repeatedly,
     edit_config,
     expected_ids,
     exported_ids,
-    kill,
     outcomes,
     run_agent,
-    start_agent,
 )
 from tests.emulator_fixture import running_emulator
 
@@ -117,18 +116,7 @@ def test_graph_sigkill_ten_times_then_archive_equals_truth(tmp_path: Path) -> No
         edit_config(cfg, "collection", window="20m", initial_lookback="4h", page_size=100,
                     segment_max_records=50)
         edit_config(cfg, "log", format="json")
-        kills, runs = 0, 0
-        log = tmp_path / "collector.log"
-        while kills < 10:
-            runs += 1
-            assert runs < 40, "the collector kept finishing before it could be killed"
-            proc = start_agent(["collect", "--once", "--config", str(cfg)], log=log)
-            time.sleep(rng.uniform(0.8, 3.5))
-            if proc.poll() is None:
-                kill(proc)
-                kills += 1
-            else:
-                assert proc.returncode == 0, log.read_text()[-3000:]
+        crash_repeatedly(cfg, tmp_path / "collector.log", rng)
         at = datetime.now(UTC)
         final = run_agent(["collect", "--once", "--config", str(cfg)])
         assert final.returncode == 0, final.stderr[-3000:]

@@ -18,14 +18,13 @@ from tests.e2e.helpers import (
     O365_STREAMS,
     assert_exact,
     compare,
+    crash_repeatedly,
     edit_config,
     expected_ids,
     exported_ids,
-    kill,
     outcomes,
     parse_rfc3339,
     run_agent,
-    start_agent,
 )
 from tests.e2e.test_graph_e2e import FAULTS, start_args
 from tests.emulator_fixture import running_emulator
@@ -106,18 +105,7 @@ def test_management_sigkill_ten_times_then_archive_equals_truth(tmp_path: Path) 
     with running_emulator(scenario, tmp_path, extra_args=start_args(tmp_path)) as emu:
         edit_config(cfg, "collection", initial_lookback="4h", management_window="20m", segment_max_records=40)
         edit_config(cfg, "log", format="json")
-        kills, runs = 0, 0
-        log = tmp_path / "collector.log"
-        while kills < 10:
-            runs += 1
-            assert runs < 40, "the collector kept finishing before it could be killed"
-            proc = start_agent(["collect", "--once", "--config", str(cfg)], log=log)
-            time.sleep(rng.uniform(0.8, 3.5))
-            if proc.poll() is None:
-                kill(proc)
-                kills += 1
-            else:
-                assert proc.returncode == 0, log.read_text()[-3000:]
+        crash_repeatedly(cfg, tmp_path / "collector.log", rng)
         at = datetime.now(UTC)
         final = run_agent(["collect", "--once", "--config", str(cfg)])
         assert final.returncode == 0, final.stderr[-3000:]

