@@ -150,7 +150,7 @@ async def test_af20051_is_a_recorded_gap(env: Env, outcome: Callable[[str, str],
     gone = env.fake.add("gone", EXO_CT, NOW - 2 * H)
     env.fake.fail("blob:gone", 400, "AF20051")
     out = (await env.run(EXO))[EXO]
-    assert out.gaps == 1 and not out.ok and out.error is None
+    assert len(out.new_gaps) == 1 and not out.ok and out.error is None
     assert [g["content_id"] for g in (await env.status(EXO))["gaps"]] == [gone.content_id]
     assert any(g["content_id"] == gone.content_id for x in await env.ledgers(EXO) for g in x.get("gaps", []))
     assert await stored_ids(env) == {"fine-r0", "fine-r1"}
@@ -161,12 +161,12 @@ async def test_af20050_until_expiry_fails_then_becomes_a_gap(env: Env, outcome: 
     blob = env.fake.add("late", EXO_CT, NOW - 2 * H, expiration=NOW + H)
     env.fake.always["blob:late"] = Fault(404, "AF20050")
     out = (await env.run(EXO))[EXO]
-    assert out.error_kind == "BlobUnavailable" and out.gaps == 0  # still fetchable later: not a gap yet
+    assert out.error_kind == "BlobUnavailable" and not out.new_gaps  # still fetchable later: not a gap yet
     cursor = await env.cursor(EXO)
     assert cursor is None or cursor <= blob.created  # earlier windows may complete; never past the blob
     env.clock.advance(2 * H)  # the blob expires
     out = (await env.run(EXO))[EXO]
-    assert out.gaps == 1 and not out.ok
+    assert len(out.new_gaps) == 1 and not out.ok
     assert [g["content_id"] for g in (await env.status(EXO))["gaps"]] == [blob.content_id]
     outcome("mgmt.AF20050.expired", GAP)
 
