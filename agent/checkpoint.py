@@ -70,8 +70,12 @@ class Checkpoints:
         except ObjectNotFound:
             return {}
 
-    async def update_status(self, tenant: str, stream: str, **changes: Any) -> dict[str, Any]:
+    async def update_status(self, tenant: str, stream: str, *, add: dict[str, int] | None = None,
+                            **changes: Any) -> dict[str, Any]:
+        """Overwrite fields of the stream status; `add` increments counters in the same read-modify-write."""
         doc = await self.load_status(tenant, stream)
         doc.update(changes)
+        for key, n in (add or {}).items():
+            doc[key] = int(doc.get(key, 0)) + n
         await self.store.put(status_key(tenant, stream), orjson.dumps(doc, default=str), overwrite=True)
         return doc

@@ -172,11 +172,10 @@ class Collector:
                 saved = await self.checkpoints.save(tenant.id, stream, position, state)
                 out.cursor = saved.position
             out.windows += 1
-            status = await self.checkpoints.load_status(tenant.id, stream)
             await self.checkpoints.update_status(
-                tenant.id, stream, last_success=format_time(self.clock()),
-                cursor=format_time(out.cursor) if out.cursor else None,
-                records_stored=int(status.get("records_stored", 0)) + out.stored - before, last_error=None)
+                tenant.id, stream, add={"records_stored": out.stored - before},
+                last_success=format_time(self.clock()), cursor=format_time(out.cursor) if out.cursor else None,
+                last_error=None)
         event(log, logging.INFO, "Stream pass complete.", tenant=tenant.label, stream=stream,
               windows=out.windows, fetched=out.fetched, stored=out.stored, duplicates=out.duplicates)
 
