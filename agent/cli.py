@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from agent import __version__, config
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError, ConfigError, StoreError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_GAPS = 0, 1, 2, 3
 log = logging.getLogger("agent.cli")
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _window_args(p)
     p.add_argument("--once", action="store_true", help="one pass, then exit (default: keep polling)")
+    p.add_argument("--wait", action="store_true",
+                   help="if another collector holds a tenant of this store, wait for it instead of exiting 1")
 
     p = sub.add_parser("run", help="the service: collect continuously, reconcile on schedule, serve metrics")
     _common(p)
@@ -180,7 +182,7 @@ async def cmd_collect(args: argparse.Namespace) -> int:
     store = open_store(cfg.store)
     try:
         async with HttpClient(cfg.http) as http:
-            collector = Collector(cfg, Archive(store), http)
+            collector = Collector(cfg, Archive(store), http, wait=args.wait)
             while True:
                 outcomes = await collector.collect(args.stream, args.since, args.until)
                 failed = [o for o in outcomes if not o.ok]
@@ -240,7 +242,16 @@ async def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(args)
     store = open_store(cfg.store)
     rows: list[dict[str, Any]] = []
+    store_problem: str | None = None
     try:
+        # A failure that could not be written (disk full, S3 refusing writes) is not in any status
+        # document: probe the store so a clean-looking table cannot hide it.
+        try:
+            probe = getattr(store, "check", None)
+            if probe is not None:
+                await probe()
+        except StoreError as exc:
+            store_problem = str(exc)
         cps = Checkpoints(store)
         for tenant in cfg.tenants:
             for stream in tenant.streams:
@@ -257,7 +268,9 @@ async def cmd_status(args: argparse.Namespace) -> int:
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
     else:
         print(_status_table(rows))
-    return EXIT_FAILURE if any(r["last_error"] or r["gaps"] for r in rows) else EXIT_OK
+    if store_problem:
+        print(f"agent: store: {store_problem} (stream failures since then may be missing above)", file=sys.stderr)
+    return EXIT_FAILURE if store_problem or any(r["last_error"] or r["gaps"] for r in rows) else EXIT_OK
 
 
 def _status_table(rows: list[dict[str, Any]]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from agent.codec import Record, format_time
 from agent.config import Config, TenantConfig
 from agent.errors import AgentError, StoreError
 from agent.http import HttpClient, RateLimiter
+from agent.lease import StoreLocked, TenantLeases
 from agent.logs import event
 from agent.sources.base import Source, Window
 from agent.sources.graph import GraphSource
@@ -100,10 +102,12 @@ class Collector:
     """Runs collection passes over configured tenants and streams."""
 
     def __init__(self, cfg: Config, archive: Archive, http: HttpClient,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, *, wait: bool = False) -> None:
         self.cfg = cfg
         self.archive = archive
         self.checkpoints = Checkpoints(archive.store)
+        # One writer per tenant of a store (agent/lease.py); `wait` waits for a holder instead of failing.
+        self.leases = TenantLeases(archive.store, wait=wait)
         self.sources = Sources(cfg, http, archive)
         self.clock = clock
         self._adopted: set[tuple[str, str]] = set()
@@ -113,14 +117,25 @@ class Collector:
                       until: datetime | None = None) -> list[StreamOutcome]:
         """One pass over every (tenant, stream), streams running concurrently."""
         jobs = [(t, s) for t in self.cfg.tenants for s in t.streams if not streams or s in streams]
-        return list(await asyncio.gather(*(self.collect_stream(t, s, since, until) for t, s in jobs)))
+        async with AsyncExitStack() as held:
+            # Every tenant's lease first, in a fixed order, so a second collector fails (or waits)
+            # before it writes anything, and two waiting collectors cannot deadlock.
+            for tenant_id in sorted({t.id for t, _ in jobs}):
+                await held.enter_async_context(self.leases.hold(tenant_id))
+            return list(await asyncio.gather(*(self.collect_stream(t, s, since, until) for t, s in jobs)))
 
     async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
                              until: datetime | None = None) -> StreamOutcome:
         # Each stream in a pass buffers up to segment_max_records records; bounding how many passes
         # run at once bounds the memory of a catch-up over many tenants (P5), not the quota use.
         async with self._passes:
-            return await self._collect_stream(tenant, stream, since, until)
+            try:
+                async with self.leases.hold(tenant.id):
+                    return await self._collect_stream(tenant, stream, since, until)
+            except StoreLocked as exc:  # not ours to write: not even the stream status
+                event(log, logging.ERROR, "Another collector holds this tenant; pass skipped.",
+                      tenant=tenant.label, stream=stream, error=str(exc))
+                return StreamOutcome(tenant.id, stream, error=str(exc), error_kind=type(exc).__name__)
 
     async def _collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None,
                               until: datetime | None) -> StreamOutcome:
@@ -137,9 +152,10 @@ class Collector:
                 await self.checkpoints.update_status(tenant.id, stream, last_error=str(exc),
                                                      last_error_kind=out.error_kind,
                                                      last_error_at=format_time(self.clock()))
-            except StoreError as store_exc:  # e.g. S3 down: the failure is reported, the pass goes on
-                event(log, logging.WARNING, "Could not record the failure in the stream status.",
-                      tenant=tenant.label, stream=stream, error=str(store_exc))
+            except StoreError as store_exc:  # e.g. disk full or S3 down: the status cannot say it, so
+                # the exit code, this log line and the service's failure metric and alert must
+                event(log, logging.ERROR, "Could not record the failure in the stream status; "
+                      "`agent status` cannot show it.", tenant=tenant.label, stream=stream, error=str(store_exc))
         # Sources record gaps in the stream status as they find them; a pass that added any fails.
         try:
             if before is not None:
@@ -168,6 +184,7 @@ class Collector:
             position, state = await source.window_done(stream, window)
             if out.manifest is not None:
                 state = {**state, "manifest": out.manifest}  # pins the chain head against edits
+            self.leases.check(tenant.id)  # taken over while paused: stop before moving the cursor
             if out.cursor is None or position > out.cursor:
                 saved = await self.checkpoints.save(tenant.id, stream, position, state)
                 out.cursor = saved.position
