@@ -21,6 +21,7 @@ import orjson
 from aiohttp import web
 
 from agent.emulator import announcements, odata
+from agent.emulator.audit_search import AuditSearch
 from agent.emulator.catalog import EVENT_TYPES
 from agent.emulator.clock import TICKS_PER_SECOND, http_date_short, now_ticks, rfc3339
 from agent.emulator.dataset import StreamData
@@ -210,6 +211,7 @@ class GraphService:
 
     def app(self) -> web.Application:
         app = web.Application()
+        AuditSearch(self.state).add_routes(app)  # before the catch-all: security/auditLog/queries
         app.router.add_get("/{version}/{path:.+}", self.handle)
         return app
 

@@ -66,6 +66,14 @@ class GraphPlan:
 
 
 @dataclass(frozen=True)
+class AuditSearchPlan:
+    """`[audit_search]`: the Graph audit log query API (agent/emulator/audit_search.py)."""
+
+    permission: str = "granted"  # "missing": 403 on create (before April 2026); "silent": 0 records, no error
+    latency: int = seconds(2)  # from create to "succeeded" (real searches take minutes)
+
+
+@dataclass(frozen=True)
 class ManagementPlan:
     page_size: int = 200  # blobs per subscriptions/content page
     blob_records: int = 100  # at most this many records per blob
@@ -138,6 +146,7 @@ class Scenario:
     quota: Quota = field(default_factory=Quota)
     management: ManagementPlan = field(default_factory=ManagementPlan)
     graph: GraphPlan = field(default_factory=GraphPlan)
+    audit_search: AuditSearchPlan = field(default_factory=AuditSearchPlan)
     siem_gaps: tuple[SiemGap, ...] = ()
     siem_plan: SiemPlan = field(default_factory=SiemPlan)
     path: Path | None = None
@@ -366,6 +375,15 @@ def _management(t: _Table, origin: int) -> ManagementPlan:
     return plan
 
 
+def _audit_search(t: _Table) -> AuditSearchPlan:
+    permission = t.get("permission", (str,), "granted")
+    if permission not in ("granted", "missing", "silent"):
+        raise ScenarioError(f"{t.key('permission')}: use \"granted\", \"missing\" or \"silent\"")
+    plan = AuditSearchPlan(permission=permission, latency=t.duration("latency", seconds(2)))
+    t.finish()
+    return plan
+
+
 def _gaps(tables: list[_Table], origin: int) -> tuple[SiemGap, ...]:
     gaps = []
     for g in tables:
@@ -427,6 +445,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
     qt.finish()
     management = _management(root.table("management"), origin)
     graph = _graph(root.table("graph"), origin)
+    audit_search = _audit_search(root.table("audit_search"))
     siem = root.table("siem")
     gaps = _gaps(siem.tables("gaps"), origin)
     raw_plan = {k: v for k, v in siem.data.items() if k != "gaps"}
@@ -448,6 +467,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
         quota=quota,
         management=management,
         graph=graph,
+        audit_search=audit_search,
         siem_gaps=gaps,
         siem_plan=siem_plan,
         path=path,

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import orjson
 
-from agent.emulator.clock import rfc3339
+from agent.emulator.audit_search import RETENTION as AUDIT_RETENTION
+from agent.emulator.clock import now_ticks, rfc3339
 from agent.emulator.dataset import Dataset
 
 
 def lines(data: Dataset) -> list[bytes]:
     out = []
+    now = now_ticks()
     for sd in data.all():
         management = sd.info.api == "management"
         for e in sorted(sd.entries, key=lambda e: (e.ticks, e.id)):
@@ -30,7 +32,8 @@ def lines(data: Dataset) -> list[bytes]:
             }
             if management:
                 row["content_id"] = e.content_id
-                row["available"] = e.available
+                row["available"] = e.available  # the Management Activity API can serve it (7 days)
+                row["audit_search"] = now - e.ticks <= AUDIT_RETENTION  # the audit log query API can (180 days)
             out.append(orjson.dumps(row))
     return out
 

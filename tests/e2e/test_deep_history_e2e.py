@@ -1,0 +1,86 @@
+"""Deep history: Microsoft 365 audit records older than the Management API's 7 days, through the
+Graph audit log query API, end to end against the emulator (HTTPS, MSAL, real store).
+
+`collect --since 30d` from an empty archive must hold every record of those 30 days exactly once,
+whichever API served it; a missing permission is a clear error; the silent zero-record answer
+(since April 2026) is an error, never "nothing happened"; a national cloud is refused plainly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from tests.e2e.helpers import assert_exact, edit_config, exported_ids, parse_rfc3339, run_agent
+from tests.e2e.test_graph_e2e import start_args
+from tests.emulator_fixture import running_emulator
+
+STREAMS = ("o365.exchange", "o365.azure_active_directory")
+
+
+def scenario(permission: str = "granted") -> str:
+    streams = "".join(f"""
+[streams."{name}"]
+records = 300
+duplicate_fraction = 0.02
+""" for name in STREAMS)
+    return f"""
+seed = 19
+start = "-30d"
+end = "-2h"
+[tenant]
+{streams}
+[management]
+content_delay = ["1m", "5m"]
+blob_records = 50
+[audit_search]
+permission = "{permission}"
+latency = "1s"
+"""
+
+
+def _expected(truth: list[dict[str, object]]) -> dict[str, set[str]]:
+    """Every record either API can serve now (the agent must not lose the ones only one API has)."""
+    now = datetime.now(UTC)
+    return {s: {str(t["id"]) for t in truth if t["stream"] == s and t["audit_search"]
+                and parse_rfc3339(str(t["visible_at"])) <= now} for s in STREAMS}
+
+
+def test_collect_30_days_reaches_past_the_management_api(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    with running_emulator(scenario(), tmp_path, extra_args=start_args(tmp_path)) as emu:
+        edit_config(cfg, "collection", management_window="24h")
+        truth = emu.truth()
+        old = [t for t in truth if parse_rfc3339(t["event_time"]) < datetime.now(UTC) - timedelta(days=8)]
+        assert len(old) > 200, "the scenario must hold records the Management API no longer lists"
+        proc = run_agent(["collect", "--once", "--since", "30d", "--config", str(cfg)])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert_exact(exported_ids(cfg, STREAMS), _expected(truth))
+        provenance = list((tmp_path / "store" / "_meta" / "provenance").rglob("*.json"))
+        assert provenance and all(orjson.loads(p.read_bytes())["api"] == "audit_log_query" for p in provenance)
+        again = run_agent(["collect", "--once", "--since", "30d", "--config", str(cfg)])
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert_exact(exported_ids(cfg, STREAMS), _expected(truth))  # each Id once, whichever API served it
+
+
+def test_missing_permission_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    with running_emulator(scenario("missing"), tmp_path, extra_args=start_args(tmp_path)):
+        edit_config(cfg, "collection", management_window="24h")
+        proc = run_agent(["collect", "--once", "--since", "30d", "--stream", "o365.exchange", "--config", str(cfg)])
+        assert proc.returncode == 1
+        assert "AuditLogsQuery.Read.All" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_silent_zero_records_is_an_error_not_a_quiet_month(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    with running_emulator(scenario("silent"), tmp_path, extra_args=start_args(tmp_path)):
+        edit_config(cfg, "collection", management_window="24h")
+        proc = run_agent(["collect", "--once", "--since", "30d", "--stream", "o365.exchange", "--config", str(cfg)])
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert "AuditLogsQuery.Read.All" in proc.stderr
+        status = run_agent(["status", "--json", "--config", str(cfg)])
+        row = next(r for r in orjson.loads(status.stdout) if r["stream"] == "o365.exchange")
+        assert "no records" in (row["last_error"] or "")
