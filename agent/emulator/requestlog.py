@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from agent.emulator.clock import now_ticks, rfc3339
+from agent.emulator.tokens import credentials
 
 FAULT_KEY = "emulator.fault"  # request[FAULT_KEY]: what FaultInjector.log recorded for this request
 THROTTLES = frozenset(("quota", "throttle"))
@@ -28,10 +29,10 @@ THROTTLES = frozenset(("quota", "throttle"))
 
 def _app_id(request: web.Request) -> str:
     """The `appid` claim of the bearer token, read without verification (identification only)."""
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    token = credentials(request.headers.get("Authorization"), "Bearer")
+    if not token:
         return ""
-    parts = header[7:].strip().split(".")
+    parts = token.split(".")
     if len(parts) != 3:
         return ""
     try:
