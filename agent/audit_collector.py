@@ -534,6 +534,10 @@ def _clients(a: Audit) -> list[str]:
     return out
 
 
+def _n(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def _verdicts(d: dict[str, Any]) -> list[str]:
     v = d["verdicts"]
     losses, dups, inv = v["losses"], v["duplicates"], v["invented"]
@@ -541,18 +545,19 @@ def _verdicts(d: dict[str, Any]) -> list[str]:
         "",
         "Losses:     "
         + (
-            f"LOSSES FOUND: {losses['missed']} records missed ({losses['dropped_by_collector']} dropped by the "
+            f"LOSSES FOUND: {_n(losses['missed'], 'record')} missed ({losses['dropped_by_collector']} dropped by the "
             "collector, the rest after faults it did not recover from)"
             if losses["found"]
             else "none: every expected record was written"
         ),
         "Duplicates: "
         + (
-            f"DUPLICATES FOUND: {dups['ids']} ids written more than once ({dups['extra_copies']} extra copies)"
+            f"DUPLICATES FOUND: {_n(dups['ids'], 'id')} written more than once "
+            f"({_n(dups['extra_copies'], 'extra copy', 'extra copies')})"
             if dups["found"]
             else "none"
         ),
-        "Invented:   " + (f"INVENTED RECORDS: {inv['ids']} ids not in the truth" if inv["found"] else "none"),
+        "Invented:   " + (f"INVENTED RECORDS: {_n(inv['ids'], 'id')} not in the truth" if inv["found"] else "none"),
         "Result: " + _result(d),
     ]
 

@@ -150,7 +150,7 @@ def test_independent_client_audited(tmp_path: Path, faults: str) -> None:
     text = _agent("audit-collector", "--truth", str(truth_path), "--records", str(records))
     assert text.returncode == 3
     assert "LOSSES FOUND" in text.stdout and "not collected at all: o365.sharepoint" in text.stdout
-    assert "DUPLICATES FOUND: 1 ids" in text.stdout and "INVENTED RECORDS: 1" in text.stdout
+    assert "DUPLICATES FOUND: 1 id written" in text.stdout and "INVENTED RECORDS: 1 id not" in text.stdout
     assert "pass --requests" in text.stdout  # without the request log it says what it cannot count
 
 

@@ -201,7 +201,7 @@ def test_losses_duplicates_and_inventions_are_separate_verdicts(tmp_path: Path) 
     dup = _all_graph(tmp_path, "dup.ndjson", extra=json.dumps({"id": "g4"}) + "\n")
     run = _cli("--truth", str(truth), "--records", str(dup))
     assert run.returncode == 4, run.stdout
-    assert "LOSSES FOUND" not in run.stdout and "DUPLICATES FOUND: 1 ids" in run.stdout
+    assert "LOSSES FOUND" not in run.stdout and "DUPLICATES FOUND: 1 id written" in run.stdout
     assert "Losses:     none" in run.stdout and "Invented:   none" in run.stdout
     inv = _all_graph(tmp_path, "inv.ndjson", extra=json.dumps({"id": "ghost"}) + "\n" + json.dumps({"id": "g4"}) + "\n")
     run = _cli("--truth", str(truth), "--records", str(inv), "--format", "json")
@@ -212,7 +212,7 @@ def test_losses_duplicates_and_inventions_are_separate_verdicts(tmp_path: Path) 
     lost.write_text(json.dumps({"id": "g1"}) + "\n" + json.dumps({"id": "ghost"}) + "\n")
     run = _cli("--truth", str(truth), "--records", str(lost))
     assert run.returncode == 3 and "LOSSES FOUND: 9 records missed" in run.stdout
-    assert "INVENTED RECORDS: 1" in run.stdout and "Duplicates: none" in run.stdout
+    assert "INVENTED RECORDS: 1 id not" in run.stdout and "Duplicates: none" in run.stdout
 
 
 def test_a_fault_a_documented_client_gets_past_explains_nothing(tmp_path: Path) -> None:
