@@ -74,6 +74,8 @@ V1_SIGNIN_KEYS = frozenset(
 )
 _ALLOWED_OPTIONS = {"$filter", "$top", "$skiptoken", "$orderby"}
 _ORDER_DIRECTIONS = {"asc": True, "desc": False}
+# OData system query options (without their `$`), which beta reads with or without the prefix
+_ODATA_OPTIONS = ("filter", "top", "skiptoken", "orderby", "select", "expand", "count", "search", "skip", "format")
 _CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 )
@@ -243,9 +245,9 @@ def options(request: web.Request, version: str) -> dict[str, str]:
     them, so a bare name there stays an ignored custom parameter."""
     params = {k.lower(): v for k, v in request.query.items()}
     if version == "beta":
-        for name in _ALLOWED_OPTIONS:
-            if name[1:] in params and name not in params:
-                params[name] = params[name[1:]]
+        for name in _ODATA_OPTIONS:
+            if name in params and f"${name}" not in params:
+                params[f"${name}"] = params.pop(name)
     return params
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote_plus
 
 import orjson
 from aiohttp import web
@@ -42,6 +43,15 @@ def _app_id(request: web.Request) -> str:
     return str(claims.get("appid", "")) if isinstance(claims, dict) else ""
 
 
+def _basic_client_id(request: web.Request) -> str:
+    """The client id of a token request authenticated with `client_secret_basic`."""
+    raw = credentials(request.headers.get("Authorization"), "Basic")
+    try:
+        return unquote_plus(base64.b64decode(raw or "", validate=True).decode().partition(":")[0])
+    except (ValueError, UnicodeDecodeError):
+        return ""
+
+
 class RequestLog:
     """Append-only NDJSON, flushed per line; `middleware` records every request of an app."""
 
@@ -65,7 +75,7 @@ class RequestLog:
         app = _app_id(request)
         if not app and request.method == "POST" and request.path.endswith("/token"):
             form = await request.post()  # cached: the token endpoint reads the same form
-            app = str(form.get("client_id", ""))
+            app = str(form.get("client_id", "")) or _basic_client_id(request)
         status = 500
         try:
             response = await handler(request)

@@ -8,6 +8,7 @@ client_secret_basic.
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -258,6 +259,9 @@ def test_graph_beta_options_without_dollar(emu: EmulatorInfo, graph_tok: str) ->
         graph_tok,
     )
     assert [i["id"] for i in upper] == [i["id"] for i in with_dollar]
+    for option in ("select=id", "$select=id"):  # an option beta reads either way: the same answer
+        r = emu.session().get(f"{emu['graph']}/beta/auditLogs/signIns?{option}", headers=_auth(graph_tok))
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalidRequest", option
 
 
 # -- 4. Login: instance discovery, other resources, client_secret_basic ---------------------------
@@ -326,6 +330,9 @@ def test_client_secret_basic(emu: EmulatorInfo) -> None:
     for scheme in ("Basic", "basic"):
         r = s.post(f"{emu['login']}/{TENANT}/oauth2/v2.0/token", data=data, headers=_auth(pair, scheme))
         assert r.status_code == 200, r.text
+    logged = [json.loads(line) for line in (emu.state_dir / "requests.ndjson").read_text().splitlines()]
+    basic = [x for x in logged if x["path"].endswith("/oauth2/v2.0/token") and x["status"] == 200]
+    assert basic and all(x["app"] == emu["client_id"] for x in basic)  # the request log names the app
     wrong = base64.b64encode(f"{emu['client_id']}:nope".encode()).decode()
     r = s.post(f"{emu['login']}/{TENANT}/oauth2/v2.0/token", data=data, headers=_auth(wrong, "Basic"))
     assert r.status_code == 401 and r.json()["error_codes"] == [7000215]
