@@ -465,8 +465,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--id-field", action="append", help="record id field, dotted for nested JSON (repeatable; default id, Id, ID)"
     )
     p.add_argument("--fault-log", type=Path, help="the emulator's fault log, to say which fault cost what")
-    p.add_argument("--requests", type=Path, help="the emulator's request log, for per-client quota use")
-    p.add_argument("--stream", action="append", help="streams the collector should have collected (repeatable)")
+    p.add_argument(
+        "--requests", type=Path, help="the emulator's request log: the streams asked for, recoveries, quota use"
+    )
+    p.add_argument(
+        "--stream",
+        action="append",
+        help="only these streams, counted even if never written (repeatable; default: those written or asked for)",
+    )
     p.add_argument("--tenant", action="append", help="only this tenant id (repeatable)")
     p.add_argument("--since", help="only records with event time at or after (RFC 3339)")
     p.add_argument("--until", help="only records with event time before (RFC 3339)")
