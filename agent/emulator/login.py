@@ -37,6 +37,23 @@ _CLOUD_BY_LOGIN_HOST = {
 }
 
 
+# The multi-tenant authorities serve an OpenID configuration too (MSAL and azure-identity read it
+# before a tenant is known); its issuer carries the `{tenantid}` placeholder, and `consumers` names
+# the fixed Microsoft-account tenant.
+_MULTI_TENANT = {
+    "common": "{tenantid}",
+    "organizations": "{tenantid}",
+    "consumers": "9188040d-6c67-4c5b-b112-36a304b66dad",
+}
+
+
+def _issuer(base: str, tenant: str, v2: bool) -> str:
+    tid = _MULTI_TENANT.get(tenant, tenant)
+    if v2:
+        return f"{base.rsplit('/', 1)[0]}/{tid}/v2.0"
+    return f"https://sts.windows.net/{tid}/"
+
+
 @dataclass
 class AadError(Exception):
     status: int
@@ -115,7 +132,9 @@ class LoginService:
         try:
             tenant = _tenant(self.state, request)
         except AadError as err:
-            return _error_response(request, err)
+            if request.match_info["tenant"].lower() not in _MULTI_TENANT:
+                return _error_response(request, err)
+            tenant = request.match_info["tenant"].lower()
         v2 = "/v2.0/" in request.path
         instance, graph_host = _CLOUD_BY_LOGIN_HOST.get(
             request.host.rsplit(":", 1)[0].lower(), ("microsoftonline.com", "graph.microsoft.com")
@@ -135,7 +154,7 @@ class LoginService:
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{base}/v2.0" if v2 else f"https://sts.windows.net/{tenant}/",
+            "issuer": _issuer(base, tenant, v2),
             "request_uri_parameter_supported": False,
             "authorization_endpoint": f"{base}/oauth2{suffix}/authorize",
             "device_authorization_endpoint": f"{base}/oauth2{suffix}/devicecode",

@@ -285,6 +285,17 @@ def test_instance_discovery_answers_for_the_emulator_and_refuses_unknown_hosts(e
     assert r.json()["error_codes"] == [50049]
 
 
+@pytest.mark.parametrize("authority", ["common", "organizations"])
+def test_multi_tenant_openid_configuration(emu: EmulatorInfo, authority: str) -> None:
+    s = emu.session()
+    doc = s.get(f"{emu['login']}/{authority}/v2.0/.well-known/openid-configuration").json()
+    assert doc["issuer"] == f"{emu['login']}/{{tenantid}}/v2.0"
+    assert doc["token_endpoint"] == f"{emu['login']}/{authority}/oauth2/v2.0/token"
+    v1 = s.get(f"{emu['login']}/{authority}/.well-known/openid-configuration").json()
+    assert v1["issuer"] == "https://sts.windows.net/{tenantid}/"
+    assert s.get(f"{emu['login']}/not-a-tenant/v2.0/.well-known/openid-configuration").status_code == 400
+
+
 def test_msal_with_instance_discovery_on(emu: EmulatorInfo) -> None:
     """MSAL validating the authority through the discovery endpoint (here the emulator's)."""
     app = msal.ConfidentialClientApplication(
