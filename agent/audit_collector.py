@@ -10,15 +10,19 @@ It reads the emulator's output files only; it does not import the emulator (the 
 independent of what it checks, and of this report).
 
 Records: NDJSON (an object per line, or an array per line, e.g. one blob per line), a JSON array,
-or CSV with a header; the id is the first of `--id-field` found (dotted paths for nested JSON,
-default `id`, `Id`, `ID`). Ids are compared case-insensitively (they are GUIDs or GUID-based).
+or CSV with a header (its dialect sniffed: `,` `;` tab or `|`, or `--delimiter`); the id is the
+first of `--id-field` found (dotted paths for nested JSON, default `id`, `Id`, `ID`). Ids are
+compared case-insensitively (they are GUIDs or GUID-based).
 
 Truth rows count as expected when they were visible at `--as-of` (default: the last request in the
 request log, else now) and, for Management records, when some blob holding them was fetchable
-(`available`). Streams the collector returned nothing of are listed as not collected rather than
-counted as missed, unless named with `--stream`.
+(`available`). A stream counts when the collector wrote some of it, asked for it (the request log:
+a content type it listed or subscribed to, a Graph list it read), or was named with `--stream`;
+streams neither written nor asked for are listed as not collected.
 
-Exit codes: 0 nothing missed, duplicated or invented; 3 something was; 2 unreadable input.
+Losses, duplicates and inventions are separate verdicts. Exit codes: 0 none of them; 3 records
+missed (whatever else); 5 invented records, none missed; 4 duplicates only; 2 unreadable input,
+including a run whose records are mostly unreadable (wrong format, delimiter or id field).
 """
 
 from __future__ import annotations
@@ -35,9 +39,12 @@ from typing import Any
 
 import orjson
 
+from agent.audit_requests import asked_streams, costless_faults, recovered_faults, summarize_requests
+from agent.audit_text import to_text
 from agent.codec import format_time, parse_time
 
-EXIT_OK, EXIT_USAGE, EXIT_LOSSES = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_LOSSES, EXIT_DUPLICATES, EXIT_INVENTED = 0, 2, 3, 4, 5
+CSV_DELIMITERS = ",;\t|"
 DEFAULT_ID_FIELDS = ("id", "Id", "ID")
 
 
@@ -77,8 +84,16 @@ class Collected:
     unparseable: int = 0  # lines or rows that are not records
     without_id: int = 0  # records with none of the id fields
 
+    @property
+    def mostly_unreadable(self) -> bool:
+        """More rows/lines unreadable than read: the format, delimiter or id field is wrong, and
+        any verdict would only describe the misreading."""
+        return self.unparseable + self.without_id > sum(self.counts.values())
 
-def read_records(paths: Iterable[Path], id_fields: tuple[str, ...], fmt: str = "auto") -> Collected:
+
+def read_records(
+    paths: Iterable[Path], id_fields: tuple[str, ...], fmt: str = "auto", delimiter: str | None = None
+) -> Collected:
     out = Collected()
 
     def take(record: Any) -> None:
@@ -96,10 +111,10 @@ def read_records(paths: Iterable[Path], id_fields: tuple[str, ...], fmt: str = "
         kind = fmt
         try:
             if kind == "auto":
-                kind = "csv" if path.suffix.lower() == ".csv" else _sniff(path)
+                kind = "csv" if delimiter or path.suffix.lower() in (".csv", ".tsv") else _sniff(path)
             if kind == "csv":
                 with open(path, newline="", encoding="utf-8-sig") as f:
-                    for row in csv.DictReader(f):
+                    for row in csv.DictReader(f, dialect=_dialect(f, delimiter)):
                         take({k: v for k, v in row.items() if k is not None})
             elif kind == "json":
                 data = orjson.loads(path.read_bytes())
@@ -114,6 +129,19 @@ def read_records(paths: Iterable[Path], id_fields: tuple[str, ...], fmt: str = "
         except (OSError, UnicodeDecodeError, orjson.JSONDecodeError, csv.Error) as exc:
             raise AuditError(f"cannot read records {path}: {exc}") from None
     return out
+
+
+def _dialect(f: Any, delimiter: str | None) -> type[csv.Dialect] | csv.Dialect:
+    """The CSV dialect: `--delimiter` if given, else sniffed from the head of the file (Excel in
+    many locales writes `;`, exports often use tabs); plain comma CSV when sniffing cannot tell."""
+    if delimiter:
+        return type("Given", (csv.excel,), {"delimiter": delimiter})
+    head = f.read(65536)
+    f.seek(0)
+    try:
+        return csv.Sniffer().sniff(head, delimiters=CSV_DELIMITERS)
+    except csv.Error:
+        return csv.excel
 
 
 def _sniff(path: Path) -> str:
@@ -179,7 +207,7 @@ def read_lines(path: Path | None, what: str) -> list[dict[str, Any]]:
 def _time(value: Any) -> datetime | None:
     try:
         return parse_time(value)
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 
@@ -225,22 +253,77 @@ class Audit:
     causes: dict[str, list[int]]  # missed id -> indexes into faults
     clients: list[dict[str, Any]]
     recovered: set[int] = field(default_factory=set)  # faults the collector got past by asking again
+    costless: set[int] = field(default_factory=set)  # faults a documented client gets past without loss
+    asked: set[str] = field(default_factory=set)  # streams the request log shows it asked for
+    named: bool = False  # the streams compared were named with --stream
+    request_log: bool = False  # a request log was read
+
+    @property
+    def losses(self) -> bool:
+        return any(s.missed for s in self.streams.values())
+
+    @property
+    def duplicates(self) -> bool:
+        return any(s.duplicated for s in self.streams.values())
 
     @property
     def clean(self) -> bool:
-        return not self.invented and all(not s.missed and not s.duplicated for s in self.streams.values())
+        return not (self.losses or self.duplicates or self.invented)
+
+    @property
+    def exit_status(self) -> int:
+        """The worst verdict's status: losses 3, inventions 5, duplicates alone 4, else 0; 2 when most
+        records could not be read (no verdict is worth anything then)."""
+        if self.collected.mostly_unreadable:
+            return EXIT_USAGE
+        if self.losses:
+            return EXIT_LOSSES
+        if self.invented:
+            return EXIT_INVENTED
+        return EXIT_DUPLICATES if self.duplicates else EXIT_OK
+
+    def verdicts(self) -> dict[str, Any]:
+        """Losses, duplicates and inventions, each on its own (one never hides behind another)."""
+        missed = sum(len(s.missed) for s in self.streams.values())
+        dropped = sum(1 for s in self.streams.values() for r in s.missed if not self.causes.get(r.id))
+        return {
+            "losses": {"found": self.losses, "missed": missed, "dropped_by_collector": dropped},
+            "duplicates": {
+                "found": self.duplicates,
+                "ids": sum(len(s.duplicated) for s in self.streams.values()),
+                "extra_copies": sum(c - 1 for s in self.streams.values() for c in s.duplicated.values()),
+            },
+            "invented": {"found": bool(self.invented), "ids": len(self.invented)},
+        }
+
+    @property
+    def streams_from(self) -> str:
+        """What chose the streams compared (the text says so when the request log was missing)."""
+        if self.named:
+            return "--stream"
+        return "records and request log" if self.request_log else "records"
+
+    def counted_because_asked(self) -> list[str]:
+        """Streams counted only because the request log shows the collector asked for them."""
+        written = {name for name, s in self.streams.items() if s.collected}
+        return sorted(set(self.streams) - written) if not self.named else []
 
     def to_dict(self) -> dict[str, Any]:
         explained: Counter[int] = Counter(i for idx in self.causes.values() for i in idx)
         return {
             "clean": self.clean,
+            "exit_status": self.exit_status,
+            "verdicts": self.verdicts(),
             "as_of": format_time(self.as_of),
+            "streams_from": self.streams_from,
+            "counted_because_asked": self.counted_because_asked(),
             "streams": {
                 name: {
                     "expected": s.expected,
                     "collected": s.collected,
                     "missed": len(s.missed),
                     "missed_explained_by_faults": sum(1 for r in s.missed if self.causes.get(r.id)),
+                    "dropped_by_collector": sum(1 for r in s.missed if not self.causes.get(r.id)),
                     "duplicated": len(s.duplicated),
                     "extra_copies": sum(c - 1 for c in s.duplicated.values()),
                     "not_yet_visible": s.not_yet_visible,
@@ -252,7 +335,11 @@ class Audit:
             },
             "not_collected": dict(sorted(self.not_collected.items())),
             "invented": {"count": len(self.invented), "ids": sorted(self.invented)},
-            "unreadable": {"lines": self.collected.unparseable, "without_id": self.collected.without_id},
+            "unreadable": {
+                "lines": self.collected.unparseable,
+                "without_id": self.collected.without_id,
+                "mostly": self.collected.mostly_unreadable,
+            },
             "missed": [
                 {
                     "id": r.id,
@@ -267,6 +354,7 @@ class Audit:
             "faults": {
                 "total": len(self.faults),
                 "recovered": len(self.recovered),
+                "costless": len(self.costless),
                 "by_kind": dict(Counter(str(f.get("fault")) for f in self.faults).most_common()),
                 "explaining_losses": [
                     {"index": i, "missed": n, **self.faults[i]} for i, n in sorted(explained.items())
@@ -274,41 +362,6 @@ class Audit:
             },
             "clients": self.clients,
         }
-
-
-def recovered_faults(faults: list[dict[str, Any]], requests: list[dict[str, Any]]) -> set[int]:
-    """Faults the collector recovered from: the request log shows the same method and path answered
-    without a fault (status < 400) at or after the fault. Without a request log, none are known."""
-    answered: dict[tuple[str, str], datetime] = {}
-    for line in requests:
-        t = _time(line.get("time"))
-        if t is None or line.get("fault") is not None or int(line.get("status", 500)) >= 400:
-            continue
-        key = (str(line.get("method")), str(line.get("path")))
-        if key not in answered or t > answered[key]:
-            answered[key] = t
-    out = set()
-    for i, f in enumerate(faults):
-        last, t = answered.get((str(f.get("method")), str(f.get("path")))), _time(f.get("time"))
-        if last is not None and t is not None and last >= t:
-            out.add(i)
-    return out
-
-
-def summarize_requests(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per client (User-Agent): requests per service host, throttled, errors, faults met."""
-    by: dict[str, dict[str, Any]] = {}
-    for line in lines:
-        client = str(line.get("client") or "(no user agent)")
-        s = by.setdefault(
-            client, {"client": client, "requests": 0, "throttled": 0, "errors": 0, "faults": 0, "hosts": Counter()}
-        )
-        s["requests"] += 1
-        s["throttled"] += bool(line.get("throttled"))
-        s["faults"] += line.get("fault") is not None
-        s["errors"] += int(line.get("status", 0)) >= 400 and not line.get("throttled")
-        s["hosts"][str(line.get("host", "")).split(":")[0]] += 1
-    return [{**s, "hosts": dict(s["hosts"].most_common())} for s in by.values()]
 
 
 def audit(
@@ -336,7 +389,11 @@ def audit(
     known = {r.id for r in truth}
     invented = {i: n for i, n in collected.counts.items() if i not in known}
     seen_streams = {r.stream for r in in_scope if r.id in collected.counts}
-    compared = streams if streams is not None else seen_streams
+    # A stream the collector asked for but wrote nothing of is its loss too: faults that make it
+    # give up a whole stream must not make that stream disappear from the audit.
+    blob_streams = {r.content_id.lower(): r.stream for r in truth if r.content_id}
+    asked = asked_streams(requests, blob_streams)
+    compared = streams if streams is not None else seen_streams | (asked & {r.stream for r in in_scope})
     reports: dict[str, StreamReport] = {name: StreamReport() for name in sorted(compared)}
     not_collected: Counter[str] = Counter()
     for r in in_scope:
@@ -358,9 +415,10 @@ def audit(
             report.expected += 1
             report.missed.append(r)
     recovered = recovered_faults(faults, requests)
+    costless = costless_faults(faults)
     by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, f in enumerate(faults):
-        if i in recovered:
+        if i in recovered or i in costless:
             continue
         for stream in [f["stream"]] if f.get("stream") else list(f.get("streams") or ()):
             by_key[(str(f.get("tenant", "")), str(stream))].append(i)
@@ -380,77 +438,11 @@ def audit(
         causes=causes,
         clients=summarize_requests(requests),
         recovered=recovered,
+        costless=costless,
+        asked=asked,
+        named=streams is not None,
+        request_log=bool(requests),
     )
-
-
-# -- text -----------------------------------------------------------------------------------------
-
-
-def _ids(ids: list[str], show: int) -> str:
-    more = f" ... and {len(ids) - show} more" if len(ids) > show else ""
-    return ", ".join(ids[:show]) + more
-
-
-def to_text(a: Audit, show: int = 10) -> str:
-    d = a.to_dict()
-    out = [f"Collector audit against the emulator's truth (as of {d['as_of']})", ""]
-    head = f"{'stream':<32} {'expected':>8} {'collected':>9} {'missed':>7} {'duplicated':>10}  faults explain"
-    out += [head, "-" * len(head)]
-    for name, s in d["streams"].items():
-        out.append(
-            f"{name:<32} {s['expected']:>8} {s['collected']:>9} {s['missed']:>7} {s['duplicated']:>10}  "
-            f"{s['missed_explained_by_faults']} of {s['missed']}"
-        )
-    out.append(f"{'invented (ids not in the truth)':<32} {'':>8} {d['invented']['count']:>9}")
-    for name, n in d["not_collected"].items():
-        out.append(f"not collected at all: {name} ({n} records in the truth)")
-    u = d["unreadable"]
-    if u["lines"] or u["without_id"]:
-        out.append(f"unreadable: {u['lines']} lines/rows, {u['without_id']} records without an id field")
-    for name, s in d["streams"].items():
-        if s["not_yet_visible"] or s["unavailable_at_source"]:
-            out.append(
-                f"{name}: not counted: {s['not_yet_visible']} not yet visible at as-of, "
-                f"{s['unavailable_at_source']} never fetchable at the source"
-            )
-    out.append("")
-    for name, s in d["streams"].items():
-        if s["missed"]:
-            unexplained = [m["id"] for m in d["missed"] if m["stream"] == name and not m["faults"]]
-            out.append(f"{name}: missed {s['missed']}: {_ids(s['missed_ids'], show)}")
-            if unexplained:
-                out.append(f"  {len(unexplained)} with no emulator fault to blame (dropped by the collector)")
-        if s["duplicated"]:
-            out.append(f"{name}: duplicated {s['duplicated']}: {_ids(list(s['duplicated_ids']), show)}")
-    if d["invented"]["count"]:
-        out.append(f"invented {d['invented']['count']}: {_ids(d['invented']['ids'], show)}")
-    faults = d["faults"]
-    if faults["total"]:
-        kinds = ", ".join(f"{k} {n}" for k, n in faults["by_kind"].items())
-        out += [
-            "",
-            f"Emulator faults injected: {faults['total']} ({kinds}); "
-            f"{faults['recovered']} recovered (the same request later answered)",
-        ]
-        explaining = faults["explaining_losses"]
-        if explaining:
-            total = sum(f["missed"] for f in explaining)
-            out.append(f"  {len(explaining)} not recovered, explaining {total} missed records:")
-        for f in explaining[:show]:
-            out.append(
-                f"  #{f['index']} {f.get('time')} {f.get('fault')} (HTTP {f.get('status')}) on "
-                f"{f.get('method')} {f.get('path')}: may explain {f['missed']} missed"
-            )
-        if len(explaining) > show:
-            out.append(f"  ... and {len(explaining) - show} more (--format json lists each)")
-    if a.clients:
-        out += ["", f"{'client (User-Agent)':<40} {'requests':>8} {'throttled':>9} {'errors':>6} {'faults':>6}"]
-        for c in a.clients:
-            out.append(
-                f"{c['client'][:40]:<40} {c['requests']:>8} {c['throttled']:>9} {c['errors']:>6} {c['faults']:>6}"
-            )
-    out += ["", "Result: " + ("nothing lost, duplicated or invented" if a.clean else "LOSSES FOUND")]
-    return "\n".join(out) + "\n"
 
 
 # -- command line ---------------------------------------------------------------------------------
@@ -467,11 +459,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--records-format", choices=("auto", "ndjson", "json", "csv"), default="auto")
     p.add_argument(
+        "--delimiter", type=_delimiter, help="CSV field separator (default: sniffed among , ; tab |); implies CSV"
+    )
+    p.add_argument(
         "--id-field", action="append", help="record id field, dotted for nested JSON (repeatable; default id, Id, ID)"
     )
     p.add_argument("--fault-log", type=Path, help="the emulator's fault log, to say which fault cost what")
-    p.add_argument("--requests", type=Path, help="the emulator's request log, for per-client quota use")
-    p.add_argument("--stream", action="append", help="streams the collector should have collected (repeatable)")
+    p.add_argument(
+        "--requests", type=Path, help="the emulator's request log: the streams asked for, recoveries, quota use"
+    )
+    p.add_argument(
+        "--stream",
+        action="append",
+        help="only these streams, counted even if never written (repeatable; default: those written or asked for)",
+    )
     p.add_argument("--tenant", action="append", help="only this tenant id (repeatable)")
     p.add_argument("--since", help="only records with event time at or after (RFC 3339)")
     p.add_argument("--until", help="only records with event time before (RFC 3339)")
@@ -479,6 +480,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--out", type=Path, help="write the report here (default: stdout)")
     p.add_argument("--show", type=int, default=10, help="ids listed per line in text (default 10)")
+
+
+def _delimiter(text: str) -> str:
+    value = {"tab": "\t", "\\t": "\t"}.get(text.lower(), text)
+    if len(value) != 1 or value in "\"\r\n":
+        raise argparse.ArgumentTypeError(f"{text!r} is not a one-character delimiter (e.g. ';', '|', tab)")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -489,7 +497,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         truth = read_truth(args.truth)
-        collected = read_records(args.records, tuple(args.id_field or DEFAULT_ID_FIELDS), args.records_format)
+        collected = read_records(
+            args.records, tuple(args.id_field or DEFAULT_ID_FIELDS), args.records_format, args.delimiter
+        )
         faults = read_lines(args.fault_log, "fault log")
         requests = read_lines(args.requests, "request log")
     except AuditError as exc:
@@ -514,4 +524,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-    return EXIT_OK if result.clean else EXIT_LOSSES
+    if collected.mostly_unreadable:  # result.exit_status is EXIT_USAGE: say why, on one line
+        read = sum(collected.counts.values())
+        print(
+            f"agent audit-collector: most records are unreadable ({collected.unparseable + collected.without_id} "
+            f"unreadable, {read} read); check --records-format, --delimiter and --id-field",
+            file=sys.stderr,
+        )
+    return result.exit_status

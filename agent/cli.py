@@ -107,10 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "audit-collector",
-        help="what another collector lost: its records against the emulator's truth (exit 3: losses)",
+        help="what another collector lost: its records against the emulator's truth (exit 3 losses, "
+        "4 duplicates only, 5 invented)",
         description="Compare the records a third-party collector wrote while running against the emulator "
         "(agent emulator exec) with the emulator's ground truth: per stream missed, duplicated, invented, "
-        "with the emulator faults that may explain each loss.",
+        "with the emulator faults that may explain each loss. Exit 0 none found; 3 records missed; "
+        "5 invented records, none missed; 4 duplicates only; 2 unreadable or mostly unreadable input.",
     )
     from agent.audit_collector import add_arguments as _audit_arguments
 

@@ -27,6 +27,7 @@ import orjson
 from aiohttp import web
 
 from agent.emulator.siem_copy import Ingested, SiemCopy
+from agent.emulator.tokens import credentials
 
 _CATEGORIES = {"graph.signins.interactive": "SignInLogs",
                "graph.signins.noninteractive": "NonInteractiveUserSignInLogs",
@@ -298,7 +299,8 @@ class ElasticServer:
         return web.json_response(self.copy.ingested_view("elastic"))
 
     def _auth(self, request: web.Request) -> web.Response | None:
-        if request.headers.get("Authorization") != f"ApiKey {self.api_key}":
+        # The scheme is case-insensitive (RFC 9110 §11.1): `apikey`, `ApiKey` and `APIKEY` all work.
+        if credentials(request.headers.get("Authorization"), "ApiKey") != self.api_key:
             return _error("security_exception", "missing authentication credentials for REST request", 401)
         return None
 

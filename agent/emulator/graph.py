@@ -74,6 +74,9 @@ V1_SIGNIN_KEYS = frozenset(
     )
 )
 _ALLOWED_OPTIONS = {"$filter", "$top", "$skiptoken", "$orderby"}
+_ORDER_DIRECTIONS = {"asc": True, "desc": False}
+# OData system query options (without their `$`), which beta reads with or without the prefix
+_ODATA_OPTIONS = ("filter", "top", "skiptoken", "orderby", "select", "expand", "count", "search", "skip", "format")
 _CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 )
@@ -147,10 +150,14 @@ class Query:
     top: int
     cursor: Cursor | None
     retention_floor: int
+    ascending: bool = False  # $orderby=<time field> asc: oldest first
 
 
 def _walk(sd: StreamData, q: Query, now: int) -> Iterator[tuple[Cursor, bytes]]:
     """Items of one stream from the cursor on, newest first; a duplicated record is served twice in a row."""
+    if q.ascending:
+        yield from _walk_up(sd, q, now)
+        return
     entries = sd.entries
     if q.cursor is None:
         i = bisect_left(sd.keys, (-q.hi, "")) if q.hi is not None else 0
@@ -176,9 +183,45 @@ def _walk(sd: StreamData, q: Query, now: int) -> Iterator[tuple[Cursor, bytes]]:
             yield (key[0], key[1], 1), e.dup_body
 
 
+def _walk_up(sd: StreamData, q: Query, now: int) -> Iterator[tuple[Cursor, bytes]]:
+    """`_walk` oldest first (`$orderby=<time field> asc`): the same entries, read from the end."""
+    entries, keys = sd.entries, sd.keys
+    floor = q.lo if sd.exempt else max(q.lo, q.retention_floor)
+    if q.cursor is None:
+        i = bisect_left(keys, (-floor + 1, ""))
+    else:
+        i = bisect_left(keys, q.cursor[:2])
+        if i < len(entries) and keys[i] == q.cursor[:2]:
+            e = entries[i]
+            if q.cursor[2] == 0 and e.dup_body is not None and e.visible <= now:
+                yield (keys[i][0], e.id, 1), e.dup_body
+    for j in range(i - 1, -1, -1):
+        e = entries[j]
+        if q.hi is not None and e.ticks > q.hi:
+            return
+        if e.ticks < floor or e.visible > now or (e.ticks < q.retention_floor and not e.exempt_retention):
+            continue
+        if q.ids is not None and e.id not in q.ids:
+            continue
+        yield (keys[j][0], keys[j][1], 0), e.body
+        if e.dup_body is not None:
+            yield (keys[j][0], keys[j][1], 1), e.dup_body
+
+
+def _merge_key(item: tuple[Cursor, bytes]) -> tuple[int, str, int]:
+    """Oldest-first merge order (with reverse=True): a duplicate's second copy still comes second."""
+    (neg, rid, copy), _ = item
+    return neg, rid, -copy
+
+
 def page(q: Query, now: int) -> tuple[list[bytes], Cursor | None, bool]:
     """One page: bodies, the cursor after the last one, and whether more items follow."""
-    merged = heapq.merge(*(_walk(sd, q, now) for sd in q.streams), key=lambda item: item[0])
+    walks = [_walk(sd, q, now) for sd in q.streams]
+    merged = (
+        heapq.merge(*walks, key=_merge_key, reverse=True)
+        if q.ascending
+        else heapq.merge(*walks, key=lambda item: item[0])
+    )
     bodies: list[bytes] = []
     last: Cursor | None = q.cursor
     for cursor, body in merged:
@@ -193,6 +236,39 @@ def _v1_signin(body: bytes) -> bytes:
     """The v1.0 view of a (beta-shaped) stored signIn: only v1.0 properties, in the same order."""
     record = orjson.loads(body)
     return orjson.dumps({k: v for k, v in record.items() if k in V1_SIGNIN_KEYS})
+
+
+def options(request: web.Request, version: str) -> dict[str, str]:
+    """Query options by lower-cased name: OData system query option names are case-insensitive
+    (`$FILTER` = `$filter`, OData 4.01 §5.1), and on the beta endpoint "the $ prefix is optional"
+    (learn.microsoft.com/graph/query-parameters), so beta's `filter=` is `$filter=`. On v1.0 the
+    prefix is optional "for only a subset of APIs"; the audit log lists are not documented among
+    them, so a bare name there stays an ignored custom parameter."""
+    params = {k.lower(): v for k, v in request.query.items()}
+    if version == "beta":
+        for name in _ODATA_OPTIONS:
+            if name in params and f"${name}" not in params:
+                params[f"${name}"] = params.pop(name)
+    return params
+
+
+def ascending(params: dict[str, str], time_field: str) -> bool:
+    """`$orderby`: the list's time field, `asc` or `desc` (default desc; names and directions
+    case-insensitive). Documented for signIns (createdDateTime) and directoryAudits/provisioning
+    (activityDateTime); ordering by any other property is refused."""
+    value = params.get("$orderby")
+    if value is None:
+        return False
+    words = value.replace("%20", " ").split()  # a double-encoded space, as the docs sometimes advise
+    if 1 <= len(words) <= 2 and words[0].lower() == time_field.lower():
+        direction = words[1].lower() if len(words) == 2 else "asc"  # OData: asc when not given
+        if direction in _ORDER_DIRECTIONS:
+            return _ORDER_DIRECTIONS[direction]
+    raise GraphError(
+        400,
+        "invalidRequest",
+        f"Invalid $orderby '{value}': this list can only be ordered by {time_field} asc or desc.",
+    )
 
 
 def _stream_names(path: str, flt: odata.Filter) -> list[str]:
@@ -304,7 +380,7 @@ class GraphService:
         path = request.match_info.get("path", "").rstrip("/").lower()
         if path not in _RESOURCES:
             return {}
-        params = {k.lower(): v for k, v in request.query.items()}
+        params = options(request, version)
         try:
             flt = (
                 odata.parse(params["$filter"], _RESOURCES[path][1], path == "auditlogs/signins" and version == "beta")
@@ -312,15 +388,18 @@ class GraphService:
                 else odata.Filter()
             )
             cursor = decode_cursor(params["$skiptoken"]) if "$skiptoken" in params else None
+            up = ascending(params, _RESOURCES[path][1])
         except (odata.FilterError, GraphError):
             return {}
-        newest = flt.hi
-        if cursor is not None:
+        newest, oldest = flt.hi, flt.lo
+        if cursor is not None and up:  # oldest first: the cursor is a lower bound
+            oldest = -cursor[0] if oldest is None else max(oldest, -cursor[0])
+        elif cursor is not None:
             newest = -cursor[0] if newest is None else min(newest, -cursor[0])
         return {
             "streams": _stream_names(path, flt),
             "newest": None if newest is None else rfc3339(newest),
-            "oldest": None if flt.lo is None else rfc3339(flt.lo),
+            "oldest": None if oldest is None else rfc3339(oldest),
         }
 
     def _query(self, request: web.Request, version: str, path: str, claims: Claims) -> Query:
@@ -333,7 +412,7 @@ class GraphService:
                 "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
                 "Neither tenant is B2C or tenant doesn't have premium license",
             )
-        params = {k.lower(): v for k, v in request.query.items()}
+        params = options(request, version)
         for key in params:
             if key.startswith("$") and key not in _ALLOWED_OPTIONS:
                 raise GraphError(
@@ -348,13 +427,7 @@ class GraphService:
             )
         except odata.FilterError as exc:
             raise GraphError(400, "invalidRequest", str(exc)) from None
-        order = params.get("$orderby", f"{time_field} desc").strip().lower()
-        if order not in (f"{time_field.lower()} desc", f"{time_field.lower()}%20desc"):
-            raise GraphError(
-                400,
-                "invalidRequest",
-                f"$orderby '{order}' is not supported by this emulator; results are always newest first.",
-            )
+        up = ascending(params, time_field)
         top = self._top(params.get("$top"))
         names = _stream_names(path, flt)
         streams = [sd for n in names if (sd := self.state.dataset.get(tenant.id, n)) is not None]
@@ -368,6 +441,7 @@ class GraphService:
             top=top,
             cursor=cursor,
             retention_floor=floor,
+            ascending=up,
         )
 
     @staticmethod

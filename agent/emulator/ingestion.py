@@ -29,6 +29,7 @@ from aiohttp import web
 
 from agent.emulator import kql
 from agent.emulator.siem_copy import Ingested, SiemCopy
+from agent.emulator.tokens import credentials
 
 API_VERSIONS = ("2023-01-01", "2021-11-01-preview")
 SUFFIX = "_Backfill_CL"
@@ -113,8 +114,8 @@ class IngestionEndpoint:
 
     async def upload(self, request: web.Request) -> web.Response:
         self.copy.ingest_requests["loganalytics"] = self.copy.ingest_requests.get("loganalytics", 0) + 1
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not self.token_ok(auth[7:]):
+        token = credentials(request.headers.get("Authorization"), "Bearer")  # scheme case-insensitive
+        if not token or not self.token_ok(token):
             return _error(401, "InvalidToken", "The access token is missing, invalid, or for another audience "
                           "(expected https://monitor.azure.com).")
         version = request.query.get("api-version")

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from agent.emulator import kql
 from agent.emulator.siem_copy import TICKS_PER_SECOND, SiemCopy, StreamCopy
+from agent.emulator.tokens import credentials
 
 # The emulator's own stream -> table map (the witness shares no code with the agent).
 TABLES = {
@@ -218,10 +219,10 @@ class Workspace:
         self.partials = 0  # answers cut at a limit (tests check the limit was really hit)
 
     async def query(self, request: web.Request) -> web.Response:
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer "):
+        token = credentials(request.headers.get("Authorization"), "Bearer")  # scheme case-insensitive
+        if token is None:
             return _error(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
-        if not self.token_ok(auth[7:]):
+        if not self.token_ok(token):
             return _error(403, "InvalidAuthenticationToken", "The access token is invalid.")
         if request.match_info["workspace"].lower() != self.copy.workspace_id.lower():
             return _error(404, "WorkspaceNotFoundError", "The workspace could not be found")

@@ -7,10 +7,12 @@ thumbprint, RS256 or PS256 signature over the emulator's client certificate, aud
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote_plus, urlsplit
 
 import orjson
 from aiohttp import web
@@ -18,9 +20,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from agent.emulator import discovery
 from agent.emulator.clock import TICKS_PER_SECOND, now_ticks
 from agent.emulator.state import State
-from agent.emulator.tokens import Resource, b64decode, find_resource
+from agent.emulator.tokens import Resource, b64decode, credentials, find_resource, other_resource
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _SKEW = 300  # seconds of clock skew tolerated on assertion times
@@ -32,6 +35,23 @@ _CLOUD_BY_LOGIN_HOST = {
     "login.chinacloudapi.cn": ("partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
     "login.partner.microsoftonline.cn": ("partner.microsoftonline.cn", "microsoftgraph.chinacloudapi.cn"),
 }
+
+
+# The multi-tenant authorities serve an OpenID configuration too (MSAL and azure-identity read it
+# before a tenant is known); its issuer carries the `{tenantid}` placeholder, and `consumers` names
+# the fixed Microsoft-account tenant.
+_MULTI_TENANT = {
+    "common": "{tenantid}",
+    "organizations": "{tenantid}",
+    "consumers": "9188040d-6c67-4c5b-b112-36a304b66dad",
+}
+
+
+def _issuer(base: str, tenant: str, v2: bool) -> str:
+    tid = _MULTI_TENANT.get(tenant, tenant)
+    if v2:
+        return f"{base.rsplit('/', 1)[0]}/{tid}/v2.0"
+    return f"https://sts.windows.net/{tid}/"
 
 
 @dataclass
@@ -73,6 +93,26 @@ def _tenant(state: State, request: web.Request) -> str:
     return tenant
 
 
+def _basic_client(request: web.Request, fields: dict[str, str]) -> dict[str, str]:
+    """client_secret_basic (advertised in the OpenID configuration; RFC 6749 §2.3.1): client id and
+    secret form-urlencoded, joined by ':', base64 in `Authorization: Basic` (scheme case-insensitive)."""
+    raw = credentials(request.headers.get("Authorization"), "Basic")
+    if raw is None:
+        return {}
+    try:
+        client, _, secret = base64.b64decode(raw, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise AadError(
+            401, "invalid_client", 7000216, "The client credentials in the Authorization header are malformed."
+        ) from None
+    client, secret = unquote_plus(client), unquote_plus(secret)
+    if fields.get("client_id") and fields["client_id"].lower() != client.lower():
+        raise AadError(
+            400, "invalid_request", 50144, "The client_id in the body does not match the Authorization header."
+        )
+    return {"client_id": client, "client_secret": secret} if "client_secret" not in fields else {"client_id": client}
+
+
 class LoginService:
     """The `login` listener: stands for https://login.microsoftonline.com."""
 
@@ -83,6 +123,7 @@ class LoginService:
         app = web.Application()
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self.openid_configuration)
         app.router.add_get("/{tenant}/.well-known/openid-configuration", self.openid_configuration)
+        app.router.add_get("/common/discovery/instance", self.instance_discovery)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self.token_v2)
         app.router.add_post("/{tenant}/oauth2/token", self.token_v1)
         return app
@@ -91,7 +132,9 @@ class LoginService:
         try:
             tenant = _tenant(self.state, request)
         except AadError as err:
-            return _error_response(request, err)
+            if request.match_info["tenant"].lower() not in _MULTI_TENANT:
+                return _error_response(request, err)
+            tenant = request.match_info["tenant"].lower()
         v2 = "/v2.0/" in request.path
         instance, graph_host = _CLOUD_BY_LOGIN_HOST.get(
             request.host.rsplit(":", 1)[0].lower(), ("microsoftonline.com", "graph.microsoft.com")
@@ -111,7 +154,7 @@ class LoginService:
             "id_token_signing_alg_values_supported": ["RS256"],
             "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "issuer": f"{base}/v2.0" if v2 else f"https://sts.windows.net/{tenant}/",
+            "issuer": _issuer(base, tenant, v2),
             "request_uri_parameter_supported": False,
             "authorization_endpoint": f"{base}/oauth2{suffix}/authorize",
             "device_authorization_endpoint": f"{base}/oauth2{suffix}/devicecode",
@@ -123,6 +166,24 @@ class LoginService:
         }
         return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
+    async def instance_discovery(self, request: web.Request) -> web.Response:
+        """MSAL's instance discovery (see `discovery`): known for our own and impersonated hosts."""
+        endpoint = request.query.get("authorization_endpoint")
+        if not endpoint:
+            return _error_response(
+                request,
+                AadError(400, "invalid_request", 90014, "The required field 'authorization_endpoint' is missing."),
+            )
+        urls = [self.state.urls.get("login", ""), *self.state.aliases.get("login", ())]
+        own = [urlsplit(url).netloc for url in urls if url]
+        own += [h for h, svc in self.state.impersonated.items() if svc == "login"]
+        doc = discovery.answer(endpoint, request.query.get("api-version", ""), own)
+        if doc is None:
+            return _error_response(
+                request, AadError(400, "invalid_instance", 50049, "Unknown or invalid instance.")
+            )
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
+
     async def token_v2(self, request: web.Request) -> web.Response:
         return await self._token(request, v1=False)
 
@@ -132,6 +193,10 @@ class LoginService:
     async def _token(self, request: web.Request, v1: bool) -> web.Response:
         form = await request.post()
         fields = {k: str(v) for k, v in form.items()}
+        try:
+            fields.update(_basic_client(request, fields))
+        except AadError as err:
+            return _error_response(request, err)
         try:
             tenant = _tenant(self.state, request)
             resource = self._resource(fields, v1, tenant)
@@ -204,7 +269,9 @@ class LoginService:
                     "(application ID URI).",
                 )
             ident = wanted[0][: -len("/.default")]
-        resource = find_resource(ident, self.state.urls, self.state.aliases)
+        resource = find_resource(ident, self.state.urls, self.state.aliases) or other_resource(
+            ident, self.state.scenario.auth.client_id
+        )
         if resource is None:
             raise AadError(
                 400,

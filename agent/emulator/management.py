@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import orjson
@@ -19,13 +20,24 @@ from aiohttp.typedefs import Handler
 
 from agent.emulator.blobs import Blob
 from agent.emulator.catalog import CONTENT_TYPES
-from agent.emulator.clock import TICKS_PER_SECOND, content_time, now_ticks, parse_iso, rfc3339
+from agent.emulator.clock import TICKS_PER_SECOND, content_time, now_ticks, rfc3339
 from agent.emulator.faults import HTML_ERROR, stall
 from agent.emulator.scenario import GUID_RE
 from agent.emulator.state import State
 
 DAY = 86400 * TICKS_PER_SECOND
-_TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?Z?)?$")
+# startTime/endTime: the reference documents YYYY-MM-DD, YYYY-MM-DDTHH:MM and YYYY-MM-DDTHH:MM:SS (UTC);
+# the service is ASP.NET and binds them as a .NET DateTime, so what real clients send works too:
+# fractions of any length (JavaScript 3 digits, Python 6, .NET 7, Go up to 9), a `Z` or a numeric
+# offset (Python `isoformat()`: `+00:00`; also `+0000`, `+00`), a space instead of `T` (Python
+# `str(datetime)`). An unencoded `+` in the query arrives as a space (form decoding) and is still
+# read as the offset sign: connectors that send `...+00:00` unencoded collect with the real service.
+# Anything else (no date, out-of-range fields, epoch numbers) is AF20002.
+_TIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
+    r"\s*(?:([Zz])|([+ -])(\d{2})(?::?(\d{2}))?)?$"
+)
 _WINDOW_TEXT = (
     "must both be specified (or both omitted) and must be less than or equal to 24 hours apart, "
     "with the start time no more than 7 days in the past."
@@ -38,6 +50,24 @@ class AfError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def parse_window_time(name: str, value: str) -> int:
+    """A listing's startTime/endTime in ticks (UTC), in any form `_TIME_RE` accepts; else AF20002."""
+    m = _TIME_RE.match(value.strip())
+    try:
+        if m is None:
+            raise ValueError(value)
+        y, mo, d, h, mi, s, frac, _, sign, oh, om = m.groups()
+        dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=UTC)
+        if sign is not None:
+            offset = timedelta(hours=int(oh), minutes=int(om or 0))
+            if offset > timedelta(hours=14):
+                raise ValueError(value)
+            dt -= offset if sign in "+ " else -offset
+    except ValueError:
+        raise AfError(400, "AF20002", f"Invalid parameter type: {name}. Expected type: datetime") from None
+    return int(dt.timestamp()) * TICKS_PER_SECOND + int((frac or "0").ljust(7, "0")[:7])
 
 
 def error_response(err: AfError) -> web.Response:
@@ -303,12 +333,7 @@ class ManagementService:
             raise AfError(400, "AF20030", f"Start time and end time {_WINDOW_TEXT}")
         if start is None or end is None:
             return now - DAY, now
-        ticks = []
-        for name, value in (("startTime", start), ("endTime", end)):
-            if not _TIME_RE.match(value):
-                raise AfError(400, "AF20002", f"Invalid parameter type: {name}. Expected type: datetime")
-            ticks.append(parse_iso(value))
-        lo, hi = ticks
+        lo, hi = (parse_window_time(name, value) for name, value in (("startTime", start), ("endTime", end)))
         if lo >= hi:
             raise AfError(
                 400,

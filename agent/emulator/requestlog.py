@@ -15,12 +15,14 @@ import threading
 import time
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote_plus
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from agent.emulator.clock import now_ticks, rfc3339
+from agent.emulator.tokens import credentials
 
 FAULT_KEY = "emulator.fault"  # request[FAULT_KEY]: what FaultInjector.log recorded for this request
 THROTTLES = frozenset(("quota", "throttle"))
@@ -28,10 +30,10 @@ THROTTLES = frozenset(("quota", "throttle"))
 
 def _app_id(request: web.Request) -> str:
     """The `appid` claim of the bearer token, read without verification (identification only)."""
-    header = request.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    token = credentials(request.headers.get("Authorization"), "Bearer")
+    if not token:
         return ""
-    parts = header[7:].strip().split(".")
+    parts = token.split(".")
     if len(parts) != 3:
         return ""
     try:
@@ -39,6 +41,15 @@ def _app_id(request: web.Request) -> str:
     except ValueError:
         return ""
     return str(claims.get("appid", "")) if isinstance(claims, dict) else ""
+
+
+def _basic_client_id(request: web.Request) -> str:
+    """The client id of a token request authenticated with `client_secret_basic`."""
+    raw = credentials(request.headers.get("Authorization"), "Basic")
+    try:
+        return unquote_plus(base64.b64decode(raw or "", validate=True).decode().partition(":")[0])
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 class RequestLog:
@@ -64,7 +75,7 @@ class RequestLog:
         app = _app_id(request)
         if not app and request.method == "POST" and request.path.endswith("/token"):
             form = await request.post()  # cached: the token endpoint reads the same form
-            app = str(form.get("client_id", ""))
+            app = str(form.get("client_id", "")) or _basic_client_id(request)
         status = 500
         try:
             response = await handler(request)

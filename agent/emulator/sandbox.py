@@ -260,8 +260,8 @@ def _environment(info: dict[str, Any], bundle: Path, info_path: Path) -> dict[st
     env.update({name: str(bundle) for name in CA_VARIABLES})
     env.update(
         {
-            "EMULATOR_INFO": str(info_path),
-            "EMULATOR_CA_FILE": str(info["ca_file"]),
+            "EMULATOR_INFO": str(info_path.resolve()),
+            "EMULATOR_CA_FILE": str(Path(info["ca_file"]).resolve()),
             "EMULATOR_TENANT_ID": str(info["tenant_id"]),
             "EMULATOR_CLIENT_ID": str(info["client_id"]),
             "EMULATOR_CLIENT_SECRET": str(info["client_secret"]),
@@ -294,7 +294,8 @@ def _run(command: list[str], env: dict[str, str]) -> int:
 def _inside(args: argparse.Namespace, command: list[str]) -> int:
     if not args.host_network:
         loopback_up()
-    state_dir = args.state_dir or Path(tempfile.mkdtemp(prefix="emulator-"))
+    # Absolute: the emulator's CA file and EMULATOR_INFO hang off it, and COMMAND may change directory.
+    state_dir = (args.state_dir or Path(tempfile.mkdtemp(prefix="emulator-"))).resolve()
     work = Path(tempfile.mkdtemp(prefix="emulator-exec-"))
     work.chmod(0o755)  # a program that drops to another user still reads the bundle it is pointed at
     mounted: list[Path] = []

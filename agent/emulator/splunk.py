@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from agent.emulator.siem_copy import TICKS_PER_SECOND, Ingested, SiemCopy
+from agent.emulator.tokens import credentials
 
 SOURCETYPES = {
     "graph.signins.interactive": "azure:aad:signin", "graph.signins.noninteractive": "azure:aad:signin",
@@ -73,7 +74,10 @@ class Event:
         if name == "_time":
             return [str(self.time)]
         if self._fields is None:
-            self._fields = flatten(orjson.loads(self.body))
+            try:
+                self._fields = flatten(orjson.loads(self.body))
+            except orjson.JSONDecodeError:  # a plain-text event (HEC accepts any string): no JSON fields
+                self._fields = {}
             for k, v in (self.indexed or {}).items():
                 self._fields.setdefault(k, []).extend(v)
         return self._fields.get(name, [])
@@ -258,8 +262,8 @@ class SplunkServer:
         self.hec = Hec(self, hec_token or token, seed)
 
     def _authorized(self, request: web.Request) -> bool:
-        auth = request.headers.get("Authorization", "")
-        return auth in (f"Bearer {self.token}", f"Splunk {self.token}")
+        header = request.headers.get("Authorization")  # either scheme, case-insensitive (RFC 9110 §11.1)
+        return self.token in (credentials(header, "Bearer"), credentials(header, "Splunk"))
 
     async def export(self, request: web.Request) -> web.StreamResponse:
         if request.path.startswith("/services/search/v2/") and not self.v2:
@@ -352,9 +356,10 @@ class Hec:
             return _hec(16)
         if not auth:
             return _hec(2)
-        if not auth.startswith("Splunk "):
+        token = credentials(auth, "Splunk")  # scheme case-insensitive (RFC 9110 §11.1)
+        if token is None:
             return _hec(3)
-        if auth[7:].strip() != self.token:
+        if token != self.token:
             return _hec(4)
         return None
 

@@ -21,7 +21,7 @@ from agent.emulator.clock import TICKS_PER_SECOND, now_ticks
 
 @dataclass(frozen=True)
 class Resource:
-    service: str  # "graph", "management", "loganalytics", "ingestion"
+    service: str  # "graph", "management", "loganalytics", "ingestion"; "other": accepted by none
     audience: str  # the `aud` claim Microsoft would put in the token
     aliases: tuple[str, ...]
     roles: tuple[str, ...]
@@ -71,6 +71,62 @@ def find_resource(
         if wanted in names:
             return r
     return None
+
+
+# Microsoft first-party resources whose service principals every tenant has, so the real login issues
+# an app-only token for them to any registered app (what the app may then do is the API's business:
+# without a role its calls get 401/403 there). No emulated API accepts these tokens. A name outside
+# this list and not one of the app's own identifiers is AADSTS500011, as for a resource the tenant
+# does not have.
+FIRST_PARTY: tuple[str, ...] = (
+    "https://management.azure.com",
+    "https://management.core.windows.net",
+    "https://vault.azure.net",
+    "https://storage.azure.com",
+    "https://database.windows.net",
+    "https://servicebus.azure.net",
+    "https://eventhubs.azure.net",
+    "https://datalake.azure.net",
+    "https://kusto.kusto.windows.net",
+    "https://api.applicationinsights.io",
+    "https://graph.windows.net",
+    "https://outlook.office365.com",
+    "https://outlook.office.com",
+    "https://ps.compliance.protection.outlook.com",
+    "https://api.securitycenter.microsoft.com",
+    "https://api.security.microsoft.com",
+    "https://securitycenter.onmicrosoft.com/windowsatpservice",
+    "https://analysis.windows.net/powerbi/api",
+    "https://purview.azure.net",
+)
+# Per-tenant hosts of first-party services (SharePoint sites, Kusto clusters, key vaults).
+_FIRST_PARTY_SUFFIXES = (".sharepoint.com", ".kusto.windows.net", ".vault.azure.net")
+
+
+def other_resource(identifier: str, client_id: str) -> Resource | None:
+    """A token audience the real login would honour although no emulated API accepts it: a
+    Microsoft first-party resource, or the app itself (`{client_id}`, `api://{client_id}`)."""
+    wanted = identifier.strip().rstrip("/")
+    low = wanted.lower()
+    host = low.removeprefix("https://").split("/", 1)[0]
+    own = {client_id.lower(), f"api://{client_id.lower()}"}
+    if low in own or low in FIRST_PARTY or (low.startswith("https://") and host.endswith(_FIRST_PARTY_SUFFIXES)):
+        return Resource("other", wanted, (wanted,), ())
+    return None
+
+
+def credentials(header: str | None, scheme: str) -> str | None:
+    """The credentials after `scheme` in an Authorization header, or None when another scheme (or
+    none) is used. The scheme is matched case-insensitively and may be followed by several spaces:
+    RFC 9110 §11.1 ("auth-scheme is a case-insensitive token") and §11.4
+    (`credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`); real clients send
+    `bearer`, `BEARER` and `Bearer` alike, and Microsoft's services accept all of them."""
+    if not header:
+        return None
+    name, _, rest = header.strip().partition(" ")
+    if name.lower() != scheme.lower():
+        return None
+    return rest.strip()
 
 
 def _b64(data: bytes) -> str:
@@ -124,9 +180,9 @@ class TokenIssuer:
 
     def check(self, header: str | None, service: str) -> Claims | str:
         """Claims of a valid token for `service`, or the reason it is refused (Graph's messages)."""
-        if not header or not header.startswith("Bearer ") or not header[7:].strip():
+        token = credentials(header, "Bearer")
+        if not token:
             return "Access token is empty."
-        token = header[7:].strip()
         parts = token.split(".")
         if len(parts) != 3:
             return "IDX14100: JWT is not well formed, there are no dots (.)."

@@ -123,10 +123,15 @@ def test_independent_client_audited(tmp_path: Path, faults: str) -> None:
     assert audit.returncode == 3, audit.stderr
     report = json.loads(audit.stdout)
     streams = report["streams"]
-    assert set(streams) == {"graph.signins.interactive", "graph.signins.noninteractive", "o365.exchange"}
-    assert set(report["not_collected"]) == {"graph.directory_audits", "o365.sharepoint"}
+    # directoryAudits was read (one page) but never written: the request log makes it count as missed
+    assert set(streams) == {
+        "graph.signins.interactive", "graph.signins.noninteractive", "graph.directory_audits", "o365.exchange"
+    }  # fmt: skip
+    assert report["counted_because_asked"] == ["graph.directory_audits"]
+    assert set(report["not_collected"]) == {"o365.sharepoint"}  # never asked for
+    audits = {r["id"].lower() for r in truth if r["stream"] == "graph.directory_audits"}
     missed = {m["id"] for m in report["missed"]}
-    assert missed == skipped | failed
+    assert missed == skipped | failed | audits
     explained = {m["id"] for m in report["missed"] if m["faults"]}
     assert explained == failed  # deliberate skips are the collector's own doing; failed blobs are the faults'
     assert {i: n for s in streams.values() for i, n in s["duplicated_ids"].items()} == {plan["duplicated_id"]: 2}
@@ -145,6 +150,28 @@ def test_independent_client_audited(tmp_path: Path, faults: str) -> None:
     text = _agent("audit-collector", "--truth", str(truth_path), "--records", str(records))
     assert text.returncode == 3
     assert "LOSSES FOUND" in text.stdout and "not collected at all: o365.sharepoint" in text.stdout
+    assert "DUPLICATES FOUND: 1 id written" in text.stdout and "INVENTED RECORDS: 1 id not" in text.stdout
+    assert "pass --requests" in text.stdout  # without the request log it says what it cannot count
+
+
+@needs_namespaces
+def test_exec_paths_are_absolute_with_a_relative_state_dir(tmp_path: Path) -> None:
+    """A collector that changes directory still finds EMULATOR_INFO and EMULATOR_CA_FILE."""
+    (tmp_path / "scenario.toml").write_text(SCENARIO)
+    script = (
+        "import os, json\n"
+        "info, ca = os.environ['EMULATOR_INFO'], os.environ['EMULATOR_CA_FILE']\n"
+        "assert os.path.isabs(info) and os.path.isabs(ca), (info, ca)\n"
+        "os.chdir('/')\n"
+        "assert json.load(open(info))['ca_file'] == ca\n"
+        "assert 'BEGIN CERTIFICATE' in open(ca).read()\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "agent", "emulator", "exec", "--scenario", "scenario.toml", "--state-dir", "state",
+         "--", sys.executable, "-c", script],
+        capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
 
 
 @needs_namespaces

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.audit_collector import DEFAULT_ID_FIELDS, audit, read_records, read_truth
+from agent.audit_collector import DEFAULT_ID_FIELDS, audit, read_records, read_truth, to_text
 
 REPO = Path(__file__).resolve().parents[2]
 T = "11111111-1111-4111-8111-111111111111"
@@ -116,3 +116,124 @@ def test_cli_unreadable_input_exits_2(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert run.returncode == 2 and "cannot read truth" in run.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent", "audit-collector", *args, "--as-of", "2026-01-05T00:00:00Z"],
+        capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def _all_graph(tmp: Path, name: str = "g.ndjson", extra: str = "") -> Path:
+    path = tmp / name
+    path.write_text("".join(json.dumps({"id": f"g{i}"}) + "\n" for i in range(10)) + extra)
+    return path
+
+
+def test_csv_dialects_are_sniffed_or_given(tmp_path: Path) -> None:
+    """';' (Excel in many locales) and tab separated exports are read, not taken as id-less rows."""
+    truth = _truth(tmp_path)
+    semi = tmp_path / "semi.csv"
+    semi.write_text("Operation;Id;User\n" + "".join(f"Send;g{i};a@b\n" for i in range(10)))
+    tabs = tmp_path / "tabs.tsv"
+    tabs.write_text("Id\tOperation\n" + "".join(f"g{i}\tSend\n" for i in range(10)))
+    for path in (semi, tabs):
+        got = read_records([path], DEFAULT_ID_FIELDS)
+        assert (sum(got.counts.values()), got.without_id, got.unparseable) == (10, 0, 0), path
+    pipes = tmp_path / "export.txt"  # no .csv suffix: --delimiter says what it is
+    pipes.write_text("Id|Operation\n" + "".join(f"g{i}|Send\n" for i in range(10)))
+    run = _cli("--truth", str(truth), "--records", str(pipes), "--delimiter", "|")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "nothing lost, duplicated or invented" in run.stdout
+
+
+def test_mostly_unreadable_records_exit_2(tmp_path: Path) -> None:
+    truth = _truth(tmp_path)
+    semi = tmp_path / "semi.csv"
+    semi.write_text("Operation;Id\n" + "".join(f"Send;g{i}\n" for i in range(10)))
+    run = _cli("--truth", str(truth), "--records", str(semi), "--delimiter", ",")  # the wrong separator
+    assert run.returncode == 2
+    assert "most records are unreadable" in run.stderr and "--delimiter" in run.stderr
+    assert "MOST RECORDS UNREADABLE" in run.stdout
+    lines = _all_graph(tmp_path, extra="not json\n" * 11)
+    assert _cli("--truth", str(truth), "--records", str(lines)).returncode == 2
+    few = _all_graph(tmp_path, "few.ndjson", extra="not json\n")  # one bad line among ten: still audited
+    assert _cli("--truth", str(truth), "--records", str(few)).returncode == 0
+
+
+def _request(path: str, status: int = 200, fault: str | None = None) -> dict[str, Any]:
+    return {"time": "2026-01-03T00:00:00Z", "client": "c/1", "host": "h", "method": "GET", "path": path,
+            "status": status, "throttled": False, "fault": fault}  # fmt: skip
+
+
+def test_streams_asked_for_but_not_written_count_as_missed(tmp_path: Path) -> None:
+    truth = read_truth(_truth(tmp_path))
+    got = read_records([_all_graph(tmp_path)], DEFAULT_ID_FIELDS)
+    requests = [
+        _request("/beta/auditLogs/signIns?$filter=createdDateTime%20ge%202026-01-01T00:00:00Z"),
+        _request(f"/api/v1.0/{T}/activity/feed/subscriptions/content?contentType=Audit.SharePoint"
+                 "&startTime=2026-01-01T00:00:00&endTime=2026-01-02T00:00:00", status=503, fault="server_error"),
+    ]  # fmt: skip
+    d = audit(truth, got, [], requests).to_dict()
+    assert d["streams"]["o365.sharepoint"]["missed_ids"] == ["s0"]  # asked for (even if it failed): counted
+    assert d["counted_because_asked"] == ["o365.sharepoint"]
+    assert d["not_collected"] == {"o365.exchange": 7}  # never asked for
+    assert d["exit_status"] == 3
+    # a blob fetch alone also says which stream it was for
+    blob = [_request(f"/api/v1.0/{T}/activity/feed/audit/blob0?PublisherIdentifier={T}")]
+    d = audit(truth, got, [], blob).to_dict()
+    assert set(d["streams"]) == {"graph.signins.interactive", "o365.exchange"}
+    assert d["streams"]["o365.exchange"]["missed"] == 5
+    # sign-in event types come from the filter; an unrelated stream is not asked for
+    ni = [_request("/beta/auditLogs/signIns?filter=signInEventTypes/any(t:%20t%20eq%20'nonInteractiveUser')")]
+    from agent.audit_requests import asked_streams
+
+    assert asked_streams(ni, {}) == {"graph.signins.noninteractive"}
+    text = to_text(audit(truth, got, [], requests))
+    assert "counted although nothing was written: o365.sharepoint" in text
+    assert "not collected at all: o365.exchange" in text and "never asked for" in text
+    assert "pass --requests" in to_text(audit(truth, got, [], []))
+
+
+def test_losses_duplicates_and_inventions_are_separate_verdicts(tmp_path: Path) -> None:
+    truth = _truth(tmp_path)
+    dup = _all_graph(tmp_path, "dup.ndjson", extra=json.dumps({"id": "g4"}) + "\n")
+    run = _cli("--truth", str(truth), "--records", str(dup))
+    assert run.returncode == 4, run.stdout
+    assert "LOSSES FOUND" not in run.stdout and "DUPLICATES FOUND: 1 id written" in run.stdout
+    assert "Losses:     none" in run.stdout and "Invented:   none" in run.stdout
+    inv = _all_graph(tmp_path, "inv.ndjson", extra=json.dumps({"id": "ghost"}) + "\n" + json.dumps({"id": "g4"}) + "\n")
+    run = _cli("--truth", str(truth), "--records", str(inv), "--format", "json")
+    assert run.returncode == 5
+    v = json.loads(run.stdout)["verdicts"]
+    assert (v["losses"]["found"], v["duplicates"]["found"], v["invented"]["found"]) == (False, True, True)
+    lost = tmp_path / "lost.ndjson"
+    lost.write_text(json.dumps({"id": "g1"}) + "\n" + json.dumps({"id": "ghost"}) + "\n")
+    run = _cli("--truth", str(truth), "--records", str(lost))
+    assert run.returncode == 3 and "LOSSES FOUND: 9 records missed" in run.stdout
+    assert "INVENTED RECORDS: 1 id not" in run.stdout and "Duplicates: none" in run.stdout
+
+
+def test_a_fault_a_documented_client_gets_past_explains_nothing(tmp_path: Path) -> None:
+    """An empty page with a next link costs a client that follows the link nothing: the records
+    behind it were dropped by the collector, whatever the fault log says."""
+    truth = read_truth(_truth(tmp_path))
+    got = read_records([_all_graph(tmp_path)], DEFAULT_ID_FIELDS)
+    got.counts.pop("g2")
+    got.counts.pop("g8")
+    common = {"api": "graph", "tenant": T, "method": "GET", "streams": ["graph.signins.interactive"], "oldest": None}
+    faults = [
+        {**common, "time": "2026-01-03T00:00:00Z", "path": "/beta/auditLogs/signIns?$skiptoken=a",
+         "fault": "empty_page", "status": 200, "newest": "2026-01-01T09:00:00Z"},
+        {**common, "time": "2026-01-03T00:00:01Z", "path": "/beta/auditLogs/signIns?$skiptoken=b",
+         "fault": "server_error", "status": 503, "newest": "2026-01-01T03:00:00Z"},
+    ]  # fmt: skip
+    a = audit(truth, got, faults, [])
+    d = a.to_dict()
+    assert {m["id"]: m["faults"] for m in d["missed"]} == {"g2": [1], "g8": []}
+    s = d["streams"]["graph.signins.interactive"]
+    assert (s["missed_explained_by_faults"], s["dropped_by_collector"]) == (1, 1)
+    assert d["faults"]["costless"] == 1 and [f["index"] for f in d["faults"]["explaining_losses"]] == [1]
+    text = to_text(a)
+    assert "1 dropped by the collector" in text and "cost a documented client nothing" in text
