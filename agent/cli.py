@@ -272,14 +272,21 @@ async def cmd_status(args: argparse.Namespace) -> int:
         print(_status_table(rows))
     if store_problem:
         print(f"agent: store: {store_problem} (stream failures since then may be missing above)", file=sys.stderr)
-    return EXIT_FAILURE if store_problem or any(r["last_error"] or r["gaps"] for r in rows) else EXIT_OK
+    return EXIT_FAILURE if store_problem or any(r["last_error"] or _open_gaps(r) for r in rows) else EXIT_OK
+
+
+def _open_gaps(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Gaps not recovered through another API (recovered ones stay listed, with how, in --json)."""
+    return [g for g in row["gaps"] if not g.get("recovered")]
 
 
 def _status_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'tenant':<38} {'stream':<32} {'cursor':<22} {'records':>9}  last error"
     lines = [head, "-" * len(head)]
     for r in rows:
-        err = r["last_error"] or (f"{len(r['gaps'])} gap(s)" if r["gaps"] else "")
+        gaps, closed = _open_gaps(r), len(r["gaps"]) - len(_open_gaps(r))
+        err = r["last_error"] or (f"{len(gaps)} gap(s)" if gaps else "") or \
+            (f"{closed} gap(s) recovered" if closed else "")
         lines.append(f"{r['tenant']:<38} {r['stream']:<32} {str(r['cursor'] or '-')[:20]:<22} "
                      f"{r['records']:>9}  {err}")
     return "\n".join(lines)

@@ -27,7 +27,7 @@ from agent.lease import StoreLocked, TenantLeases
 from agent.logs import event
 from agent.sources.base import Source, Window
 from agent.sources.graph import GraphSource
-from agent.sources.management_ledger import gap_key
+from agent.sources.management_ledger import gap_key, is_open
 from agent.streams import spec
 
 log = logging.getLogger("agent.collect")
@@ -112,6 +112,8 @@ class Sources:
             tokens = TokenProvider(tenant, tenant.endpoints.management, self.cfg.http)
             limiter = RateLimiter(c.management_requests_per_minute, 60.0)
             management = ManagementActivitySource(tenant, self.http, tokens, limiter, c, self.archive)
+            if not c.deep_history:
+                return management
             # older than the Management API's 7 days: the audit log query API on Graph (Graph's token)
             graph = self.for_graph(tenant)
             history = AuditSearchSource(tenant, self.http, graph.tokens, self._audit_search_pacer(tenant), c)
@@ -181,8 +183,9 @@ class Collector:
         try:
             if before is not None:
                 after = await self._gaps(tenant.id, stream)
-                out.gaps_total = len(after)
-                out.new_gaps = [g for g in after if gap_key(g) not in before]
+                # a gap recovered through another API (deep history) stays on record but is closed
+                out.gaps_total = sum(1 for g in after if is_open(g))
+                out.new_gaps = [g for g in after if gap_key(g) not in before and is_open(g)]
         except StoreError as store_exc:  # e.g. S3 down: the outcome is still reported
             event(log, logging.WARNING, "Could not read the stream status to count new gaps.",
                   tenant=tenant.label, stream=stream, error=str(store_exc))

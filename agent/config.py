@@ -169,6 +169,7 @@ class CollectionConfig:
     segment_max_records: int = 10_000  # records buffered per stream before a write (~25 MB)
     concurrent_streams: int = 12  # stream passes running at once per process; bounds catch-up memory
     audit_search_timeout: timedelta = timedelta(minutes=30)  # one audit log query, created to succeeded
+    deep_history: bool = True  # Microsoft 365 spans older than 7 days through the audit log query API
 
 
 @dataclass(frozen=True)
@@ -427,6 +428,7 @@ def _collection(t: Table) -> CollectionConfig:
         segment_max_records=t.integer("segment_max_records", d.segment_max_records, minimum=1),
         concurrent_streams=t.integer("concurrent_streams", d.concurrent_streams, minimum=1),
         audit_search_timeout=t.duration("audit_search_timeout", d.audit_search_timeout),
+        deep_history=t.boolean("deep_history", d.deep_history),
     )
     if c.page_size > 1000:
         raise ConfigError("collection.page_size: Graph serves at most 1000 records per page")

@@ -27,16 +27,36 @@ from typing import Any
 import orjson
 
 from agent.archive import Archive
-from agent.checkpoint import Cursor
+from agent.checkpoint import Checkpoints, Cursor
 from agent.codec import Record, format_time, parse_time
 from agent.errors import ApiError
 from agent.layout import META
 from agent.logs import event
-from agent.sources.audit_search import PERMISSION_HINT, AuditSearchSource, deep_windows
-from agent.sources.base import Source, Window
+from agent.sources.audit_search import PERMISSION_HINT, RETENTION, AuditSearchSource, deep_windows
+from agent.sources.base import Window
+from agent.sources.management_activity import ManagementActivitySource
+from agent.sources.management_ledger import gap_key, mark_recovered
 from agent.sources.management_windows import oldest_listable
 
 log = logging.getLogger("agent.history")
+
+
+RECOVERY_LEAD = timedelta(hours=24)  # records reach a blob up to hours after their event (stragglers)
+
+
+def recovery_span(g: dict[str, Any], now: datetime) -> Window | None:
+    """Event times a lost blob (or an aged listing span) may have held: up to a day before its creation."""
+    created = g.get("content_created")
+    try:
+        if created:
+            end = parse_time(created) + timedelta(minutes=1)
+            start = end - timedelta(minutes=1) - RECOVERY_LEAD
+        else:
+            start, end = parse_time(g["window"]["start"]) - RECOVERY_LEAD, parse_time(g["window"]["end"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    start = max(start.replace(microsecond=0), now - RETENTION + timedelta(minutes=5))
+    return Window(start, min(end, now)) if start < min(end, now) else None
 
 
 def provenance_key(tenant: str, stream: str, window: Window) -> str:
@@ -47,11 +67,13 @@ def provenance_key(tenant: str, stream: str, window: Window) -> str:
 class WithDeepHistory:
     """The Management Activity source, plus audit-search windows for spans it can no longer list."""
 
-    def __init__(self, management: Source, history: AuditSearchSource, archive: Archive, tenant: str,
+    def __init__(self, management: ManagementActivitySource, history: AuditSearchSource, archive: Archive, tenant: str,
                  lookback: timedelta) -> None:
         self.management, self.history, self.archive, self.tenant = management, history, archive, tenant
         self.lookback = lookback
         self._deep: set[tuple[str, Window]] = set()
+        self._recovered: dict[tuple[str, Window], list[tuple[dict[str, Any], Window, int]]] = {}
+        self.checkpoints = Checkpoints(archive.store)
         self._checked: set[str] = set()
 
     def plan(self, stream: str, cursor: Cursor | None, since: datetime | None, until: datetime | None,
@@ -74,11 +96,31 @@ class WithDeepHistory:
     def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
         if (stream, window) in self._deep:
             return self.history.batches(stream, window)
-        return self.management.batches(stream, window)
+        return self._management_then_recovery(stream, window)
+
+    async def _management_then_recovery(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
+        """The window's blobs, then the span of every blob it found lost, from the audit log query API."""
+        async for batch in self.management.batches(stream, window):
+            yield batch
+        if self.history.usable() is not None:
+            return
+        for g in self.management.take_lost(stream):
+            span = recovery_span(g, datetime.now(UTC))
+            if span is None:
+                continue
+            async for batch in self.history.batches(stream, span):
+                yield batch
+            returned = self.history.returned.pop((stream, span), 0)
+            if returned == 0:
+                await self._believe_empty(stream, span)
+            self._recovered.setdefault((stream, window), []).append((g, span, returned))
 
     async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
         if (stream, window) not in self._deep:
-            return await self.management.window_done(stream, window)
+            position = await self.management.window_done(stream, window)
+            for g, span, returned in self._recovered.pop((stream, window), []):
+                await self._close(stream, g, span, returned)
+            return position
         self._deep.discard((stream, window))
         returned = self.history.returned.pop((stream, window), 0)
         if returned == 0:
@@ -87,6 +129,14 @@ class WithDeepHistory:
                "end": format_time(window.end), "records": returned, "at": format_time(datetime.now(UTC))}
         await self.archive.store.put(provenance_key(self.tenant, stream, window), orjson.dumps(doc), overwrite=True)
         return window.end, {}
+
+    async def _close(self, stream: str, g: dict[str, Any], span: Window, returned: int) -> None:
+        """The lost blob's span is durable again from the other API: close its gap, keep its history."""
+        recovered = {"api": "audit_log_query", "start": format_time(span.start), "end": format_time(span.end),
+                     "records_returned": returned, "at": format_time(datetime.now(UTC))}
+        await mark_recovered(self.checkpoints, self.tenant, stream, gap_key(g), recovered)
+        event(log, logging.WARNING, "A gap the Management API left was recovered through the audit log query API.",
+              tenant=self.tenant, stream=stream, content_id=g.get("content_id"), span=str(span), records=returned)
 
     async def _archived(self, stream: str, start: datetime, end: datetime) -> int:
         """Distinct archived ids with an event time in [start, end), from the sidecars."""

@@ -109,6 +109,11 @@ class ManagementActivitySource:
         self._aged: dict[str, Window] = {}
         self._sweep: set[str] = set()
         self._runs: dict[tuple[str, Window], _Run] = {}
+        self._lost: dict[str, list[dict[str, Any]]] = {}  # gaps recorded and not yet handed to take_lost
+
+    def take_lost(self, stream: str) -> list[dict[str, Any]]:
+        """The gaps this source recorded for `stream` since the last call (for recovery elsewhere)."""
+        return self._lost.pop(stream, [])
 
     def now(self) -> datetime:
         """Our best estimate of the server's clock, which is the one contentCreated is on."""
@@ -439,6 +444,7 @@ class ManagementActivitySource:
         run.ledger.lost(g)
         await (await self._stream_ledger(stream)).commit([(c, LOST)], now)
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
+        self._lost.setdefault(stream, []).append(g)
         event(log, logging.ERROR, "Blob expired before it could be fetched; its records are lost to this archive.",
               tenant=self.tenant.label, stream=stream, window=str(window), **c.describe(), reason=reason)
 
@@ -456,6 +462,7 @@ class ManagementActivitySource:
             await ledger.save(account, "failed" if account.summary()["failed"] else "complete", now)
             await ledger.commit([(c, LOST)], now)
             await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
+            self._lost.setdefault(stream, []).append(g)
             event(log, logging.ERROR, "Blob expired before it could be fetched; its records are lost to this archive.",
                   tenant=self.tenant.label, stream=stream, window=str(window), **c.describe(),
                   reason=g["reason"])
@@ -476,6 +483,7 @@ class ManagementActivitySource:
         account.lost(g)
         await ledger.save(account, "aged", now)
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
+        self._lost.setdefault(stream, []).append(g)
         event(log, logging.ERROR, "Blobs in a span aged past 7 days before they were listed; records may be lost.",
               tenant=self.tenant.label, stream=stream, span=str(lost))
 

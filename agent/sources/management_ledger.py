@@ -67,6 +67,19 @@ def gap_key(g: dict[str, Any]) -> str:
     return str(g.get("content_id") or f"retention:{g['window']['start']}")
 
 
+def is_open(g: dict[str, Any]) -> bool:
+    """A gap whose records were not recovered through another API (recovered ones keep their history)."""
+    return not g.get("recovered")
+
+
+async def mark_recovered(checkpoints: Checkpoints, tenant: str, stream: str, key: str,
+                         recovered: dict[str, Any]) -> None:
+    """Close a gap in the stream status: it stays listed, with how and when its span was fetched again."""
+    status = await checkpoints.load_status(tenant, stream)
+    gaps = [{**g, "recovered": recovered} if gap_key(g) == key else g for g in status.get("gaps", [])]
+    await checkpoints.update_status(tenant, stream, gaps=gaps)
+
+
 async def record_gaps(checkpoints: Checkpoints, tenant: str, stream: str, gaps: Sequence[dict[str, Any]]) -> int:
     """Merge gaps into the stream's status (what `agent status` prints); returns how many were new."""
     if not gaps:

@@ -84,3 +84,28 @@ def test_silent_zero_records_is_an_error_not_a_quiet_month(tmp_path: Path) -> No
         status = run_agent(["status", "--json", "--config", str(cfg)])
         row = next(r for r in orjson.loads(status.stdout) if r["stream"] == "o365.exchange")
         assert "no records" in (row["last_error"] or "")
+
+
+def test_reconcile_30_days_backfills_a_siem_gap_20_days_old(tmp_path: Path) -> None:
+    cfg, store = tmp_path / "agent.toml", tmp_path / "store"
+    text = scenario().replace("[audit_search]", """[[siem.gaps]]
+stream = "o365.exchange"
+start = "-21d"
+end = "-19d"
+drop_fraction = 1.0
+[audit_search]""")
+    with running_emulator(text, tmp_path, extra_args=("--write-config", str(cfg), "--store-dir", str(store),
+                                                      "--siem", "sentinel")) as emu:
+        edit_config(cfg, "collection", management_window="24h")
+        lost = {t["id"] for t in emu.truth() if t["stream"] == "o365.exchange" and not t["in_siem"]}
+        assert lost and all(parse_rfc3339(t["event_time"]) < datetime.now(UTC) - timedelta(days=18)
+                            for t in emu.truth() if t["id"] in lost)
+        assert run_agent(["collect", "--once", "--since", "30d", "--stream", "o365.exchange",
+                          "--config", str(cfg)]).returncode == 0
+        args = ["reconcile", "--since", "30d", "--stream", "o365.exchange", "--format", "json", "--config", str(cfg)]
+        first = run_agent([*args, "--backfill"])
+        report = orjson.loads(first.stdout)
+        assert set(report["streams"][0]["missing_in_siem"]) == lost, first.stderr[-2000:]
+        after = run_agent(args)
+        assert after.returncode == 0, after.stdout[-2000:]
+        assert orjson.loads(after.stdout)["streams"][0]["missing_in_siem"] == []

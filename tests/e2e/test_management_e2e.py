@@ -142,7 +142,9 @@ def test_blob_unavailable_until_it_expires_is_an_exact_recorded_gap(tmp_path: Pa
     with running_emulator(UNAVAILABLE, tmp_path, extra_args=start_args(tmp_path)) as emu:
         # List as far back as the API allows (default 167h55m would never see this blob) and
         # give up on a failing blob after 3 attempts so the first pass ends before the blob expires.
-        edit_config(cfg, "collection", management_lookback="604798s", initial_lookback="8d", max_attempts=3)
+        # Without the audit log query API (deep_history = false) nothing can bring the blob back.
+        edit_config(cfg, "collection", management_lookback="604798s", initial_lookback="8d", max_attempts=3,
+                    deep_history=False)
         edit_config(cfg, "log", format="json")
         truth = emu.truth()
         gone = [t for t in truth if t["stream"] == sp and t["available"] is False]
@@ -183,3 +185,34 @@ def test_blob_unavailable_until_it_expires_is_an_exact_recorded_gap(tmp_path: Pa
         streams = (sp, "o365.exchange")
         assert_exact(exported_ids(cfg, streams), expected_ids(truth, at, streams))
         assert any(f["fault"] == "unavailable_blob" for f in emu.faults())
+
+
+@pytest.mark.slow
+def test_blob_expired_unfetched_is_recovered_through_the_audit_log_query_api(tmp_path: Path) -> None:
+    """The same lost blob, with deep history on: its span is fetched from the audit log query API,
+    the gap stays on record with how it was recovered, and the archive is exact."""
+    cfg = tmp_path / "agent.toml"
+    sp = "o365.sharepoint"
+    with running_emulator(UNAVAILABLE + '[audit_search]\nlatency = "1s"\n', tmp_path,
+                          extra_args=start_args(tmp_path)) as emu:
+        edit_config(cfg, "collection", management_lookback="604798s", initial_lookback="8d", max_attempts=3)
+        truth = emu.truth()
+        gone = [t for t in truth if t["stream"] == sp and t["available"] is False]
+        content_id = gone[0]["content_id"]
+        expires = parse_rfc3339(gone[0]["visible_at"]).timestamp() + 7 * 86400
+        first = run_agent(["collect", "--once", "--config", str(cfg)])
+        assert first.returncode == 1, first.stderr[-3000:]
+        time.sleep(max(0.0, expires - time.time()) + 2)
+        at = datetime.now(UTC)
+        second = run_agent(["collect", "--once", "--config", str(cfg)])
+        assert second.returncode == 0, second.stderr[-3000:]
+        streams = (sp, "o365.exchange")
+        want = {s: {t["id"] for t in truth if t["stream"] == s and parse_rfc3339(t["visible_at"]) <= at}
+                for s in streams}
+        assert_exact(exported_ids(cfg, streams), want)
+        assert {t["id"] for t in gone} <= set(exported_ids(cfg, [sp])[sp])
+        status = run_agent(["status", "--json", "--config", str(cfg)])
+        assert status.returncode == 0, status.stdout
+        [st] = [r for r in json.loads(status.stdout) if r["stream"] == sp]
+        [g] = st["gaps"]
+        assert g["content_id"] == content_id and g["recovered"]["api"] == "audit_log_query"
