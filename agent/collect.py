@@ -1,7 +1,8 @@
 """One pass of collection: for each stream, plan windows, fetch, archive, then move the cursor.
 
 The order inside a window is the product's central promise: `archive.write` returns only when
-the segments are durable, and only then does `checkpoints.save` move the cursor. A window that
+the segments are durable, and only then does `checkpoints.advance` move the cursor (and only over a
+span contiguous with it: explicit ranges and re-collection fill holes, never jump). A window that
 fails stops its stream's pass, so the cursor never passes records that were not stored; the
 failure is written to the stream's status and the pass reports it.
 """
@@ -168,9 +169,12 @@ class Collector:
             position, state = await source.window_done(stream, window)
             if out.manifest is not None:
                 state = {**state, "manifest": out.manifest}  # pins the chain head against edits
-            if out.cursor is None or position > out.cursor:
-                saved = await self.checkpoints.save(tenant.id, stream, position, state)
-                out.cursor = saved.position
+            saved = await self.checkpoints.advance(tenant.id, stream, window.covered_from, position, state)
+            if out.cursor is not None and window.covered_from > out.cursor and not out.windows:
+                event(log, logging.INFO, "This span starts after the cursor; it fills the archive and the cursor "
+                      "stays, so the next pass collects the span in between.", tenant=tenant.label,
+                      stream=stream, cursor=format_time(out.cursor), start=format_time(window.covered_from))
+            out.cursor = saved.position
             out.windows += 1
             await self.checkpoints.update_status(
                 tenant.id, stream, add={"records_stored": out.stored - before},
