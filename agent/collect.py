@@ -86,7 +86,8 @@ class Sources:
         c = self.cfg.collection
         if kind == "graph":
             tokens = TokenProvider(tenant, tenant.endpoints.graph, self.cfg.http)
-            return GraphSource(tenant, self.http, tokens, RateLimiter(c.graph_requests_per_10s, 10.0), c)
+            return GraphSource(tenant, self.http, tokens, RateLimiter(c.graph_requests_per_10s, 10.0), c,
+                               Checkpoints(self.archive.store))
         if kind == "management_activity":
             from agent.sources.management_activity import ManagementActivitySource
 
