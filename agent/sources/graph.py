@@ -157,13 +157,12 @@ class GraphSource:
         else:
             start = now - self.cfg.initial_lookback
         oldest = floor_second(now - RETENTION + RETENTION_MARGIN)
-        windows = split(max(floor_second(start), oldest), floor_second(min(until or now, now)), self.cfg.window)
         if cursor is not None and cursor.position < oldest and self.checkpoints is not None:
             # Whatever `since` says: the span the cursor promised that Graph no longer keeps is a gap.
+            # Requests still start where planned (Graph answers what it keeps), so the windows stay
+            # contiguous with the cursor and cross the gap under the one cursor rule.
             self._aged[stream] = Window(cursor.position, oldest)
-            if windows and windows[0].start == oldest:
-                windows[0] = Window(oldest, windows[0].end, gap_from=cursor.position)
-        return windows
+        return split(floor_second(start), floor_second(min(until or now, now)), self.cfg.window)
 
     async def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
         """Pages of a window. The next page is requested before this one is handed on, so the
