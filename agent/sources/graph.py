@@ -18,7 +18,7 @@ import orjson
 
 from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints, Cursor
-from agent.codec import Record, format_time
+from agent.codec import Record
 from agent.config import CollectionConfig, TenantConfig
 from agent.errors import (
     AgentError,
@@ -145,7 +145,7 @@ class GraphSource:
         self.tokens = tokens
         self.limiter = limiter
         self.cfg = cfg
-        self.checkpoints = checkpoints  # where retention gaps are recorded; without it none is crossed
+        self.checkpoints = checkpoints  # where retention gaps are recorded (stream status, then alerts)
         self._aged: dict[str, Window] = {}
 
     def plan(self, stream: str, cursor: Cursor | None, since: datetime | None, until: datetime | None,
@@ -215,5 +215,4 @@ class GraphSource:
                 None, datetime.now(UTC))
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
         event(log, logging.ERROR, "Records in a span aged past Graph's retention before they were collected; "
-              "they are lost to this archive.", tenant=self.tenant.label, stream=stream, span=str(span),
-              start=format_time(span.start))
+              "they are lost to this archive.", tenant=self.tenant.label, stream=stream, span=str(span))
