@@ -1,9 +1,11 @@
 """Checkpoints: per-stream cursors kept in the Store, versioned, and never moving backwards.
 
 A cursor says "everything before `position` is durable in the archive". It is saved only after
-the segments covering it were written (the caller's order: archive.write, then save), so a crash
-costs a re-fetch, never a gap. Stream status (last success, last error, counts) is kept beside it
-as a separate, freely overwritten object so that a failure report can never move a cursor.
+the segments covering it were written (the caller's order: archive.write, then advance), so a crash
+costs a re-fetch, never a gap. `advance` is the one place that decides whether a collected span
+moves the cursor: only a span that starts at or before it (nothing uncollected in between) does.
+Stream status (last success, last error, counts) is kept beside it as a separate, freely
+overwritten object so that a failure report can never move a cursor.
 """
 
 from __future__ import annotations
@@ -62,6 +64,22 @@ class Checkpoints:
                "seq": cursor.seq, "state": cursor.state, "saved_at": format_time(datetime.now(UTC))}
         await self.store.put(checkpoint_key(tenant, stream), orjson.dumps(doc), overwrite=True)
         return cursor
+
+    async def advance(self, tenant: str, stream: str, covered_from: datetime, position: datetime,
+                      state: dict[str, Any] | None = None) -> Cursor:
+        """The cursor rule: move to `position` after [covered_from, position) was durably stored.
+
+        The cursor moves only if that span starts at or before it, so it never passes anything that
+        was not collected (or recorded as a gap by the source, which then reports an earlier
+        `covered_from`). A span after the cursor (`collect --since` later than it, reconcile's
+        re-collection of a hole) fills the archive and leaves the cursor where it is; the next pass
+        starts from the cursor and collects the span in between. A stream without a cursor starts
+        its contiguous span wherever its first collection starts. Returns the cursor, moved or not.
+        """
+        current = await self.load(tenant, stream)
+        if current is not None and (covered_from > current.position or position <= current.position):
+            return current
+        return await self.save(tenant, stream, position, state)
 
     async def load_status(self, tenant: str, stream: str) -> dict[str, Any]:
         try:

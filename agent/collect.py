@@ -1,7 +1,8 @@
 """One pass of collection: for each stream, plan windows, fetch, archive, then move the cursor.
 
 The order inside a window is the product's central promise: `archive.write` returns only when
-the segments are durable, and only then does `checkpoints.save` move the cursor. A window that
+the segments are durable, and only then does `checkpoints.advance` move the cursor (and only over a
+span contiguous with it: explicit ranges and re-collection fill holes, never jump). A window that
 fails stops its stream's pass, so the cursor never passes records that were not stored; the
 failure is written to the stream's status and the pass reports it.
 """
@@ -103,7 +104,8 @@ class Sources:
         c = self.cfg.collection
         if kind == "graph":
             tokens = TokenProvider(tenant, tenant.endpoints.graph, self.cfg.http)
-            return GraphSource(tenant, self.http, tokens, RateLimiter(c.graph_requests_per_10s, 10.0), c)
+            return GraphSource(tenant, self.http, tokens, RateLimiter(c.graph_requests_per_10s, 10.0), c,
+                               Checkpoints(self.archive.store))
         if kind == "management_activity":
             from agent.sources.audit_search import AuditSearchSource
             from agent.sources.history import WithDeepHistory
@@ -209,9 +211,12 @@ class Collector:
             if out.manifest is not None:
                 state = {**state, "manifest": out.manifest}  # pins the chain head against edits
             self.leases.check(tenant.id)  # taken over while paused: stop before moving the cursor
-            if out.cursor is None or position > out.cursor:
-                saved = await self.checkpoints.save(tenant.id, stream, position, state)
-                out.cursor = saved.position
+            saved = await self.checkpoints.advance(tenant.id, stream, window.covered_from, position, state)
+            if out.cursor is not None and window.covered_from > out.cursor and not out.windows:
+                event(log, logging.INFO, "This span starts after the cursor; it fills the archive and the cursor "
+                      "stays, so the next pass collects the span in between.", tenant=tenant.label,
+                      stream=stream, cursor=format_time(out.cursor), start=format_time(window.covered_from))
+            out.cursor = saved.position
             out.windows += 1
             await self.checkpoints.update_status(
                 tenant.id, stream, add={"records_stored": out.stored - before},

@@ -217,17 +217,25 @@ async def reconcile(cfg: object, archive: Archive, siem: Siem, streams: Sequence
 
     async def one(tenant: str, stream: str) -> StreamReport:
         nonlocal done
-        async with gate:
-            sr = StreamReport(tenant, stream)
-            run = StreamRun(siem, ArchiveSide(archive, tenant, stream), opts, sr, start, end)
+
+        async def compare() -> StreamRun:
+            run = StreamRun(siem, ArchiveSide(archive, tenant, stream), opts, StreamReport(tenant, stream), start, end)
             if end > start:
                 try:
                     await run.run()
                 except (SiemError, RetryableError) as exc:  # retries exhausted or a refusal: no conclusion
-                    _unverified(sr, start, end, exc)
-                else:
-                    if recollect is not None and sr.missing_in_agent:
-                        await _recollect(run, recollect, now)
+                    _unverified(run.report, start, end, exc)
+            return run
+
+        async with gate:
+            run = await compare()
+            if recollect is not None and run.report.missing_in_agent and await _recollect(run, recollect, now):
+                # The re-collected buckets now hold records the SIEM may lack too: compare them again,
+                # so this report (not the next run's) names every gap.
+                first = run.report
+                run = await compare()
+                _carry_over(first, run.report)
+            sr = run.report
             done += 1
             if progress is not None:
                 progress(done, len(streams), stream)
@@ -252,8 +260,8 @@ def _unverified(sr: StreamReport, start: int, end: int, exc: Exception) -> None:
         row.unverified = True
 
 
-async def _recollect(run: StreamRun, recollect: Recollect, now: datetime) -> None:
-    """Fetch buckets with archive holes again from the API if it still keeps them, then re-check."""
+async def _recollect(run: StreamRun, recollect: Recollect, now: datetime) -> bool:
+    """Fetch buckets with archive holes again from the API if it still keeps them; True if it tried."""
     sr = run.report
     oldest = _us(now - RETENTION[spec(sr.stream).source])
     holes = {run.hole_at[i] for i in sr.missing_in_agent if i in run.hole_at}
@@ -262,10 +270,18 @@ async def _recollect(run: StreamRun, recollect: Recollect, now: datetime) -> Non
         sr.notes.append(f"{len(late)} bucket(s) with records missing in the archive are past the API's "
                         "retention; they cannot be re-collected")
     if not holes - late:
-        return
+        return False
     for gap in merge_gaps({b: 1 for b in holes - late}, run.size):
         await recollect(sr.tenant, sr.stream, _dt(gap.start), _dt(gap.end))
     found = await run.side.holds(sr.missing_in_agent, run.start, run.end)
     sr.recollected |= found
     sr.missing_in_agent -= found
     sr.notes.append(f"re-collected {len(found)} record(s) the archive lacked")
+    return True
+
+
+def _carry_over(first: StreamReport, again: StreamReport) -> None:
+    """What the comparison before re-collection learned that the one after it cannot see again."""
+    again.recollected = first.recollected
+    again.queries += first.queries
+    again.notes[:0] = [n for n in first.notes if n not in again.notes]

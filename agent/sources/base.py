@@ -7,7 +7,7 @@ sleeping (the Beats o365audit pattern).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -21,6 +21,14 @@ class Window:
 
     start: datetime
     end: datetime
+    # Where a span the source records as a gap (aged past the API's retention) begins, when such a
+    # span ends at this window's start: the cursor may cross the gap, never an unrecorded hole.
+    gap_from: datetime | None = field(default=None, compare=False)
+
+    @property
+    def covered_from(self) -> datetime:
+        """The earliest instant this window accounts for once done: collected, or a recorded gap."""
+        return self.gap_from if self.gap_from is not None and self.gap_from < self.start else self.start
 
     def __str__(self) -> str:
         return f"{format_time(self.start)}/{format_time(self.end)}"

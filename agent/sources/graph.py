@@ -11,13 +11,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from agent.auth import TokenProvider
-from agent.checkpoint import Cursor
+from agent.checkpoint import Checkpoints, Cursor
 from agent.codec import Record
 from agent.config import CollectionConfig, TenantConfig
 from agent.errors import (
@@ -29,7 +29,9 @@ from agent.errors import (
     TransientApiError,
 )
 from agent.http import HttpClient, RateLimiter, Response, parse_retry_after, redact_url, with_retries
+from agent.logs import event
 from agent.sources.base import Window, floor_second, split
+from agent.sources.management_ledger import gap, record_gaps
 from agent.streams import StreamSpec, spec
 
 log = logging.getLogger("agent.graph")
@@ -37,6 +39,10 @@ log = logging.getLogger("agent.graph")
 # Documented licence answers: sign-ins need Entra ID P1/P2 (signin-list.md; reporting prerequisites).
 LICENCE_CODES = frozenset({"Authentication_RequestFromNonPremiumTenantOrB2CTenant", "AadPremiumLicenseRequired"})
 DEFAULT_THROTTLE_WAIT = 10.0  # Graph's documented Retry-After for reports when a header is missing
+# Entra ID keeps audit and sign-in logs 30 days with P1/P2 (7 days without; sign-ins then answer 403):
+# "Microsoft Entra data retention". Older spans can never be fetched; we stay a few minutes inside it.
+RETENTION = timedelta(days=30)
+RETENTION_MARGIN = timedelta(minutes=5)
 
 
 def _graph_time(dt: datetime) -> str:
@@ -133,12 +139,14 @@ class GraphSource:
     """Graph audit log streams of one tenant."""
 
     def __init__(self, tenant: TenantConfig, http: HttpClient, tokens: TokenProvider, limiter: RateLimiter,
-                 cfg: CollectionConfig) -> None:
+                 cfg: CollectionConfig, checkpoints: Checkpoints | None = None) -> None:
         self.tenant = tenant
         self.http = http
         self.tokens = tokens
         self.limiter = limiter
         self.cfg = cfg
+        self.checkpoints = checkpoints  # where retention gaps are recorded (stream status, then alerts)
+        self._aged: dict[str, Window] = {}
 
     def plan(self, stream: str, cursor: Cursor | None, since: datetime | None, until: datetime | None,
              now: datetime) -> Sequence[Window]:
@@ -148,12 +156,19 @@ class GraphSource:
             start = cursor.position - self.cfg.overlap  # late sign-ins land well after createdDateTime
         else:
             start = now - self.cfg.initial_lookback
-        end = min(until or now, now)
-        return split(floor_second(start), floor_second(end), self.cfg.window)
+        oldest = floor_second(now - RETENTION + RETENTION_MARGIN)
+        if cursor is not None and cursor.position < oldest and self.checkpoints is not None:
+            # Whatever `since` says: the span the cursor promised that Graph no longer keeps is a gap.
+            # Requests still start where planned (Graph answers what it keeps), so the windows stay
+            # contiguous with the cursor and cross the gap under the one cursor rule.
+            self._aged[stream] = Window(cursor.position, oldest)
+        return split(floor_second(start), floor_second(min(until or now, now)), self.cfg.window)
 
     async def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
         """Pages of a window. The next page is requested before this one is handed on, so the
         server works on it while the collector parses, compresses and writes (one page ahead)."""
+        if stream in self._aged:
+            await self._note_aged(stream, self._aged.pop(stream))
         url, params = list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
         query: dict[str, str] | None = params
         links = _Links(stream, window, self.cfg.max_attempts)
@@ -191,3 +206,13 @@ class GraphSource:
 
     async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
         return window.end, {}
+
+    async def _note_aged(self, stream: str, span: Window) -> None:
+        """Records in a span past Graph's retention that the cursor had not reached: an explicit gap."""
+        if self.checkpoints is None:  # plan() notes aged spans only with somewhere to record them
+            return
+        g = gap(stream, span, "retention: this event-time span aged past Graph's 30 days before it was collected",
+                None, datetime.now(UTC))
+        await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
+        event(log, logging.ERROR, "Records in a span aged past Graph's retention before they were collected; "
+              "they are lost to this archive.", tenant=self.tenant.label, stream=stream, span=str(span))

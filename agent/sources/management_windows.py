@@ -68,10 +68,15 @@ def plan_windows(now: datetime, cursor: datetime | None, since: datetime | None,
         start = cursor - rescan
     else:
         start = now - min(initial, lookback)
-    aged = Window(cursor, floor) if cursor is not None and since is None and cursor < floor else None
+    # Whatever `since` says: a span the cursor promised that can no longer be listed is a gap.
+    aged = Window(cursor, floor) if cursor is not None and cursor < floor else None
     start = max(floor_second(start), floor)
     end = floor_second(min(until or now, now))
-    return Plan(grid_split(start, end, size), aged)
+    windows = grid_split(start, end, size)
+    if aged is not None and windows and windows[0].start == floor:
+        # the first window starts where the recorded gap ends: the cursor may cross both
+        windows[0] = Window(windows[0].start, windows[0].end, gap_from=aged.start)
+    return Plan(windows, aged)
 
 
 def request_span(window: Window, shift: timedelta, floor: datetime) -> tuple[datetime, datetime]:

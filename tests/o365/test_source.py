@@ -295,6 +295,19 @@ async def test_an_old_cursor_records_a_retention_gap(env: Env):
     assert len(await env.records(EXO)) == 2
 
 
+async def test_an_old_cursor_records_a_retention_gap_whatever_since_says(env: Env):
+    old = NOW - timedelta(days=9)
+    await env.collector.checkpoints.save(TENANT, EXO, old)
+    env.fake.add("a", EXO_CT, NOW - 2 * H)
+    [out] = await env.collector.collect([EXO], since=NOW - 3 * H)
+    [g] = out.new_gaps  # the span the cursor promised and the API no longer lists is named at once
+    assert g["reason"].startswith("retention") and g["window"]["start"] == "2026-03-01T12:00:00Z"
+    assert out.cursor == old  # [7-day edge, since) was not collected: the cursor stays
+    again = (await env.run(EXO))[EXO]
+    assert not again.new_gaps and again.cursor == NOW  # crosses the recorded gap with the windows after it
+    assert len((await env.status(EXO))["gaps"]) == 1
+
+
 async def test_a_content_uri_on_another_host_never_gets_the_token(env: Env):
     env.fake.add("a", EXO_CT, NOW - 2 * H).uri = "https://collector.example/steal?x=1"
     out = (await env.run(EXO))[EXO]

@@ -112,3 +112,14 @@ def test_request_span_moves_onto_the_server_clock_and_respects_the_floor():
     assert request_span(w, timedelta(0), floor) == (floor, w.end)
     shift = timedelta(minutes=30)
     assert request_span(w, shift, floor) == (w.start + shift, w.end + shift)
+
+
+def test_an_old_cursor_is_an_aged_span_whatever_since_says():
+    cursor = NOW - timedelta(days=8)
+    floor = oldest_listable(NOW, LOOKBACK)
+    p = plan(cursor=cursor, since=NOW - timedelta(days=30))
+    assert p.aged == Window(cursor, floor)  # the cursor promised it; an explicit --since does not excuse it
+    assert p.windows[0].start == floor and p.windows[0].covered_from == cursor  # the cursor may cross the gap
+    later = plan(cursor=cursor, since=NOW - timedelta(days=2))
+    assert later.aged == Window(cursor, floor)
+    assert later.windows[0].covered_from == later.windows[0].start > floor  # [floor, since) is not collected

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agent.emulator import elastic as elastic_emu
@@ -191,3 +192,34 @@ async def test_differing_buckets_are_narrowed_by_counts_before_ids(kind: str, tm
         report = await reconcile(None, archive, r.siem, [(TENANT, s) for s in scn.entries], START, END,
                                  options=Options(settle=timedelta(hours=1), refine_rows=10), now=NOW)
     check_exact(kind, scn, report, copy)
+
+
+async def test_first_reconcile_after_recollecting_names_the_gaps_the_refetched_records_reveal(
+        tmp_path: Path) -> None:
+    # The archive lacks hours 3-6 (the agent was down); the SIEM lost half of the same hours. Re-collection
+    # fills the archive's hole from the API, which brings back the records the SIEM lacks too: the same
+    # run must report them, not only the next one.
+    stream = "graph.signins.interactive"
+    scn = Scenario(START, END, {stream: 600}, gaps=[Gap(stream, h(3), h(6), side="agent"),
+                                                    Gap(stream, h(3), h(6), 0.5)]).generate()
+    copy = scn.copy()
+    archive = await scn.archive(tmp_path / "store")
+    api = scn.entries[stream]  # what the API still serves: every record
+
+    async def recollect(tenant: str, name: str, start: datetime, end: datetime) -> object:
+        window = [orjson.loads(e.body) for e in api if ticks_of(start) <= e.ticks < ticks_of(end)]
+        return await archive.write(tenant, name, window)
+
+    lost = {e.id for e in api if not e.in_siem}
+    assert lost
+    async with running("sentinel", copy, tmp_path) as r:
+        first = await reconcile(None, archive, r.siem, [(TENANT, stream)], START, END,
+                                options=Options(settle=timedelta(hours=1)), now=NOW, recollect=recollect)
+        second = await reconcile(None, archive, r.siem, [(TENANT, stream)], START, END,
+                                 options=Options(settle=timedelta(hours=1)), now=NOW, recollect=recollect)
+    s = first.streams[0]
+    assert s.recollected == {e.id for e in api if e.in_siem and not e.in_agent}
+    assert s.missing_in_siem == lost == second.streams[0].missing_in_siem
+    assert not s.missing_in_agent
+    assert s.agent_count == len(api) and first.has_gaps
+    assert sum(g.missing for g in s.gaps) == len(lost)
