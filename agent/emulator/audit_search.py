@@ -24,6 +24,7 @@ Behaviours modelled, each from a public source:
   since the permission became enforced (microsoft/PAX README, release v1.10.9).
 - Global cloud only (list-records doc: not in US Gov L4/L5 or China): the agent refuses to use it
   for a tenant in a national cloud rather than asking.
+- A query may end `failed` (a documented status value): `[audit_search] failed_fraction`.
 - Throttling: the query API shares Graph's 429 + Retry-After shape; the `[faults]` throttle and
   server_error rates apply to its requests like to any Graph request.
 """
@@ -73,6 +74,7 @@ class _Query:
     services: frozenset[str]
     body: dict[str, Any]
     matches: list[Entry] = field(default_factory=list)
+    fails: bool = False
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -131,7 +133,8 @@ class AuditSearch:
                                                 "message": "Too many concurrent audit log queries."}},
                                      status=429, headers={"Retry-After": "5"})
         q = _Query(str(uuid.uuid4()), tenant, now_ticks(), start, end,
-                   frozenset(body.get("recordTypeFilters") or ()), frozenset(body.get("serviceFilters") or ()), body)
+                   frozenset(body.get("recordTypeFilters") or ()), frozenset(body.get("serviceFilters") or ()), body,
+                   fails=self._rng.random() < self.state.scenario.audit_search.failed_fraction)
         self._queries[q.id] = q
         return web.json_response(self._describe(q), status=201)
 
@@ -141,7 +144,7 @@ class AuditSearch:
     def _status(self, q: _Query) -> str:
         age = now_ticks() - q.created
         if age >= self.state.scenario.audit_search.latency:
-            return "succeeded"
+            return "failed" if q.fails else "succeeded"
         return "running" if age >= self.state.scenario.audit_search.latency // 3 else "notStarted"
 
     def _describe(self, q: _Query) -> dict[str, Any]:

@@ -71,6 +71,7 @@ class AuditSearchPlan:
 
     permission: str = "granted"  # "missing": 403 on create (before April 2026); "silent": 0 records, no error
     latency: int = seconds(2)  # from create to "succeeded" (real searches take minutes)
+    failed_fraction: float = 0.0  # queries that end "failed" instead (a documented status value)
 
 
 @dataclass(frozen=True)
@@ -379,7 +380,8 @@ def _audit_search(t: _Table) -> AuditSearchPlan:
     permission = t.get("permission", (str,), "granted")
     if permission not in ("granted", "missing", "silent"):
         raise ScenarioError(f"{t.key('permission')}: use \"granted\", \"missing\" or \"silent\"")
-    plan = AuditSearchPlan(permission=permission, latency=t.duration("latency", seconds(2)))
+    plan = AuditSearchPlan(permission=permission, latency=t.duration("latency", seconds(2)),
+                           failed_fraction=t.fraction("failed_fraction", 0.0))
     t.finish()
     return plan
 

@@ -22,8 +22,9 @@ microsoft/PAX):
   a query that returns nothing while the archive holds records of that stream for the same span (or,
   on a first run, for the last day the Management API served) is an error that names the permission,
   never "nothing happened".
-- A query that fails (status "failed" or "cancelled") or is not done within `audit_search_timeout`
-  fails its window: the pass reports it and the span is fetched again by the next run asking for it.
+- A query that ends "failed" or "cancelled" is made again (`max_attempts`); one still failing, or not
+  done within `audit_search_timeout`, fails its window: the pass reports it and the span is fetched
+  again by the next run asking for it.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ RECORD_TYPES: dict[str, tuple[str, ...]] = {
                       "dataInsightsRestApiAudit", "teamsHealthcare", "hrSignal", "securityComplianceAlerts",
                       "sharePointSearch", "search", "copilotInteraction"),
 }
+
+
+class QueryFailed(TransientApiError):
+    """The service ended a query `failed` or `cancelled`: a new query may succeed."""
 
 
 def deep_windows(since: datetime, horizon: datetime, now: datetime) -> list[Window]:
@@ -144,6 +149,18 @@ class AuditSearchSource:
                                   on_token_rejected=self.tokens.invalidate, limiter=self.limiter)
 
     async def run_query(self, stream: str, window: Window) -> str:
+        """A succeeded query for the window: one that ends failed or cancelled is made again."""
+        for attempt in range(self.cfg.max_attempts):
+            try:
+                return await self._one_query(stream, window)
+            except QueryFailed as exc:
+                if attempt + 1 >= self.cfg.max_attempts:
+                    raise
+                event(log, logging.WARNING, "Audit log query ended without results; making it again.",
+                      tenant=self.tenant.label, stream=stream, window=str(window), error=str(exc))
+        raise AssertionError("unreachable")
+
+    async def _one_query(self, stream: str, window: Window) -> str:
         """Create a query for the window and wait until it has succeeded; returns its id."""
         created = await self._send("POST", self.base, stream, _query_body(stream, window))
         query_id = str(created.get("id") or "")
@@ -154,7 +171,7 @@ class AuditSearchSource:
         status = str(created.get("status") or "")
         while status != "succeeded":
             if status in ("failed", "cancelled"):
-                raise TransientApiError(f"{stream}: audit log query {query_id} for {window} ended {status}")
+                raise QueryFailed(f"{stream}: audit log query {query_id} for {window} ended {status}")
             if asyncio.get_running_loop().time() > deadline:
                 raise TransientApiError(f"{stream}: audit log query {query_id} for {window} not done after "
                                         f"{self.cfg.audit_search_timeout}")

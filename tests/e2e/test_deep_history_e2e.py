@@ -20,7 +20,7 @@ from tests.emulator_fixture import running_emulator
 STREAMS = ("o365.exchange", "o365.azure_active_directory")
 
 
-def scenario(permission: str = "granted") -> str:
+def scenario(permission: str = "granted", failed: float = 0.0) -> str:
     streams = "".join(f"""
 [streams."{name}"]
 records = 300
@@ -38,6 +38,7 @@ blob_records = 50
 [audit_search]
 permission = "{permission}"
 latency = "1s"
+failed_fraction = {failed}
 """
 
 
@@ -50,7 +51,8 @@ def _expected(truth: list[dict[str, object]]) -> dict[str, set[str]]:
 
 def test_collect_30_days_reaches_past_the_management_api(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.toml"
-    with running_emulator(scenario(), tmp_path, extra_args=start_args(tmp_path)) as emu:
+    # a fifth of the queries end "failed": that costs a new query, never a record
+    with running_emulator(scenario(failed=0.2), tmp_path, extra_args=start_args(tmp_path)) as emu:
         edit_config(cfg, "collection", management_window="24h")
         truth = emu.truth()
         old = [t for t in truth if parse_rfc3339(t["event_time"]) < datetime.now(UTC) - timedelta(days=8)]
