@@ -139,6 +139,8 @@ class TenantConfig:
 @dataclass(frozen=True)
 class LocalStoreConfig:
     path: Path
+    file_mode: int = 0o600  # records hold personal data: owner-only whatever the umask
+    dir_mode: int = 0o700
     type: str = "local"
 
 
@@ -160,6 +162,8 @@ class S3StoreConfig:
     connect_timeout: timedelta = timedelta(seconds=10)
     read_timeout: timedelta = timedelta(seconds=60)
     max_attempts: int = 3  # botocore "standard" retries per call, before a put is spooled
+    file_mode: int = 0o600  # of the outage spool's files and directories (they hold records)
+    dir_mode: int = 0o700
     type: str = "s3"
 
 
@@ -411,13 +415,32 @@ def _tenant(data: Any, index: int, base: Path | None) -> TenantConfig:
     return tenant
 
 
+def _mode(t: Table, key: str, default: int, allowed: int) -> int:
+    """A permission mode written as an octal string ("0640"): a TOML integer would be read in
+    decimal by anyone who forgets the 0o prefix. The owner keeps read and write (and, for
+    directories, search): the agent itself must be able to use what it creates."""
+    text = t.string(key)
+    if text is None:
+        return default
+    owner = 0o700 if allowed == 0o777 else 0o600
+    try:
+        mode = int(text.removeprefix("0o"), 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= allowed or mode & owner != owner:
+        raise ConfigError(f"{t.where}.{key}: {text!r} is not a mode between {owner:04o} and {allowed:04o} "
+                          "written in octal (e.g. \"0640\")")
+    return mode
+
+
 def _store(t: Table, base: Path | None) -> StoreConfig:
     kind = t.string("type", "local", ("local", "s3"))
+    file_mode, dir_mode = _mode(t, "file_mode", 0o600, 0o666), _mode(t, "dir_mode", 0o700, 0o777)
     if kind == "local":
         path = t.path("path", base)
         if path is None:
             raise ConfigError("store.path is required for type = \"local\"")
-        return LocalStoreConfig(path=path)
+        return LocalStoreConfig(path=path, file_mode=file_mode, dir_mode=dir_mode)
     bucket = t.required("bucket")
     cfg = S3StoreConfig(
         bucket=bucket,
@@ -436,6 +459,8 @@ def _store(t: Table, base: Path | None) -> StoreConfig:
         connect_timeout=t.duration("connect_timeout", timedelta(seconds=10), positive=True, maximum=_HOUR),
         read_timeout=t.duration("read_timeout", timedelta(seconds=60), positive=True, maximum=_HOUR),
         max_attempts=t.integer("max_attempts", 3, minimum=1, maximum=20),
+        file_mode=file_mode,
+        dir_mode=dir_mode,
     )
     if cfg.kms_key_id and cfg.sse != "aws:kms":
         raise ConfigError("store.kms_key_id is only used with sse = \"aws:kms\"")
