@@ -23,6 +23,7 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch: pytest.Monk
         raise RuntimeError("boom\nand a second line")
 
     monkeypatch.setitem(cli.COMMANDS, "status", broken)
+    monkeypatch.setattr(logging.getLogger("agent"), "handlers", [])  # none left by earlier tests' captures
     seen: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = seen.append  # type: ignore[method-assign]
