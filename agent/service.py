@@ -297,7 +297,10 @@ class Service:
             await self._sleep(min(60.0, threshold / 4))
             for tenant in self.cfg.tenants:
                 for stream in tenant.streams:
-                    await self._check_stream(archive, tenant, stream, threshold)
+                    try:
+                        await self._check_stream(archive, tenant, stream, threshold)
+                    except Exception as exc:  # noqa: BLE001 - e.g. a damaged segment: the other streams are still checked
+                        await self.task_failed(f"stall-check:{tenant.id}/{stream}", exc)
 
     async def _check_stream(self, archive: Archive, tenant: TenantConfig, stream: str, threshold: float) -> None:
         h = self.health.streams.setdefault((tenant.id, stream), StreamHealth())

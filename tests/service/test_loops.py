@@ -97,3 +97,39 @@ async def test_a_crashed_task_alerts_and_restarts(tmp_path: Path, monkeypatch: p
     assert await asyncio.wait_for(runner, 10) == 0
     assert calls >= 3
     assert [a.fields["task"] for a in alerts if a.kind == "task_failed"] == [f"{TENANT}/{STREAM}"]
+
+
+async def test_a_damaged_stream_does_not_stop_the_stall_checks_of_the_others(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.errors import DamagedSegment
+
+    checked: list[str] = []
+
+    async def check(self: Service, archive: object, tenant: TenantConfig, stream: str, threshold: float) -> None:
+        if stream == STREAM:
+            raise DamagedSegment("tenant=t/stream=s/date=2026-03-01/hour=10/x.ndjson.zst: cut short")
+        checked.append(stream)
+
+    async def collect(self: Collector, tenant: TenantConfig, stream: str, *a: object) -> StreamOutcome:
+        return StreamOutcome(tenant.id, stream, windows=1)
+
+    alerts: list[Alert] = []
+
+    async def send(self: Alerter, alert: Alert, covers: object = ()) -> bool:
+        alerts.append(alert)
+        return True
+
+    monkeypatch.setattr(Service, "_check_stream", check)
+    monkeypatch.setattr(Collector, "collect_stream", collect)
+    monkeypatch.setattr(Alerter, "send", send)
+    cfg = _cfg(tmp_path)
+    tenant = TenantConfig(id=TENANT, client_id="c", credential=Credential(), streams=(STREAM, "o365.exchange"))
+    svc = Service(Config(**{**cfg.__dict__, "siem": None, "tenants": (tenant,),
+                            "service": ServiceConfig(listen="127.0.0.1:0", notices=False,
+                                                     stall_threshold=timedelta(seconds=0.4))}))
+    runner = asyncio.create_task(svc.run())
+    await asyncio.sleep(1.2)
+    svc.stop.set()
+    assert await asyncio.wait_for(runner, 10) == 0
+    assert checked.count("o365.exchange") >= 3, "the stream after the damaged one is checked on every round"
+    assert any(a.kind == "task_failed" and a.fields["task"] == f"stall-check:{TENANT}/{STREAM}" for a in alerts)
