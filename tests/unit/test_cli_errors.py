@@ -62,3 +62,26 @@ def test_a_damaged_checkpoint_reaches_the_user_as_one_line(tmp_path: Path) -> No
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("agent: ")], proc.stderr
+
+
+async def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path: Path) -> None:
+    """`agent export | head`: the closed pipe ends the export quietly with exit 1, as `cat` does."""
+    from agent.archive import Archive
+    from agent.store.local import LocalStore
+
+    (tmp_path / "secret").write_text("x")
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'[[tenants]]\nid = "{TENANT}"\nclient_id = "c"\nclient_secret_file = "secret"\n'
+                   'streams = ["graph.directory_audits"]\n[store]\npath = "store"\n')
+    records = [{"id": f"id-{i}", "activityDateTime": f"2026-03-01T10:{i % 60:02d}:00Z", "pad": "x" * 500}
+               for i in range(2000)]  # ~1 MB of output: far more than a pipe buffer
+    await Archive(LocalStore(tmp_path / "store")).write(TENANT, "graph.directory_audits", records)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "agent", "export", "--config", str(cfg)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and "Exception ignored" not in err, err
