@@ -427,7 +427,7 @@ def _mode(t: Table, key: str, default: int, allowed: int) -> int:
         mode = int(text.removeprefix("0o"), 8)
     except ValueError:
         mode = -1
-    if not 0 <= mode <= allowed or mode & owner != owner:
+    if mode < 0 or mode & ~allowed or mode & owner != owner:
         raise ConfigError(f"{t.where}.{key}: {text!r} is not a mode between {owner:04o} and {allowed:04o} "
                           "written in octal (e.g. \"0640\")")
     return mode

@@ -80,7 +80,7 @@ def test_an_existing_directory_keeps_its_mode(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "root" / "a" / "b").stat().st_mode) == 0o700
 
 
-@pytest.mark.parametrize(("key", "value"), [("file_mode", '"0777"'), ("file_mode", '"0400"'),
+@pytest.mark.parametrize(("key", "value"), [("file_mode", '"0777"'), ("file_mode", '"0611"'), ("file_mode", '"0400"'),
                                             ("file_mode", "640"), ("file_mode", '"rw-r-----"'),
                                             ("dir_mode", '"0600"'), ("dir_mode", '"01777"'),
                                             ("dir_mode", '"-700"')])
