@@ -8,6 +8,7 @@ each exit 1, name the segment, and print no traceback.
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.e2e.helpers import edit_config, outcomes, run_agent
@@ -27,10 +28,15 @@ graph_requests_per_10s = 0
 """
 
 
-def _damage_newest_segment(store: Path) -> str:
-    """Cut the last 8 bytes of the newest hour's segment and delete its sidecar; returns its key."""
-    segments = sorted(store.glob(f"tenant=*/stream={STREAM}/date=*/hour=*/*.ndjson.zst"))
-    assert segments, "the collection stored nothing"
+def _damage_last_full_hour(store: Path) -> str:
+    """Cut the last 8 bytes of a segment of the last whole hour and delete its sidecar; returns its key.
+
+    That hour is inside both the reconcile window (which ends at the current hour) and the span the
+    next collection pass re-scans (the 2 h overlap behind its cursor).
+    """
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    segments = sorted(store.glob(f"tenant=*/stream={STREAM}/date={hour:%Y-%m-%d}/hour={hour:%H}/*.ndjson.zst"))
+    assert segments, "the collection stored nothing in the last whole hour"
     victim = segments[-1]
     os.truncate(victim, victim.stat().st_size - 8)
     key = victim.relative_to(store).as_posix()
@@ -54,7 +60,7 @@ def test_a_truncated_segment_without_sidecar_is_named_by_every_reader(tmp_path: 
         edit_config(cfg, "collection", window="30d", initial_lookback="4h")
         first = run_agent(["collect", "--once", "--config", str(cfg)])
         assert first.returncode == 0, first.stderr[-2000:]
-        key = _damage_newest_segment(store)
+        key = _damage_last_full_hour(store)
 
         export = run_agent(["export", "--config", str(cfg)])
         _assert_named_failure(export, key, "export")
