@@ -310,7 +310,7 @@ def _sidecar_json(sidecar: str, data: bytes) -> dict[str, Any]:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
         doc = None
-    if not isinstance(doc, dict) or not isinstance(doc.get("ids"), list):
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("ids", "times")):
         raise DamagedSegment(f"{sidecar}: the segment index is damaged; delete it to rebuild it from its segment")
     return doc
 
