@@ -24,7 +24,7 @@ import orjson
 
 from agent import codec
 from agent.codec import Record
-from agent.errors import ObjectExists, ObjectNotFound
+from agent.errors import DamagedSegment, ObjectExists, ObjectNotFound
 from agent.layout import META, Partition, hours_between, parse_segment_key, stream_prefix
 from agent.logs import event
 from agent.manifest import ManifestRef, append_manifest, committed_segments
@@ -90,7 +90,7 @@ class Archive:
                 continue
             sidecar = part.sidecar_key(parsed[1])
             if sidecar in sidecars:
-                yield sidecar, orjson.loads(await self.store.get(sidecar))
+                yield sidecar, _sidecar_json(sidecar, await self.store.get(sidecar))
             else:
                 yield sidecar, await self._rebuild_sidecar(part, key, sidecar)
 
@@ -100,9 +100,13 @@ class Archive:
 
     async def _rebuild_sidecar(self, part: Partition, key: str, sidecar: str) -> dict[str, Any]:
         blob = await self.store.get(key)
-        records = list(codec.decode(blob))
+        records = list(codec.decode(blob, key))
         s = spec(part.stream)
-        info, doc = _sidecar_doc(key, sidecar, blob, records, s.id_field, s.time_field)
+        try:
+            info, doc = _sidecar_doc(key, sidecar, blob, records, s.id_field, s.time_field)
+        except (LookupError, ValueError, TypeError):  # no records, or one without an id or event time
+            raise DamagedSegment(f"{key}: holds no records or a record without an id or event time; "
+                                 "the segment is damaged") from None
         with contextlib.suppress(ObjectExists):  # another reader rebuilt it first
             await self.store.put(sidecar, doc)
         event(log, logging.WARNING, "Rebuilt a missing segment index.", segment=key, records=info.count)
@@ -237,7 +241,7 @@ class Archive:
                 blob = await self.store.get(key)
             except ObjectNotFound:
                 continue
-            for rec in codec.decode(blob):
+            for rec in codec.decode(blob, key):
                 rid = rec.get(id_field)
                 if isinstance(rid, str) and rid not in seen:
                     seen.add(rid)
@@ -258,7 +262,7 @@ class Archive:
                 blob = await self.store.get(info.key)
             except ObjectNotFound:
                 continue
-            for rec in codec.decode(blob):
+            for rec in codec.decode(blob, info.key):
                 rid = rec.get(id_field)
                 if isinstance(rid, str) and rid in wanted and rid not in out:
                     out[rid] = rec
@@ -298,6 +302,17 @@ def _sidecar_doc(key: str, sidecar: str, blob: bytes, records: Sequence[Record],
            "ids": [str(r[id_field]) for r in records],
            "times": [codec.format_time(codec.parse_time(r[time_field])) for r in records]}
     return info, orjson.dumps(doc)
+
+
+def _sidecar_json(sidecar: str, data: bytes) -> dict[str, Any]:
+    """A sidecar document; one that does not parse is named as damage, never a traceback."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("ids", "times")):
+        raise DamagedSegment(f"{sidecar}: the segment index is damaged; delete it to rebuild it from its segment")
+    return doc
 
 
 def _info(doc: dict[str, Any], sidecar: str) -> SegmentInfo:

@@ -7,15 +7,17 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from agent import __version__, config
 from agent.errors import AgentError, ConfigError, StoreError
+from agent.logs import event, scrub
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_GAPS = 0, 1, 2, 3
 log = logging.getLogger("agent.cli")
@@ -24,9 +26,14 @@ log = logging.getLogger("agent.cli")
 def parse_when(text: str) -> datetime:
     """An RFC 3339 instant, or a duration ago such as '24h' / '-24h' / '7d'."""
     try:
-        return datetime.now(UTC) - config.parse_duration(text.lstrip("-"))
+        ago: timedelta | None = config.parse_duration(text.lstrip("-"))
     except ConfigError:
-        pass
+        ago = None
+    if ago is not None:
+        try:
+            return datetime.now(UTC) - ago
+        except OverflowError:
+            raise argparse.ArgumentTypeError(f"{text!r} reaches back before the year 1") from None
     try:
         from agent.codec import parse_time
 
@@ -134,18 +141,10 @@ def _tune_gc() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["emulator"]:
-        from agent.emulator.cli import main as emulator_main
-
-        return int(emulator_main(args_list[1:]))
-    args = build_parser().parse_args(args_list)
-    if args.command in ("collect", "run", "reconcile", "export", "verify"):
-        _tune_gc()
-    handler = COMMANDS[args.command]
+    """Run one command. The one place where every exception ends: a user sees one line and an exit
+    code, never a traceback; the log keeps where an unexpected one came from."""
     try:
-        result = handler(args)
-        return asyncio.run(result) if asyncio.iscoroutine(result) else int(result)
+        return _main(list(sys.argv[1:] if argv is None else argv))
     except ConfigError as exc:
         print(f"agent: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -154,6 +153,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`agent export | head`): say nothing, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - the top-level handler: anything else is a bug, said in one line
+        return _unexpected(exc)
+
+
+def _main(args_list: list[str]) -> int:
+    if args_list[:1] == ["emulator"]:
+        from agent.emulator.cli import main as emulator_main
+
+        return int(emulator_main(args_list[1:]))
+    args = build_parser().parse_args(args_list)
+    if args.command in ("collect", "run", "reconcile", "export", "verify"):
+        _tune_gc()
+    result = COMMANDS[args.command](args)
+    return asyncio.run(result) if asyncio.iscoroutine(result) else int(result)
+
+
+def _unexpected(exc: BaseException) -> int:
+    """An exception no code path expected: one line for the user, the frames in the log (as a field,
+    so a JSON log keeps them in one line), exit 1."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)[-12:]
+    trace = " > ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in frames)
+    where = f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+    event(log, logging.ERROR, "Unexpected error; please report it with this log line.",
+          kind=type(exc).__name__, error=str(exc), trace=trace)
+    message = " ".join(str(exc).split()) or "no message"
+    print(scrub(f"agent: unexpected error ({type(exc).__name__}{where}): {message}"), file=sys.stderr)
+    return EXIT_FAILURE
 
 
 def _load(args: argparse.Namespace) -> config.Config:

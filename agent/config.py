@@ -7,6 +7,7 @@ lazily (`Secret.reveal()`), so a parsed config can be printed or logged without 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -30,6 +31,12 @@ CLOUDS = ("global", "gcc", "gcc_high", "dod", "china")
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# No duration the agent reads means anything beyond a century (the longest, initial_lookback,
+# reaches back to old samples); past this, date arithmetic overflows rather than being wrong.
+MAX_DURATION = timedelta(days=36500)
+MAX_INTEGER = 2**31 - 1  # counts, sizes and rates; keys that need more say so
+_HOUR, _DAY, _MONTH = timedelta(hours=1), timedelta(days=1), timedelta(days=30)
+_GRAPH_RETENTION = timedelta(days=30)  # Graph keeps sign-ins and audits 30 days: re-scanning further finds nothing
 
 
 def parse_duration(text: str, key: str = "duration") -> timedelta:
@@ -41,6 +48,15 @@ def parse_duration(text: str, key: str = "duration") -> timedelta:
         return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
     except OverflowError:
         raise ConfigError(f"{key}: {text!r} is too long a duration") from None
+
+
+def _show(d: timedelta) -> str:
+    """A bound as an operator writes it ("30d", "1h")."""
+    seconds = int(d.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,8 @@ class TenantConfig:
 @dataclass(frozen=True)
 class LocalStoreConfig:
     path: Path
+    file_mode: int = 0o600  # records hold personal data: owner-only whatever the umask
+    dir_mode: int = 0o700
     type: str = "local"
 
 
@@ -144,6 +162,8 @@ class S3StoreConfig:
     connect_timeout: timedelta = timedelta(seconds=10)
     read_timeout: timedelta = timedelta(seconds=60)
     max_attempts: int = 3  # botocore "standard" retries per call, before a put is spooled
+    file_mode: int = 0o600  # of the outage spool's files and directories (they hold records)
+    dir_mode: int = 0o700
     type: str = "s3"
 
 
@@ -268,28 +288,48 @@ class Table:
             raise ConfigError(f"{self.where}.{key} is required")
         return str(value)
 
-    def integer(self, key: str, default: int, minimum: int = 0) -> int:
+    def integer(self, key: str, default: int, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
         value: int = self._get(key, int, default)
         if value < minimum:
             raise ConfigError(f"{self.where}.{key}: {value} is below the minimum {minimum}")
+        if value > maximum:
+            raise ConfigError(f"{self.where}.{key}: {value} is above the maximum {maximum}")
         return value
 
-    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+    def number(self, key: str, default: float, minimum: float = 0.0, maximum: float = float(MAX_INTEGER)) -> float:
         value = float(self._get(key, (int, float), default))
+        if not math.isfinite(value):
+            raise ConfigError(f"{self.where}.{key}: {value} is not a finite number")
         if value < minimum:
             raise ConfigError(f"{self.where}.{key}: {value} is below the minimum {minimum}")
+        if value > maximum:
+            raise ConfigError(f"{self.where}.{key}: {value} is above the maximum {maximum}")
         return value
 
     def boolean(self, key: str, default: bool) -> bool:
         return bool(self._get(key, bool, default))
 
-    def duration(self, key: str, default: timedelta) -> timedelta:
+    def duration(self, key: str, default: timedelta, *, positive: bool = False,
+                 maximum: timedelta = MAX_DURATION) -> timedelta:
+        """A duration ("15m", or a number of seconds): never negative, NaN or infinite, at most
+        `maximum`, and above zero when `positive` (an interval of 0 would spin)."""
+        name = f"{self.where}.{key}"
         value = self._get(key, (str, int, float), None)
         if value is None:
             return default
-        if isinstance(value, int | float):
-            return timedelta(seconds=value)
-        return parse_duration(value, f"{self.where}.{key}")
+        if isinstance(value, str):
+            seconds = parse_duration(value, name).total_seconds()
+        elif math.isfinite(value):
+            seconds = float(value)
+        else:
+            raise ConfigError(f"{name}: {value} is not a duration (a finite number of seconds, or e.g. '15m')")
+        if seconds < 0:
+            raise ConfigError(f"{name}: {value!r} is negative; durations count forward (e.g. '2h')")
+        if positive and seconds == 0:
+            raise ConfigError(f"{name}: must be more than 0")
+        if seconds > maximum.total_seconds():
+            raise ConfigError(f"{name}: {value!r} is above the maximum {_show(maximum)}")
+        return timedelta(seconds=seconds)
 
     def path(self, key: str, base: Path | None, default: Path | None = None) -> Any:
         value = self.string(key)
@@ -377,13 +417,32 @@ def _tenant(data: Any, index: int, base: Path | None) -> TenantConfig:
     return tenant
 
 
+def _mode(t: Table, key: str, default: int, allowed: int) -> int:
+    """A permission mode written as an octal string ("0640"): a TOML integer would be read in
+    decimal by anyone who forgets the 0o prefix. The owner keeps read and write (and, for
+    directories, search): the agent itself must be able to use what it creates."""
+    text = t.string(key)
+    if text is None:
+        return default
+    owner = 0o700 if allowed == 0o777 else 0o600
+    try:
+        mode = int(text.removeprefix("0o"), 8)
+    except ValueError:
+        mode = -1
+    if mode < 0 or mode & ~allowed or mode & owner != owner:
+        raise ConfigError(f"{t.where}.{key}: {text!r} is not a mode between {owner:04o} and {allowed:04o} "
+                          "written in octal (e.g. \"0640\")")
+    return mode
+
+
 def _store(t: Table, base: Path | None) -> StoreConfig:
     kind = t.string("type", "local", ("local", "s3"))
+    file_mode, dir_mode = _mode(t, "file_mode", 0o600, 0o666), _mode(t, "dir_mode", 0o700, 0o777)
     if kind == "local":
         path = t.path("path", base)
         if path is None:
             raise ConfigError("store.path is required for type = \"local\"")
-        return LocalStoreConfig(path=path)
+        return LocalStoreConfig(path=path, file_mode=file_mode, dir_mode=dir_mode)
     bucket = t.required("bucket")
     cfg = S3StoreConfig(
         bucket=bucket,
@@ -394,13 +453,16 @@ def _store(t: Table, base: Path | None) -> StoreConfig:
         sse=t.string("sse", None, ("AES256", "aws:kms")),
         kms_key_id=t.string("kms_key_id"),
         object_lock_mode=t.string("object_lock_mode", None, ("COMPLIANCE", "GOVERNANCE")),
-        object_lock_days=t.integer("object_lock_days", 0),
+        object_lock_days=t.integer("object_lock_days", 0, maximum=36500),
         spool_dir=t.path("spool_dir", base),
-        spool_max_bytes=t.integer("spool_max_bytes", 1 << 30, minimum=1 << 20),
-        multipart_threshold=t.integer("multipart_threshold", 64 << 20, minimum=5 << 20),
-        connect_timeout=t.duration("connect_timeout", timedelta(seconds=10)),
-        read_timeout=t.duration("read_timeout", timedelta(seconds=60)),
-        max_attempts=t.integer("max_attempts", 3, minimum=1),
+        spool_max_bytes=t.integer("spool_max_bytes", 1 << 30, minimum=1 << 20, maximum=1 << 50),
+        multipart_threshold=t.integer("multipart_threshold", 64 << 20, minimum=5 << 20,
+                                      maximum=5 << 30),  # S3 takes at most 5 GiB in one PUT
+        connect_timeout=t.duration("connect_timeout", timedelta(seconds=10), positive=True, maximum=_HOUR),
+        read_timeout=t.duration("read_timeout", timedelta(seconds=60), positive=True, maximum=_HOUR),
+        max_attempts=t.integer("max_attempts", 3, minimum=1, maximum=20),
+        file_mode=file_mode,
+        dir_mode=dir_mode,
     )
     if cfg.kms_key_id and cfg.sse != "aws:kms":
         raise ConfigError("store.kms_key_id is only used with sse = \"aws:kms\"")
@@ -412,22 +474,26 @@ def _store(t: Table, base: Path | None) -> StoreConfig:
 def _collection(t: Table) -> CollectionConfig:
     d = CollectionConfig()
     c = CollectionConfig(
-        window=t.duration("window", d.window),
-        overlap=t.duration("overlap", d.overlap),
+        window=t.duration("window", d.window, positive=True),
+        overlap=t.duration("overlap", d.overlap, maximum=_GRAPH_RETENTION),
         initial_lookback=t.duration("initial_lookback", d.initial_lookback),
-        graph_requests_per_10s=t.integer("graph_requests_per_10s", d.graph_requests_per_10s, minimum=1),
+        graph_requests_per_10s=t.integer("graph_requests_per_10s", d.graph_requests_per_10s, minimum=1,
+                                         maximum=1_000_000),
         management_requests_per_minute=t.integer("management_requests_per_minute",
-                                             d.management_requests_per_minute, minimum=1),
+                                                 d.management_requests_per_minute, minimum=1, maximum=1_000_000),
         management_lookback=t.duration("management_lookback", d.management_lookback),
         management_rescan=t.duration("management_rescan", d.management_rescan),
         management_window=t.duration("management_window", d.management_window),
-        management_concurrency=t.integer("management_concurrency", d.management_concurrency, minimum=1),
+        management_concurrency=t.integer("management_concurrency", d.management_concurrency, minimum=1,
+                                         maximum=256),
         page_size=t.integer("page_size", d.page_size, minimum=1),
-        max_attempts=t.integer("max_attempts", d.max_attempts, minimum=1),
-        poll_interval=t.duration("poll_interval", d.poll_interval),
-        segment_max_records=t.integer("segment_max_records", d.segment_max_records, minimum=1),
-        concurrent_streams=t.integer("concurrent_streams", d.concurrent_streams, minimum=1),
-        audit_search_timeout=t.duration("audit_search_timeout", d.audit_search_timeout),
+        max_attempts=t.integer("max_attempts", d.max_attempts, minimum=1, maximum=100),
+        poll_interval=t.duration("poll_interval", d.poll_interval, positive=True, maximum=_DAY),
+        segment_max_records=t.integer("segment_max_records", d.segment_max_records, minimum=1,
+                                      maximum=10_000_000),
+        concurrent_streams=t.integer("concurrent_streams", d.concurrent_streams, minimum=1, maximum=10_000),
+        audit_search_timeout=t.duration("audit_search_timeout", d.audit_search_timeout, positive=True,
+                                        maximum=_DAY),
         deep_history=t.boolean("deep_history", d.deep_history),
     )
     if c.page_size > 1000:
@@ -450,7 +516,8 @@ def _http(t: Table, base: Path | None) -> HttpConfig:
     proxy = t.string("proxy")
     if proxy is not None and not re.match(r"^https?://", proxy):
         raise ConfigError("http.proxy must be an http:// or https:// URL")
-    return HttpConfig(ca_file=ca, proxy=proxy, timeout=t.duration("timeout", HttpConfig().timeout))
+    timeout = t.duration("timeout", HttpConfig().timeout, positive=True, maximum=_HOUR)
+    return HttpConfig(ca_file=ca, proxy=proxy, timeout=timeout)
 
 
 def _service(t: Table) -> ServiceConfig:
@@ -464,14 +531,14 @@ def _service(t: Table) -> ServiceConfig:
         raise ConfigError("service.silence_ratio must be between 0 and 1")
     return ServiceConfig(
         listen=listen,
-        stall_threshold=t.duration("stall_threshold", d.stall_threshold),
-        shutdown_timeout=t.duration("shutdown_timeout", d.shutdown_timeout),
-        restart_backoff_max=t.duration("restart_backoff_max", d.restart_backoff_max),
-        reconcile_interval=t.duration("reconcile_interval", d.reconcile_interval),
-        reconcile_lookback=t.duration("reconcile_lookback", d.reconcile_lookback),
+        stall_threshold=t.duration("stall_threshold", d.stall_threshold, positive=True, maximum=_MONTH),
+        shutdown_timeout=t.duration("shutdown_timeout", d.shutdown_timeout, maximum=_HOUR),
+        restart_backoff_max=t.duration("restart_backoff_max", d.restart_backoff_max, positive=True, maximum=_DAY),
+        reconcile_interval=t.duration("reconcile_interval", d.reconcile_interval, positive=True, maximum=_MONTH),
+        reconcile_lookback=t.duration("reconcile_lookback", d.reconcile_lookback, positive=True),
         silence_ratio=float(ratio),
         notices=t.boolean("notices", d.notices),
-        notices_interval=t.duration("notices_interval", d.notices_interval),
+        notices_interval=t.duration("notices_interval", d.notices_interval, positive=True, maximum=_DAY),
     )
 
 
@@ -486,8 +553,8 @@ def _alerts(t: Table, base: Path | None) -> AlertsConfig:
         hooks.append(Webhook(kind=h.string("kind", "generic", ("generic", "teams", "slack")), url=url,
                              name=h.string("name", "")))
         h.finish()
-    return AlertsConfig(webhooks=tuple(hooks), min_interval=t.duration("min_interval", d.min_interval),
-                        max_per_hour=t.integer("max_per_hour", d.max_per_hour, minimum=1))
+    return AlertsConfig(webhooks=tuple(hooks), min_interval=t.duration("min_interval", d.min_interval, maximum=_MONTH),
+                        max_per_hour=t.integer("max_per_hour", d.max_per_hour, minimum=1, maximum=3600))
 
 
 # Tables owned by other modules (SIEM adapters, service, alerts) register a validator here so that

@@ -13,6 +13,7 @@
     │   ├── TlsError                the server's certificate is not trusted (CA configuration)
     │   ├── CheckpointRegression    a cursor tried to move backwards
     │   └── IntegrityError          an archive object does not match its recorded hash
+    │       └── DamagedSegment      a segment cannot be read whole (cut short, bad frame, half line)
     └── StoreError                  the store refused or failed a write (disk full, S3 down)
         └── ObjectNotFound / ObjectExists
 
@@ -89,6 +90,14 @@ class CheckpointRegression(FatalError):
 
 class IntegrityError(FatalError):
     """Stored bytes do not match the hash recorded for them."""
+
+
+class DamagedSegment(IntegrityError):
+    """A segment (or its index) cannot be read whole: the message names the object.
+
+    Reading part of a segment and carrying on would be a quiet short read (records lost with
+    nothing said), so every reader stops on it and the operator restores the object.
+    """
 
 
 class StoreError(AgentError):

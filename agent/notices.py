@@ -119,4 +119,6 @@ async def notices_loop(service: Service, archive: Archive) -> None:
             except AgentError as exc:
                 event(log, logging.WARNING, "Service notices could not be read.", tenant=source.tenant.label,
                       error=str(exc), hint="grant ServiceHealth.Read.All and ServiceMessage.Read.All")
+            except Exception as exc:  # noqa: BLE001 - one tenant's failure must not end the others' notices
+                await service.task_failed(f"notices:{source.tenant.label}", exc)
         await service._sleep(service.cfg.service.notices_interval.total_seconds())

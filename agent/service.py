@@ -33,7 +33,7 @@ from agent.collect import Collector, StreamOutcome
 from agent.config import Config, TenantConfig
 from agent.http import HttpClient, Response, backoff
 from agent.layout import Partition
-from agent.logs import event
+from agent.logs import event, scrub
 from agent.metrics import CONTENT_TYPE, Metrics
 from agent.sources.management_ledger import gap_key
 from agent.store import open_store
@@ -195,14 +195,31 @@ class Service:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a crashed task must not take the service down
+            except Exception as exc:  # a crashed task must not take the service down
                 if time.monotonic() - began > max(cap, 60.0):
                     attempt = 0  # it ran healthily for a while: a new crash starts the backoff afresh
                 self.metrics.restarts.labels(name).inc()
                 delay = min(backoff(attempt, base=2), cap)
                 log.exception("Task crashed; restarting.", extra={"fields": {"task": name, "delay": round(delay, 1)}})
+                await self.task_failed(name, exc, logged=True)
                 attempt += 1
                 await self._sleep(delay)
+
+    async def task_failed(self, task: str, exc: BaseException, *, logged: bool = False) -> None:
+        """A loop of the service hit an error it did not expect: log it (with the trace), alert at
+        most once an hour per task, and return so the loop keeps going. Never raises: the alert
+        channel (or the store remembering alerts) may be what is failing."""
+        if not logged:
+            log.error("Task failed; it keeps running.", exc_info=exc,
+                      extra={"fields": {"task": task, "kind": type(exc).__name__}})
+        try:
+            await self.alerter.send(Alert(
+                "task_failed", f"task_failed:{task}:{int(time.time() // 3600)}", "An agent task failed",
+                f"The service's {task} task failed ({type(exc).__name__}: {scrub(str(exc))}); it keeps running and "
+                "retries. Until it succeeds, what it checks is not checked.",
+                fields={"task": task, "kind": type(exc).__name__}))
+        except Exception as alert_exc:  # noqa: BLE001 - reported in the log; the loop must go on
+            event(log, logging.ERROR, "Could not send the task failure alert.", task=task, error=str(alert_exc))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -280,7 +297,10 @@ class Service:
             await self._sleep(min(60.0, threshold / 4))
             for tenant in self.cfg.tenants:
                 for stream in tenant.streams:
-                    await self._check_stream(archive, tenant, stream, threshold)
+                    try:
+                        await self._check_stream(archive, tenant, stream, threshold)
+                    except Exception as exc:  # noqa: BLE001 - e.g. a damaged segment: the other streams are still checked
+                        await self.task_failed(f"stall-check:{tenant.id}/{stream}", exc)
 
     async def _check_stream(self, archive: Archive, tenant: TenantConfig, stream: str, threshold: float) -> None:
         h = self.health.streams.setdefault((tenant.id, stream), StreamHealth())

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.archive import Archive
+from agent.errors import IntegrityError
 from agent.layout import Partition
 from agent.logs import event
 from agent.reconcile.diff import US
@@ -132,6 +133,10 @@ class Backfill:
             except SiemError as exc:  # the presence query failed: resending blindly could duplicate
                 st.error = f"presence check failed, nothing in doubt was resent: {exc}"
                 event(log, logging.ERROR, "Backfill presence check failed.", stream=sr.stream, error=str(exc))
+            except IntegrityError as exc:  # a damaged segment: this stream stops, the others are still sent
+                st.error = f"the archive could not be read: {exc}"
+                event(log, logging.ERROR, "Backfill stopped for a stream: the archive could not be read.",
+                      stream=sr.stream, error=str(exc))
         for sr, st in stats:
             sr.backfill = st.as_dict(self.dry_run)
         summary: dict[str, Any] = {

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.archive import Archive
-from agent.errors import RetryableError
+from agent.errors import IntegrityError, RetryableError
 from agent.logs import event
 from agent.reconcile.archive_side import ArchiveSide
 from agent.reconcile.diff import US, bucket_starts, cancel_moves, diff_ids, floor_to, merge_gaps, needs_ids, sub_bucket
@@ -225,6 +225,8 @@ async def reconcile(cfg: object, archive: Archive, siem: Siem, streams: Sequence
                     await run.run()
                 except (SiemError, RetryableError) as exc:  # retries exhausted or a refusal: no conclusion
                     _unverified(run.report, start, end, exc)
+                except IntegrityError as exc:  # a damaged segment: this stream has no conclusion, the others do
+                    _unverified(run.report, start, end, exc, why="the archive could not be read")
             return run
 
         async with gate:
@@ -245,16 +247,16 @@ async def reconcile(cfg: object, archive: Archive, siem: Siem, streams: Sequence
     return report
 
 
-def _unverified(sr: StreamReport, start: int, end: int, exc: Exception) -> None:
-    """The SIEM failed part-way: nothing found so far is trusted (ids were not confirmed), and the
-    whole window is reported unverified, so a SIEM error never reads as records missing."""
-    event(log, logging.ERROR, "The SIEM could not answer; the stream's window is unverified.", tenant=sr.tenant,
+def _unverified(sr: StreamReport, start: int, end: int, exc: Exception, why: str = "the SIEM could not answer") -> None:
+    """The SIEM (or the archive) failed part-way: nothing found so far is trusted (ids were not
+    confirmed), and the whole window is reported unverified, so an error never reads as records missing."""
+    event(log, logging.ERROR, f"{why[0].upper()}{why[1:]}; the stream's window is unverified.", tenant=sr.tenant,
           stream=sr.stream, start=iso(start), end=iso(end), error=str(exc))
     sr.missing_in_siem.clear()
     sr.missing_in_agent.clear()
     sr.duplicates_in_siem.clear()
     sr.gaps = []
-    sr.unverified = [(start, end, f"the SIEM could not answer: {exc}")]
+    sr.unverified = [(start, end, f"{why}: {exc}")]
     for row in sr.buckets:
         row.missing = row.holes = 0
         row.unverified = True

@@ -7,6 +7,7 @@ rendering lives in `reconcile/html.py`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,34 @@ from typing import Any
 import orjson
 
 from agent.reconcile.diff import US, Gap
+
+# Characters that start Markdown or inline HTML; `|` splits a table cell (GFM escapes it with `\|`
+# even inside code spans). Line breaks and other control characters are shown, never passed on.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~&])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _shown(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def md_text(value: object) -> str:
+    """A value (an id, a reason a SIEM gave) as inert Markdown text on one line.
+
+    Ids and error texts come from the SIEM; unescaped, a newline or a `|` in one would add rows to
+    the report's tables, and brackets would make links.
+    """
+    return _CONTROL.sub(lambda m: "\\" + _shown(m), _MD_SPECIAL.sub(r"\\\1", str(value)))
+
+
+def md_code(value: object, table: bool = False) -> str:
+    """A value as a Markdown code span that cannot end early: the fence is longer than any run of
+    backticks inside, control characters are shown as \\uXXXX, and in a table `|` is escaped."""
+    text = _CONTROL.sub(_shown, str(value))
+    text = text.replace("|", "\\|") if table else text
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def iso(us: int) -> str:
@@ -123,7 +152,7 @@ def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
     lines = [f"# Reconciliation against {report.siem}", "",
              f"Window {iso(report.since)} to {iso(report.until)}, buckets of {report.bucket_us // US} s.", ""]
     for skip in report.skipped:
-        lines.append(f"Skipped {skip['start']} to {skip['end']}: {skip['reason']}.")
+        lines.append(f"Skipped {skip['start']} to {skip['end']}: {md_text(skip['reason'])}.")
     lines += ["", "| tenant | stream | archive | SIEM | missing in SIEM | missing in archive | duplicated in SIEM |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for s in report.streams:
@@ -134,13 +163,13 @@ def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
             continue
         lines += ["", f"## {s.stream} ({s.tenant})", ""]
         lines += [f"- gap {iso(g.start)} to {iso(g.end)}: {g.missing} missing in the SIEM" for g in s.gaps]
-        lines += [f"- unverified {iso(a)} to {iso(b)}: {why}" for a, b, why in s.unverified]
-        lines += [f"- note: {n}" for n in s.notes]
+        lines += [f"- unverified {iso(a)} to {iso(b)}: {md_text(why)}" for a, b, why in s.unverified]
+        lines += [f"- note: {md_text(n)}" for n in s.notes]
         for label, ids in (("missing in the SIEM", s.missing_in_siem), ("missing in the archive", s.missing_in_agent)):
             if ids:
                 shown = sorted(ids)[:max_ids]
                 more = f" (+{len(ids) - len(shown)} more)" if len(ids) > len(shown) else ""
-                lines.append(f"- {label}: " + ", ".join(f"`{i}`" for i in shown) + more)
+                lines.append(f"- {label}: " + ", ".join(md_code(i) for i in shown) + more)
     lines += backfill_markdown(report)
     verdict = "GAPS FOUND" if report.has_gaps else ("incomplete" if not report.complete else "no gaps")
     if report.has_gaps and report.backfill_closed and not any(s.missing_in_agent for s in report.streams):
@@ -155,7 +184,7 @@ def backfill_markdown(report: ReconcileReport) -> list[str]:
     if b is None:
         return []
     if b.get("dry_run"):
-        lines = ["", f"## Backfill preview (dry run, nothing sent) to {b['target']}", "",
+        lines = ["", f"## Backfill preview (dry run, nothing sent) to {md_text(b['target'])}", "",
                  "| stream | missing | acknowledged earlier | would send | batches | bytes | in doubt |",
                  "|---|---:|---:|---:|---:|---:|---:|"]
         for s in report.streams:
@@ -164,7 +193,7 @@ def backfill_markdown(report: ReconcileReport) -> list[str]:
                 lines.append(f"| {s.stream} | {x['missing']} | {x['already_acknowledged']} | {x['would_send']} "
                              f"| {x['would_send_batches']} | {x['would_send_bytes']} | {x['in_doubt']} |")
         return lines
-    lines = ["", f"## Backfill to {b['target']}", "",
+    lines = ["", f"## Backfill to {md_text(b['target'])}", "",
              f"Sent {b['sent']}, acknowledged {b['acknowledged']}, already present {b['already_present']}, "
              f"failed {b['failed']}, in doubt {b['in_doubt']}; {b['remaining']} still missing.", "",
              "| stream | destination | missing | acknowledged earlier | sent | acknowledged | already present "
@@ -173,21 +202,22 @@ def backfill_markdown(report: ReconcileReport) -> list[str]:
     for s in report.streams:
         if s.backfill and s.missing_in_siem:
             x = s.backfill
-            lines.append(f"| {s.stream} | `{x['destination']}` | {x['missing']} | {x['already_acknowledged']} "
+            lines.append(f"| {s.stream} | {md_code(x['destination'], table=True)} | {x['missing']} "
+                         f"| {x['already_acknowledged']} "
                          f"| {x['sent']} | {x['acknowledged']} | {x['already_present']} | {x['failed']} "
                          f"| {x['in_doubt']} | {x['remaining']} |")
     for s in report.streams:
         x = s.backfill or {}
         if x.get("error"):
-            lines.append(f"- {s.stream}: {x['error']}")
+            lines.append(f"- {s.stream}: {md_text(x['error'])}")
         reasons: dict[str, list[str]] = {}
         for rid, why in (x.get("failed_ids") or {}).items():
             reasons.setdefault(why, []).append(rid)
         for why, ids in reasons.items():
-            lines.append(f"- {s.stream}: {len(ids)} failed (e.g. `{ids[0]}`): {why}")
+            lines.append(f"- {s.stream}: {len(ids)} failed (e.g. {md_code(ids[0])}): {md_text(why)}")
         if x.get("in_doubt"):
             lines.append(f"- {s.stream}: {x['in_doubt']} in doubt (sent, not confirmed); the next run asks the SIEM "
                          "before sending them again")
     if b.get("error"):
-        lines.append(f"- backfill stopped: {b['error']}")
+        lines.append(f"- backfill stopped: {md_text(b['error'])}")
     return lines

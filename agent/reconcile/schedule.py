@@ -73,4 +73,7 @@ async def reconcile_loop(service: Service, archive: Archive) -> None:
                   missing=sum(len(r.missing_in_siem) for r in report.streams))
         except AgentError as exc:
             event(log, logging.ERROR, "Scheduled reconcile failed; will retry.", error=str(exc))
+            await service.task_failed("reconcile", exc, logged=True)
+        except Exception as exc:  # noqa: BLE001 - any failure: alert and keep the schedule (SIEM-gap alerts)
+            await service.task_failed("reconcile", exc)
         await service._sleep(min(interval, timedelta(hours=24).total_seconds()))

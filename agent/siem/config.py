@@ -233,10 +233,10 @@ def parse(raw: Mapping[str, Any] | None, *, tenants: tuple[str, ...] = (), base:
         raise ConfigError("siem.type is required (sentinel, splunk or elastic)")
     common: dict[str, Any] = {
         "bucket": t.duration("bucket", timedelta(hours=1)),
-        "settle": t.duration("settle", timedelta(hours=6)),
-        "max_rows": t.integer("max_rows", 500_000, minimum=1),
-        "page_size": t.integer("page_size", 10_000, minimum=10),
-        "max_attempts": t.integer("max_attempts", 6, minimum=1),
+        "settle": t.duration("settle", timedelta(hours=6), maximum=timedelta(days=30)),
+        "max_rows": t.integer("max_rows", 500_000, minimum=1, maximum=100_000_000),
+        "page_size": t.integer("page_size", 10_000, minimum=10, maximum=1_000_000),
+        "max_attempts": t.integer("max_attempts", 6, minimum=1, maximum=100),
     }
     _check_bucket(common["bucket"])
     common["backfill"] = _backfill(t, kind, base)
@@ -278,11 +278,11 @@ _DCR_RE = re.compile(r"^dcr-[0-9a-f]{32}$")
 def _backfill(t: Table, kind: str, base: Path | None) -> BackfillConfig:
     """The backfill keys; the ones a SIEM needs are checked when a backfill runs (reconcile alone needs none)."""
     out: dict[str, Any] = {
-        "rate": t.number("backfill_rate", 10.0),  # requests per second; 0 = unlimited
-        "batch_records": t.integer("backfill_batch_records", 500, minimum=1),
-        "batch_bytes": t.integer("backfill_batch_bytes", 1_000_000, minimum=1024),
-        "in_doubt_wait": t.duration("backfill_in_doubt_wait", timedelta(minutes=15)),
-        "max_attempts": t.integer("backfill_max_attempts", 6, minimum=1),
+        "rate": t.number("backfill_rate", 10.0, maximum=10_000),  # requests per second; 0 = unlimited
+        "batch_records": t.integer("backfill_batch_records", 500, minimum=1, maximum=1_000_000),
+        "batch_bytes": t.integer("backfill_batch_bytes", 1_000_000, minimum=1024, maximum=1 << 30),
+        "in_doubt_wait": t.duration("backfill_in_doubt_wait", timedelta(minutes=15), maximum=timedelta(days=1)),
+        "max_attempts": t.integer("backfill_max_attempts", 6, minimum=1, maximum=100),
     }
     if kind == "sentinel":
         endpoint = t.string("ingestion_endpoint", "")
@@ -297,8 +297,10 @@ def _backfill(t: Table, kind: str, base: Path | None) -> BackfillConfig:
         hec = t.string("hec_url", "")
         out.update(hec_url=_https(hec, "siem.hec_url") if hec else "", hec_token=t.secret("hec_token", base),
                    hec_ack=t.boolean("hec_ack", True),
-                   hec_ack_timeout=t.duration("hec_ack_timeout", timedelta(minutes=2)),
-                   hec_ack_interval=t.duration("hec_ack_interval", timedelta(seconds=1)))
+                   hec_ack_timeout=t.duration("hec_ack_timeout", timedelta(minutes=2), positive=True,
+                                               maximum=timedelta(hours=1)),
+                   hec_ack_interval=t.duration("hec_ack_interval", timedelta(seconds=1), positive=True,
+                                                maximum=timedelta(minutes=10)))
     return BackfillConfig(**out)
 
 

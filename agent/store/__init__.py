@@ -18,7 +18,7 @@ __all__ = ["FACTORIES", "Store", "open_store"]
 def _local(cfg: LocalStoreConfig) -> Store:
     from agent.store.local import LocalStore
 
-    return LocalStore(cfg.path)
+    return LocalStore(cfg.path, file_mode=cfg.file_mode, dir_mode=cfg.dir_mode)
 
 
 def _s3(cfg: S3StoreConfig) -> Store:
@@ -30,7 +30,7 @@ def _s3(cfg: S3StoreConfig) -> Store:
         return s3
     from agent.store.spool import SpoolingStore
 
-    return SpoolingStore(s3, cfg.spool_dir, cfg.spool_max_bytes)
+    return SpoolingStore(s3, cfg.spool_dir, cfg.spool_max_bytes, file_mode=cfg.file_mode, dir_mode=cfg.dir_mode)
 
 
 FACTORIES: dict[str, Callable[[Any], Store]] = {"local": _local, "s3": _s3}

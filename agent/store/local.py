@@ -20,6 +20,7 @@ import aiofiles
 import aiofiles.os
 
 from agent.errors import ObjectExists, ObjectNotFound, StoreError
+from agent.store.permissions import DIR_MODE, FILE_MODE, make_dirs, write_new
 
 
 class LocalStore:
@@ -27,8 +28,9 @@ class LocalStore:
 
     name: ClassVar[str] = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, file_mode: int = FILE_MODE, dir_mode: int = DIR_MODE) -> None:
         self.root = Path(root)
+        self.file_mode, self.dir_mode = file_mode, dir_mode  # owner-only by default: records hold personal data
 
     def _path(self, key: str) -> Path:
         if not key or key.startswith("/") or any(p in ("", ".", "..") for p in key.split("/")):
@@ -39,12 +41,7 @@ class LocalStore:
         path = self._path(key)
         tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
         try:
-            await aiofiles.os.makedirs(path.parent, exist_ok=True)
-            async with aiofiles.open(tmp, "wb") as f:
-                await f.write(data)
-                await f.flush()
-                await asyncio.to_thread(os.fsync, f.fileno())
-            await asyncio.to_thread(_commit, tmp, path, overwrite)
+            await asyncio.to_thread(self._write, tmp, path, data, overwrite)
         except FileExistsError:
             raise ObjectExists(f"{key} already exists; archive objects are never overwritten") from None
         except OSError as exc:
@@ -52,6 +49,11 @@ class LocalStore:
         finally:
             if await aiofiles.os.path.exists(tmp):
                 await aiofiles.os.remove(tmp)
+
+    def _write(self, tmp: Path, path: Path, data: bytes, overwrite: bool) -> None:
+        make_dirs(path.parent, self.dir_mode)
+        write_new(tmp, data, self.file_mode)
+        _commit(tmp, path, overwrite)
 
     async def get(self, key: str) -> bytes:
         try:

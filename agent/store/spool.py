@@ -26,6 +26,7 @@ from typing import IO, Any, ClassVar, TypeVar
 
 from agent.errors import ObjectExists, StoreError
 from agent.store.base import Store
+from agent.store.permissions import DIR_MODE, FILE_MODE, make_dirs, open_new, write_new
 from agent.store.s3 import S3Unavailable
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,15 @@ def _fsync_dir(path: Path) -> None:
 class SpoolDir:
     """The files: write durably, read back with a hash check, scan after a restart. Blocking I/O."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, file_mode: int = FILE_MODE, dir_mode: int = DIR_MODE) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.file_mode, self.dir_mode = file_mode, dir_mode  # spooled objects hold records: owner-only
+        make_dirs(self.root, dir_mode)
         self._lock_file = self._lock()
 
     def _lock(self) -> IO[bytes]:
         """Two processes draining one spool would reorder writes, so the directory has one owner."""
-        f = (self.root / ".lock").open("ab")
+        f = os.fdopen(open_new(self.root / ".lock", self.file_mode), "ab")
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -88,11 +90,7 @@ class SpoolDir:
         blob = header.encode() + b"\n"
         final = self.root / f"{seq:020d}{SUFFIX}"
         tmp = self.root / f"{TMP_PREFIX}{seq:020d}"
-        with tmp.open("wb") as f:
-            f.write(blob)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        write_new(tmp, blob + data, self.file_mode)
         tmp.rename(final)
         _fsync_dir(self.root)
         return SpoolEntry(seq, key, overwrite, len(data), digest, final, len(blob) + len(data))
@@ -117,7 +115,7 @@ class SpoolDir:
 
     def _move(self, path: Path, folder: str) -> Path:
         target_dir = self.root / folder
-        target_dir.mkdir(exist_ok=True, mode=0o700)
+        make_dirs(target_dir, self.dir_mode)
         target = target_dir / path.name
         path.rename(target)
         _fsync_dir(self.root)
@@ -156,11 +154,12 @@ class SpoolingStore:
     name: ClassVar[str] = "s3"
 
     def __init__(self, inner: Store, spool_dir: Path, max_bytes: int, *,
-                 retry_min: float = 1.0, retry_max: float = 30.0) -> None:
+                 retry_min: float = 1.0, retry_max: float = 30.0, file_mode: int = FILE_MODE,
+                 dir_mode: int = DIR_MODE) -> None:
         self.inner = inner
         self.max_bytes = max_bytes
         self.retry_min, self.retry_max = retry_min, retry_max
-        self._dir = SpoolDir(spool_dir)
+        self._dir = SpoolDir(spool_dir, file_mode, dir_mode)
         self._entries: dict[int, SpoolEntry] = {}
         self._by_key: dict[str, list[int]] = {}
         self.spooled_bytes = 0
