@@ -22,6 +22,7 @@ reconcile reports it under `duplicates_in_siem`; it is never hidden.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,6 +111,7 @@ class Backfill:
     done: int = 0
     total: int = 0
     refused: str = ""
+    unconfirmed: dict[str, datetime] = field(default_factory=dict)  # id -> event time, this stream's
 
     async def run(self, report: ReconcileReport) -> dict[str, Any]:
         self.total = sum(len(s.missing_in_siem) for s in report.streams)
@@ -196,6 +198,7 @@ class Backfill:
                 buffer.append((item, event_time(stream, rec)))
         if buffer:
             await self._flush(sr, st, buffer)
+        await self._confirm(sr, st)
         st.not_in_archive |= wanted
         self._tick(len(wanted))
         if st.not_in_archive:
@@ -241,10 +244,34 @@ class Backfill:
             found |= await self.siem.present(sr.tenant, sr.stream, checked[n:n + PRESENCE_CHUNK], window)
         return found & set(checked)
 
-    async def _record_present(self, sr: StreamReport, st: StreamStats, ids: set[str]) -> None:
+    async def _confirm(self, sr: StreamReport, st: StreamStats) -> None:
+        """Search for what a SIEM took without confirming it (HEC without indexer acknowledgement).
+
+        Polled every `hec_ack_interval` for up to `hec_ack_timeout`, like an ack; what is found is
+        `present`, what is not stays in doubt for a later run (checked after `backfill_in_doubt_wait`,
+        resent only if still absent). Never resent here: the SIEM may simply not have indexed it yet.
+        """
+        pending, self.unconfirmed = self.unconfirmed, {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.hec_ack_timeout.total_seconds()
+        while pending:
+            here = await self._present(sr, list(pending), list(pending.values()))
+            if here:
+                await self._record_present(sr, st, here, tick=False)
+                for rid in here:
+                    pending.pop(rid, None)
+            if not pending or loop.time() >= deadline:
+                break
+            await asyncio.sleep(max(0.05, self.cfg.hec_ack_interval.total_seconds()))
+        if pending:
+            event(log, logging.WARNING, "Backfilled records not yet searchable; left in doubt for the next run.",
+                  stream=sr.stream, records=len(pending))
+
+    async def _record_present(self, sr: StreamReport, st: StreamStats, ids: set[str], tick: bool = True) -> None:
         st.present |= ids
         st.in_doubt -= ids
-        self._tick(len(ids))
+        if tick:
+            self._tick(len(ids))
         if self.dry_run:
             return
         batch = self.ledger.new_batch(st.destination, sorted(ids))
@@ -293,9 +320,10 @@ class Backfill:
         batch.acked, batch.present, batch.failed = result.acked, result.present, result.failed
         batch.in_doubt = set(result.in_doubt)
         resend: list[tuple[Item, datetime]] = []
-        if result.in_doubt and self.cfg.in_doubt_wait <= timedelta(0):
+        self.unconfirmed.update((it[0], t) for it, t in buffer if it[0] in result.unconfirmed)
+        if result.in_doubt - result.unconfirmed and self.cfg.in_doubt_wait <= timedelta(0):
             # the SIEM shows what it stored at once (or the operator accepts that risk): ask, then resend the rest
-            doubt = [(it, t) for it, t in buffer if it[0] in result.in_doubt]
+            doubt = [(it, t) for it, t in buffer if it[0] in result.in_doubt - result.unconfirmed]
             here = await self._present(sr, [it[0] for it, _ in doubt], [t for _, t in doubt])
             batch.present |= here
             batch.in_doubt -= here

@@ -371,7 +371,7 @@ class Hec:
         copy.ingest_requests["splunk"] = copy.ingest_requests.get("splunk", 0) + 1
         if (denied := self._auth(request)) is not None:
             return denied
-        channel, bad = self._channel(request)
+        channel, bad = self._channel(request) if copy.plan.hec_ack else ("", None)
         if bad is not None:
             return bad
         raw = await request.read()
@@ -416,6 +416,11 @@ class Hec:
             copy.ingested.append(Ingested("splunk", ev.sourcetype, rid, int(ev.time * TICKS_PER_SECOND)))
         if plan.ingest_lost_response and self.rng.random() < plan.ingest_lost_response:
             return _hec(8)  # indexed anyway
+        if not plan.hec_ack:
+            # A token without indexer acknowledgement (Splunk Cloud: "HEC supports indexer acknowledgment
+            # in Splunk Enterprise only", help.splunk.com "About HTTP Event Collector Indexer
+            # Acknowledgment"): the 200 says the data looked valid, nothing about indexing; no ackId.
+            return _hec(0)
         ack = self.next_ack.get(channel, 0)
         self.next_ack[channel] = ack + 1
         lost = plan.hec_ack_lost and self.rng.random() < plan.hec_ack_lost
@@ -426,6 +431,8 @@ class Hec:
     async def ack(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:
             return denied
+        if not self.server.copy.plan.hec_ack:
+            return _hec(14)  # "ACK is disabled": the token has no indexer acknowledgement
         channel, bad = self._channel(request)
         if bad is not None:
             return bad
