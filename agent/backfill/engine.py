@@ -60,6 +60,7 @@ class StreamStats:
     failed: dict[str, str] = field(default_factory=dict)
     in_doubt: set[str] = field(default_factory=set)
     not_in_archive: set[str] = field(default_factory=set)
+    by_reference: set[str] = field(default_factory=set)  # sent, but too big to travel whole in one field
     batches: int = 0
     requests: int = 0
     splits: int = 0
@@ -85,6 +86,8 @@ class StreamStats:
                    remaining=self.remaining, batches=self.batches, requests=self.requests, splits=self.splits,
                    bytes=self.bytes, failed_ids=failed, in_doubt_ids=listed(self.in_doubt),
                    not_in_archive_ids=listed(self.not_in_archive))
+        if self.by_reference:
+            out.update(sent_by_reference=len(self.by_reference), by_reference_ids=listed(self.by_reference))
         if self.error:
             out["error"] = self.error
         return out
@@ -185,6 +188,8 @@ class Backfill:
                     found.pop(i)
             now = datetime.now(UTC)
             for rid, rec in sorted(found.items()):
+                if not self.writer.whole(stream, rec):
+                    st.by_reference.add(rid)
                 item = (rid, self.writer.encode(tenant, stream, rec, now))
                 if self.writer.body_size([item]) > self.cfg.batch_bytes:
                     st.failed[rid] = (f"record is {len(item[1])} bytes, over backfill_batch_bytes "
@@ -201,6 +206,11 @@ class Backfill:
         await self._confirm(sr, st)
         st.not_in_archive |= wanted
         self._tick(len(wanted))
+        if st.by_reference:
+            sr.notes.append(f"{len(st.by_reference)} record(s) were too big for one SIEM field and were backfilled "
+                            "with a reference to the archived record instead of the whole record")
+            event(log, logging.WARNING, "Records too big for one SIEM field were backfilled by reference.",
+                  stream=stream, records=len(st.by_reference), ids=sorted(st.by_reference)[:20])
         if st.not_in_archive:
             sr.notes.append(f"{len(st.not_in_archive)} id(s) missing in the SIEM could not be read back from "
                             "the archive for backfill")

@@ -64,6 +64,7 @@ class Writer(Protocol):
     def destination(self, stream: str) -> str: ...
     def encode(self, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> bytes: ...
     def body_size(self, items: Sequence[Item]) -> int: ...
+    def whole(self, stream: str, rec: dict[str, Any]) -> bool: ...
     async def send(self, tenant: str, stream: str, items: Sequence[Item]) -> SendResult: ...
 
 
@@ -93,6 +94,10 @@ class _Base:
             return await self.http.request("POST", url, headers=headers, data=body)
         except TransientApiError:
             return None
+
+    def whole(self, stream: str, rec: dict[str, Any]) -> bool:
+        """Whether the SIEM stores the record whole (no per-field limit cuts it)."""
+        return True
 
     async def pause(self, resp: Response | None, attempt: int) -> None:
         after = parse_retry_after(resp.headers.get("Retry-After")) if resp is not None else None
@@ -133,6 +138,9 @@ class SentinelWriter(_Base):
 
     def body_size(self, items: Sequence[Item]) -> int:
         return 2 + sum(len(p) for _, p in items) + max(0, len(items) - 1)
+
+    def whole(self, stream: str, rec: dict[str, Any]) -> bool:
+        return shape.fits_field(rec)  # else RawRecord carries a reference (shape.raw_record)
 
     async def send(self, tenant: str, stream: str, items: Sequence[Item]) -> SendResult:
         result = SendResult()
