@@ -10,8 +10,8 @@ twice, as in a real workspace.
 The emulator's one DCR (`dcr_immutable_id`, stable per seed) declares one stream per Sentinel
 table the Entra / Office 365 connectors fill, `Custom-<Table>_Backfill_CL`, flowing to the custom
 table `<Table>_Backfill_CL` with the transform `source` (every declared column kept). Rows become
-queryable at once through the Log Analytics query endpoint (`loganalytics.py`), so a second
-reconcile sees them.
+queryable through the Log Analytics query endpoint (`loganalytics.py`) `[siem] ingest_latency`
+after the write (at once by default), so a second reconcile sees them.
 """
 
 from __future__ import annotations
@@ -171,7 +171,9 @@ class IngestionEndpoint:
         now = self.now()
         for row in rows:
             ticks = _time(row.get("TimeGenerated"), now)
-            table.insert(ticks, row, now)
+            # queryable (ingestion_time()) only `ingest_latency` after the write: Azure Monitor documents
+            # minutes of ingestion latency (learn.microsoft.com/azure/azure-monitor/logs/data-ingestion-time)
+            table.insert(ticks, row, now + plan.ingest_latency)
             rid = next((row[c] for c in ("Id", "OfficeId", "RecordId") if isinstance(row.get(c), str)), "")
             self.copy.ingested.append(Ingested("loganalytics", table.name, rid, ticks))
         if plan.ingest_lost_response and self.rng.random() < plan.ingest_lost_response:

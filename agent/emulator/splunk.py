@@ -54,11 +54,12 @@ def flatten(value: Any, prefix: str = "", out: dict[str, list[str]] | None = Non
 
 
 class Event:
-    __slots__ = ("_fields", "body", "index", "indexed", "sourcetype", "time")
+    __slots__ = ("_fields", "body", "index", "indexed", "sourcetype", "time", "visible")
 
     def __init__(self, time_s: float, body: bytes, index: str, sourcetype: str,
-                 indexed: dict[str, list[str]] | None = None) -> None:
+                 indexed: dict[str, list[str]] | None = None, visible: float = 0.0) -> None:
         self.time = time_s
+        self.visible = visible  # epoch seconds from which searches return it
         self.body = body
         self.index = index
         self.sourcetype = sourcetype
@@ -85,7 +86,10 @@ def build_events(copy: SiemCopy) -> list[Event]:
         st = SOURCETYPES.get(sc.stream, OFFICE_SOURCETYPE if sc.stream.startswith("o365.") else "")
         if not st:
             continue
-        out.extend(Event(r.ticks / TICKS_PER_SECOND, r.body, INDEX, st) for r in sc.rows)
+        # searchable once the API served the record plus `ingestion_delay` (siem_copy.Row.ingested), as
+        # the add-on reads the same API: not at event time
+        out.extend(Event(r.ticks / TICKS_PER_SECOND, r.body, INDEX, st, visible=r.ingested / TICKS_PER_SECOND)
+                   for r in sc.rows)
     out.sort(key=lambda e: e.time)
     return out
 
@@ -158,7 +162,7 @@ def run(search: str, events: list[Event], earliest: float | None, latest: float 
     earliest = e2 if e2 is not None else earliest
     latest = l2 if l2 is not None else latest
     rows = [e for e in events if (earliest is None or e.time >= earliest) and (latest is None or e.time < latest)
-            and e.time <= now and all(t(e) for t in terms)]
+            and e.time <= now and e.visible <= now and all(t(e) for t in terms)]
     rows.reverse()  # event searches stream newest first
     span: float | None = None
     out: list[dict[str, Any]] | None = None
@@ -404,7 +408,9 @@ class Hec:
             if "source" in item:
                 indexed["source"] = [str(item["source"])]
             body = item["event"] if isinstance(item["event"], str) else orjson.dumps(item["event"]).decode()
-            events.append(Event(when, body.encode(), index, str(item.get("sourcetype", "httpevent")), indexed))
+            # `ingest_latency`: searchable a while after HEC took it (queues, indexing), acked or not
+            events.append(Event(when, body.encode(), index, str(item.get("sourcetype", "httpevent")), indexed,
+                                visible=time.time() + copy.plan.ingest_latency / TICKS_PER_SECOND))
         plan = copy.plan
         if plan.ingest_throttle and self.rng.random() < plan.ingest_throttle:
             return _hec(9)
