@@ -162,6 +162,7 @@ class Backfill:
     # ------------------------------------------------------------ one stream
     async def stream(self, sr: StreamReport, st: StreamStats) -> None:
         tenant, stream = sr.tenant, sr.stream
+        self.unconfirmed = {}  # never carried over from a stream that stopped on an error
         st.destination = self.writer.destination(stream)
         account = await self.ledger.load(tenant, stream)
         wanted = set(sr.missing_in_siem) - account.done
