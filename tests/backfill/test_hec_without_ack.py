@@ -7,7 +7,10 @@ acknowledgement in Splunk Enterprise only (Splunk Cloud only for Kinesis Firehos
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
+
+import pytest
 
 from tests.backfill.helpers import agent_cmd, agent_env, backfill_env, duplicates, missing
 from tests.emulator_fixture import REPO
@@ -40,10 +43,12 @@ def test_emulated_enterprise_hec_still_gives_ackids(tmp_path):
         assert resp.status_code == 200 and isinstance(resp.json()["ackId"], int)
 
 
-def test_backfill_to_cloud_hec_is_settled_by_search_exactly_once(tmp_path):
-    """hec_ack left on (the default): the first batch used to abort the backfill after HEC indexed it."""
-    with backfill_env(tmp_path, "splunk", plan={"hec_ack": False},
-                      config={**FAST, "backfill_batch_records": 50, "backfill_rate": 0}) as env:
+@pytest.mark.parametrize("hec_ack", [True, False])
+def test_backfill_to_cloud_hec_is_settled_by_search_exactly_once(tmp_path, hec_ack):
+    """hec_ack left on (the default) used to abort the backfill after HEC indexed the first batch;
+    hec_ack = false used to count a bare 200 as stored. Both now confirm by searching."""
+    with backfill_env(tmp_path, "splunk", plan={"hec_ack": False, "ingest_latency": "1s"},
+                      config={**FAST, "backfill_batch_records": 50, "backfill_rate": 0, "hec_ack": hec_ack}) as env:
         lost = env.lost()
         rc, done = env.reconcile("--backfill")
         assert rc == 0, done["backfill"]
@@ -54,6 +59,20 @@ def test_backfill_to_cloud_hec_is_settled_by_search_exactly_once(tmp_path):
         assert set(counts) == lost and set(counts.values()) == {1}
         rc, after = env.reconcile()
         assert rc == 0 and not missing(after) and not duplicates(after)
+
+
+def test_not_yet_searchable_after_the_timeout_stays_in_doubt_then_settles_without_resending(tmp_path):
+    with backfill_env(tmp_path, "splunk", plan={"hec_ack": False, "ingest_latency": "4s"},
+                      config={"hec_ack_timeout": "1s", "hec_ack_interval": "0.2s", "backfill_rate": 0}) as env:
+        lost = env.lost()
+        rc, first = env.reconcile("--backfill")
+        assert rc == 3 and first["backfill"]["in_doubt"] == len(lost) and first["backfill"]["already_present"] == 0
+        time.sleep(5.5)  # past the latency and the generated backfill_in_doubt_wait (5s)
+        rc, second = env.reconcile("--backfill")
+        assert rc == 0 and not missing(second), "the reconcile itself now finds them"
+        assert second["backfill"]["missing"] == 0 and second["backfill"].get("sent", 0) == 0
+        counts = env.ingested_counts()
+        assert set(counts) == lost and set(counts.values()) == {1}, "found by search, never resent"
 
 
 def test_check_online_names_an_endpoint_without_acks(tmp_path):
