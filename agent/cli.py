@@ -333,6 +333,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
 
         from_config(cfg)  # the [siem] table's own keys, validated by the adapter that owns them
     store = open_store(cfg.store)
+    hec = ""
     try:
         probe = getattr(store, "check", None)
         if probe is not None:
@@ -340,12 +341,32 @@ async def cmd_check(args: argparse.Namespace) -> int:
         if args.online:
             for tenant in cfg.tenants:
                 await TokenProvider(tenant, tenant.endpoints.graph, cfg.http).token()
+            hec = await _check_hec(cfg)
     finally:
         await store.aclose()
     print(f"config ok: {len(cfg.tenants)} tenant(s), store {cfg.store.type} writable"
           + (f", SIEM {cfg.siem.get('type')}" if cfg.siem else "")
-          + (", tokens obtained" if args.online else ""))
+          + (", tokens obtained" if args.online else "") + hec)
     return EXIT_OK
+
+
+async def _check_hec(cfg: config.Config) -> str:
+    """For a Splunk backfill target: whether its HEC token has indexer acknowledgement (Splunk Cloud has none)."""
+    if cfg.siem is None or cfg.siem.get("type") != "splunk":
+        return ""
+    from agent.backfill.writers import SplunkWriter
+    from agent.http import HttpClient
+    from agent.siem.config import from_config
+
+    siem_cfg = from_config(cfg)
+    if not siem_cfg.backfill.hec_url or siem_cfg.backfill.hec_token is None:
+        return ""
+    async with HttpClient(cfg.http) as http:
+        acks = await SplunkWriter(siem_cfg, http).ack_enabled()
+    if acks:
+        return ", HEC indexer acknowledgement on"
+    return (", HEC without indexer acknowledgement (as on Splunk Cloud): backfill confirms each batch by "
+            "searching for it" + ("; set siem.hec_ack = false" if siem_cfg.backfill.hec_ack else ""))
 
 
 async def cmd_reconcile(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ reconcile reports it under `duplicates_in_siem`; it is never hidden.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ class StreamStats:
     failed: dict[str, str] = field(default_factory=dict)
     in_doubt: set[str] = field(default_factory=set)
     not_in_archive: set[str] = field(default_factory=set)
+    by_reference: set[str] = field(default_factory=set)  # sent, but too big to travel whole in one field
     batches: int = 0
     requests: int = 0
     splits: int = 0
@@ -85,6 +87,8 @@ class StreamStats:
                    remaining=self.remaining, batches=self.batches, requests=self.requests, splits=self.splits,
                    bytes=self.bytes, failed_ids=failed, in_doubt_ids=listed(self.in_doubt),
                    not_in_archive_ids=listed(self.not_in_archive))
+        if self.by_reference:
+            out.update(sent_by_reference=len(self.by_reference), by_reference_ids=listed(self.by_reference))
         if self.error:
             out["error"] = self.error
         return out
@@ -111,6 +115,7 @@ class Backfill:
     done: int = 0
     total: int = 0
     refused: str = ""
+    unconfirmed: dict[str, datetime] = field(default_factory=dict)  # id -> event time, this stream's
 
     async def run(self, report: ReconcileReport) -> dict[str, Any]:
         self.total = sum(len(s.missing_in_siem) for s in report.streams)
@@ -162,6 +167,7 @@ class Backfill:
     # ------------------------------------------------------------ one stream
     async def stream(self, sr: StreamReport, st: StreamStats) -> None:
         tenant, stream = sr.tenant, sr.stream
+        self.unconfirmed = {}  # never carried over from a stream that stopped on an error
         st.destination = self.writer.destination(stream)
         account = await self.ledger.load(tenant, stream)
         wanted = set(sr.missing_in_siem) - account.done
@@ -188,6 +194,8 @@ class Backfill:
                     found.pop(i)
             now = datetime.now(UTC)
             for rid, rec in sorted(found.items()):
+                if not self.writer.whole(stream, rec):
+                    st.by_reference.add(rid)
                 item = (rid, self.writer.encode(tenant, stream, rec, now))
                 if self.writer.body_size([item]) > self.cfg.batch_bytes:
                     st.failed[rid] = (f"record is {len(item[1])} bytes, over backfill_batch_bytes "
@@ -201,8 +209,14 @@ class Backfill:
                 buffer.append((item, event_time(stream, rec)))
         if buffer:
             await self._flush(sr, st, buffer)
+        await self._confirm(sr, st)
         st.not_in_archive |= wanted
         self._tick(len(wanted))
+        if st.by_reference:
+            sr.notes.append(f"{len(st.by_reference)} record(s) were too big for one SIEM field and were backfilled "
+                            "with a reference to the archived record instead of the whole record")
+            event(log, logging.WARNING, "Records too big for one SIEM field were backfilled by reference.",
+                  stream=stream, records=len(st.by_reference), ids=sorted(st.by_reference)[:20])
         if st.not_in_archive:
             sr.notes.append(f"{len(st.not_in_archive)} id(s) missing in the SIEM could not be read back from "
                             "the archive for backfill")
@@ -246,10 +260,34 @@ class Backfill:
             found |= await self.siem.present(sr.tenant, sr.stream, checked[n:n + PRESENCE_CHUNK], window)
         return found & set(checked)
 
-    async def _record_present(self, sr: StreamReport, st: StreamStats, ids: set[str]) -> None:
+    async def _confirm(self, sr: StreamReport, st: StreamStats) -> None:
+        """Search for what a SIEM took without confirming it (HEC without indexer acknowledgement).
+
+        Polled every `hec_ack_interval` for up to `hec_ack_timeout`, like an ack; what is found is
+        `present`, what is not stays in doubt for a later run (checked after `backfill_in_doubt_wait`,
+        resent only if still absent). Never resent here: the SIEM may simply not have indexed it yet.
+        """
+        pending, self.unconfirmed = self.unconfirmed, {}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.hec_ack_timeout.total_seconds()
+        while pending:
+            here = await self._present(sr, list(pending), list(pending.values()))
+            if here:
+                await self._record_present(sr, st, here, tick=False)
+                for rid in here:
+                    pending.pop(rid, None)
+            if not pending or loop.time() >= deadline:
+                break
+            await asyncio.sleep(max(0.05, self.cfg.hec_ack_interval.total_seconds()))
+        if pending:
+            event(log, logging.WARNING, "Backfilled records not yet searchable; left in doubt for the next run.",
+                  stream=sr.stream, records=len(pending))
+
+    async def _record_present(self, sr: StreamReport, st: StreamStats, ids: set[str], tick: bool = True) -> None:
         st.present |= ids
         st.in_doubt -= ids
-        self._tick(len(ids))
+        if tick:
+            self._tick(len(ids))
         if self.dry_run:
             return
         batch = self.ledger.new_batch(st.destination, sorted(ids))
@@ -298,9 +336,10 @@ class Backfill:
         batch.acked, batch.present, batch.failed = result.acked, result.present, result.failed
         batch.in_doubt = set(result.in_doubt)
         resend: list[tuple[Item, datetime]] = []
-        if result.in_doubt and self.cfg.in_doubt_wait <= timedelta(0):
+        self.unconfirmed.update((it[0], t) for it, t in buffer if it[0] in result.unconfirmed)
+        if result.in_doubt - result.unconfirmed and self.cfg.in_doubt_wait <= timedelta(0):
             # the SIEM shows what it stored at once (or the operator accepts that risk): ask, then resend the rest
-            doubt = [(it, t) for it, t in buffer if it[0] in result.in_doubt]
+            doubt = [(it, t) for it, t in buffer if it[0] in result.in_doubt - result.unconfirmed]
             here = await self._present(sr, [it[0] for it, _ in doubt], [t for _, t in doubt])
             batch.present |= here
             batch.in_doubt -= here

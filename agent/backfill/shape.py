@@ -6,7 +6,8 @@ finds it; the record itself travels untouched (`RawRecord`, the HEC `event`, `ev
 
 - Sentinel (Logs Ingestion, DCR stream `Custom-<Table>_Backfill_CL`): `TimeGenerated` = event
   time, the table's id / tenant / filter columns, `SourceStream`, `AgentBackfill = true`,
-  `BackfilledAt`, `RawRecord` (dynamic: the record as the API returned it).
+  `BackfilledAt`, `RawRecord` (dynamic: the record as the API returned it; over Logs Ingestion's
+  64 KB field limit, its small top-level fields and a reference to the archived record instead).
 - Splunk (HEC): `event` = the record as-is, the stream's original sourcetype and index, `time` =
   event time, indexed `fields` `backfill=ms-log-agent`, `backfilled_at`, `ms_log_agent_stream`.
 - Elasticsearch (`_bulk` create, `_id` = record id): `@timestamp`, `event.id`, the configured id /
@@ -16,6 +17,7 @@ finds it; the record itself travels untouched (`RawRecord`, the HEC `event`, `ev
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -74,6 +76,34 @@ def record_id(stream: str, rec: dict[str, Any]) -> str:
     return str(rec[spec(stream).id_field])
 
 
+# Logs Ingestion truncates a field over 64 KB (learn.microsoft.com/azure/azure-monitor/service-limits
+# #logs-ingestion-api); RawRecord is one field, so a bigger record would arrive silently cut.
+FIELD_LIMIT = 65_536
+_KEPT_SCALAR = 1024  # top-level scalars kept beside a reference, so detections still see Operation etc.
+
+
+def fits_field(rec: dict[str, Any]) -> bool:
+    """Whether the record travels whole in one Logs Ingestion field."""
+    return len(orjson.dumps(rec)) <= FIELD_LIMIT
+
+
+def raw_record(tenant: str, stream: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """`RawRecord`: the record itself, or, over the field limit, its small top-level fields and a
+    reference to the whole record in the agent's archive (`agent export`), with its size and SHA-256,
+    so the row is still one row per record and nothing is cut without saying so."""
+    text = orjson.dumps(rec)
+    if len(text) <= FIELD_LIMIT:
+        return rec
+    kept = {k: v for k, v in rec.items()
+            if isinstance(v, str | int | float | bool) and len(str(v)) <= _KEPT_SCALAR}
+    ref = {"ms_log_agent_reference": {
+        "reason": "record over the Logs Ingestion 64 KB field limit; the whole record is in the agent archive",
+        "tenant": tenant, "stream": stream, "id": record_id(stream, rec), "bytes": len(text),
+        "sha256": hashlib.sha256(text).hexdigest()}}
+    out = {**kept, **ref}
+    return out if len(orjson.dumps(out)) <= FIELD_LIMIT else ref
+
+
 def sentinel_row(target: Target, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]:
     when = format_time(event_time(stream, rec))
     row: dict[str, Any] = {"TimeGenerated": when}
@@ -83,7 +113,8 @@ def sentinel_row(target: Target, tenant: str, stream: str, rec: dict[str, Any], 
     if target.tenant_field:
         row[target.tenant_field] = tenant
     row.update(filter_values("sentinel", target, rec))
-    row.update({"SourceStream": stream, "AgentBackfill": True, "BackfilledAt": format_time(now), "RawRecord": rec})
+    row.update({"SourceStream": stream, "AgentBackfill": True, "BackfilledAt": format_time(now),
+                "RawRecord": raw_record(tenant, stream, rec)})
     return row
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,12 +26,13 @@ import orjson
 from agent.config import Config
 from agent.errors import AgentError, ConfigError, TransientApiError
 from agent.http import HttpClient, RateLimiter, Response, backoff, parse_retry_after, redact_url
-from agent.logs import register_secret
+from agent.logs import event, register_secret
 from agent.siem.config import SiemConfig
 from agent.siem.transport import error_text
 
 from . import shape
 
+log = logging.getLogger("agent.backfill")
 Item = tuple[str, bytes]  # (record id, the encoded row / event / action+document)
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -49,6 +51,9 @@ class SendResult:
     present: set[str] = field(default_factory=set)
     failed: dict[str, str] = field(default_factory=dict)
     in_doubt: set[str] = field(default_factory=set)
+    # accepted by a SIEM that confirms nothing more (HEC without indexer acknowledgement): in doubt
+    # until a search finds them; a subset of `in_doubt`
+    unconfirmed: set[str] = field(default_factory=set)
     requests: int = 0
 
 
@@ -59,6 +64,7 @@ class Writer(Protocol):
     def destination(self, stream: str) -> str: ...
     def encode(self, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> bytes: ...
     def body_size(self, items: Sequence[Item]) -> int: ...
+    def whole(self, stream: str, rec: dict[str, Any]) -> bool: ...
     async def send(self, tenant: str, stream: str, items: Sequence[Item]) -> SendResult: ...
 
 
@@ -88,6 +94,10 @@ class _Base:
             return await self.http.request("POST", url, headers=headers, data=body)
         except TransientApiError:
             return None
+
+    def whole(self, stream: str, rec: dict[str, Any]) -> bool:
+        """Whether the SIEM stores the record whole (no per-field limit cuts it)."""
+        return True
 
     async def pause(self, resp: Response | None, attempt: int) -> None:
         after = parse_retry_after(resp.headers.get("Retry-After")) if resp is not None else None
@@ -128,6 +138,9 @@ class SentinelWriter(_Base):
 
     def body_size(self, items: Sequence[Item]) -> int:
         return 2 + sum(len(p) for _, p in items) + max(0, len(items) - 1)
+
+    def whole(self, stream: str, rec: dict[str, Any]) -> bool:
+        return shape.fits_field(rec)  # else RawRecord carries a reference (shape.raw_record)
 
     async def send(self, tenant: str, stream: str, items: Sequence[Item]) -> SendResult:
         result = SendResult()
@@ -205,10 +218,18 @@ class SplunkWriter(_Base):
         self.token = register_secret(b.hec_token.reveal())
         self.channel = str(uuid.uuid4())
         self.identity = b.hec_url
+        self._warned = False
 
     def destination(self, stream: str) -> str:
         t = self.cfg.targets[stream]
         return f"index={t.index or 'main'} sourcetype={t.source}"
+
+    def _no_ack_notice(self) -> None:
+        if self.cfg.backfill.hec_ack and not self._warned:
+            self._warned = True
+            event(log, logging.WARNING, "HEC answered without an ackId: indexer acknowledgement is off for this "
+                  "token (Splunk Cloud offers it only for Firehose); batches are confirmed by searching for them.",
+                  hint="set siem.hec_ack = false to skip this notice")
 
     def encode(self, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> bytes:
         return orjson.dumps(shape.splunk_event(self.cfg.targets[stream], tenant, stream, rec, now))
@@ -232,13 +253,15 @@ class SplunkWriter(_Base):
                 return result
             code, text = hec_code(resp)
             if resp.status == 200 and code == 0:
-                if not self.cfg.backfill.hec_ack:
-                    result.acked.update(ids)  # received by HEC; without indexer ack that is all Splunk says
-                    return result
-                ack = orjson.loads(resp.body).get("ackId")
+                ack = orjson.loads(resp.body).get("ackId") if self.cfg.backfill.hec_ack else None
                 if not isinstance(ack, int):
-                    raise BackfillRefused("HEC answered without an ackId: indexer acknowledgement is off for this "
-                                          "token (enable useACK, or set siem.hec_ack = false)")
+                    # No indexer acknowledgement (hec_ack = false, or a Splunk Cloud token: acks are
+                    # Splunk Enterprise only): the 200 means "looked valid", not "indexed". The engine
+                    # settles the batch by searching for its ids, never by trusting the 200.
+                    self._no_ack_notice()
+                    result.in_doubt.update(ids)
+                    result.unconfirmed.update(ids)
+                    return result
                 if await self._wait_ack(ack, result):
                     result.acked.update(ids)
                 else:
@@ -262,6 +285,22 @@ class SplunkWriter(_Base):
             return result
         result.failed.update(dict.fromkeys(ids, f"HEC stayed busy (code 9) after {self.attempts} attempts"))
         return result
+
+    async def ack_enabled(self) -> bool:
+        """Whether the HEC token has indexer acknowledgement (`agent check --online`).
+
+        An ack query on a fresh channel answers 200 when acks are on and code 14 "ACK is disabled"
+        when they are off (Splunk Cloud, or a token without useACK); other refusals raise.
+        """
+        url = f"{self.cfg.backfill.hec_url}/services/collector/ack?channel={self.channel}"
+        resp = await self.http.request("POST", url, headers=self._headers(), data=orjson.dumps({"acks": [0]}))
+        code, text = hec_code(resp)
+        if resp.status == 200:
+            return True
+        if code == 14:
+            return False
+        raise BackfillRefused(f"Splunk HEC refused the check: HEC code {code} "
+                              f"({HEC_MESSAGES.get(code or -1, text or resp.status)})")
 
     async def _wait_ack(self, ack: int, result: SendResult) -> bool:
         """Poll `/services/collector/ack` until the ackId is true or `hec_ack_timeout` passes."""

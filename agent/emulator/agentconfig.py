@@ -14,33 +14,38 @@ from typing import Any
 
 from agent.emulator.state import State
 
+
+def _in_doubt_wait(state: State) -> dict[str, str]:
+    """`backfill_in_doubt_wait` matching the scenario's `[siem] ingest_latency`: a batch whose answer
+    was lost is looked up only once what it wrote can show (at once when the latency is 0)."""
+    assert state.siem is not None
+    latency = state.siem.plan.ingest_latency
+    return {"backfill_in_doubt_wait": f"{-(-latency // 10_000_000) + 1}s" if latency else "0s"}
+
+
 # HOOK for the SIEM emulators: map `--siem` name -> function returning the agent's [siem] table
 # (keys as the agent's SIEM adapter expects them) for this running emulator. Until a SIEM is
 # registered here, the written config has no [siem] table and the emulator says so on stderr.
-# The emulated SIEMs make what they ingest queryable at once, so a batch whose answer was lost can be
-# looked up immediately instead of after the real services' ingestion latency.
-_IMMEDIATE = {"backfill_in_doubt_wait": "0s"}
-
-
 def _sentinel(state: State, config_dir: Path) -> dict[str, Any]:
     from agent.emulator.ingestion import dcr_immutable_id
 
     assert state.siem is not None
     return {"type": "sentinel", "workspace_id": state.siem.workspace_id, "endpoint": state.urls["loganalytics"],
             "tenant": state.scenario.tenants[0].id, "ingestion_endpoint": state.urls["ingestion"],
-            "dcr_immutable_id": dcr_immutable_id(state.scenario.seed), **_IMMEDIATE}
+            "dcr_immutable_id": dcr_immutable_id(state.scenario.seed), **_in_doubt_wait(state)}
 
 
 def _splunk(state: State, config_dir: Path) -> dict[str, Any]:
     _secret_file(config_dir / "splunk_token", state.splunk_token)
     _secret_file(config_dir / "splunk_hec_token", state.splunk_hec_token)
     return {"type": "splunk", "url": state.urls["splunk"], "token_file": "splunk_token", "index": "main",
-            "hec_url": state.urls["splunk_hec"], "hec_token_file": "splunk_hec_token", **_IMMEDIATE}
+            "hec_url": state.urls["splunk_hec"], "hec_token_file": "splunk_hec_token", **_in_doubt_wait(state)}
 
 
 def _elastic(state: State, config_dir: Path) -> dict[str, Any]:
     _secret_file(config_dir / "elastic_api_key", state.elastic_api_key)
-    return {"type": "elastic", "url": state.urls["elastic"], "api_key_file": "elastic_api_key", **_IMMEDIATE}
+    return {"type": "elastic", "url": state.urls["elastic"], "api_key_file": "elastic_api_key",
+            **_in_doubt_wait(state)}
 
 
 SIEM_TABLES: dict[str, Callable[[State, Path], dict[str, Any]]] = {

@@ -110,10 +110,12 @@ def lookup(doc: dict[str, Any], path: str) -> list[Any]:
 
 
 class Doc:
-    __slots__ = ("id", "index", "ms", "seq", "source")
+    __slots__ = ("id", "index", "ms", "seq", "source", "visible")
 
-    def __init__(self, index: str, doc_id: str, source: dict[str, Any], ms: int, seq: int) -> None:
+    def __init__(self, index: str, doc_id: str, source: dict[str, Any], ms: int, seq: int,
+                 visible: float = 0.0) -> None:
         self.index, self.id, self.source, self.ms, self.seq = index, doc_id, source, ms, seq
+        self.visible = visible  # epoch ms from which searches see it (connector lag, refresh)
 
 
 def build_docs(copy: SiemCopy) -> list[Doc]:
@@ -131,7 +133,8 @@ def build_docs(copy: SiemCopy) -> list[Doc]:
                 fingerprints.add(doc_id)
             else:
                 doc_id = uuid.uuid4().hex
-            docs.append(Doc(index, doc_id, source, r.ticks // 10_000, 0))
+            # searchable once the API served the record plus `ingestion_delay` (siem_copy.Row.ingested)
+            docs.append(Doc(index, doc_id, source, r.ticks // 10_000, 0, r.ingested / 10_000))
     docs.sort(key=lambda d: d.ms)
     for n, d in enumerate(docs):
         d.seq = n  # the PIT's _shard_doc tiebreaker
@@ -199,6 +202,22 @@ def _range(field: str, bounds: dict[str, Any]) -> Pred:
         return any(("gte" not in ops or v >= ops["gte"]) and ("gt" not in ops or v > ops["gt"])
                    and ("lte" not in ops or v <= ops["lte"]) and ("lt" not in ops or v < ops["lt"]) for v in values)
     return test
+
+
+class PitMissing(Exception):
+    """The point in time expired (unused for its keep_alive) or never existed."""
+
+
+_KEEP_ALIVE_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _keep_alive(text: str) -> float:
+    """A time value such as `1m`, `30s`, `500ms` in seconds (Elastic's time units)."""
+    for unit in ("ms", "s", "m", "h", "d"):
+        if text.endswith(unit) and text[: -len(unit)].isdigit():
+            return int(text[: -len(unit)]) * _KEEP_ALIVE_UNITS[unit]
+    raise QueryError("illegal_argument_exception", f"failed to parse setting [keep_alive] with value [{text}] "
+                     "as a time value: unit is missing or unrecognized")
 
 
 def _error(kind: str, reason: str, status: int) -> web.Response:
@@ -287,7 +306,8 @@ class ElasticServer:
         if op == "index" and doc_id in known:
             self.docs = [d for d in self.docs if not (d.index == index and d.id == doc_id)]
         known.add(doc_id)
-        doc = Doc(index, doc_id, source, ms, self.seq)
+        # `ingest_latency`: a written document shows in searches only after a while (refresh, pipelines)
+        doc = Doc(index, doc_id, source, ms, self.seq, time.time() * 1000 + self.copy.plan.ingest_latency / 10_000)
         self.seq += 1
         bisect.insort(self.docs, doc, key=lambda d: d.ms)
         rid = next((str(v) for v in lookup(source, "event.id")), doc_id)
@@ -307,17 +327,20 @@ class ElasticServer:
     def _resolve(self, pattern: str) -> list[Doc]:
         patterns = pattern.split(",")
         now_ms = time.time() * 1000
-        delay_ms = self.copy.plan.ingestion_delay / 10_000
         return [d for d in self.docs if any(fnmatch.fnmatchcase(d.index, p) for p in patterns)
-                and d.ms + delay_ms <= now_ms]
+                and d.visible <= now_ms]
 
     async def open_pit(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:
             return denied
         if "keep_alive" not in request.query:
             return _error("action_request_validation_exception", "Validation Failed: 1: [keep_alive] is missing;", 400)
+        try:
+            keep = _keep_alive(request.query["keep_alive"])
+        except QueryError as exc:
+            return _error(exc.kind, exc.reason, exc.status)
         pit = base64.urlsafe_b64encode(uuid.uuid4().bytes * 3).decode()
-        self.pits[pit] = (self._resolve(request.match_info["index"]), time.time() + 60)
+        self.pits[pit] = (self._resolve(request.match_info["index"]), time.time() + keep)
         return web.json_response({"id": pit, "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}})
 
     async def close_pit(self, request: web.Request) -> web.Response:
@@ -336,6 +359,12 @@ class ElasticServer:
         try:
             body = orjson.loads(await request.read() or b"{}")
             return web.json_response(self._search(request.match_info.get("index"), body), dumps=_dumps)
+        except PitMissing as exc:
+            return web.json_response({"error": {
+                "root_cause": [{"type": "search_context_missing_exception", "reason": str(exc)}],
+                "type": "search_phase_execution_exception", "reason": "all shards failed", "phase": "query",
+                "caused_by": {"type": "search_context_missing_exception", "reason": str(exc)}}, "status": 404},
+                status=404)
         except QueryError as exc:
             return _error(exc.kind, exc.reason, exc.status)
         except (orjson.JSONDecodeError, AttributeError, TypeError, StopIteration, KeyError) as exc:
@@ -347,9 +376,7 @@ class ElasticServer:
             raise QueryError("action_request_validation_exception",
                              "Validation Failed: 1: [indices] cannot be used with point in time;")
         if pit:
-            if pit.get("id") not in self.pits:
-                raise QueryError("search_context_missing_exception", "No search context found for id", 404)
-            docs = self.pits[pit["id"]][0]
+            docs = self._pit(pit)
         elif index:
             docs = self._resolve(index)
         else:
@@ -371,6 +398,20 @@ class ElasticServer:
             aggs: dict[str, Any] = body.get("aggs") or body.get("aggregations") or {}
             out["aggregations"] = {name: _agg(spec, matched) for name, spec in aggs.items()}
         return out
+
+    def _pit(self, pit: dict[str, Any]) -> list[Doc]:
+        """The PIT's frozen view. A PIT lives `keep_alive` from its last use, each search with
+        `pit.keep_alive` extending it (Elastic docs, "Point in time API": "keep_alive ... extends the
+        time to live of the corresponding point in time"); an expired one is gone: 404
+        search_phase_execution_exception caused by search_context_missing_exception."""
+        pid, now = str(pit.get("id")), time.time()
+        entry = self.pits.get(pid)
+        if entry is None or entry[1] < now:
+            self.pits.pop(pid, None)
+            raise PitMissing(f"No search context found for id [{str(pid)[:40]}]")
+        if "keep_alive" in pit:
+            self.pits[pid] = (entry[0], now + _keep_alive(str(pit["keep_alive"])))
+        return entry[0]
 
     def _hits(self, docs: list[Doc], body: dict[str, Any], pit: bool) -> list[dict[str, Any]]:
         sort = body.get("sort") or []

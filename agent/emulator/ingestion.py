@@ -4,13 +4,14 @@
 with a bearer token for `https://monitor.azure.com`, a JSON array body (optionally
 `Content-Encoding: gzip`), answered 204 No Content. Documented behaviour reproduced: the 1 MB
 call limit (compressed or not) as 413 `ContentLengthLimitExceeded`; 429 with `Retry-After`;
-5xx; and **no dedup**: a batch sent twice is stored twice, as in a real workspace.
+5xx; field values over 64 KB silently truncated; and **no dedup**: a batch sent twice is stored
+twice, as in a real workspace.
 
 The emulator's one DCR (`dcr_immutable_id`, stable per seed) declares one stream per Sentinel
 table the Entra / Office 365 connectors fill, `Custom-<Table>_Backfill_CL`, flowing to the custom
 table `<Table>_Backfill_CL` with the transform `source` (every declared column kept). Rows become
-queryable at once through the Log Analytics query endpoint (`loganalytics.py`), so a second
-reconcile sees them.
+queryable through the Log Analytics query endpoint (`loganalytics.py`) `[siem] ingest_latency`
+after the write (at once by default), so a second reconcile sees them.
 """
 
 from __future__ import annotations
@@ -89,10 +90,24 @@ class CustomTable:
                 self._cols[name] = [None] * (len(self._times) - 1)
                 self._types[name] = _type_of(value)
             # Log Analytics returns dynamic values as JSON text
-            self._cols[name].insert(at, orjson.dumps(value).decode() if isinstance(value, dict | list) else value)
+            text = orjson.dumps(value).decode() if isinstance(value, dict | list) else value
+            self._cols[name].insert(at, _truncate(text) if isinstance(text, str) else text)
         for values in self._cols.values():
             if len(values) < len(self._times):
                 values.insert(at, None)
+
+
+# "Maximum size for field values: 64 KB. Fields longer than 64 KB are truncated."
+# (learn.microsoft.com/azure/azure-monitor/service-limits#logs-ingestion-api): silently, the call is
+# still a 204. A dynamic value is one field too (its JSON text), so a cut one no longer parses.
+FIELD_LIMIT = 65_536
+
+
+def _truncate(text: str) -> str:
+    data = text.encode("utf-8")
+    if len(data) <= FIELD_LIMIT:
+        return text
+    return data[:FIELD_LIMIT].decode("utf-8", "ignore")
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -157,7 +172,9 @@ class IngestionEndpoint:
         now = self.now()
         for row in rows:
             ticks = _time(row.get("TimeGenerated"), now)
-            table.insert(ticks, row, now)
+            # queryable (ingestion_time()) only `ingest_latency` after the write: Azure Monitor documents
+            # minutes of ingestion latency (learn.microsoft.com/azure/azure-monitor/logs/data-ingestion-time)
+            table.insert(ticks, row, now + plan.ingest_latency)
             rid = next((row[c] for c in ("Id", "OfficeId", "RecordId") if isinstance(row.get(c), str)), "")
             self.copy.ingested.append(Ingested("loganalytics", table.name, rid, ticks))
         if plan.ingest_lost_response and self.rng.random() < plan.ingest_lost_response:

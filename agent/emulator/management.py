@@ -44,6 +44,8 @@ _WINDOW_TEXT = (
 )
 _JSON = "application/json"
 _PAGE_RE = re.compile(r"^(\d{17})R(\d{12})$")
+# The form seen in the wild (counteractive/o365beat#39): `<digits>$<the window start as digits>$na0022`.
+_OBSERVED_PAGE_RE = re.compile(r"^(\d{17})(\d{6,})\$\d{23}\$[a-z]{2}\d{4}$")
 
 
 class AfError(Exception):
@@ -115,6 +117,7 @@ class ManagementService:
         for (tenant_id, _), blobs in state.blobs.items():
             self.by_id.setdefault(tenant_id, {}).update({b.content_id: b for b in blobs})
         self.admin_disabled = set(plan.disabled)
+        self.last_start: dict[str, int] = {}  # tenant -> ticks of its last accepted start request
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._stall])
@@ -262,6 +265,7 @@ class ManagementService:
             current = self.subs[tenant].get(ct)
             if current is not None and current.status == "enabled":
                 raise AfError(400, "AF20024", "The subscription is already enabled. No property change.")
+            self._start_interval(request, tenant)
         except AfError as err:
             return error_response(err)
         webhook = None
@@ -277,6 +281,21 @@ class ManagementService:
         self.subs[tenant][ct] = Subscription("enabled", webhook)
         body = orjson.dumps({"contentType": ct, "status": "enabled", "webhook": webhook})
         return await self._finish(request, fault, tenant, web.Response(body=body, content_type=_JSON))
+
+    def _start_interval(self, request: web.Request, tenant: str) -> None:
+        """The API reference asks for 15 minutes between subscription start requests (protocols.md
+        §2.5); it documents no code of its own for a start sent sooner, so it is refused with the one
+        documented throttling error, AF429 (HTTP 403 as in Microsoft's example). Per tenant, whatever
+        the content type; stop requests are not limited."""
+        interval, now = self.state.scenario.management.start_interval, now_ticks()
+        last = self.last_start.get(tenant)
+        if interval and last is not None and now - last < interval:
+            publisher = self._param(request, "PublisherIdentifier") or "00000000-0000-0000-0000-000000000000"
+            status = self.state.scenario.management.throttle_status
+            self.state.faults.log(request, "management", "start_interval", status, tenant)
+            raise AfError(status, "AF429",
+                          f"Too many requests. Method=StartSubscription, PublisherId={publisher}")
+        self.last_start[tenant] = now
 
     async def stop(self, request: web.Request) -> web.StreamResponse:
         gate = self._gate(request, "StopSubscription")
@@ -393,14 +412,17 @@ class ManagementService:
 
     @staticmethod
     def _after(token: str | None) -> tuple[int, int] | None:
+        """A nextPage token of either form the service has been seen to emit (it accepts what it emits)."""
         if token is None or token == "":
             return None
-        m = _PAGE_RE.match(token)
+        m = _PAGE_RE.match(token) or _OBSERVED_PAGE_RE.match(token)
         if not m:
             raise AfError(400, "AF20031", f"Invalid nextPage Input: {token}.")
         return int(m.group(1)), int(m.group(2))
 
     def _next_page(self, request: web.Request, tenant: str, ct: str, token: str | None) -> str:
+        if self.state.scenario.management.next_page_form == "observed":
+            return self._observed_next_page(request, tenant, ct, token)
         params = [("contentType", ct)]
         for name in ("startTime", "endTime", "PublisherIdentifier"):
             value = self._param(request, name)
@@ -409,6 +431,21 @@ class ManagementService:
         params.append(("nextPage", token or ""))
         query = "&".join(f"{k}={quote(v, safe=':-.')}" for k, v in params)
         return f"https://{request.host}/api/v1/{tenant}/activity/feed/subscriptions/content?{query}"
+
+    def _observed_next_page(self, request: web.Request, tenant: str, ct: str, token: str | None) -> str:
+        """NextPageUri as logged from the real service (counteractive/o365beat#39), not as documented:
+        `/api/v1.0/`, lower-case parameter names, the window rewritten with seven fraction digits and
+        `Z` (filled in when the request gave none, as the reference says), no PublisherIdentifier,
+        and a `$`-separated page token. Elastic's o365 integration reads both `NextPageUri` and
+        `Nextpageuri`; header names are case-insensitive either way."""
+        lo, hi = self._window(request, now_ticks())
+        page = ""
+        if token:
+            m = _PAGE_RE.match(token) or _OBSERVED_PAGE_RE.match(token)
+            assert m is not None
+            page = f"{int(m.group(1)):017d}{int(m.group(2)):06d}${_digits(lo)}$na0022"
+        query = f"contenttype={ct}&endtime={_seven(hi)}&starttime={_seven(lo)}&nextpage={page}"
+        return f"https://{request.host}/api/v1.0/{tenant}/activity/feed/subscriptions/content?{query}"
 
     async def blob(self, request: web.Request) -> web.StreamResponse:
         gate = self._gate(request, "GetBlob")
@@ -435,3 +472,15 @@ class ManagementService:
             return error_response(AfError(404, "AF20050", f"The specified content ({cid}) does not exist."))
         response = web.Response(body=blob.body, content_type=_JSON, headers={"request-id": str(uuid.uuid4())})
         return await self._finish(request, fault, tenant, response)
+
+
+def _seven(ticks: int) -> str:
+    """`2020-02-19T10:46:42.0000000Z`: how the service rewrites window times in its links."""
+    text = rfc3339(ticks)  # ...SS[.fraction]Z
+    base, _, frac = text.rstrip("Z").partition(".")
+    return f"{base}.{frac.ljust(7, '0')[:7]}Z"
+
+
+def _digits(ticks: int) -> str:
+    """The window start as the 23 digits of the observed page tokens (`20200219104642000000000`)."""
+    return "".join(ch for ch in _seven(ticks) if ch.isdigit()) + "00"

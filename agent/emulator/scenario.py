@@ -86,6 +86,11 @@ class ManagementPlan:
     unavailable: tuple[Unavailable, ...] = ()
     throttle_status: int = 403  # AF429 is documented with HTTP 403
     stalls: tuple[Stall, ...] = ()
+    next_page_form: str = "documented"  # NextPageUri links: the docs' example, or the form seen in the wild
+    start_interval: int = seconds(15 * 60)  # documented wait between subscription start requests; 0 = off
+
+
+NEXT_PAGE_FORMS = ("documented", "observed")
 
 
 @dataclass(frozen=True)
@@ -360,7 +365,12 @@ def _management(t: _Table, origin: int) -> ManagementPlan:
     status = t.count("throttle_status", 403)
     if status not in (403, 429):
         raise ScenarioError(f"{t.key('throttle_status')}: must be 403 (documented) or 429")
+    form = t.get("next_page_form", (str,), d.next_page_form)
+    if form not in NEXT_PAGE_FORMS:
+        raise ScenarioError(f"{t.key('next_page_form')}: must be one of {', '.join(NEXT_PAGE_FORMS)}")
     plan = ManagementPlan(
+        next_page_form=form,
+        start_interval=t.duration("start_interval", d.start_interval),
         page_size=t.count("page_size", d.page_size, minimum=1),
         blob_records=t.count("blob_records", d.blob_records, minimum=1),
         content_delay=content_delay,

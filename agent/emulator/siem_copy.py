@@ -19,6 +19,8 @@ and, for the ingestion side (backfill: Logs Ingestion, HEC, `_bulk`):
     ingest_lost_response = 0.0   # probability that the batch IS stored but the answer is a 503
     hec_ack_delay = "0s"         # a HEC ackId turns true this long after the events were indexed
     hec_ack_lost = 0.0           # probability that an ackId never turns true (the events are indexed)
+    hec_ack = true               # false: a HEC token without indexer acknowledgement (Splunk Cloud)
+    ingest_latency = "0s"        # a written (backfilled) row becomes searchable this long after the write
     bulk_item_reject = 0.0       # probability per `_bulk` item of an item-level 429
 """
 
@@ -57,6 +59,8 @@ class SiemPlan:
     ingest_lost_response: float = 0.0
     hec_ack_delay: int = 0  # ticks
     hec_ack_lost: float = 0.0
+    hec_ack: bool = True
+    ingest_latency: int = 0  # ticks
     bulk_item_reject: float = 0.0
 
 
@@ -73,11 +77,17 @@ def _ticks(text: Any, key: str) -> int:
     return round(float(m.group(1)) * _UNITS[m.group(2)] * TICKS_PER_SECOND)
 
 
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"siem.{key}: {value!r} is not true or false")
+    return value
+
+
 def parse_plan(data: Mapping[str, Any]) -> SiemPlan:
     """The `[siem]` scenario keys other than `gaps`; ValueError names an unknown or bad key."""
     known = {"max_rows", "max_bytes", "duplicate_fraction", "ingestion_delay", "throttle", "gaps",
              "ingest_max_bytes", "ingest_throttle", "ingest_server_error", "ingest_lost_response",
-             "hec_ack_delay", "hec_ack_lost", "bulk_item_reject"}
+             "hec_ack_delay", "hec_ack_lost", "hec_ack", "ingest_latency", "bulk_item_reject"}
     extra = sorted(set(data) - known)
     if extra:
         raise ValueError(f"unknown key(s) in [siem]: {', '.join(extra)}")
@@ -93,6 +103,8 @@ def parse_plan(data: Mapping[str, Any]) -> SiemPlan:
         ingest_lost_response=float(data.get("ingest_lost_response", 0.0)),
         hec_ack_delay=_ticks(data.get("hec_ack_delay", 0), "hec_ack_delay"),
         hec_ack_lost=float(data.get("hec_ack_lost", 0.0)),
+        hec_ack=_flag(data.get("hec_ack", True), "hec_ack"),
+        ingest_latency=_ticks(data.get("ingest_latency", 0), "ingest_latency"),
         bulk_item_reject=float(data.get("bulk_item_reject", 0.0)),
     )
     if plan.max_rows < 1 or plan.max_bytes < 1024 or plan.ingest_max_bytes < 1024:

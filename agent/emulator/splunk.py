@@ -55,11 +55,12 @@ def flatten(value: Any, prefix: str = "", out: dict[str, list[str]] | None = Non
 
 
 class Event:
-    __slots__ = ("_fields", "body", "index", "indexed", "sourcetype", "time")
+    __slots__ = ("_fields", "body", "index", "indexed", "sourcetype", "time", "visible")
 
     def __init__(self, time_s: float, body: bytes, index: str, sourcetype: str,
-                 indexed: dict[str, list[str]] | None = None) -> None:
+                 indexed: dict[str, list[str]] | None = None, visible: float = 0.0) -> None:
         self.time = time_s
+        self.visible = visible  # epoch seconds from which searches return it
         self.body = body
         self.index = index
         self.sourcetype = sourcetype
@@ -89,7 +90,10 @@ def build_events(copy: SiemCopy) -> list[Event]:
         st = SOURCETYPES.get(sc.stream, OFFICE_SOURCETYPE if sc.stream.startswith("o365.") else "")
         if not st:
             continue
-        out.extend(Event(r.ticks / TICKS_PER_SECOND, r.body, INDEX, st) for r in sc.rows)
+        # searchable once the API served the record plus `ingestion_delay` (siem_copy.Row.ingested), as
+        # the add-on reads the same API: not at event time
+        out.extend(Event(r.ticks / TICKS_PER_SECOND, r.body, INDEX, st, visible=r.ingested / TICKS_PER_SECOND)
+                   for r in sc.rows)
     out.sort(key=lambda e: e.time)
     return out
 
@@ -162,7 +166,7 @@ def run(search: str, events: list[Event], earliest: float | None, latest: float 
     earliest = e2 if e2 is not None else earliest
     latest = l2 if l2 is not None else latest
     rows = [e for e in events if (earliest is None or e.time >= earliest) and (latest is None or e.time < latest)
-            and e.time <= now and all(t(e) for t in terms)]
+            and e.time <= now and e.visible <= now and all(t(e) for t in terms)]
     rows.reverse()  # event searches stream newest first
     span: float | None = None
     out: list[dict[str, Any]] | None = None
@@ -376,7 +380,7 @@ class Hec:
         copy.ingest_requests["splunk"] = copy.ingest_requests.get("splunk", 0) + 1
         if (denied := self._auth(request)) is not None:
             return denied
-        channel, bad = self._channel(request)
+        channel, bad = self._channel(request) if copy.plan.hec_ack else ("", None)
         if bad is not None:
             return bad
         raw = await request.read()
@@ -409,7 +413,9 @@ class Hec:
             if "source" in item:
                 indexed["source"] = [str(item["source"])]
             body = item["event"] if isinstance(item["event"], str) else orjson.dumps(item["event"]).decode()
-            events.append(Event(when, body.encode(), index, str(item.get("sourcetype", "httpevent")), indexed))
+            # `ingest_latency`: searchable a while after HEC took it (queues, indexing), acked or not
+            events.append(Event(when, body.encode(), index, str(item.get("sourcetype", "httpevent")), indexed,
+                                visible=time.time() + copy.plan.ingest_latency / TICKS_PER_SECOND))
         plan = copy.plan
         if plan.ingest_throttle and self.rng.random() < plan.ingest_throttle:
             return _hec(9)
@@ -421,6 +427,11 @@ class Hec:
             copy.ingested.append(Ingested("splunk", ev.sourcetype, rid, int(ev.time * TICKS_PER_SECOND)))
         if plan.ingest_lost_response and self.rng.random() < plan.ingest_lost_response:
             return _hec(8)  # indexed anyway
+        if not plan.hec_ack:
+            # A token without indexer acknowledgement (Splunk Cloud: "HEC supports indexer acknowledgment
+            # in Splunk Enterprise only", help.splunk.com "About HTTP Event Collector Indexer
+            # Acknowledgment"): the 200 says the data looked valid, nothing about indexing; no ackId.
+            return _hec(0)
         ack = self.next_ack.get(channel, 0)
         self.next_ack[channel] = ack + 1
         lost = plan.hec_ack_lost and self.rng.random() < plan.hec_ack_lost
@@ -431,6 +442,8 @@ class Hec:
     async def ack(self, request: web.Request) -> web.Response:
         if (denied := self._auth(request)) is not None:
             return denied
+        if not self.server.copy.plan.hec_ack:
+            return _hec(14)  # "ACK is disabled": the token has no indexer acknowledgement
         channel, bad = self._channel(request)
         if bad is not None:
             return bad

@@ -25,6 +25,16 @@ from agent.siem.transport import SiemHttp
 from agent.sources.base import Window
 
 KEEP_ALIVE = "2m"
+MAX_PIT_REOPENS = 5  # per scan; each reopen resumes where the expired PIT stopped
+
+
+def _pit_expired(doc: dict[str, Any]) -> bool:
+    """A 404 whose cause is `search_context_missing_exception`: the PIT expired (or was freed)."""
+    err = doc.get("error")
+    if not isinstance(err, dict):
+        return False
+    causes = [err, err.get("caused_by"), *(err.get("root_cause") or [])]
+    return any(isinstance(c, dict) and c.get("type") == "search_context_missing_exception" for c in causes)
 
 
 def _ms(dt: datetime) -> str:
@@ -104,21 +114,45 @@ class ElasticSiem:
             return {datetime.fromtimestamp(b["key"] / 1000, UTC): (int(b["doc_count"]), int(b["d"]["value"]))
                     for b in buckets}
 
-    async def ids(self, tenant: str, stream: str, window: Window) -> AsyncIterator[str]:
-        t = self.cfg.targets[stream]
+    async def _open_pit(self, stream: str) -> str:
         pit = (await self._post(f"/{self._index(stream)}/_pit?keep_alive={KEEP_ALIVE}", None)).get("id")
         if not isinstance(pit, str) or not pit:
             raise SiemError("Elasticsearch opened no point in time (no 'id' in the _pit answer)")
         self.open_pits.add(pit)
+        return pit
+
+    async def ids(self, tenant: str, stream: str, window: Window) -> AsyncIterator[str]:
+        """Every id in the window, one per document, through a PIT and `search_after`.
+
+        A PIT unused for `keep_alive` expires (Elastic docs, "Point in time API"); a slow consumer
+        can outlive it. Then a new PIT is opened and the scan resumes at the last timestamp read,
+        skipping the documents (by `_index` and `_id`) already read at that timestamp: nothing twice, nothing
+        skipped. Documents written meanwhile may appear, as in any later query.
+        """
+        t = self.cfg.targets[stream]
+        pit = await self._open_pit(stream)
+        reopened = 0
         try:
             after: list[Any] | None = None
+            edge: tuple[Any, set[str]] = (None, set())  # (last sort timestamp, _ids read at it)
             while True:
                 body: dict[str, Any] = {"size": self.cfg.page_size, "pit": {"id": pit, "keep_alive": KEEP_ALIVE},
                                         "sort": [{t.time_field: "asc"}], "_source": False, "fields": [t.id_field],
                                         "track_total_hits": False, "query": base_query(t, tenant, window)}
                 if after is not None:
                     body["search_after"] = after
-                doc = await self._post("/_search", body)
+                doc = await self._post("/_search", body, ok=(200, 404))
+                if _pit_expired(doc):
+                    reopened += 1
+                    if reopened > MAX_PIT_REOPENS:
+                        raise SiemError(f"Elasticsearch point in time expired {reopened} times in one scan")
+                    self.open_pits.discard(pit)
+                    pit = await self._open_pit(stream)
+                    # from the start of the last timestamp read; -1 sorts before every _shard_doc
+                    after = None if edge[0] is None else [edge[0], -1]
+                    continue
+                if "error" in doc:
+                    raise SiemError(f"Elasticsearch answered 404: {str(doc.get('error'))[:300]}")
                 newest = doc.get("pit_id", pit)  # always continue with the newest PIT id
                 if isinstance(newest, str) and newest:
                     self.open_pits.discard(pit)
@@ -126,7 +160,15 @@ class ElasticSiem:
                     self.open_pits.add(pit)
                 with answer_shape("Elasticsearch"):
                     hits = list((doc.get("hits") or {}).get("hits", []))
-                    values = [v for h in hits for v in (h.get("fields") or {}).get(t.id_field, [])]
+                    values: list[Any] = []
+                    for h in hits:
+                        when, key = h["sort"][0], f"{h.get('_index')}/{h.get('_id')}"
+                        if when != edge[0]:
+                            edge = (when, set())
+                        elif key in edge[1]:
+                            continue  # read before the PIT was reopened
+                        edge[1].add(key)
+                        values += (h.get("fields") or {}).get(t.id_field, [])
                     after = hits[-1]["sort"] if len(hits) >= self.cfg.page_size else None
                 for value in values:
                     if isinstance(value, str):

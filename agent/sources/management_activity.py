@@ -23,7 +23,7 @@ from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints, Cursor
 from agent.codec import Record, format_time
 from agent.config import CollectionConfig, TenantConfig
-from agent.errors import AgentError, ApiError, FatalError
+from agent.errors import AgentError, ApiError, FatalError, ThrottledError
 from agent.http import HttpClient, RateLimiter, Response, redact_url, with_retries
 from agent.logs import event
 from agent.sources.base import Window
@@ -178,7 +178,7 @@ class ManagementActivitySource:
 
     # ------------------------------------------------------------------------- requests
     async def _call(self, method: str, url: str, what: str, parse: Callable[[Response, Any], T],
-                    slots: asyncio.Semaphore | None = None) -> T:
+                    slots: asyncio.Semaphore | None = None, attempts: int | None = None) -> T:
         """One API call with pacing, a token, PublisherIdentifier, and retries of retryable errors.
 
         `slots` bounds concurrent requests; it is held per attempt, not across a retry's wait, so one
@@ -195,8 +195,9 @@ class ManagementActivitySource:
             self._observe_clock(resp)
             return parse(resp, classify(resp, what, throttle_wait=self.throttle_wait))
 
-        return await with_retries(attempt, attempts=self.cfg.max_attempts, what=f"{self.tenant.label}/{what}",
-                                  on_token_rejected=self.tokens.invalidate, limiter=self.limiter, sleep=self._sleep)
+        return await with_retries(attempt, attempts=attempts or self.cfg.max_attempts,
+                                  what=f"{self.tenant.label}/{what}", on_token_rejected=self.tokens.invalidate,
+                                  limiter=self.limiter, sleep=self._sleep)
 
     def _observe_clock(self, resp: Response) -> None:
         """Track the server's clock from its Date header; windows shift by the offset once it exceeds 5 min.
@@ -236,7 +237,16 @@ class ManagementActivitySource:
     async def _start(self, content_type: str, stream: str, state: str | None) -> None:
         url = url_with(f"{self.root}/subscriptions/start", {"contentType": content_type})
         try:
-            await self._call("POST", url, f"subscriptions/start {content_type}", ignore_body)
+            # One try: the reference asks for 15 minutes between start requests, so a throttled start
+            # is not retried within the run (retries would stall the tenant's pacer for nothing).
+            await self._call("POST", url, f"subscriptions/start {content_type}", ignore_body, attempts=1)
+        except ThrottledError as exc:
+            event(log, logging.ERROR, "Subscription start throttled; this stream is retried on the next run.",
+                  tenant=self.tenant.label, stream=stream, content_type=content_type, error=str(exc))
+            raise ApiError(f"{stream}: starting the {content_type} subscription of tenant {self.tenant.label} was "
+                           f"throttled (AF429); the API wants 15 minutes between subscription start requests. "
+                           f"Nothing was collected for this stream in this run and its cursor did not move; the "
+                           f"next run starts it again.", status=403, code="AF429") from None
         except SubscriptionAlreadyEnabled:  # AF20024 (HTTP 400): already on, which is what we wanted
             event(log, logging.INFO, "Subscription already enabled.", tenant=self.tenant.label, stream=stream,
                   content_type=content_type)

@@ -112,10 +112,11 @@ def scenario(plan: dict[str, Any] | None = None, seed: int = 11) -> str:
 
 @contextlib.contextmanager
 def backfill_env(tmp_path: Path, siem: str, plan: dict[str, Any] | None = None,
-                 config: dict[str, Any] | None = None, extra_args: Sequence[str] = (), tail: str = "") -> Iterator[Env]:
+                 config: dict[str, Any] | None = None, extra_args: Sequence[str] = (), tail: str = "",
+                 scenario_text: str | None = None) -> Iterator[Env]:
     cfg, store = tmp_path / "run" / "agent.toml", tmp_path / "run" / "store"
     args = ("--write-config", str(cfg), "--store-dir", str(store), "--siem", siem, *extra_args)
-    with running_emulator(scenario(plan), tmp_path / "emu", extra_args=args) as emu:
+    with running_emulator(scenario_text or scenario(plan), tmp_path / "emu", extra_args=args) as emu:
         text = cfg.read_text().replace("[collection]\n", '[collection]\ninitial_lookback = "40h"\nwindow = "12h"\n'
                                        'management_rescan = "0s"\n', 1)
         for k in config or {}:  # a key given here replaces the one the emulator wrote

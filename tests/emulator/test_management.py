@@ -36,6 +36,7 @@ straggler_fraction = 0.05
 straggler_delay = "3h"
 subscribed = ["Audit.Exchange", "Audit.SharePoint"]
 disabled = ["Audit.General"]
+start_interval = "0s"  # the 15-minute start interval has its own test (tests/e2e/test_management_fidelity.py)
 """
 
 

@@ -132,6 +132,22 @@ async def test_af20022_while_listing_starts_the_subscription_then_lists_again(en
     assert len(await env.records(EXO)) == 2
 
 
+async def test_af20022_restart_throttled_by_the_start_interval_fails_the_run_visibly(env: Env):
+    """AF20022 while listing, and the re-start answered AF429 (15 minutes between start requests):
+    one start try, no retry loop, the stream fails visibly with its cursor unmoved; the next run collects."""
+    env.fake.add("a", EXO_CT, NOW - 2 * H)
+    env.fake.fail("content", 400, "AF20022")
+    env.fake.fail("start", 403, "AF429")
+    out = (await env.run(EXO))[EXO]
+    assert not out.ok and "15 minutes between subscription start requests" in (out.error or "")
+    assert env.fake.count("POST", "/subscriptions/start") == 1
+    assert await env.cursor(EXO) is None
+    env.fake.fail("content", 400, "AF20022")
+    out = (await env.run(EXO))[EXO]
+    assert out.ok, out.error
+    assert len(await env.records(EXO)) == 2
+
+
 async def test_admin_disabled_subscription_stops_the_stream_visibly(env: Env, caplog: pytest.LogCaptureFixture):
     env.fake.subscriptions[EXO_CT] = "admin_disabled"
     env.fake.add("a", EXO_CT, NOW - 2 * H)
