@@ -25,6 +25,7 @@ import orjson
 from agent import codec
 from agent.codec import Record
 from agent.errors import ObjectExists, ObjectNotFound
+from agent.idindex import IdIndex
 from agent.layout import META, Partition, hours_between, parse_segment_key, stream_prefix
 from agent.logs import event
 from agent.manifest import ManifestRef, append_manifest, committed_segments
@@ -64,6 +65,7 @@ class Archive:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._index: OrderedDict[Partition, set[str]] = OrderedDict()
+        self._ids: dict[tuple[str, str], IdIndex] = {}
 
     # ---------------------------------------------------------------- index
     async def partition_ids(self, part: Partition) -> set[str]:
@@ -128,6 +130,7 @@ class Archive:
         result = WriteResult()
         groups: dict[Partition, dict[str, tuple[Record, datetime]]] = defaultdict(dict)
         bad: list[Record] = []
+        first_hour: dict[str, Partition] = {}  # contract 3 within the batch: an id's first hour keeps it
         for rec in records:
             rid, when = rec.get(s.id_field), rec.get(s.time_field)
             try:
@@ -138,13 +141,23 @@ class Archive:
             if part is None or not isinstance(rid, str) or not rid:
                 bad.append(rec)
                 continue
+            if first_hour.setdefault(rid, part) != part:
+                result.duplicates += 1
+                continue
             if rid in groups[part]:
                 result.duplicates += 1
             groups[part][rid] = (rec, at)
+        index = await self._id_index(tenant, stream)
+        plan: list[tuple[Partition, set[str], list[tuple[str, Record, datetime]]]] = []
         for part in sorted(groups):
             known = await self.partition_ids(part)
-            fresh = [(rid, r, at) for rid, (r, at) in groups[part].items() if rid not in known]
+            fresh = [(rid, r, at) for rid, (r, at) in groups[part].items()
+                     if rid not in known and not await self._held_elsewhere(index, part, rid)]
             result.duplicates += len(groups[part]) - len(fresh)
+            plan.append((part, known, fresh))
+        # The index learns the ids before their segments exist: a crash leaves it a superset.
+        await index.add((rid, part.hour) for part, _, fresh in plan for rid, _, _ in fresh)
+        for part, known, fresh in plan:
             if fresh:
                 info = await self._write_fresh(part, fresh)
                 known.update(rid for rid, _, _ in fresh)
@@ -156,6 +169,35 @@ class Archive:
         # Segments are durable; chain them before the caller may move a checkpoint past them.
         result.manifest = await append_manifest(self.store, tenant, stream, result.segments)
         return result
+
+    async def _id_index(self, tenant: str, stream: str) -> IdIndex:
+        """The stream's id index, loaded once per process (built from the sidecars the first time)."""
+        index = self._ids.get((tenant, stream))
+        if index is None:
+            index = IdIndex(self.store, tenant, stream)
+            await index.load(self._stored_ids(tenant, stream))
+            self._ids[(tenant, stream)] = index
+        return index
+
+    async def _stored_ids(self, tenant: str, stream: str) -> AsyncIterator[tuple[str, datetime]]:
+        """(id, hour) of every stored record of a stream, from the sidecars (rebuilt where missing)."""
+        parts: set[Partition] = set()
+        async for key in self.store.list(stream_prefix(tenant, stream)):
+            parsed = parse_segment_key(key)
+            if parsed is not None:
+                parts.add(parsed[0])
+        for part in sorted(parts):
+            async for _sidecar, doc in self._sidecar_docs(part):
+                for rid in doc["ids"]:
+                    yield str(rid), part.hour
+
+    async def _held_elsewhere(self, index: IdIndex, part: Partition, rid: str) -> bool:
+        """True if another hour of the stream already holds `rid` (the index names candidates; the
+        candidates' sidecars decide)."""
+        for hour in index.hours(rid):
+            if hour != part.hour and rid in await self.partition_ids(Partition(part.tenant, part.stream, hour)):
+                return True
+        return False
 
     async def adopt_orphans(self, tenant: str, stream: str) -> int:
         """Chain segments a crash left between their write and their manifest.

@@ -61,8 +61,12 @@ def parse_time(value: Any) -> datetime:
 
 
 def format_time(dt: datetime) -> str:
-    """RFC 3339 UTC with a `Z`, seconds precision unless there is a fraction."""
+    """RFC 3339 UTC with a `Z`, seconds precision unless there is a fraction.
+
+    The year is always four digits (strftime writes year 1 as "1", which no RFC 3339 reader parses).
+    """
     dt = dt.astimezone(UTC)
+    year = f"{dt.year:04d}"
     if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return year + dt.strftime("-%m-%dT%H:%M:%S.%fZ")
+    return year + dt.strftime("-%m-%dT%H:%M:%SZ")
