@@ -15,7 +15,7 @@ import logging
 import re
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,11 +50,25 @@ class SegmentInfo:
     size: int = 0  # compressed bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Bytes an API served that are not JSON where they stand (the same bytes on every attempt).
+
+    Handed to `Archive.write` among the records, it is kept byte for byte under `_meta/quarantine/`
+    and reported in `WriteResult.set_aside`, so the caller names it as a gap instead of retrying
+    it forever.
+    """
+
+    data: bytes
+    reason: str
+
+
 @dataclass(slots=True)
 class WriteResult:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    set_aside: list[tuple[str, str]] = field(default_factory=list)  # (quarantine key, why) to name as gaps
     segments: list[SegmentInfo] = field(default_factory=list)
     manifest: ManifestRef | None = None  # the chain head after this write
 
@@ -132,6 +146,9 @@ class Archive:
         bad: list[Record] = []
         first_hour: dict[str, Partition] = {}  # contract 3 within the batch: an id's first hour keeps it
         for rec in records:
+            if not isinstance(rec, Mapping):  # an Unreadable body, or a JSON value that is not an object
+                await self._set_aside_value(tenant, stream, rec, result)
+                continue
             rid, when = rec.get(s.id_field), rec.get(s.time_field)
             try:
                 at = codec.parse_time(when)  # parsed once per record: the write path's hottest call
@@ -164,8 +181,10 @@ class Archive:
                 result.stored += len(fresh)
                 result.segments.append(info)
         if bad:
-            await self._quarantine(tenant, stream, bad)
-            result.quarantined = len(bad)
+            key = await self._quarantine(tenant, stream, bad)
+            result.quarantined += len(bad)
+            result.set_aside.append((key, f"{len(bad)} record(s) without a usable {s.id_field} or "
+                                          f"{s.time_field} (e.g. an event time past year 9999); kept at {key}"))
         # Segments are durable; chain them before the caller may move a checkpoint past them.
         result.manifest = await append_manifest(self.store, tenant, stream, result.segments)
         return result
@@ -239,13 +258,27 @@ class Archive:
         await self.store.put(sidecar, doc)
         return info
 
-    async def _quarantine(self, tenant: str, stream: str, records: list[Record]) -> None:
+    async def _quarantine(self, tenant: str, stream: str, records: list[Any]) -> str:
         """Records with no usable id or event time are kept aside, never dropped."""
-        key = f"{META}/quarantine/tenant={tenant}/stream={stream}/{datetime.now(UTC):%Y%m%dT%H%M%S%f}" \
-              f"-{uuid.uuid4().hex[:8]}.ndjson.zst"
+        key = _quarantine_key(tenant, stream, ".ndjson.zst")
         await self.store.put(key, codec.encode(records))
         event(log, logging.ERROR, "Records without a valid id or event time were quarantined.",
               tenant=tenant, stream=stream, records=len(records), key=key)
+        return key
+
+    async def _set_aside_value(self, tenant: str, stream: str, value: Any, result: WriteResult) -> None:
+        """Keep what cannot be a record: an unreadable body as its raw bytes, another JSON value as JSON."""
+        if isinstance(value, Unreadable):
+            key = _quarantine_key(tenant, stream, ".raw.zst")
+            await self.store.put(key, codec.compress(value.data))
+            reason = value.reason
+            event(log, logging.ERROR, "A body that is not JSON was kept byte for byte and named as a gap.",
+                  tenant=tenant, stream=stream, key=key, bytes=len(value.data), reason=reason)
+        else:
+            key = await self._quarantine(tenant, stream, [value])
+            reason = f"the API sent a {type(value).__name__} where a record (a JSON object) belongs"
+        result.quarantined += 1
+        result.set_aside.append((key, f"{reason}; kept at {key}"))
 
     # ---------------------------------------------------------------- read
     async def partitions(self, tenant: str, stream: str, since: datetime | None = None,
@@ -316,6 +349,11 @@ class Archive:
             if m:
                 pairs.add((m["tenant"], m["stream"]))
         return sorted(pairs)
+
+
+def _quarantine_key(tenant: str, stream: str, suffix: str) -> str:
+    return (f"{META}/quarantine/tenant={tenant}/stream={stream}/{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+            f"-{uuid.uuid4().hex[:8]}{suffix}")
 
 
 def _sidecar_from(key: str, sidecar: str, blob: bytes, ids: list[str],

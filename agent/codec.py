@@ -1,7 +1,8 @@
 """Record encoding: NDJSON compressed with zstd, and tolerant event-time parsing.
 
-Records are stored as the API sent them (parsed, then re-serialised compactly with orjson): the
-same keys and values, never reshaped (contract 2). Compression runs off the event loop for large
+Records are stored as the API sent them (parsed, then re-serialised compactly by `json_exact`,
+orjson whenever it can): the same keys and values, never reshaped (contract 2), whatever valid
+JSON they hold. Compression runs off the event loop for large
 segments because zstd at level 3 costs ~2 ms per MB and the loop must keep serving other streams.
 """
 
@@ -12,8 +13,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import zstandard
+
+from agent import json_exact
 
 Record = Mapping[str, Any]
 LEVEL = 3  # measured: ratio ~12.7 at 400-550 MB/s; higher levels cost 5x for ~15 % smaller files
@@ -23,7 +25,12 @@ _FRACTION_RE = re.compile(r"\.(\d+)")
 
 def encode(records: Iterable[Record]) -> bytes:
     """Serialise records as zstd-compressed NDJSON (one frame, content size recorded)."""
-    raw = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    raw = b"".join(json_exact.dumps(r) + b"\n" for r in records)
+    return zstandard.ZstdCompressor(level=LEVEL, write_content_size=True).compress(raw)
+
+
+def compress(raw: bytes) -> bytes:
+    """Bytes kept as they came (an unreadable body), compressed like a segment."""
     return zstandard.ZstdCompressor(level=LEVEL, write_content_size=True).compress(raw)
 
 
@@ -32,7 +39,7 @@ def decode(blob: bytes) -> Iterator[dict[str, Any]]:
     raw = zstandard.ZstdDecompressor().decompressobj().decompress(blob)
     for line in raw.splitlines():
         if line:
-            yield orjson.loads(line)
+            yield json_exact.loads(line)
 
 
 def parse_time(value: Any) -> datetime:

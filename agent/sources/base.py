@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from agent import json_exact
 from agent.checkpoint import Cursor
 from agent.codec import Record, format_time
+from agent.errors import TransientApiError
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -38,6 +40,35 @@ def split(start: datetime, end: datetime, size: timedelta) -> list[Window]:
 
 def floor_second(dt: datetime) -> datetime:
     return dt.replace(microsecond=0)
+
+
+class MalformedBody(TransientApiError):
+    """A complete, JSON-looking body that is not valid JSON where it stands.
+
+    Retried like any broken response; when every attempt gets it, the same bytes would fail every
+    pass, so the source hands them to the archive as `Unreadable` (kept, and named as a gap)
+    instead of stalling its stream.
+    """
+
+    def __init__(self, message: str, body: bytes) -> None:
+        super().__init__(message)
+        self.body = body
+
+
+def parse_json(body: bytes, where: str) -> Any:
+    """A response body as JSON, whatever RFC 8259 allows (see `json_exact`).
+
+    A body cut short, or one that is not JSON at all (an HTML page from a proxy), is a transient
+    failure: the next attempt may differ. A complete body that starts as JSON and is invalid
+    further on is `MalformedBody`.
+    """
+    try:
+        return json_exact.loads(body)
+    except json_exact.JsonError as exc:
+        if exc.incomplete or body.lstrip()[:1] not in (b"{", b"["):
+            raise TransientApiError(f"{where} returned a truncated or malformed body ({len(body)} bytes, "
+                                    f"not JSON: {exc})") from None
+        raise MalformedBody(f"{where} returned a malformed body that is not valid JSON ({exc})", body) from None
 
 
 class Source(Protocol):

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+import zstandard
 
 from agent.archive import Archive
 from agent.collect import Collector, StreamOutcome
@@ -20,7 +21,7 @@ from agent.http import RateLimiter, Response
 from agent.logs import register_secret
 from agent.sources.graph import GraphSource
 from agent.store.local import LocalStore
-from tests.faults.matrix import FAILURE, RETRIED
+from tests.faults.matrix import FAILURE, GAP, RETRIED
 
 TENANT = "6f1c8a2e-1111-4222-8333-944455556666"
 BASE = "https://graph.test"
@@ -116,7 +117,7 @@ async def test_empty_pages_linking_to_themselves_forever_give_up(tmp_path: Path,
 
 async def test_malformed_pages_are_retried(tmp_path: Path, outcome: Callable[[str, str], None]) -> None:
     bad = [b'{"value": [{"id": "a"', b"<html><body>Service Unavailable</body></html>", b'{"values": []}',
-           b'{"value": ["not an object"]}']
+           b'{"value": [{"id": "a", "activityDateTime": "2026-03-10T10:0']
     seen: dict[str, int] = {}
 
     def answer(url: str) -> tuple[int, bytes, dict[str, str]]:
@@ -129,6 +130,36 @@ async def test_malformed_pages_are_retried(tmp_path: Path, outcome: Callable[[st
     assert out.ok, out.error
     assert sorted(r["id"] for r in records) == ["a", "b", "c"]
     outcome("graph.malformed", RETRIED)
+
+
+async def test_a_page_invalid_on_every_attempt_is_kept_and_named_as_a_gap(
+        tmp_path: Path, outcome: Callable[[str, str], None]) -> None:
+    """The same invalid JSON on every attempt would fail every pass: kept byte for byte, named as a
+    gap over its window, and the stream moves on instead of stalling until the window ages out."""
+    broken = b'{"value": [{"id": "c", "activityDateTime": "2026-03-10T10:00:00Z", "score": NaN}]}'
+    http = ScriptedHttp(lambda url: (200, page(["a", "b"], f"{BASE}/p2") if url == "FIRST" else broken, {}))
+    out, collector, records = await collect(tmp_path, http)
+    assert out.error is None and not out.ok and len(out.new_gaps) == 1
+    assert sorted(r["id"] for r in records) == ["a", "b"]
+    assert http.urls.count(f"{BASE}/p2") == 5  # max_attempts, then set aside
+    [g] = (await collector.checkpoints.load_status(TENANT, STREAM))["gaps"]
+    assert "not valid JSON" in g["reason"] and g["window"]["start"] == "2026-03-10T08:00:00Z"
+    kept = await collector.archive.store.get(g["quarantine"])
+    assert zstandard.ZstdDecompressor().decompress(kept) == broken
+    cursor = await collector.checkpoints.load(TENANT, STREAM)
+    assert cursor is not None and cursor.position == NOW
+    outcome("graph.invalid_every_attempt", GAP)
+
+
+async def test_page_entries_that_are_not_objects_are_set_aside(tmp_path: Path,
+                                                               outcome: Callable[[str, str], None]) -> None:
+    body = b'{"value": [{"id": "a", "activityDateTime": "2026-03-10T10:00:00Z"}, "not an object", 7]}'
+    out, _, records = await collect(tmp_path, ScriptedHttp(lambda url: (200, body, {})))
+    assert out.error is None and len(out.new_gaps) == 2
+    assert [r["id"] for r in records] == ["a"]
+    reasons = sorted(g["reason"] for g in out.new_gaps)
+    assert "a int where a record" in reasons[0] and "a str where a record" in reasons[1]
+    outcome("graph.non_object_record", GAP)
 
 
 @pytest.mark.parametrize(("key", "code", "needle"), [
