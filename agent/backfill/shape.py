@@ -20,8 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
-
+from agent import json_exact
 from agent.codec import format_time, parse_time
 from agent.siem.base import Target
 from agent.streams import spec
@@ -123,7 +122,7 @@ def elastic_doc(target: Target, tenant: str, stream: str, rec: dict[str, Any], n
     when = format_time(event_time(stream, rec))
     rid = record_id(stream, rec)
     doc: dict[str, Any] = {"@timestamp": when, "event": {"id": rid, "kind": "event",
-                                                         "original": orjson.dumps(rec).decode()},
+                                                         "original": json_exact.dumps(rec).decode()},
                            "labels": {"backfill": MARK, "backfilled_at": format_time(now)},
                            "ms_log_agent": {"stream": stream, "tenant": tenant}}
     if target.time_field != "@timestamp":

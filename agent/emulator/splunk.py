@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 import orjson
 from aiohttp import web
 
+from agent.emulator import jsontext
 from agent.emulator.siem_copy import TICKS_PER_SECOND, Ingested, SiemCopy
 
 SOURCETYPES = {
@@ -73,7 +74,7 @@ class Event:
         if name == "_time":
             return [str(self.time)]
         if self._fields is None:
-            self._fields = flatten(orjson.loads(self.body))
+            self._fields = flatten(jsontext.loads(self.body))
             for k, v in (self.indexed or {}).items():
                 self._fields.setdefault(k, []).extend(v)
         return self._fields.get(name, [])

@@ -42,7 +42,8 @@ DEFAULT_THROTTLE_WAIT = 10.0  # Graph's documented Retry-After for reports when 
 
 
 def _graph_time(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")  # unquoted ISO-8601 literal, as $filter expects
+    # Unquoted ISO-8601 literal, as $filter expects; four-digit year (strftime writes year 1 as "1").
+    return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%SZ")
 
 
 def list_url(base: str, s: StreamSpec, window: Window, top: int) -> tuple[str, dict[str, str]]:
