@@ -81,6 +81,9 @@ def test_hostile_but_valid_json_is_collected_exported_equal_and_verified(tmp_pat
         assert exported.returncode == 0, exported.stderr[-2000:]
         verified = run_agent(["verify", "--config", str(cfg)])
         assert verified.returncode == 0 and "intact" in verified.stdout, verified.stdout + verified.stderr
+        since = (datetime.now(UTC) - timedelta(hours=3)).strftime("%Y-%m-%dT%H:00:00Z")
+        reconciled = run_agent(["reconcile", "--since", since, "--format", "json", "--config", str(cfg)])
+        assert reconciled.returncode == 0, reconciled.stdout[-2000:] + reconciled.stderr[-2000:]
         status = run_agent(["status", "--json", "--config", str(cfg)])
         assert status.returncode == 0, status.stdout
         [row] = [r for r in orjson.loads(status.stdout) if r["stream"] == STREAM]
