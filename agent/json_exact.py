@@ -21,6 +21,9 @@ import orjson
 
 _DIGIT_RUN = re.compile(rb"(?<![0-9.])[0-9]{19,}(?![0-9.eE])")  # maybe an integer orjson makes a float
 _INT64_LIMIT = 2**63
+_DIGITS_ONLY = bytes(b if 0x30 <= b <= 0x39 else 0x20 for b in range(256)).replace(
+    b"0123456789", b"0000000000")  # every digit -> "0", everything else -> " "
+_WIDE_RUN = b"0" * 19
 _INT_DIGITS = 4000  # below CPython's int/str conversion limit (4300); longer integers stay Decimal
 _INT_LIMIT = 10**_INT_DIGITS
 _WS = re.compile(r"[ \t\n\r]*")
@@ -62,7 +65,13 @@ def dumps(value: Any) -> bytes:
 
 
 def _has_wide_integer(raw: bytes) -> bool:
-    """Cheap pre-check on the fast path: a run of 19+ digits that could be an integer >= 2**63."""
+    """Pre-check on the fast path: a run of 19+ digits that could be an integer >= 2**63.
+
+    Measured on a 2 MB page: the regex alone costs ~10x orjson's parse, `translate` plus a
+    substring search ~1 ms, so the regex runs only on the rare page that has such a run.
+    """
+    if _WIDE_RUN not in raw.translate(_DIGITS_ONLY):
+        return False
     return any(int(m.group()) >= _INT64_LIMIT for m in _DIGIT_RUN.finditer(raw))
 
 
