@@ -162,6 +162,25 @@ async def test_page_entries_that_are_not_objects_are_set_aside(tmp_path: Path,
     outcome("graph.non_object_record", GAP)
 
 
+async def test_records_past_year_9999_or_without_an_id_are_named_in_the_status(tmp_path: Path) -> None:
+    body = (b'{"value": [{"id": "a", "activityDateTime": "2026-03-10T10:00:00Z"},'
+            b' {"id": "far", "activityDateTime": "10000-01-01T00:00:00Z"},'
+            b' {"activityDateTime": "2026-03-10T10:00:00Z"}]}')
+    out, collector, records = await collect(tmp_path, ScriptedHttp(lambda url: (200, body, {})))
+    assert [r["id"] for r in records] == ["a"]
+    [g] = (await collector.checkpoints.load_status(TENANT, STREAM))["gaps"]
+    assert out.new_gaps == [g] and "2 record(s) without a usable id or activityDateTime" in g["reason"]
+    kept = [r async for r in _quarantined(collector.archive, g["quarantine"])]
+    assert [r.get("id") for r in kept] == ["far", None]
+
+
+async def _quarantined(archive: Archive, key: str) -> AsyncIterator[dict[str, Any]]:
+    from agent import codec
+
+    for r in codec.decode(await archive.store.get(key)):
+        yield r
+
+
 @pytest.mark.parametrize(("key", "code", "needle"), [
     ("graph.403", "Authorization_RequestDenied", "AuditLog.Read.All"),
     ("graph.licence", "Authentication_RequestFromNonPremiumTenantOrB2CTenant", "P1 or P2"),
