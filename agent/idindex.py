@@ -7,11 +7,11 @@ id" from memory (a 64-bit hash and an hour per id, 12 bytes each), and the archi
 candidate exactly against that hour's sidecars. So a stale or over-full index can only cost a
 lookup, never drop a record.
 
-Persisted as immutable delta objects under `_meta/ids/<stream>/`, each written *before* the
-segments it describes (a crash leaves the index a superset of the archive, never a subset), plus a
-`built` marker once the ids of segments written before the index existed have been indexed.
-Deltas are merged into one object when they pile up; they are derived data, so the merge may
-delete what it merged (a crash in between leaves duplicates, which the union absorbs).
+Persisted as immutable objects under `_meta/ids/<stream>/`, each written *before* the segments it
+describes (a crash leaves the index a superset of the archive, never a subset), plus a `built`
+marker once the ids of segments written before the index existed have been indexed. Objects are
+merged level by level as they pile up; they are derived data, so a merge deletes what it merged
+(a crash in between leaves duplicates, which the union absorbs).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
+import re
 import sys
 import uuid
 from array import array
@@ -35,7 +36,9 @@ from agent.store.base import Store
 _MAGIC = b"agent-id-index 1\n"
 _ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
 _MERGE_RECENT = 65_536  # in-memory additions kept in a dict before they join the sorted arrays
-_MERGE_DELTAS = 32  # delta objects tolerated before a load merges them into one
+_MERGE_DELTAS = 32  # objects of one level merged into one object of the next
+_BUILT_LEVEL = 9  # the one-time index of an existing archive: never merged again
+_OBJECT_RE = re.compile(r"/L(?P<level>\d+)-[^/]+\.bin$")
 
 
 def index_prefix(tenant: str, stream: str) -> str:
@@ -95,6 +98,7 @@ class IdIndex:
         self._hashes: array[int] = array("q")
         self._hours: array[int] = array("i")
         self._recent: dict[int, set[int]] = {}
+        self._levels: dict[int, list[str]] = {}  # persisted objects per merge level
 
     def hours(self, rid: str) -> set[datetime]:
         """Hours that may hold `rid` (false positives possible, false negatives not)."""
@@ -114,22 +118,25 @@ class IdIndex:
             hours.append(hour_number(hour))
         if not hashes:
             return
-        await self.store.put(f"{self.prefix}{_object_name()}.bin", _pack(hashes, hours))
+        await self._put(0, hashes, hours)
         self._remember(hashes, hours)
+        await self._compact()
 
     async def load(self, existing: AsyncIterator[tuple[str, datetime]]) -> None:
         """Read the persisted index; index `existing` (every stored id and hour) once if never built."""
         keys = [k async for k in self.store.list(self.prefix)]
-        deltas = [k for k in keys if k.endswith(".bin")]
-        for key in deltas:
+        for key in keys:
+            m = _OBJECT_RE.search(key)
+            if m is None:
+                continue
             try:
                 self._remember(*_unpack(await self.store.get(key)))
             except ObjectNotFound:
-                continue  # merged away by a concurrent load
+                continue  # merged away meanwhile; the merged object is listed too or read next load
+            self._levels.setdefault(int(m["level"]), []).append(key)
         if f"{self.prefix}built" not in keys:
             await self._build(existing)
-        elif len(deltas) > _MERGE_DELTAS:
-            await self._merge(deltas)
+        await self._compact()
 
     async def _build(self, existing: AsyncIterator[tuple[str, datetime]]) -> None:
         """Index segments written before this index existed (or before a crash interrupted a build)."""
@@ -139,17 +146,36 @@ class IdIndex:
             hours.append(hour_number(hour))
         if hashes:
             hashes, hours = _sorted_pairs(hashes, hours)
-            await self.store.put(f"{self.prefix}{_object_name()}.bin", _pack(hashes, hours))
+            await self._put(_BUILT_LEVEL, hashes, hours)
             self._remember(hashes, hours)
         doc = {"version": 1, "built_at": datetime.now(UTC).isoformat()}
         with contextlib.suppress(ObjectExists):  # another process finished the same build
             await self.store.put(f"{self.prefix}built", orjson.dumps(doc))
 
-    async def _merge(self, deltas: list[str]) -> None:
-        self._flatten()
-        await self.store.put(f"{self.prefix}{_object_name()}.bin", _pack(self._hashes, self._hours))
-        for key in deltas:
-            await self.store.delete(key)
+    async def _put(self, level: int, hashes: array[int], hours: array[int]) -> None:
+        key = f"{self.prefix}L{level}-{_object_name()}.bin"
+        await self.store.put(key, _pack(hashes, hours))
+        self._levels.setdefault(level, []).append(key)
+
+    async def _compact(self) -> None:
+        """Merge `_MERGE_DELTAS` objects of one level into one of the next (a log-structured merge):
+        each id is rewritten about log32(n) times, and a stream keeps a few dozen objects at most."""
+        level = 0
+        while level < _BUILT_LEVEL:
+            keys = self._levels.get(level, [])
+            if len(keys) < _MERGE_DELTAS:
+                level += 1
+                continue
+            hashes, hours = array("q"), array("i")
+            for key in keys:
+                with contextlib.suppress(ObjectNotFound):
+                    h, t = _unpack(await self.store.get(key))
+                    hashes.extend(h)
+                    hours.extend(t)
+            await self._put(level + 1, *_sorted_pairs(hashes, hours))
+            for key in keys:  # the merged object is durable first: a crash here leaves duplicates only
+                await self.store.delete(key)
+            self._levels[level] = []
 
     def _remember(self, hashes: array[int], hours: array[int]) -> None:
         if len(hashes) > _MERGE_RECENT:  # a built or merged object: sort once, merge in one pass
