@@ -9,6 +9,7 @@ segment itself, so no record is ever counted twice or lost.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -80,6 +81,7 @@ class Archive:
         self.store = store
         self._index: OrderedDict[Partition, set[str]] = OrderedDict()
         self._ids: dict[tuple[str, str], IdIndex] = {}
+        self._ids_loading: dict[tuple[str, str], asyncio.Lock] = {}
 
     # ---------------------------------------------------------------- index
     async def partition_ids(self, part: Partition) -> set[str]:
@@ -191,12 +193,13 @@ class Archive:
 
     async def _id_index(self, tenant: str, stream: str) -> IdIndex:
         """The stream's id index, loaded once per process (built from the sidecars the first time)."""
-        index = self._ids.get((tenant, stream))
-        if index is None:
-            index = IdIndex(self.store, tenant, stream)
-            await index.load(self._stored_ids(tenant, stream))
-            self._ids[(tenant, stream)] = index
-        return index
+        async with self._ids_loading.setdefault((tenant, stream), asyncio.Lock()):  # one index per stream
+            index = self._ids.get((tenant, stream))
+            if index is None:
+                index = IdIndex(self.store, tenant, stream)
+                await index.load(self._stored_ids(tenant, stream))
+                self._ids[(tenant, stream)] = index
+            return index
 
     async def _stored_ids(self, tenant: str, stream: str) -> AsyncIterator[tuple[str, datetime]]:
         """(id, hour) of every stored record of a stream, from the sidecars (rebuilt where missing)."""
