@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from agent import codec
+from agent import codec, json_exact
 from agent.codec import Record
 from agent.errors import ObjectExists, ObjectNotFound
 from agent.idindex import IdIndex
@@ -182,11 +182,11 @@ class Archive:
                 known.update(rid for rid, _, _ in fresh)
                 result.stored += len(fresh)
                 result.segments.append(info)
-        if bad:
-            key = await self._quarantine(tenant, stream, bad)
-            result.quarantined += len(bad)
-            result.set_aside.append((key, f"{len(bad)} record(s) without a usable {s.id_field} or "
-                                          f"{s.time_field} (e.g. an event time past year 9999); kept at {key}"))
+        for rec in bad:
+            key = await self._quarantine(tenant, stream, rec)
+            result.quarantined += 1
+            result.set_aside.append((key, f"a record without a usable {s.id_field} or {s.time_field} (e.g. an "
+                                          f"event time past year 9999); kept at {key}"))
         # Segments are durable; chain them before the caller may move a checkpoint past them.
         result.manifest = await append_manifest(self.store, tenant, stream, result.segments)
         return result
@@ -261,27 +261,34 @@ class Archive:
         await self.store.put(sidecar, doc)
         return info
 
-    async def _quarantine(self, tenant: str, stream: str, records: list[Any]) -> str:
-        """Records with no usable id or event time are kept aside, never dropped."""
-        key = _quarantine_key(tenant, stream, ".ndjson.zst")
-        await self.store.put(key, codec.encode(records))
-        event(log, logging.ERROR, "Records without a valid id or event time were quarantined.",
-              tenant=tenant, stream=stream, records=len(records), key=key)
+    async def _quarantine(self, tenant: str, stream: str, value: Any) -> str:
+        """A record (or value) that cannot be archived is kept aside, never dropped. Keyed by its
+        content, so the same one fetched again (an overlapping pass) is kept and named once."""
+        data = codec.encode([value])
+        key = await self._keep(tenant, stream, json_exact.dumps(value), ".ndjson.zst", data)
+        event(log, logging.ERROR, "A record without a valid id or event time was quarantined.",
+              tenant=tenant, stream=stream, key=key)
         return key
 
     async def _set_aside_value(self, tenant: str, stream: str, value: Any, result: WriteResult) -> None:
         """Keep what cannot be a record: an unreadable body as its raw bytes, another JSON value as JSON."""
         if isinstance(value, Unreadable):
-            key = _quarantine_key(tenant, stream, ".raw.zst")
-            await self.store.put(key, codec.compress(value.data))
+            key = await self._keep(tenant, stream, value.data, ".raw.zst", codec.compress(value.data))
             reason = value.reason
-            event(log, logging.ERROR, "A body that is not JSON was kept byte for byte and named as a gap.",
+            event(log, logging.ERROR, "Bytes that are not JSON were kept as they came and named as a gap.",
                   tenant=tenant, stream=stream, key=key, bytes=len(value.data), reason=reason)
         else:
-            key = await self._quarantine(tenant, stream, [value])
+            key = await self._quarantine(tenant, stream, value)
             reason = f"the API sent a {type(value).__name__} where a record (a JSON object) belongs"
         result.quarantined += 1
         result.set_aside.append((key, f"{reason}; kept at {key}"))
+
+    async def _keep(self, tenant: str, stream: str, content: bytes, suffix: str, data: bytes) -> str:
+        key = (f"{META}/quarantine/tenant={tenant}/stream={stream}/"
+               f"{hashlib.sha256(content).hexdigest()}{suffix}")
+        with contextlib.suppress(ObjectExists):  # kept by an earlier pass
+            await self.store.put(key, data)
+        return key
 
     # ---------------------------------------------------------------- read
     async def partitions(self, tenant: str, stream: str, since: datetime | None = None,
@@ -352,11 +359,6 @@ class Archive:
             if m:
                 pairs.add((m["tenant"], m["stream"]))
         return sorted(pairs)
-
-
-def _quarantine_key(tenant: str, stream: str, suffix: str) -> str:
-    return (f"{META}/quarantine/tenant={tenant}/stream={stream}/{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-            f"-{uuid.uuid4().hex[:8]}{suffix}")
 
 
 def _sidecar_from(key: str, sidecar: str, blob: bytes, ids: list[str],

@@ -75,6 +75,55 @@ def _has_wide_integer(raw: bytes) -> bool:
     return any(int(m.group()) >= _INT64_LIMIT for m in _DIGIT_RUN.finditer(raw))
 
 
+# ------------------------------------------------------------------------------------ salvage
+
+# A whole string, a quote that opens a string never closed, or one structural byte.
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|"|[\[\]{},:]', re.S)
+
+
+def split_members(data: bytes) -> list[bytes] | None:
+    """The raw members of the array or object `data` holds (objects: `"key": value` slices), split at
+    its top-level commas without validating them, or None when its strings and brackets do not
+    balance. Works on bytes: UTF-8 never puts an ASCII byte inside a multi-byte character, so
+    invalid text inside one member cannot move a boundary."""
+    text = data.strip(b" \t\r\n")
+    if text[:1] not in (b"[", b"{"):
+        return None
+    depth, start, out = 0, 1, list[bytes]()
+    for m in _STRUCTURE.finditer(text):
+        ch = m.group()
+        if ch == b'"':
+            return None  # a string that never ends: no boundary after it can be trusted
+        if ch in (b"[", b"{"):
+            depth += 1
+        elif ch in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                if m.end() != len(text):
+                    return None
+                last = text[start:m.start()]
+                return [*out, last] if out or last.strip() else out
+        elif ch == b"," and depth == 1:
+            out.append(text[start:m.start()])
+            start = m.end()
+    return None
+
+
+def split_key(member: bytes) -> tuple[str, bytes] | None:
+    """(key, raw value) of one `"key": value` object member, or None if its key is not readable."""
+    m = _STRUCTURE.match(member.lstrip(b" \t\r\n"))
+    if m is None or not m.group().startswith(b'"'):
+        return None
+    rest = member.lstrip(b" \t\r\n")[m.end():].lstrip(b" \t\r\n")
+    if not rest.startswith(b":"):
+        return None
+    try:
+        key = loads(m.group())
+    except JsonError:
+        return None
+    return (key, rest[1:]) if isinstance(key, str) else None
+
+
 # ------------------------------------------------------------------------------------ exact parse
 
 def _text(data: bytes | str) -> str:

@@ -6,12 +6,14 @@ sleeping (the Beats o365audit pattern).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent import json_exact
+from agent.archive import Unreadable
 from agent.checkpoint import Cursor
 from agent.codec import Record, format_time
 from agent.errors import TransientApiError
@@ -69,6 +71,41 @@ def parse_json(body: bytes, where: str) -> Any:
             raise TransientApiError(f"{where} returned a truncated or malformed body ({len(body)} bytes, "
                                     f"not JSON: {exc})") from None
         raise MalformedBody(f"{where} returned a malformed body that is not valid JSON ({exc})", body) from None
+
+
+def salvage(body: bytes, records_key: str | None, where: str) -> tuple[dict[str, Any], list[Any]] | None:
+    """What an invalid body still holds: its other members (parsed; an unreadable one is left out)
+    and its records, each parsed on its own, a record that is not JSON kept as `Unreadable` bytes.
+
+    `records_key` names the member holding the records (Graph's `value`); None means the body is
+    the array of records (a Management blob). None is returned when the body's brackets do not
+    balance, or the records cannot be found: the whole body is then one `Unreadable`.
+    """
+    members = json_exact.split_members(body)
+    if members is None:
+        return None
+    doc: dict[str, Any] = {}
+    records_raw: list[bytes] | None = members if records_key is None else None
+    for member in members if records_key is not None else []:
+        pair = json_exact.split_key(member)
+        if pair is None:
+            continue
+        key, raw = pair
+        if key == records_key:
+            records_raw = json_exact.split_members(raw)
+            continue
+        with contextlib.suppress(json_exact.JsonError):
+            doc[key] = json_exact.loads(raw)
+    if records_raw is None:
+        return None
+    records: list[Any] = []
+    for n, raw in enumerate(records_raw):
+        try:
+            records.append(json_exact.loads(raw))
+        except json_exact.JsonError as exc:
+            records.append(Unreadable(raw.strip(b" \t\r\n"), f"record {n} of a body from {where} is not valid "
+                                                                f"JSON ({exc})"))
+    return doc, records
 
 
 class Source(Protocol):

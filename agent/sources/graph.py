@@ -31,7 +31,7 @@ from agent.errors import (
 )
 from agent.http import HttpClient, RateLimiter, Response, parse_retry_after, redact_url, with_retries
 from agent.logs import event
-from agent.sources.base import MalformedBody, Window, floor_second, parse_json, split
+from agent.sources.base import MalformedBody, Window, floor_second, parse_json, salvage, split
 from agent.streams import StreamSpec, spec
 
 log = logging.getLogger("agent.graph")
@@ -192,13 +192,24 @@ class GraphSource:
             return await with_retries(attempt, attempts=self.cfg.max_attempts, what=f"{self.tenant.label}/{stream}",
                                       on_token_rejected=self.tokens.invalidate, limiter=self.limiter)
         except MalformedBody as exc:
-            # Every attempt got the same invalid JSON: kept and named as a gap. Without its nextLink
-            # the rest of the window cannot be paged, so the gap names the whole window.
-            event(log, logging.ERROR, "A page is invalid JSON on every attempt; it is kept and named as a gap.",
-                  tenant=self.tenant.label, stream=stream, url=redact_url(url), error=str(exc))
-            why = (f"a page was not valid JSON on {self.cfg.max_attempts} attempts ({exc}); the window's "
-                   f"remaining pages could not be followed")
-            return [Unreadable(exc.body, why)], None  # type: ignore[list-item]  # the archive sets it aside
+            return self._salvage(stream, url, exc)
+
+    def _salvage(self, stream: str, url: str, exc: MalformedBody) -> tuple[list[Record], str | None]:
+        """Every attempt got the same invalid JSON: the records that parse on their own are kept as
+        records, the others as their bytes (named as gaps by the collector). If the next link cannot be
+        read, the whole page is kept and the rest of the window is the gap."""
+        event(log, logging.ERROR, "A page is invalid JSON on every attempt; what cannot be read is kept and "
+              "named as a gap.", tenant=self.tenant.label, stream=stream, url=redact_url(url), error=str(exc))
+        where = f"{stream}: {redact_url(url)}"
+        found = salvage(exc.body, "value", where)
+        if found is not None:
+            doc, records = found
+            nxt = doc.get("@odata.nextLink")
+            if nxt is None or (isinstance(nxt, str) and nxt):
+                return records, nxt
+        why = (f"a page was not valid JSON on {self.cfg.max_attempts} attempts ({exc}); the window's "
+               f"remaining pages could not be followed")
+        return [Unreadable(exc.body, why)], None  # type: ignore[list-item]  # the archive sets it aside
 
     async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
         return window.end, {}

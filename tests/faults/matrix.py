@@ -130,9 +130,10 @@ row(GRAPH, "graph.nextlink_stalled", "empty pages whose `@odata.nextLink` repeat
     "gives up after `max_attempts` empty pages in a row", FAILURE)
 row(GRAPH, "graph.malformed", "200 with a cut JSON body / HTML / a page without `value`", "fake, once each",
     "retries", RETRIED)
-row(GRAPH, "graph.invalid_every_attempt", "200 with a complete page that is invalid JSON (`NaN`) on every attempt",
-    "fake, page 2, every request", "retries `max_attempts` times, then keeps the bytes under `_meta/quarantine/` "
-    "and names the window as a gap; earlier pages stored, cursor moves on", GAP)
+row(GRAPH, "graph.invalid_every_attempt", "200 with a complete page holding a record that is invalid JSON (`NaN`), "
+    "on every attempt", "fake, page 2, every request", "retries `max_attempts` times, then stores the records that "
+    "parse alone, keeps the bad one's bytes under `_meta/quarantine/` and names it as a gap, follows the next "
+    "link; cursor moves on (a page whose brackets do not balance is kept whole, its window named)", GAP)
 row(GRAPH, "graph.non_object_record", "entries of `value` that are not objects (`\"x\"`, `7`)", "fake, every request",
     "objects stored; each other value quarantined and named as a gap (no retry loop)", GAP)
 row(GRAPH, "graph.403", "403 Authorization_RequestDenied", "fake, every request",

@@ -132,23 +132,41 @@ async def test_malformed_pages_are_retried(tmp_path: Path, outcome: Callable[[st
     outcome("graph.malformed", RETRIED)
 
 
-async def test_a_page_invalid_on_every_attempt_is_kept_and_named_as_a_gap(
+BAD_RECORD = b'{"id": "c", "activityDateTime": "2026-03-10T10:00:00Z", "score": NaN}'
+
+
+async def test_a_page_invalid_on_every_attempt_keeps_its_records_and_names_the_bad_one(
         tmp_path: Path, outcome: Callable[[str, str], None]) -> None:
-    """The same invalid JSON on every attempt would fail every pass: kept byte for byte, named as a
-    gap over its window, and the stream moves on instead of stalling until the window ages out."""
-    broken = b'{"value": [{"id": "c", "activityDateTime": "2026-03-10T10:00:00Z", "score": NaN}]}'
-    http = ScriptedHttp(lambda url: (200, page(["a", "b"], f"{BASE}/p2") if url == "FIRST" else broken, {}))
+    """The same invalid JSON on every attempt would fail every pass: the records that parse alone are
+    stored, the one that does not is kept byte for byte and named as a gap, its next link is followed,
+    and a later pass that fetches it again names no new gap."""
+    broken = (b'{"@odata.nextLink": "' + f"{BASE}/p3".encode() + b'", "value": [{"id": "b2", '
+              b'"activityDateTime": "2026-03-10T10:00:00Z"}, ' + BAD_RECORD + b"]}")
+    pages = {"FIRST": page(["a", "b"], f"{BASE}/p2"), f"{BASE}/p2": broken, f"{BASE}/p3": page(["d"])}
+    http = ScriptedHttp(lambda url: (200, pages[url], {}))
     out, collector, records = await collect(tmp_path, http)
     assert out.error is None and not out.ok and len(out.new_gaps) == 1
-    assert sorted(r["id"] for r in records) == ["a", "b"]
-    assert http.urls.count(f"{BASE}/p2") == 5  # max_attempts, then set aside
+    assert sorted(r["id"] for r in records) == ["a", "b", "b2", "d"]
+    assert http.urls.count(f"{BASE}/p2") == 5  # max_attempts, then salvaged
     [g] = (await collector.checkpoints.load_status(TENANT, STREAM))["gaps"]
-    assert "not valid JSON" in g["reason"] and g["window"]["start"] == "2026-03-10T08:00:00Z"
+    assert "record 1 of a body" in g["reason"] and "not valid JSON" in g["reason"]
     kept = await collector.archive.store.get(g["quarantine"])
-    assert zstandard.ZstdDecompressor().decompress(kept) == broken
+    assert zstandard.ZstdDecompressor().decompress(kept) == BAD_RECORD
     cursor = await collector.checkpoints.load(TENANT, STREAM)
     assert cursor is not None and cursor.position == NOW
+    again, _, _ = await collect(tmp_path, http)  # the overlap fetches the page again
+    assert again.ok and not again.new_gaps
     outcome("graph.invalid_every_attempt", GAP)
+
+
+async def test_a_page_whose_structure_is_broken_is_kept_whole_and_its_window_named(tmp_path: Path) -> None:
+    broken = b'{"value": [' + BAD_RECORD + b"]]}"  # brackets that do not balance: no record boundaries
+    http = ScriptedHttp(lambda url: (200, page(["a"], f"{BASE}/p2") if url == "FIRST" else broken, {}))
+    out, collector, records = await collect(tmp_path, http)
+    assert out.error is None and len(out.new_gaps) == 1 and [r["id"] for r in records] == ["a"]
+    [g] = out.new_gaps
+    assert "remaining pages could not be followed" in g["reason"] and g["window"]["start"] == "2026-03-10T08:00:00Z"
+    assert zstandard.ZstdDecompressor().decompress(await collector.archive.store.get(g["quarantine"])) == broken
 
 
 async def test_page_entries_that_are_not_objects_are_set_aside(tmp_path: Path,
@@ -168,10 +186,11 @@ async def test_records_past_year_9999_or_without_an_id_are_named_in_the_status(t
             b' {"activityDateTime": "2026-03-10T10:00:00Z"}]}')
     out, collector, records = await collect(tmp_path, ScriptedHttp(lambda url: (200, body, {})))
     assert [r["id"] for r in records] == ["a"]
-    [g] = (await collector.checkpoints.load_status(TENANT, STREAM))["gaps"]
-    assert out.new_gaps == [g] and "2 record(s) without a usable id or activityDateTime" in g["reason"]
-    kept = [r async for r in _quarantined(collector.archive, g["quarantine"])]
-    assert [r.get("id") for r in kept] == ["far", None]
+    gaps = (await collector.checkpoints.load_status(TENANT, STREAM))["gaps"]
+    assert out.new_gaps == gaps and len(gaps) == 2
+    assert all("without a usable id or activityDateTime" in g["reason"] for g in gaps)
+    kept = [r for g in gaps async for r in _quarantined(collector.archive, g["quarantine"])]
+    assert sorted(str(r.get("id")) for r in kept) == ["None", "far"]
 
 
 async def _quarantined(archive: Archive, key: str) -> AsyncIterator[dict[str, Any]]:

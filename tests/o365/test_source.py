@@ -194,14 +194,15 @@ async def test_a_blob_invalid_on_every_attempt_is_kept_and_named_not_retried_for
     env.fake.add("ok", EXO_CT, NOW - 20 * H)
     env.fake.add("bad", EXO_CT, NOW - 3 * H)
     env.fake.add("after", EXO_CT, NOW - 1 * H)
-    body = b'[{"Id": "bad-r0", "CreationTime": "2026-03-10T10:00:00", "Value": NaN}]'
-    env.fake.always["blob:bad"] = Fault(200, body=body)
+    bad = b'{"Id": "bad-r0", "CreationTime": "2026-03-10T10:00:00", "Value": NaN}'
+    good = b'{"Id": "bad-r1", "CreationTime": "2026-03-10T10:00:00", "Operation": "Test"}'
+    env.fake.always["blob:bad"] = Fault(200, body=b"[" + good + b",\n " + bad + b"]")
     first = (await env.run(EXO))[EXO]
     assert first.error is None and len(first.new_gaps) == 1
     [g] = (await env.status(EXO))["gaps"]
     assert "not valid JSON" in g["reason"] and g["quarantine"].startswith("_meta/quarantine/")
-    assert zstandard.ZstdDecompressor().decompress(await env.store.get(g["quarantine"])) == body
-    assert sorted(r["Id"] for r in await env.records(EXO)) == ["after-r0", "after-r1", "ok-r0", "ok-r1"]
+    assert zstandard.ZstdDecompressor().decompress(await env.store.get(g["quarantine"])) == bad
+    assert sorted(r["Id"] for r in await env.records(EXO)) == ["after-r0", "after-r1", "bad-r1", "ok-r0", "ok-r1"]
     assert await env.cursor(EXO) == NOW  # the stream moved on
     again = (await env.run(EXO))[EXO]
     assert again.ok and not again.new_gaps and env.fake.blob_gets().count(_blob_path(env, "bad")) == \

@@ -111,3 +111,17 @@ def test_backfill_bodies_carry_hostile_records_unchanged() -> None:
         assert sent.get("RawRecord", sent.get("event")) == rec
     doc = json_exact.loads(json_exact.dumps(shape.elastic_doc(target, "t", stream, rec, now)))
     assert json_exact.loads(doc["event"]["original"]) == rec
+
+
+@pytest.mark.parametrize(("text", "members"), [
+    (b'[1, {"a": [1,2]}, "x,]\\"", NaN]', [b"1", b' {"a": [1,2]}', b' "x,]\\""', b" NaN"]),
+    (b"[]", []), (b" [ ] ", []), (b'{"a": 1, "b": [1, 2]}', [b'"a": 1', b' "b": [1, 2]']),
+    (b'[{"s": "\xff}"}, 2]', [b'{"s": "\xff}"}', b" 2"]),
+])
+def test_members_are_split_without_being_parsed(text: bytes, members: list[bytes]) -> None:
+    assert json_exact.split_members(text) == members
+
+
+@pytest.mark.parametrize("text", [b"[1, 2", b"[1]]", b"1", b"", b'["open]'])
+def test_members_of_unbalanced_text_are_not_guessed(text: bytes) -> None:
+    assert json_exact.split_members(text) is None
