@@ -72,7 +72,7 @@ def _has_wide_integer(raw: bytes) -> bool:
     """
     if _WIDE_RUN not in raw.translate(_DIGITS_ONLY):
         return False
-    return any(int(m.group()) >= _INT64_LIMIT for m in _DIGIT_RUN.finditer(raw))
+    return any(len(m.group()) > 19 or int(m.group()) >= _INT64_LIMIT for m in _DIGIT_RUN.finditer(raw))
 
 
 # ------------------------------------------------------------------------------------ salvage

@@ -39,6 +39,7 @@ def nest(depth: int, leaf: Any) -> Any:
     (b"1e400", Decimal("1e400")),
     (b"[-1E+400, 1.5]", [Decimal("-1e400"), 1.5]),
     (b"7" * 5000, Decimal("7" * 5000)),
+    (b'{"id": "' + b"7" * 5000 + b'"}', {"id": "7" * 5000}),  # a digit run inside a string
 ])
 def test_values_orjson_refuses_or_reshapes_are_kept(text: bytes, expected: Any) -> None:
     value = json_exact.loads(text)
