@@ -9,22 +9,24 @@ segment itself, so no record is ever counted twice or lost.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
 import re
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from agent import codec
+from agent import codec, json_exact
 from agent.codec import Record
 from agent.errors import DamagedSegment, ObjectExists, ObjectNotFound
+from agent.idindex import IdIndex
 from agent.layout import META, Partition, hours_between, parse_segment_key, stream_prefix
 from agent.logs import event
 from agent.manifest import ManifestRef, append_manifest, committed_segments
@@ -49,11 +51,25 @@ class SegmentInfo:
     size: int = 0  # compressed bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """Bytes an API served that are not JSON where they stand (the same bytes on every attempt).
+
+    Handed to `Archive.write` among the records, it is kept byte for byte under `_meta/quarantine/`
+    and reported in `WriteResult.set_aside`, so the caller names it as a gap instead of retrying
+    it forever.
+    """
+
+    data: bytes
+    reason: str
+
+
 @dataclass(slots=True)
 class WriteResult:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    set_aside: list[tuple[str, str]] = field(default_factory=list)  # (quarantine key, why) to name as gaps
     segments: list[SegmentInfo] = field(default_factory=list)
     manifest: ManifestRef | None = None  # the chain head after this write
 
@@ -64,6 +80,8 @@ class Archive:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._index: OrderedDict[Partition, set[str]] = OrderedDict()
+        self._ids: dict[tuple[str, str], IdIndex] = {}
+        self._ids_loading: dict[tuple[str, str], asyncio.Lock] = {}
 
     # ---------------------------------------------------------------- index
     async def partition_ids(self, part: Partition) -> set[str]:
@@ -132,7 +150,11 @@ class Archive:
         result = WriteResult()
         groups: dict[Partition, dict[str, tuple[Record, datetime]]] = defaultdict(dict)
         bad: list[Record] = []
+        first_hour: dict[str, Partition] = {}  # contract 3 within the batch: an id's first hour keeps it
         for rec in records:
+            if not isinstance(rec, Mapping):  # an Unreadable body, or a JSON value that is not an object
+                await self._set_aside_value(tenant, stream, rec, result)
+                continue
             rid, when = rec.get(s.id_field), rec.get(s.time_field)
             try:
                 at = codec.parse_time(when)  # parsed once per record: the write path's hottest call
@@ -142,24 +164,66 @@ class Archive:
             if part is None or not isinstance(rid, str) or not rid:
                 bad.append(rec)
                 continue
+            if first_hour.setdefault(rid, part) != part:
+                result.duplicates += 1
+                continue
             if rid in groups[part]:
                 result.duplicates += 1
             groups[part][rid] = (rec, at)
+        index = await self._id_index(tenant, stream)
+        plan: list[tuple[Partition, set[str], list[tuple[str, Record, datetime]]]] = []
         for part in sorted(groups):
             known = await self.partition_ids(part)
-            fresh = [(rid, r, at) for rid, (r, at) in groups[part].items() if rid not in known]
+            fresh = [(rid, r, at) for rid, (r, at) in groups[part].items()
+                     if rid not in known and not await self._held_elsewhere(index, part, rid)]
             result.duplicates += len(groups[part]) - len(fresh)
+            plan.append((part, known, fresh))
+        # The index learns the ids before their segments exist: a crash leaves it a superset.
+        await index.add((rid, part.hour) for part, _, fresh in plan for rid, _, _ in fresh)
+        for part, known, fresh in plan:
             if fresh:
                 info = await self._write_fresh(part, fresh)
                 known.update(rid for rid, _, _ in fresh)
                 result.stored += len(fresh)
                 result.segments.append(info)
-        if bad:
-            await self._quarantine(tenant, stream, bad)
-            result.quarantined = len(bad)
+        for rec in bad:
+            key = await self._quarantine(tenant, stream, rec)
+            result.quarantined += 1
+            result.set_aside.append((key, f"a record without a usable {s.id_field} or {s.time_field} (e.g. an "
+                                          f"event time past year 9999); kept at {key}"))
         # Segments are durable; chain them before the caller may move a checkpoint past them.
         result.manifest = await append_manifest(self.store, tenant, stream, result.segments)
         return result
+
+    async def _id_index(self, tenant: str, stream: str) -> IdIndex:
+        """The stream's id index, loaded once per process (built from the sidecars the first time)."""
+        async with self._ids_loading.setdefault((tenant, stream), asyncio.Lock()):  # one index per stream
+            index = self._ids.get((tenant, stream))
+            if index is None:
+                index = IdIndex(self.store, tenant, stream)
+                await index.load(self._stored_ids(tenant, stream))
+                self._ids[(tenant, stream)] = index
+            return index
+
+    async def _stored_ids(self, tenant: str, stream: str) -> AsyncIterator[tuple[str, datetime]]:
+        """(id, hour) of every stored record of a stream, from the sidecars (rebuilt where missing)."""
+        parts: set[Partition] = set()
+        async for key in self.store.list(stream_prefix(tenant, stream)):
+            parsed = parse_segment_key(key)
+            if parsed is not None:
+                parts.add(parsed[0])
+        for part in sorted(parts):
+            async for _sidecar, doc in self._sidecar_docs(part):
+                for rid in doc["ids"]:
+                    yield str(rid), part.hour
+
+    async def _held_elsewhere(self, index: IdIndex, part: Partition, rid: str) -> bool:
+        """True if another hour of the stream already holds `rid` (the index names candidates; the
+        candidates' sidecars decide)."""
+        for hour in index.hours(rid):
+            if hour != part.hour and rid in await self.partition_ids(Partition(part.tenant, part.stream, hour)):
+                return True
+        return False
 
     async def adopt_orphans(self, tenant: str, stream: str) -> int:
         """Chain segments a crash left between their write and their manifest.
@@ -201,13 +265,34 @@ class Archive:
         await self.store.put(sidecar, doc)
         return info
 
-    async def _quarantine(self, tenant: str, stream: str, records: list[Record]) -> None:
-        """Records with no usable id or event time are kept aside, never dropped."""
-        key = f"{META}/quarantine/tenant={tenant}/stream={stream}/{datetime.now(UTC):%Y%m%dT%H%M%S%f}" \
-              f"-{uuid.uuid4().hex[:8]}.ndjson.zst"
-        await self.store.put(key, codec.encode(records))
-        event(log, logging.ERROR, "Records without a valid id or event time were quarantined.",
-              tenant=tenant, stream=stream, records=len(records), key=key)
+    async def _quarantine(self, tenant: str, stream: str, value: Any) -> str:
+        """A record (or value) that cannot be archived is kept aside, never dropped. Keyed by its
+        content, so the same one fetched again (an overlapping pass) is kept and named once."""
+        data = codec.encode([value])
+        key = await self._keep(tenant, stream, json_exact.dumps(value), ".ndjson.zst", data)
+        event(log, logging.ERROR, "A record without a valid id or event time was quarantined.",
+              tenant=tenant, stream=stream, key=key)
+        return key
+
+    async def _set_aside_value(self, tenant: str, stream: str, value: Any, result: WriteResult) -> None:
+        """Keep what cannot be a record: an unreadable body as its raw bytes, another JSON value as JSON."""
+        if isinstance(value, Unreadable):
+            key = await self._keep(tenant, stream, value.data, ".raw.zst", codec.compress(value.data))
+            reason = value.reason
+            event(log, logging.ERROR, "Bytes that are not JSON were kept as they came and named as a gap.",
+                  tenant=tenant, stream=stream, key=key, bytes=len(value.data), reason=reason)
+        else:
+            key = await self._quarantine(tenant, stream, value)
+            reason = f"the API sent a {type(value).__name__} where a record (a JSON object) belongs"
+        result.quarantined += 1
+        result.set_aside.append((key, f"{reason}; kept at {key}"))
+
+    async def _keep(self, tenant: str, stream: str, content: bytes, suffix: str, data: bytes) -> str:
+        key = (f"{META}/quarantine/tenant={tenant}/stream={stream}/"
+               f"{hashlib.sha256(content).hexdigest()}{suffix}")
+        with contextlib.suppress(ObjectExists):  # kept by an earlier pass
+            await self.store.put(key, data)
+        return key
 
     # ---------------------------------------------------------------- read
     async def partitions(self, tenant: str, stream: str, since: datetime | None = None,

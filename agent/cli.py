@@ -238,6 +238,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_export(args: argparse.Namespace) -> int:
+    from agent import json_exact
     from agent.archive import Archive
     from agent.store import open_store
 
@@ -252,7 +253,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
                     continue
                 for part in await archive.partitions(tenant.id, stream, args.since, args.until):
                     async for rec in archive.records(part):
-                        out.write(orjson.dumps(rec) + b"\n")
+                        out.write(json_exact.dumps(rec) + b"\n")
         out.flush()
     finally:
         await store.aclose()

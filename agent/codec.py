@@ -1,7 +1,8 @@
 """Record encoding: NDJSON compressed with zstd, and tolerant event-time parsing.
 
-Records are stored as the API sent them (parsed, then re-serialised compactly with orjson): the
-same keys and values, never reshaped (contract 2). Compression runs off the event loop for large
+Records are stored as the API sent them (parsed, then re-serialised compactly by `json_exact`,
+orjson whenever it can): the same keys and values, never reshaped (contract 2), whatever valid
+JSON they hold. Compression runs off the event loop for large
 segments because zstd at level 3 costs ~2 ms per MB and the loop must keep serving other streams.
 """
 
@@ -12,10 +13,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 import zstandard
 
 from agent.errors import DamagedSegment
+from agent import json_exact
 
 Record = Mapping[str, Any]
 LEVEL = 3  # measured: ratio ~12.7 at 400-550 MB/s; higher levels cost 5x for ~15 % smaller files
@@ -26,7 +27,12 @@ _FRACTION_RE = re.compile(r"\.(\d+)")
 def encode(records: Iterable[Record]) -> bytes:
     """Serialise records as zstd-compressed NDJSON (one frame, content size and checksum recorded:
     the checksum lets every reader tell a damaged frame from a valid one)."""
-    raw = b"".join(orjson.dumps(r) + b"\n" for r in records)
+    raw = b"".join(json_exact.dumps(r) + b"\n" for r in records)
+    return zstandard.ZstdCompressor(level=LEVEL, write_content_size=True, write_checksum=True).compress(raw)
+
+
+def compress(raw: bytes) -> bytes:
+    """Bytes kept as they came (an unreadable body), compressed like a segment."""
     return zstandard.ZstdCompressor(level=LEVEL, write_content_size=True, write_checksum=True).compress(raw)
 
 
@@ -36,8 +42,8 @@ def decode(blob: bytes, name: str = "segment") -> Iterator[dict[str, Any]]:
     for n, line in enumerate(raw.splitlines(), 1):
         if line:
             try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                rec = json_exact.loads(line)
+            except ValueError:
                 raise DamagedSegment(f"{name}: line {n} is not a JSON record; the segment is damaged") from None
             if not isinstance(rec, dict):
                 raise DamagedSegment(f"{name}: line {n} is not a JSON object; the segment is damaged")
@@ -96,8 +102,12 @@ def parse_time(value: Any) -> datetime:
 
 
 def format_time(dt: datetime) -> str:
-    """RFC 3339 UTC with a `Z`, seconds precision unless there is a fraction."""
+    """RFC 3339 UTC with a `Z`, seconds precision unless there is a fraction.
+
+    The year is always four digits (strftime writes year 1 as "1", which no RFC 3339 reader parses).
+    """
     dt = dt.astimezone(UTC)
+    year = f"{dt.year:04d}"
     if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return year + dt.strftime("-%m-%dT%H:%M:%S.%fZ")
+    return year + dt.strftime("-%m-%dT%H:%M:%SZ")

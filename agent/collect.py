@@ -28,7 +28,7 @@ from agent.lease import StoreLocked, TenantLeases
 from agent.logs import event
 from agent.sources.base import Source, Window
 from agent.sources.graph import GraphSource
-from agent.sources.management_ledger import gap_key, is_open
+from agent.sources.management_ledger import gap, gap_key, is_open, record_gaps
 from agent.streams import spec
 
 log = logging.getLogger("agent.collect")
@@ -233,14 +233,19 @@ class Collector:
             out.fetched += len(batch)
             buffer.extend(batch)
             if len(buffer) >= limit:
-                await self._flush(tenant, stream, buffer, out)
+                await self._flush(tenant, stream, buffer, out, window)
                 buffer = []
-        await self._flush(tenant, stream, buffer, out)
+        await self._flush(tenant, stream, buffer, out, window)
 
-    async def _flush(self, tenant: TenantConfig, stream: str, records: list[Record], out: StreamOutcome) -> None:
+    async def _flush(self, tenant: TenantConfig, stream: str, records: list[Record], out: StreamOutcome,
+                     window: Window) -> None:
         if not records:
             return
         result = await self.archive.write(tenant.id, stream, records)
+        if result.set_aside:  # kept, but not as records: named gaps, so one bad record never stalls a stream
+            now = self.clock()
+            await record_gaps(self.checkpoints, tenant.id, stream,
+                              [gap(stream, window, why, None, now, quarantine=key) for key, why in result.set_aside])
         out.stored += result.stored
         out.duplicates += result.duplicates
         out.bytes += sum(seg.size for seg in result.segments)

@@ -31,8 +31,11 @@ class Partition:
 
     @property
     def prefix(self) -> str:
+        # The year is zero-padded by hand: strftime writes year 1 (.NET's default time) as "1", a
+        # `date=1-01-01` no reader (nor `_PARTITION_RE`) would ever match.
+        h = self.hour
         return (f"tenant={self.tenant}/stream={self.stream}/"
-                f"date={self.hour:%Y-%m-%d}/hour={self.hour:%H}/")
+                f"date={h.year:04d}-{h.month:02d}-{h.day:02d}/hour={h.hour:02d}/")
 
     @property
     def sidecar_prefix(self) -> str:

@@ -79,8 +79,8 @@ class NoticeSource:
         while url is not None and url not in seen:
             seen.add(url)
             page, url = await self._page(url)
-            for notice in page:
-                yield dict(notice)
+            for notice in page:  # a value that is not an object goes on to the archive, which keeps it aside
+                yield dict(notice) if isinstance(notice, dict) else notice
 
     async def _page(self, url: str) -> tuple[list[Any], str | None]:
         async def attempt() -> tuple[list[Any], str | None]:
@@ -103,7 +103,8 @@ async def poll_once(source: NoticeSource, archive: Archive, service: Service) ->
         # Graph issues carry lastModifiedDateTime; archive needs it for the event-time partition.
         await archive.write(source.tenant.id, STREAM, batch)
         for notice in batch:
-            if is_relevant(notice) and await service.alerter.send(to_alert(kind, notice, source.tenant)):
+            if isinstance(notice, dict) and is_relevant(notice) and \
+                    await service.alerter.send(to_alert(kind, notice, source.tenant)):
                 forwarded += 1
     return forwarded
 

@@ -22,8 +22,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
-
+from agent import json_exact
 from agent.codec import format_time, parse_time
 from agent.siem.base import Target
 from agent.streams import spec
@@ -84,14 +83,14 @@ _KEPT_SCALAR = 1024  # top-level scalars kept beside a reference, so detections 
 
 def fits_field(rec: dict[str, Any]) -> bool:
     """Whether the record travels whole in one Logs Ingestion field."""
-    return len(orjson.dumps(rec)) <= FIELD_LIMIT
+    return len(json_exact.dumps(rec)) <= FIELD_LIMIT
 
 
 def raw_record(tenant: str, stream: str, rec: dict[str, Any]) -> dict[str, Any]:
     """`RawRecord`: the record itself, or, over the field limit, its small top-level fields and a
     reference to the whole record in the agent's archive (`agent export`), with its size and SHA-256,
     so the row is still one row per record and nothing is cut without saying so."""
-    text = orjson.dumps(rec)
+    text = json_exact.dumps(rec)
     if len(text) <= FIELD_LIMIT:
         return rec
     kept = {k: v for k, v in rec.items()
@@ -101,7 +100,7 @@ def raw_record(tenant: str, stream: str, rec: dict[str, Any]) -> dict[str, Any]:
         "tenant": tenant, "stream": stream, "id": record_id(stream, rec), "bytes": len(text),
         "sha256": hashlib.sha256(text).hexdigest()}}
     out = {**kept, **ref}
-    return out if len(orjson.dumps(out)) <= FIELD_LIMIT else ref
+    return out if len(json_exact.dumps(out)) <= FIELD_LIMIT else ref
 
 
 def sentinel_row(target: Target, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -154,7 +153,7 @@ def elastic_doc(target: Target, tenant: str, stream: str, rec: dict[str, Any], n
     when = format_time(event_time(stream, rec))
     rid = record_id(stream, rec)
     doc: dict[str, Any] = {"@timestamp": when, "event": {"id": rid, "kind": "event",
-                                                         "original": orjson.dumps(rec).decode()},
+                                                         "original": json_exact.dumps(rec).decode()},
                            "labels": {"backfill": MARK, "backfilled_at": format_time(now)},
                            "ms_log_agent": {"stream": stream, "tenant": tenant}}
     if target.time_field != "@timestamp":

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import orjson
 
+from agent import json_exact
 from agent.config import Config
 from agent.errors import AgentError, ConfigError, TransientApiError
 from agent.http import HttpClient, RateLimiter, Response, backoff, parse_retry_after, redact_url
@@ -134,7 +135,7 @@ class SentinelWriter(_Base):
                 f"{quote(self.destination(stream), safe='')}?api-version=2023-01-01")
 
     def encode(self, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> bytes:
-        return orjson.dumps(shape.sentinel_row(self.cfg.targets[stream], tenant, stream, rec, now))
+        return json_exact.dumps(shape.sentinel_row(self.cfg.targets[stream], tenant, stream, rec, now))
 
     def body_size(self, items: Sequence[Item]) -> int:
         return 2 + sum(len(p) for _, p in items) + max(0, len(items) - 1)
@@ -232,7 +233,7 @@ class SplunkWriter(_Base):
                   hint="set siem.hec_ack = false to skip this notice")
 
     def encode(self, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> bytes:
-        return orjson.dumps(shape.splunk_event(self.cfg.targets[stream], tenant, stream, rec, now))
+        return json_exact.dumps(shape.splunk_event(self.cfg.targets[stream], tenant, stream, rec, now))
 
     def body_size(self, items: Sequence[Item]) -> int:
         return sum(len(p) for _, p in items) + max(0, len(items) - 1)
@@ -348,7 +349,7 @@ class ElasticWriter(_Base):
 
     def encode(self, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> bytes:
         action = {"create": {"_index": self.destination(stream), "_id": shape.record_id(stream, rec)}}
-        return orjson.dumps(action) + b"\n" + orjson.dumps(shape.elastic_doc(self.cfg.targets[stream], tenant,
+        return orjson.dumps(action) + b"\n" + json_exact.dumps(shape.elastic_doc(self.cfg.targets[stream], tenant,
                                                                                stream, rec, now)) + b"\n"
 
     def body_size(self, items: Sequence[Item]) -> int:

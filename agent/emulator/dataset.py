@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from agent.emulator import jsontext
 from agent.emulator.catalog import STREAMS, StreamInfo
 from agent.emulator.clock import creation_time, graph_time, parse_iso
 from agent.emulator.records import GENERATORS
@@ -101,7 +102,10 @@ def _corpus(scn: Scenario, name: str, plan: StreamPlan, origin: int) -> list[Ent
     out: list[Entry] = []
     seen: set[str] = set()
     for n, line in enumerate(lines, 1):
-        record = orjson.loads(line)
+        try:  # any valid JSON: lone surrogates, huge numbers, deep nesting (served verbatim in 'keep')
+            record = jsontext.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{plan.corpus}:{n}: not JSON ({exc})") from None
         rid = record.get(info.id_field) if isinstance(record, dict) else None
         if not isinstance(rid, str) or rid in seen:
             log.warning(
@@ -131,11 +135,20 @@ def _corpus(scn: Scenario, name: str, plan: StreamPlan, origin: int) -> list[Ent
                 id=rid,
                 ticks=ticks,
                 event_time=record[info.time_field],
-                body=orjson.dumps(record),
+                body=_rebased(record, plan.corpus, n),
                 visible=max(origin, ticks),
             )
         )
     return out
+
+
+def _rebased(record: dict[str, Any], path: Path, line: int) -> bytes:
+    """A rebased corpus record, re-serialised; JSON orjson cannot write is served only in 'keep' mode."""
+    try:
+        return orjson.dumps(record)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"{path}:{line}: {exc}; serve such records with corpus_times = \"keep\" "
+                         f"(byte for byte)") from None
 
 
 def _siem(scn: Scenario, tenant: Tenant, name: str, entries: list[Entry]) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from agent.emulator import jsontext
 from agent.emulator.siem_copy import Ingested, SiemCopy
 from agent.emulator.tokens import credentials
 
@@ -86,7 +87,7 @@ def o365_doc(rec: dict[str, Any], tenant: str, ticks: int) -> dict[str, Any]:
 
 def document(stream: str, tenant: str, ticks: int, body: bytes) -> tuple[str, dict[str, Any]]:
     """(index, document) for one SIEM row."""
-    rec = orjson.loads(body)
+    rec = jsontext.loads(body)
     if stream in _CATEGORIES:
         return "logs-azure.signinlogs-default", signin_doc(rec, tenant, stream, ticks)
     if stream == "graph.directory_audits":

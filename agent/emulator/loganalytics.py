@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from agent.emulator import kql
+from agent.emulator import jsontext, kql
 from agent.emulator.siem_copy import TICKS_PER_SECOND, SiemCopy, StreamCopy
 from agent.emulator.tokens import credentials
 
@@ -158,7 +158,7 @@ class LaTable:
         elif name == "AADTenantId":
             self._cols[name] = [t for _, t, _ in self._rows]
         else:  # parse every record once, fill every record column at once
-            shaped = [self._shape(orjson.loads(r.body), t, c) for r, t, c in self._rows]
+            shaped = [self._shape(jsontext.loads(r.body), t, c) for r, t, c in self._rows]
             for col in self._schema:
                 if col not in self._cols and col not in ("TenantId", "Type"):
                     self._cols[col] = [s.get(col) for s in shaped]

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs
 import orjson
 from aiohttp import web
 
+from agent.emulator import jsontext
 from agent.emulator.siem_copy import TICKS_PER_SECOND, Ingested, SiemCopy
 from agent.emulator.tokens import credentials
 
@@ -76,8 +77,8 @@ class Event:
             return [str(self.time)]
         if self._fields is None:
             try:
-                self._fields = flatten(orjson.loads(self.body))
-            except orjson.JSONDecodeError:  # a plain-text event (HEC accepts any string): no JSON fields
+                self._fields = flatten(jsontext.loads(self.body))
+            except ValueError:  # a plain-text event (HEC accepts any string): no JSON fields
                 self._fields = {}
             for k, v in (self.indexed or {}).items():
                 self._fields.setdefault(k, []).extend(v)

@@ -6,13 +6,17 @@ sleeping (the Beats o365audit pattern).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from agent import json_exact
+from agent.archive import Unreadable
 from agent.checkpoint import Cursor
 from agent.codec import Record, format_time
+from agent.errors import TransientApiError
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -46,6 +50,70 @@ def split(start: datetime, end: datetime, size: timedelta) -> list[Window]:
 
 def floor_second(dt: datetime) -> datetime:
     return dt.replace(microsecond=0)
+
+
+class MalformedBody(TransientApiError):
+    """A complete, JSON-looking body that is not valid JSON where it stands.
+
+    Retried like any broken response; when every attempt gets it, the same bytes would fail every
+    pass, so the source hands them to the archive as `Unreadable` (kept, and named as a gap)
+    instead of stalling its stream.
+    """
+
+    def __init__(self, message: str, body: bytes) -> None:
+        super().__init__(message)
+        self.body = body
+
+
+def parse_json(body: bytes, where: str) -> Any:
+    """A response body as JSON, whatever RFC 8259 allows (see `json_exact`).
+
+    A body cut short, or one that is not JSON at all (an HTML page from a proxy), is a transient
+    failure: the next attempt may differ. A complete body that starts as JSON and is invalid
+    further on is `MalformedBody`.
+    """
+    try:
+        return json_exact.loads(body)
+    except json_exact.JsonError as exc:
+        if exc.incomplete or body.lstrip()[:1] not in (b"{", b"["):
+            raise TransientApiError(f"{where} returned a truncated or malformed body ({len(body)} bytes, "
+                                    f"not JSON: {exc})") from None
+        raise MalformedBody(f"{where} returned a malformed body that is not valid JSON ({exc})", body) from None
+
+
+def salvage(body: bytes, records_key: str | None, where: str) -> tuple[dict[str, Any], list[Any]] | None:
+    """What an invalid body still holds: its other members (parsed; an unreadable one is left out)
+    and its records, each parsed on its own, a record that is not JSON kept as `Unreadable` bytes.
+
+    `records_key` names the member holding the records (Graph's `value`); None means the body is
+    the array of records (a Management blob). None is returned when the body's brackets do not
+    balance, or the records cannot be found: the whole body is then one `Unreadable`.
+    """
+    members = json_exact.split_members(body)
+    if members is None:
+        return None
+    doc: dict[str, Any] = {}
+    records_raw: list[bytes] | None = members if records_key is None else None
+    for member in members if records_key is not None else []:
+        pair = json_exact.split_key(member)
+        if pair is None:
+            continue
+        key, raw = pair
+        if key == records_key:
+            records_raw = json_exact.split_members(raw)
+            continue
+        with contextlib.suppress(json_exact.JsonError):
+            doc[key] = json_exact.loads(raw)
+    if records_raw is None:
+        return None
+    records: list[Any] = []
+    for n, raw in enumerate(records_raw):
+        try:
+            records.append(json_exact.loads(raw))
+        except json_exact.JsonError as exc:
+            records.append(Unreadable(raw.strip(b" \t\r\n"), f"record {n} of a body from {where} is not valid "
+                                                                f"JSON ({exc})"))
+    return doc, records
 
 
 class Source(Protocol):

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from agent.archive import Unreadable
 from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints, Cursor
 from agent.codec import Record
@@ -30,7 +31,7 @@ from agent.errors import (
 )
 from agent.http import HttpClient, RateLimiter, Response, parse_retry_after, redact_url, with_retries
 from agent.logs import event
-from agent.sources.base import Window, floor_second, split
+from agent.sources.base import MalformedBody, Window, floor_second, parse_json, salvage, split
 from agent.sources.management_ledger import gap, record_gaps
 from agent.streams import StreamSpec, spec
 
@@ -46,7 +47,8 @@ RETENTION_MARGIN = timedelta(minutes=5)
 
 
 def _graph_time(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")  # unquoted ISO-8601 literal, as $filter expects
+    # Unquoted ISO-8601 literal, as $filter expects; four-digit year (strftime writes year 1 as "1").
+    return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%SZ")
 
 
 def list_url(base: str, s: StreamSpec, window: Window, top: int) -> tuple[str, dict[str, str]]:
@@ -70,18 +72,17 @@ def _error(body: bytes) -> tuple[str, str]:
 
 
 def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
-    """Turn a response into (records, next link) or raise the matching AgentError."""
+    """Turn a response into (records, next link) or raise the matching AgentError.
+
+    An entry of `value` that is not a JSON object is passed on all the same: the archive keeps it
+    aside and the pass names it as a gap (retrying the page would fetch it again, forever).
+    """
     where = f"{stream}: {redact_url(resp.url)}"
     if resp.status == 200:
-        try:
-            doc = orjson.loads(resp.body)
-        except orjson.JSONDecodeError:
-            raise TransientApiError(f"{where} returned a malformed page (not JSON)") from None
+        doc = parse_json(resp.body, where)
         if not isinstance(doc, dict) or not isinstance(doc.get("value"), list):
             raise TransientApiError(f"{where} returned a page without a 'value' list")
-        records: list[Record] = [r for r in doc["value"] if isinstance(r, dict)]
-        if len(records) != len(doc["value"]):
-            raise TransientApiError(f"{where} returned a page with non-object records")
+        records: list[Record] = list(doc["value"])
         nxt = doc.get("@odata.nextLink")
         return records, nxt if isinstance(nxt, str) and nxt else None
     code, message = _error(resp.body)
@@ -201,8 +202,28 @@ class GraphSource:
                                                     "Accept": "application/json"})
             return classify(resp, stream)
 
-        return await with_retries(attempt, attempts=self.cfg.max_attempts, what=f"{self.tenant.label}/{stream}",
-                                  on_token_rejected=self.tokens.invalidate, limiter=self.limiter)
+        try:
+            return await with_retries(attempt, attempts=self.cfg.max_attempts, what=f"{self.tenant.label}/{stream}",
+                                      on_token_rejected=self.tokens.invalidate, limiter=self.limiter)
+        except MalformedBody as exc:
+            return self._salvage(stream, url, exc)
+
+    def _salvage(self, stream: str, url: str, exc: MalformedBody) -> tuple[list[Record], str | None]:
+        """Every attempt got the same invalid JSON: the records that parse on their own are kept as
+        records, the others as their bytes (named as gaps by the collector). If the next link cannot be
+        read, the whole page is kept and the rest of the window is the gap."""
+        event(log, logging.ERROR, "A page is invalid JSON on every attempt; what cannot be read is kept and "
+              "named as a gap.", tenant=self.tenant.label, stream=stream, url=redact_url(url), error=str(exc))
+        where = f"{stream}: {redact_url(url)}"
+        found = salvage(exc.body, "value", where)
+        if found is not None:
+            doc, records = found
+            nxt = doc.get("@odata.nextLink")
+            if nxt is None or (isinstance(nxt, str) and nxt):
+                return records, nxt
+        why = (f"a page was not valid JSON on {self.cfg.max_attempts} attempts ({exc}); the window's "
+               f"remaining pages could not be followed")
+        return [Unreadable(exc.body, why)], None  # type: ignore[list-item]  # the archive sets it aside
 
     async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
         return window.end, {}

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urljoin
 
-from agent.archive import Archive
+from agent.archive import Archive, Unreadable
 from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints, Cursor
 from agent.codec import Record, format_time
@@ -26,7 +26,7 @@ from agent.config import CollectionConfig, TenantConfig
 from agent.errors import AgentError, ApiError, FatalError, ThrottledError
 from agent.http import HttpClient, RateLimiter, Response, redact_url, with_retries
 from agent.logs import event
-from agent.sources.base import Window
+from agent.sources.base import MalformedBody, Window, salvage
 from agent.sources.management_api import (
     BlobUnavailable,
     Content,
@@ -423,6 +423,14 @@ class ManagementActivitySource:
                            f"API host; the token is not sent there", status=200, code="foreignContentUri")
         try:
             return await self._call("GET", c.uri, f"{stream} blob", blob_records, slots=self._blob_slots)
+        except MalformedBody as exc:  # the same invalid JSON on every attempt: kept, and named as a gap
+            event(log, logging.ERROR, "A blob is invalid JSON on every attempt; what cannot be read is kept and "
+                  "named as a gap.", tenant=self.tenant.label, stream=stream, **c.describe(), error=str(exc))
+            found = salvage(exc.body, None, f"blob {c.content_id}")
+            if found is not None:
+                return found[1]
+            why = f"blob {c.content_id} was not valid JSON on {self.cfg.max_attempts} attempts ({exc})"
+            return [Unreadable(exc.body, why)]  # type: ignore[list-item]  # the archive sets it aside
         except ContentExpired as exc:
             return f"the API reports the blob expired ({exc.code})"
         except ContentMissing:

@@ -19,6 +19,7 @@ import orjson
 from agent.codec import Record, format_time, parse_time
 from agent.errors import ApiError, ThrottledError, TokenRejected, TransientApiError
 from agent.http import Response, parse_retry_after, redact_url
+from agent.sources.base import parse_json
 
 API_TIME = "%Y-%m-%dT%H:%M:%S"  # one of the three documented formats; no zone (the API means UTC)
 RETENTION = timedelta(days=7)  # a blob is retrievable for 7 days after contentCreated
@@ -135,9 +136,13 @@ def sort_listing(contents: list[Content]) -> list[Content]:
 
 
 def parse_blob(doc: Any, where: str) -> list[Record]:
-    """A blob must be a JSON array of objects (`classify` already turned a truncated body into a retry)."""
-    if not isinstance(doc, list) or not all(isinstance(r, dict) for r in doc):
-        raise TransientApiError(f"{where} returned a blob that is not a JSON array of objects")
+    """A blob must be a JSON array (`classify` already turned a truncated body into a retry).
+
+    An entry that is not a JSON object is passed on: the archive keeps it aside and the pass names
+    it as a gap, where rejecting the blob would fetch the same entry again on every pass.
+    """
+    if not isinstance(doc, list):
+        raise TransientApiError(f"{where} returned a blob that is not a JSON array")
     return doc
 
 
@@ -278,11 +283,7 @@ def classify(resp: Response, what: str, *, throttle_wait: float | None) -> Any:
     if 200 <= resp.status < 300:
         if not resp.body.strip():
             return None
-        try:
-            return orjson.loads(resp.body)
-        except orjson.JSONDecodeError:
-            raise TransientApiError(f"{where} returned a truncated or malformed body "
-                                    f"({len(resp.body)} bytes, not JSON)") from None
+        return parse_json(resp.body, where)
     code, message = error_of(resp.body)
     action = action_for(resp.status, code)
     text = f"{where} failed with {resp.status}" + (f" {code}" if code else "") + (f": {message}" if message else "")

@@ -17,7 +17,7 @@ Gaps also go into the stream's status object, where `agent status` shows them an
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,19 +52,22 @@ def fetched_key(tenant: str, stream: str) -> str:
     return f"{ledger_prefix(tenant, stream)}fetched.json"
 
 
-def gap(stream: str, window: Window, reason: str, content: Content | None, now: datetime) -> dict[str, Any]:
-    """One gap entry, as the ledger and the status object hold it."""
+def gap(stream: str, window: Window, reason: str, content: Content | None, now: datetime,
+        quarantine: str | None = None) -> dict[str, Any]:
+    """One gap entry, as the ledger and the status object hold it (`quarantine`: where the bytes
+    that could not be stored as records are kept)."""
     blob: dict[str, Any] = content.describe() if content else {
         "content_id": None, "content_created": None, "content_expiration": None}
+    extra = {"quarantine": quarantine} if quarantine else {}
     return {"stream": stream, "window": {"start": format_time(window.start), "end": format_time(window.end)},
-            **blob, "reason": reason, "recorded_at": format_time(now)}
+            **blob, "reason": reason, "recorded_at": format_time(now), **extra}
 
 
 def gap_key(g: dict[str, Any]) -> str:
     """The identity of an agent-side gap in a stream's status (merged on it, alerted once on it)."""
     # A blob is lost once; a retention gap is identified by where it starts (the cursor), and its end
-    # may grow while the stream stays stuck.
-    return str(g.get("content_id") or f"retention:{g['window']['start']}")
+    # may grow while the stream stays stuck; set-aside bytes by where they are kept.
+    return str(g.get("content_id") or g.get("quarantine") or f"retention:{g['window']['start']}")
 
 
 def is_open(g: dict[str, Any]) -> bool:
@@ -124,7 +127,7 @@ class WindowLedger:
                 self._changed = True
 
     def fetched(self, c: Content, records: Sequence[Record], id_field: str) -> None:
-        ids = {str(r.get(id_field)) for r in records}
+        ids = {str(r.get(id_field)) for r in records if isinstance(r, Mapping)}  # others are set aside
         self._ids.update(ids)
         self._changed = True
         self.blobs[c.content_id] = {**c.describe(), "state": FETCHED, "records": len(records),

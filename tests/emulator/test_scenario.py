@@ -118,3 +118,36 @@ def test_siem_gap_drops_only_inside_the_window() -> None:
 def test_corpus_file_missing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(scenario.ScenarioError, match="is not a file"):
         parse(f'[tenant]\n[streams."graph.directory_audits"]\ncorpus = "{tmp_path}/nope.ndjson"\n')
+
+
+def _corpus_scenario(tmp_path: Path, lines: list[bytes], times: str = "keep") -> scenario.Scenario:
+    path = tmp_path / "corpus.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return parse(f'[tenant]\n[streams."graph.directory_audits"]\ncorpus = "{path}"\ncorpus_times = "{times}"\n')
+
+
+HOSTILE = [
+    b'{"id":"s","activityDateTime":"2026-10-31T10:00:00Z","v":"\\ud800"}',
+    b'{"id":"i","activityDateTime":"2026-10-31T10:00:00Z","v":123456789012345678901234567890}',
+    b'{"id":"f","activityDateTime":"2026-10-31T10:00:00Z","v":1e400}',
+    b'{"id":"d","activityDateTime":"2026-10-31T10:00:00Z","v":' + b"[" * 5000 + b"]" * 5000 + b"}",
+    b'{"id":"n","activityDateTime":"2026-10-31T10:00:00Z","v":' + b"9" * 5000 + b"}",
+]
+
+
+def test_keep_corpus_serves_any_valid_json_byte_for_byte(tmp_path: Path) -> None:
+    data = dataset.build(_corpus_scenario(tmp_path, HOSTILE), ORIGIN)
+    [sd] = data.all()
+    assert sorted(e.body for e in sd.entries) == sorted(HOSTILE)
+
+
+@pytest.mark.parametrize("line", [b'{"id":"x","activityDateTime":"2026-10-31T10:00:00Z","v":NaN}',
+                                  b'{"id":"x","activityDateTime":"2026-10-31T10:00:00Z",}', b"\xff"])
+def test_a_corpus_line_that_is_not_json_names_file_and_line(tmp_path: Path, line: bytes) -> None:
+    with pytest.raises(ValueError, match=r"corpus\.ndjson:2: not JSON"):
+        dataset.build(_corpus_scenario(tmp_path, [HOSTILE[0], line]), ORIGIN)
+
+
+def test_rebase_refuses_what_it_cannot_write_and_points_at_keep(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="corpus_times = \"keep\""):
+        dataset.build(_corpus_scenario(tmp_path, HOSTILE[:1], "rebase"), ORIGIN)

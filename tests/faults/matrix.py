@@ -128,8 +128,14 @@ row(GRAPH, "graph.nextlink_loop", "`@odata.nextLink` that loops (A → B → A)"
     "stops with a clear error instead of looping; window fails", FAILURE)
 row(GRAPH, "graph.nextlink_stalled", "empty pages whose `@odata.nextLink` repeats itself forever", "fake",
     "gives up after `max_attempts` empty pages in a row", FAILURE)
-row(GRAPH, "graph.malformed", "200 with malformed JSON / HTML / a page without `value`", "fake, once each",
+row(GRAPH, "graph.malformed", "200 with a cut JSON body / HTML / a page without `value`", "fake, once each",
     "retries", RETRIED)
+row(GRAPH, "graph.invalid_every_attempt", "200 with a complete page holding a record that is invalid JSON (`NaN`), "
+    "on every attempt", "fake, page 2, every request", "retries `max_attempts` times, then stores the records that "
+    "parse alone, keeps the bad one's bytes under `_meta/quarantine/` and names it as a gap, follows the next "
+    "link; cursor moves on (a page whose brackets do not balance is kept whole, its window named)", GAP)
+row(GRAPH, "graph.non_object_record", "entries of `value` that are not objects (`\"x\"`, `7`)", "fake, every request",
+    "objects stored; each other value quarantined and named as a gap (no retry loop)", GAP)
 row(GRAPH, "graph.403", "403 Authorization_RequestDenied", "fake, every request",
     "fatal; message names the permissions to grant", FAILURE)
 row(GRAPH, "graph.licence", "403 Authentication_RequestFromNonPremiumTenantOrB2CTenant", "fake, every request",

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+import zstandard
 
 from agent.archive import Archive
 from agent.collect import Collector, StreamOutcome
@@ -20,7 +21,7 @@ from agent.http import RateLimiter, Response
 from agent.logs import register_secret
 from agent.sources.graph import GraphSource
 from agent.store.local import LocalStore
-from tests.faults.matrix import FAILURE, RETRIED
+from tests.faults.matrix import FAILURE, GAP, RETRIED
 
 TENANT = "6f1c8a2e-1111-4222-8333-944455556666"
 BASE = "https://graph.test"
@@ -116,7 +117,7 @@ async def test_empty_pages_linking_to_themselves_forever_give_up(tmp_path: Path,
 
 async def test_malformed_pages_are_retried(tmp_path: Path, outcome: Callable[[str, str], None]) -> None:
     bad = [b'{"value": [{"id": "a"', b"<html><body>Service Unavailable</body></html>", b'{"values": []}',
-           b'{"value": ["not an object"]}']
+           b'{"value": [{"id": "a", "activityDateTime": "2026-03-10T10:0']
     seen: dict[str, int] = {}
 
     def answer(url: str) -> tuple[int, bytes, dict[str, str]]:
@@ -129,6 +130,74 @@ async def test_malformed_pages_are_retried(tmp_path: Path, outcome: Callable[[st
     assert out.ok, out.error
     assert sorted(r["id"] for r in records) == ["a", "b", "c"]
     outcome("graph.malformed", RETRIED)
+
+
+BAD_RECORD = b'{"id": "c", "activityDateTime": "2026-03-10T10:00:00Z", "score": NaN}'
+
+
+async def test_a_page_invalid_on_every_attempt_keeps_its_records_and_names_the_bad_one(
+        tmp_path: Path, outcome: Callable[[str, str], None]) -> None:
+    """The same invalid JSON on every attempt would fail every pass: the records that parse alone are
+    stored, the one that does not is kept byte for byte and named as a gap, its next link is followed,
+    and a later pass that fetches it again names no new gap."""
+    broken = (b'{"@odata.nextLink": "' + f"{BASE}/p3".encode() + b'", "value": [{"id": "b2", '
+              b'"activityDateTime": "2026-03-10T10:00:00Z"}, ' + BAD_RECORD + b"]}")
+    pages = {"FIRST": page(["a", "b"], f"{BASE}/p2"), f"{BASE}/p2": broken, f"{BASE}/p3": page(["d"])}
+    http = ScriptedHttp(lambda url: (200, pages[url], {}))
+    out, collector, records = await collect(tmp_path, http)
+    assert out.error is None and not out.ok and len(out.new_gaps) == 1
+    assert sorted(r["id"] for r in records) == ["a", "b", "b2", "d"]
+    assert http.urls.count(f"{BASE}/p2") == 5  # max_attempts, then salvaged
+    [g] = (await collector.checkpoints.load_status(TENANT, STREAM))["gaps"]
+    assert "record 1 of a body" in g["reason"] and "not valid JSON" in g["reason"]
+    kept = await collector.archive.store.get(g["quarantine"])
+    assert zstandard.ZstdDecompressor().decompress(kept) == BAD_RECORD
+    cursor = await collector.checkpoints.load(TENANT, STREAM)
+    assert cursor is not None and cursor.position == NOW
+    again, _, _ = await collect(tmp_path, http)  # the overlap fetches the page again
+    assert again.ok and not again.new_gaps
+    outcome("graph.invalid_every_attempt", GAP)
+
+
+async def test_a_page_whose_structure_is_broken_is_kept_whole_and_its_window_named(tmp_path: Path) -> None:
+    broken = b'{"value": [' + BAD_RECORD + b"]]}"  # brackets that do not balance: no record boundaries
+    http = ScriptedHttp(lambda url: (200, page(["a"], f"{BASE}/p2") if url == "FIRST" else broken, {}))
+    out, collector, records = await collect(tmp_path, http)
+    assert out.error is None and len(out.new_gaps) == 1 and [r["id"] for r in records] == ["a"]
+    [g] = out.new_gaps
+    assert "remaining pages could not be followed" in g["reason"] and g["window"]["start"] == "2026-03-10T08:00:00Z"
+    assert zstandard.ZstdDecompressor().decompress(await collector.archive.store.get(g["quarantine"])) == broken
+
+
+async def test_page_entries_that_are_not_objects_are_set_aside(tmp_path: Path,
+                                                               outcome: Callable[[str, str], None]) -> None:
+    body = b'{"value": [{"id": "a", "activityDateTime": "2026-03-10T10:00:00Z"}, "not an object", 7]}'
+    out, _, records = await collect(tmp_path, ScriptedHttp(lambda url: (200, body, {})))
+    assert out.error is None and len(out.new_gaps) == 2
+    assert [r["id"] for r in records] == ["a"]
+    reasons = sorted(g["reason"] for g in out.new_gaps)
+    assert "a int where a record" in reasons[0] and "a str where a record" in reasons[1]
+    outcome("graph.non_object_record", GAP)
+
+
+async def test_records_past_year_9999_or_without_an_id_are_named_in_the_status(tmp_path: Path) -> None:
+    body = (b'{"value": [{"id": "a", "activityDateTime": "2026-03-10T10:00:00Z"},'
+            b' {"id": "far", "activityDateTime": "10000-01-01T00:00:00Z"},'
+            b' {"activityDateTime": "2026-03-10T10:00:00Z"}]}')
+    out, collector, records = await collect(tmp_path, ScriptedHttp(lambda url: (200, body, {})))
+    assert [r["id"] for r in records] == ["a"]
+    gaps = (await collector.checkpoints.load_status(TENANT, STREAM))["gaps"]
+    assert out.new_gaps == gaps and len(gaps) == 2
+    assert all("without a usable id or activityDateTime" in g["reason"] for g in gaps)
+    kept = [r for g in gaps async for r in _quarantined(collector.archive, g["quarantine"])]
+    assert sorted(str(r.get("id")) for r in kept) == ["None", "far"]
+
+
+async def _quarantined(archive: Archive, key: str) -> AsyncIterator[dict[str, Any]]:
+    from agent import codec
+
+    for r in codec.decode(await archive.store.get(key)):
+        yield r
 
 
 @pytest.mark.parametrize(("key", "code", "needle"), [

@@ -6,6 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 import pytest
+import zstandard
 
 from agent.sources.base import Window
 from tests.o365.conftest import NOW, TENANT, Env, Fault
@@ -185,7 +186,7 @@ async def test_a_failing_unexpired_blob_fails_the_window_and_holds_the_cursor(en
     env.fake.add("ok", EXO_CT, NOW - 20 * H)
     env.fake.add("bad", EXO_CT, NOW - 3 * H)
     env.fake.add("after", EXO_CT, NOW - 1 * H)
-    env.fake.always["blob:bad"] = Fault(200, body=b"[{]")  # malformed every time
+    env.fake.always["blob:bad"] = Fault(503, body=b"<html>Service Unavailable</html>")  # fails every time
     first = (await env.run(EXO))[EXO]
     assert not first.ok and first.error_kind == "BlobUnavailable" and not first.new_gaps
     assert "bad" in (first.error or "") and "next pass retries" in (first.error or "")
@@ -202,6 +203,40 @@ async def test_a_failing_unexpired_blob_fails_the_window_and_holds_the_cursor(en
         f"{b}-r{i}" for b in ("ok", "bad", "after") for i in range(2))
     assert await env.cursor(EXO) == NOW + timedelta(minutes=5)
     assert all(x["status"] == "complete" for x in await env.ledgers(EXO))
+
+
+async def test_a_blob_invalid_on_every_attempt_is_kept_and_named_not_retried_forever(env: Env):
+    """Valid-looking JSON that is invalid further on fails the same way on every pass: set aside."""
+    env.fake.add("ok", EXO_CT, NOW - 20 * H)
+    env.fake.add("bad", EXO_CT, NOW - 3 * H)
+    env.fake.add("after", EXO_CT, NOW - 1 * H)
+    bad = b'{"Id": "bad-r0", "CreationTime": "2026-03-10T10:00:00", "Value": NaN}'
+    good = b'{"Id": "bad-r1", "CreationTime": "2026-03-10T10:00:00", "Operation": "Test"}'
+    env.fake.always["blob:bad"] = Fault(200, body=b"[" + good + b",\n " + bad + b"]")
+    first = (await env.run(EXO))[EXO]
+    assert first.error is None and len(first.new_gaps) == 1
+    [g] = (await env.status(EXO))["gaps"]
+    assert "not valid JSON" in g["reason"] and g["quarantine"].startswith("_meta/quarantine/")
+    assert zstandard.ZstdDecompressor().decompress(await env.store.get(g["quarantine"])) == bad
+    assert sorted(r["Id"] for r in await env.records(EXO)) == ["after-r0", "after-r1", "bad-r1", "ok-r0", "ok-r1"]
+    assert await env.cursor(EXO) == NOW  # the stream moved on
+    again = (await env.run(EXO))[EXO]
+    assert again.ok and not again.new_gaps and env.fake.blob_gets().count(_blob_path(env, "bad")) == \
+        env.source.cfg.max_attempts  # accounted for: not fetched again
+
+
+async def test_blob_entries_that_are_not_objects_are_set_aside_and_the_rest_stored(env: Env):
+    blob = env.fake.add("mixed", EXO_CT, NOW - 2 * H)
+    blob.records.insert(1, [1, 2, 3])  # type: ignore[arg-type]
+    outcome = (await env.run(EXO))[EXO]
+    assert outcome.error is None and len(outcome.new_gaps) == 1
+    assert "list where a record" in outcome.new_gaps[0]["reason"]
+    assert sorted(r["Id"] for r in await env.records(EXO)) == ["mixed-r0", "mixed-r1"]
+
+
+def _blob_path(env: Env, label: str) -> str:
+    blob = next(b for b in env.fake.blobs if b.label == label)
+    return blob.content_id
 
 
 async def _assert_gap(env: Env, label: str, reason: str) -> dict:

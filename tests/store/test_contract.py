@@ -148,3 +148,25 @@ async def test_unicode_and_long_keys(store: Store) -> None:
 
 def test_no_aws_environment_leaks_in() -> None:
     assert "AWS_CA_BUNDLE" not in os.environ
+
+
+async def test_archive_holds_an_id_once_across_hours_and_processes(make_store: Factory) -> None:
+    """Contract 3 on every store: the per-stream id index survives a new process on the same data."""
+    from agent.archive import Archive
+
+    def rec(hour: int) -> dict[str, str]:
+        return {"id": "same-id", "createdDateTime": f"2026-11-01T{hour:02d}:30:00Z"}
+
+    first = make_store()
+    try:
+        assert (await Archive(first).write("t", "graph.signins.interactive", [rec(1), rec(2)])).stored == 1
+    finally:
+        await first.aclose()
+    second = make_store()
+    try:
+        archive = Archive(second)
+        again = await archive.write("t", "graph.signins.interactive", [rec(5)])
+        assert (again.stored, again.duplicates) == (0, 1)
+        assert [p.hour.hour for p in await archive.partitions("t", "graph.signins.interactive")] == [1]
+    finally:
+        await second.aclose()

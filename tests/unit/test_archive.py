@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,7 +55,9 @@ async def test_records_without_id_or_time_are_quarantined_not_dropped(tmp_path: 
     store = LocalStore(tmp_path)
     result = await Archive(store).write(T, S, [{"id": "x", "createdDateTime": "never"}, {"createdDateTime": "x"}])
     assert result.quarantined == 2 and result.stored == 0
-    assert len([k async for k in store.list("_meta/quarantine/")]) == 1
+    assert len([k async for k in store.list("_meta/quarantine/")]) == 2  # one per record, keyed by content
+    again = await Archive(store).write(T, S, [{"createdDateTime": "x"}])
+    assert again.set_aside == result.set_aside[1:]  # the same record fetched again is the same gap
 
 
 async def test_store_refuses_to_overwrite_segments(tmp_path: Path) -> None:
@@ -93,3 +96,99 @@ async def test_segment_left_unchained_by_a_crash_is_adopted_and_verifies(tmp_pat
     assert await Archive(store).adopt_orphans(T, S) == 1
     assert (await verify(store)).ok
     assert await Archive(store).adopt_orphans(T, S) == 0
+
+
+# ------------------------------------------------------------ contract 3 across partitions
+
+async def test_same_id_in_two_hours_is_stored_once_within_one_batch(tmp_path: Path) -> None:
+    archive = Archive(LocalStore(tmp_path))
+    result = await archive.write(T, S, [rec(1), rec(1, 61), rec(1, 125)])
+    assert (result.stored, result.duplicates) == (1, 2)
+    assert await _stored_ids(archive) == [rec(1)["id"]]
+
+
+async def test_same_id_in_another_hour_is_not_stored_again_in_a_later_batch_or_process(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    archive = Archive(store)
+    await archive.write(T, S, [rec(1), rec(2)])
+    again = await archive.write(T, S, [rec(1, 61), rec(3, 61)])  # same process, next batch
+    assert (again.stored, again.duplicates) == (1, 1)
+    later = await Archive(store).write(T, S, [rec(2, 24 * 60), rec(3, -300)])  # a new process, days apart
+    assert (later.stored, later.duplicates) == (0, 2)
+    assert sorted(await _stored_ids(Archive(store))) == sorted(str(rec(i)["id"]) for i in (1, 2, 3))
+
+
+async def test_archive_written_before_the_id_index_is_indexed_once(tmp_path: Path) -> None:
+    from agent.idindex import index_prefix
+
+    store = LocalStore(tmp_path)
+    await Archive(store).write(T, S, [rec(1), rec(2, 61)])
+    for key in [k async for k in store.list(index_prefix(T, S))]:
+        await store.delete(key)  # as an archive from before the index: segments only
+    result = await Archive(store).write(T, S, [rec(1, 200), rec(2, 300), rec(4, 300)])
+    assert (result.stored, result.duplicates) == (1, 2)
+    assert await store.exists(f"{index_prefix(T, S)}built")
+
+
+async def test_crash_between_index_and_segment_costs_nothing(tmp_path: Path) -> None:
+    """The index is written first; ids it names that never reached a segment are still stored later."""
+    from agent.idindex import IdIndex
+
+    store = LocalStore(tmp_path)
+    await Archive(store).write(T, S, [rec(1)])
+    index = IdIndex(store, T, S)
+    await index.add([(str(rec(5)["id"]), Partition.of(T, S, BASE).hour)])  # then the process died
+    result = await Archive(store).write(T, S, [rec(5, 61)])
+    assert (result.stored, result.duplicates) == (1, 0)
+
+
+async def test_id_index_deltas_are_merged_and_still_answer(tmp_path: Path) -> None:
+    from agent.idindex import IdIndex, index_prefix
+
+    store = LocalStore(tmp_path)
+    archive = Archive(store)
+    for i in range(40):  # one index object per write; every 32 of a level merge into one
+        await archive.write(T, S, [rec(100 + i, i)])
+    objects = [k.rsplit("/", 1)[1][:3] async for k in store.list(index_prefix(T, S)) if k.endswith(".bin")]
+    assert sorted(objects) == ["L0-"] * 8 + ["L1-"]
+    fresh = Archive(store)
+    assert (await fresh.write(T, S, [rec(100, 600)])).duplicates == 1
+    index = IdIndex(store, T, S)
+
+    async def nothing() -> AsyncIterator[tuple[str, datetime]]:
+        return
+        yield
+
+    await index.load(nothing())
+    assert index.hours(str(rec(139)["id"])) == {Partition.of(T, S, BASE + timedelta(minutes=39)).hour}
+
+
+async def _stored_ids(archive: Archive) -> list[str]:
+    return [str(r["id"]) for p in await archive.partitions(T, S) async for r in archive.records(p)]
+
+
+# ------------------------------------------------------------ event times outside years 1000-9999
+
+async def test_year_one_event_time_lands_where_export_and_verify_look(tmp_path: Path) -> None:
+    """.NET's default time (0001-01-01T00:00:00Z) is a real value Microsoft has served."""
+    from agent.verify import verify
+
+    store = LocalStore(tmp_path)
+    archive = Archive(store)
+    old = {"id": "dotnet-default", "createdDateTime": "0001-01-01T00:00:00Z"}
+    assert (await archive.write(T, S, [old, rec(1)])).stored == 2
+    keys = [k async for k in store.list(f"tenant={T}/") if k.endswith(".ndjson.zst")]
+    assert any("/date=0001-01-01/hour=00/" in k for k in keys)
+    parts = await archive.partitions(T, S)
+    assert [p.hour.year for p in parts] == [1, 2026]
+    assert [r async for r in archive.records(parts[0])] == [old]  # what export prints
+    report = await verify(store)
+    assert report.ok and report.segments == 2
+    assert [p.hour.year for p in await archive.partitions(T, S, datetime(1, 1, 1, tzinfo=UTC),
+                                                          datetime(1, 1, 2, tzinfo=UTC))] == [1]
+
+
+async def test_event_time_past_year_9999_is_quarantined_not_hidden(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    result = await Archive(store).write(T, S, [{"id": "far", "createdDateTime": "10000-01-01T00:00:00Z"}])
+    assert (result.stored, result.quarantined) == (0, 1)
