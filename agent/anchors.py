@@ -22,6 +22,7 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 
@@ -78,6 +79,9 @@ class Anchor:
 
     async def heads(self, tenant: str | None = None, stream: str | None = None) -> list[Head]:
         """Every head published here (optionally of one tenant / stream), in (tenant, stream, seq) order."""
+        root = getattr(self.store, "root", None)
+        if root is not None and not Path(root).is_dir():  # unmounted or wiped: never read as "no heads"
+            raise StoreError(f"anchor {self.label}: directory {root} does not exist (not mounted?)")
         prefix = "heads/" + (f"tenant={tenant}/" if tenant else "") + (f"stream={stream}/" if tenant and stream
                                                                           else "")
         found = [h async for h in _parsed(self.store, prefix)]

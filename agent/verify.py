@@ -118,6 +118,7 @@ class VerifyReport:
     anchors: int = 0  # anchors consulted
     unanchored: dict[str, int] = field(default_factory=dict)  # "tenant/stream" -> manifests past the newest head
     unhashed_sidecars: int = 0  # sidecars of manifests written before sidecar hashes: not checkable
+    never_anchored: list[str] = field(default_factory=list)  # "tenant/stream" with a chain but no anchored head
     restore_bucket: str = ""
     restore_prefix: str = ""
 
@@ -138,12 +139,16 @@ class VerifyReport:
                 "hidden": [{**asdict(h), "restore": h.restore(self.restore_bucket, self.restore_prefix)}
                            for h in self.hidden],
                 "unanchored_manifests": dict(self.unanchored), "unhashed_sidecars": self.unhashed_sidecars,
+                "never_anchored": list(self.never_anchored),
                 "undetectable": [] if self.anchors else list(UNDETECTABLE_WITHOUT_ANCHORS)}
 
     def summary(self) -> str:
         checked = (f"{self.streams} streams, {self.manifests} manifests, {self.segments} segments checked"
                    f" against {self.anchors} anchor{'s' if self.anchors != 1 else ''}")
-        if self.ok:
+        if self.ok and self.never_anchored:
+            lines = [f"Archive consistent, but {len(self.never_anchored)} streams have no anchored head yet "
+                     f"and were checked against the store alone ({checked})."]
+        elif self.ok:
             lines = [f"Archive intact: {checked}."]
         else:
             lines = [f"Archive DAMAGED: {len(self.missing)} segments missing, {len(self.altered)} altered, "
@@ -172,6 +177,8 @@ class VerifyReport:
         if self.unhashed_sidecars:
             notes.append(f"  note        {self.unhashed_sidecars} sidecars predate sidecar hashes and could not "
                          "be checked")
+        notes += [f"  NOT CHECKED {pair}: no anchor holds a head of this stream yet (the next pass publishes "
+                  "one); truncation, rollback or a rewritten chain would not show" for pair in self.never_anchored]
         if not self.anchors:
             notes.append("  NOT CHECKED no [[anchors]] configured, so verify cannot detect:")
             notes += [f"                - {what}" for what in UNDETECTABLE_WITHOUT_ANCHORS]
@@ -310,6 +317,8 @@ async def _verify_stream(store: Store, pair: tuple[str, str], present: Sequence[
         newest = max(h.seq for _, h in heads)
         if manifests and max(manifests) > newest:
             report.unanchored[f"{tenant}/{stream}"] = max(manifests) - newest
+    elif manifests and report.anchors:  # anchors configured, none holds this stream: say so, never "intact"
+        report.never_anchored.append(f"{tenant}/{stream}")
     listed: dict[str, tuple[ManifestEntry, str]] = {}
     for _seq, (key, data) in sorted(manifests.items()):
         for entry in _entries(data):

@@ -49,6 +49,7 @@ def audit(i: int) -> Record:
 def setup(tmp_path: Path) -> tuple[Config, Collector, OneWindowSource]:
     tenant = TenantConfig(id=TENANT, client_id="11111111-2222-4333-8444-555555555555", credential=Credential(),
                           streams=(STREAM,))
+    (tmp_path / "anchor").mkdir()
     anchor = AnchorConfig("local", "local:anchor", LocalStoreConfig(tmp_path / "anchor"))
     cfg = Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"), anchors=(anchor,))
     collector = Collector(cfg, Archive(LocalStore(tmp_path / "store")), http=None,  # type: ignore[arg-type]

@@ -67,6 +67,7 @@ async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[R
     store: Store
     if request.param == "local":
         store = LocalStore(tmp_path / "archive")
+        (tmp_path / "anchor").mkdir()  # the anchor directory must exist: an unmounted one is an error
         cfg = AnchorConfig("local", "local:anchor", LocalStoreConfig(tmp_path / "anchor"))
     else:
         weed = request.getfixturevalue("seaweed")
@@ -266,6 +267,7 @@ async def test_delete_markers_over_locked_versions_are_reported_with_the_restore
                                  object_lock_days=1))
     result = await Archive(store).write(T, S, [signin(i, i * 20) for i in range(4)])
     assert result.manifest is not None
+    (tmp_path / "anchor").mkdir()
     cfg = AnchorConfig("local", "local:anchor", LocalStoreConfig(tmp_path / "anchor"))
     anchors = Anchors([cfg])
     await anchors.publish(store, T, S)
@@ -286,3 +288,20 @@ async def test_delete_markers_over_locked_versions_are_reported_with_the_restore
 
 async def test_manifest_key_helper_matches_layout() -> None:
     assert manifest_key(T, S, 2).endswith("/000000000002.json")
+
+
+async def test_an_anchor_without_heads_is_never_reported_as_checked(rig: Rig, tmp_path: Path) -> None:
+    """Anchors configured after the fact, or an anchor wiped: verify says what it could not check."""
+    empty = tmp_path / "empty-anchor"
+    empty.mkdir()
+    report = await verify(rig.store, anchors=[Anchor(LocalStore(empty), "local:empty")])
+    assert report.never_anchored == [f"{T}/{S}"]
+    assert report.summary().startswith("Archive consistent, but 1 streams have no anchored head yet")
+    assert "NOT CHECKED" in report.summary()
+
+
+async def test_a_missing_anchor_directory_is_an_error_not_an_empty_anchor(rig: Rig, tmp_path: Path) -> None:
+    from agent.errors import StoreError
+
+    with pytest.raises(StoreError, match="does not exist"):
+        await verify(rig.store, anchors=[Anchor(LocalStore(tmp_path / "not-mounted"), "local:gone")])
