@@ -17,6 +17,7 @@ is the normal state between the two and never an alarm.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -80,7 +81,7 @@ class Anchor:
     async def heads(self, tenant: str | None = None, stream: str | None = None) -> list[Head]:
         """Every head published here (optionally of one tenant / stream), in (tenant, stream, seq) order."""
         root = getattr(self.store, "root", None)
-        if root is not None and not Path(root).is_dir():  # unmounted or wiped: never read as "no heads"
+        if root is not None and not await asyncio.to_thread(Path(root).is_dir):  # unmounted or wiped: an error
             raise StoreError(f"anchor {self.label}: directory {root} does not exist (not mounted?)")
         prefix = "heads/" + (f"tenant={tenant}/" if tenant else "") + (f"stream={stream}/" if tenant and stream
                                                                           else "")
