@@ -24,11 +24,13 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import orjson
 
-from agent.config import AnchorConfig
-from agent.errors import ObjectExists, StoreError
+from agent.config import AnchorConfig, Config
+from agent.errors import ConfigError, ObjectExists, StoreError
+from agent.http import HttpClient
 from agent.logs import event
 from agent.manifest import ManifestRef, chain_head
 from agent.store.base import Store
@@ -100,8 +102,21 @@ async def _parsed(store: Store, prefix: str) -> AsyncIterator[Head]:
             yield head
 
 
-def open_anchor(cfg: AnchorConfig) -> Anchor:
-    """The anchor a config table describes; the caller owns it (`aclose`)."""
+class Sink(Protocol):
+    """**Protocol:** an anchor: `Anchor` (a create-only store) or `agent.siem.anchor.ElasticAnchor`."""
+
+    label: str
+
+    async def publish(self, head: Head, manifest_key: str) -> None: ...
+    async def heads(self, tenant: str | None = None, stream: str | None = None) -> list[Head]: ...
+    async def aclose(self) -> None: ...
+
+
+def open_anchor(cfg: AnchorConfig, agent_cfg: Config | None = None, http: HttpClient | None = None) -> Sink:
+    """The anchor a config table describes; the caller owns it (`aclose`). A SIEM anchor writes
+    through `http` with the `[siem]` connection of `agent_cfg`."""
+    if cfg.type == "siem":
+        return _siem_anchor(cfg, agent_cfg, http)
     from agent.store import open_store
 
     if cfg.store is None:
@@ -109,18 +124,35 @@ def open_anchor(cfg: AnchorConfig) -> Anchor:
     return Anchor(open_store(cfg.store), cfg.label)
 
 
+def _siem_anchor(cfg: AnchorConfig, agent_cfg: Config | None, http: HttpClient | None) -> Sink:
+    from agent.logs import register_secret
+    from agent.siem.anchor import ElasticAnchor
+    from agent.siem.config import from_config
+
+    if agent_cfg is None or http is None:
+        raise ConfigError(f"anchor {cfg.label}: a SIEM anchor needs the [siem] connection")
+    siem = from_config(agent_cfg)
+    if siem.type != "elastic" or siem.token is None:
+        raise ConfigError(f"anchors: type = \"siem\" is implemented for [siem] type = \"elastic\" only "
+                          f"(configured: {siem.type})")
+    return ElasticAnchor(siem, http, register_secret(siem.token.reveal()), cfg.index)
+
+
 class Anchors:
     """Publishes chain heads to every configured anchor after a pass (the collector's one call)."""
 
-    def __init__(self, configs: Sequence[AnchorConfig]) -> None:
+    def __init__(self, configs: Sequence[AnchorConfig], agent_cfg: Config | None = None,
+                 http: HttpClient | None = None) -> None:
         self.configs = tuple(configs)
-        self._open: list[Anchor] | None = None
+        self.agent_cfg = agent_cfg
+        self.http = http
+        self._open: list[Sink] | None = None
         self._published: dict[tuple[str, str, str], str] = {}  # (anchor, tenant, stream) -> head sha256
 
     @property
-    def sinks(self) -> list[Anchor]:
+    def sinks(self) -> list[Sink]:
         if self._open is None:
-            self._open = [open_anchor(c) for c in self.configs]
+            self._open = [open_anchor(c, self.agent_cfg, self.http) for c in self.configs]
         return self._open
 
     async def publish(self, store: Store, tenant: str, stream: str) -> None:
@@ -146,7 +178,7 @@ class Anchors:
                 event(log, logging.ERROR, "Could not publish the chain head to an anchor; retried next pass.",
                       anchor=anchor.label, tenant=tenant, stream=stream, seq=head.seq, error=str(exc))
 
-    async def _publish_one(self, anchor: Anchor, ref: ManifestRef, tenant: str, stream: str) -> bool:
+    async def _publish_one(self, anchor: Sink, ref: ManifestRef, tenant: str, stream: str) -> bool:
         """Publish `ref` unless the anchor already holds a newer or conflicting head: the store then
         went back or was rewritten, and anchoring its head would vouch for the damage."""
         heads = await anchor.heads(tenant, stream)

@@ -107,7 +107,7 @@ class Collector:
         self.archive = archive
         self.checkpoints = Checkpoints(archive.store)
         self.sources = Sources(cfg, http, archive)
-        self.anchors = Anchors(cfg.anchors)
+        self.anchors = Anchors(cfg.anchors, cfg, http)
         self.clock = clock
         self._adopted: set[tuple[str, str]] = set()
         self._passes = asyncio.Semaphore(cfg.collection.concurrent_streams)

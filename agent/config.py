@@ -158,6 +158,7 @@ class AnchorConfig:
     type: str
     label: str
     store: StoreConfig | None = None
+    index: str = "ms-log-agent-chain-heads"  # type = "siem" (Elasticsearch): the index heads go to
 
 
 @dataclass(frozen=True)
@@ -418,7 +419,7 @@ def _store(t: Table, base: Path | None) -> StoreConfig:
     return cfg
 
 
-def _anchor(data: Any, index: int, base: Path | None, store: StoreConfig) -> AnchorConfig:
+def _anchor(data: Any, index: int, base: Path | None, store: StoreConfig, siem: Any) -> AnchorConfig:
     """An anchor the store's writer cannot rewrite: never the store itself, and on S3 only with
     Object Lock in COMPLIANCE mode (GOVERNANCE can be bypassed by a permission, and a plain bucket
     by anyone holding its key)."""
@@ -427,8 +428,16 @@ def _anchor(data: Any, index: int, base: Path | None, store: StoreConfig) -> Anc
     if kind is None:
         raise ConfigError(f"{t.where}.type is required (\"local\" or \"s3\")")
     if kind == "siem":
-        raise ConfigError(f"{t.where}: type = \"siem\" is not supported yet; use a \"local\" (WORM or "
-                          "append-only directory) or \"s3\" (Object Lock) anchor")
+        siem_type = siem.get("type") if isinstance(siem, Mapping) else None
+        if siem_type != "elastic":
+            raise ConfigError(f"{t.where}: type = \"siem\" is implemented for [siem] type = \"elastic\" only "
+                              f"(configured: {siem_type or 'no [siem] table'}); use a \"local\" (WORM or "
+                              "append-only directory) or \"s3\" (Object Lock) anchor")
+        name: str = t.string("index", AnchorConfig.index)
+        if not re.match(r"^[a-z0-9][a-z0-9._-]{0,199}$", name):
+            raise ConfigError(f"{t.where}.index: {name!r} is not an Elasticsearch index name")
+        t.finish()
+        return AnchorConfig("siem", f"siem:elastic:{name}", None, name)
     if kind == "local":
         path = t.path("path", base)
         if path is None:
@@ -573,7 +582,7 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
                     format=log_t.string("format", "auto", ("auto", "json", "text")))
     for t in (coll_t, http_t, log_t, service_t, alerts_t):
         t.finish()
-    anchors = tuple(_anchor(d, i, base, store) for i, d in enumerate(root._get("anchors", list, [])))
+    anchors = tuple(_anchor(d, i, base, store, data.get("siem")) for i, d in enumerate(root._get("anchors", list, [])))
     siem = dict(root._get("siem", dict, {})) or None
     extra = {}
     for name, validator in EXTRA_TABLES.items():

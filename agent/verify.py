@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent import codec
-from agent.anchors import Anchor, Head, open_anchor
+from agent.anchors import Head, Sink, open_anchor
 from agent.config import Config
 from agent.errors import ObjectNotFound
 from agent.layout import META, SEGMENT_SUFFIX, parse_segment_key, stream_prefix
@@ -209,7 +209,7 @@ Anchored = dict[tuple[str, str], list[tuple[str, Head]]]  # (tenant, stream) -> 
 
 async def verify(store: Store, *, tenant: str | None = None, stream: str | None = None,
                  since: datetime | None = None, until: datetime | None = None,
-                 anchors: Sequence[Anchor] = ()) -> VerifyReport:
+                 anchors: Sequence[Sink] = ()) -> VerifyReport:
     """Check every chain and segment (optionally one tenant/stream; segments within [since, until)),
     and every chain against the heads `anchors` hold."""
     report = VerifyReport(anchors=len(anchors))
@@ -227,7 +227,7 @@ async def verify(store: Store, *, tenant: str | None = None, stream: str | None 
     return report
 
 
-async def _anchored(anchors: Sequence[Anchor], tenant: str | None, stream: str | None) -> Anchored:
+async def _anchored(anchors: Sequence[Sink], tenant: str | None, stream: str | None) -> Anchored:
     out: Anchored = {}
     for anchor in anchors:
         for head in await anchor.heads(tenant, stream):
@@ -483,18 +483,22 @@ async def _check_segments(store: Store, tenant: str, stream: str, listed: dict[s
 async def run_verify(config: Config, args: argparse.Namespace) -> int:
     """CLI body for `agent verify` (--tenant, --stream, --since, --until, --format json|text):
     exit 0 when intact, 1 on damage."""
+    from agent.http import HttpClient
     from agent.store import open_store
 
     store = open_store(config.store)
-    anchors = [open_anchor(c) for c in getattr(config, "anchors", ())]
     try:
-        report = await verify(store, tenant=getattr(args, "tenant", None), stream=getattr(args, "stream", None),
-                              since=getattr(args, "since", None), until=getattr(args, "until", None),
-                              anchors=anchors)
+        async with HttpClient(config.http) as http:  # only a SIEM anchor sends requests through it
+            anchors = [open_anchor(c, config, http) for c in getattr(config, "anchors", ())]
+            try:
+                report = await verify(store, tenant=getattr(args, "tenant", None),
+                                      stream=getattr(args, "stream", None), since=getattr(args, "since", None),
+                                      until=getattr(args, "until", None), anchors=anchors)
+            finally:
+                for anchor in anchors:
+                    await anchor.aclose()
     finally:
         await store.aclose()
-        for anchor in anchors:
-            await anchor.aclose()
     if getattr(args, "format", "text") == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:
