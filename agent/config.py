@@ -464,7 +464,10 @@ def _anchor(data: Any, index: int, base: Path | None, store: StoreConfig, siem: 
 
 
 def _overlaps(a: Path, b: Path) -> bool:
-    a, b = a.resolve(), b.resolve()
+    try:
+        a, b = a.resolve(), b.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+        raise ConfigError(f"anchors: path {a} cannot be resolved ({exc})") from None
     return a == b or a.is_relative_to(b) or b.is_relative_to(a)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from agent import codec
 from agent.anchors import Head, Sink, open_anchor
 from agent.config import Config
-from agent.errors import ObjectNotFound
+from agent.errors import ObjectNotFound, StoreError
 from agent.layout import META, SEGMENT_SUFFIX, parse_segment_key, stream_prefix
 from agent.manifest import Manifest, ManifestEntry, manifest_prefix, parse_manifest_key, sha256_hex
 from agent.store.base import Store
@@ -119,6 +119,7 @@ class VerifyReport:
     unanchored: dict[str, int] = field(default_factory=dict)  # "tenant/stream" -> manifests past the newest head
     unhashed_sidecars: int = 0  # sidecars of manifests written before sidecar hashes: not checkable
     never_anchored: list[str] = field(default_factory=list)  # "tenant/stream" with a chain but no anchored head
+    versions_unchecked: str = ""  # why object versions (S3 delete markers) could not be listed
     restore_bucket: str = ""
     restore_prefix: str = ""
 
@@ -139,15 +140,14 @@ class VerifyReport:
                 "hidden": [{**asdict(h), "restore": h.restore(self.restore_bucket, self.restore_prefix)}
                            for h in self.hidden],
                 "unanchored_manifests": dict(self.unanchored), "unhashed_sidecars": self.unhashed_sidecars,
-                "never_anchored": list(self.never_anchored),
+                "never_anchored": list(self.never_anchored), "versions_unchecked": self.versions_unchecked,
                 "undetectable": [] if self.anchors else list(UNDETECTABLE_WITHOUT_ANCHORS)}
 
     def summary(self) -> str:
         checked = (f"{self.streams} streams, {self.manifests} manifests, {self.segments} segments checked"
                    f" against {self.anchors} anchor{'s' if self.anchors != 1 else ''}")
-        if self.ok and self.never_anchored:
-            lines = [f"Archive consistent, but {len(self.never_anchored)} streams have no anchored head yet "
-                     f"and were checked against the store alone ({checked})."]
+        if self.ok and (self.never_anchored or self.versions_unchecked):
+            lines = [f"Archive consistent, but not every check could run; see NOT CHECKED below ({checked})."]
         elif self.ok:
             lines = [f"Archive intact: {checked}."]
         else:
@@ -179,6 +179,8 @@ class VerifyReport:
                          "be checked")
         notes += [f"  NOT CHECKED {pair}: no anchor holds a head of this stream yet (the next pass publishes "
                   "one); truncation, rollback or a rewritten chain would not show" for pair in self.never_anchored]
+        if self.versions_unchecked:
+            notes.append(f"  NOT CHECKED delete markers: {self.versions_unchecked}")
         if not self.anchors:
             notes.append("  NOT CHECKED no [[anchors]] configured, so verify cannot detect:")
             notes += [f"                - {what}" for what in UNDETECTABLE_WITHOUT_ANCHORS]
@@ -260,7 +262,12 @@ async def _hidden_objects(store: Store, tenant: str | None, stream: str | None, 
         f"{META}/manifests/" + (scope if tenant else "")]
     for prefix in prefixes:
         by_key: dict[str, list[Any]] = {}
-        for v in await s3.versions(prefix):
+        try:
+            versions = await s3.versions(prefix)
+        except StoreError as exc:  # e.g. no s3:ListBucketVersions: said plainly, never read as "none hidden"
+            report.versions_unchecked = f"cannot list object versions ({exc})"
+            return
+        for v in versions:
             by_key.setdefault(v.key, []).append(v)
         for key, versions in sorted(by_key.items()):
             if stream is not None and f"stream={stream}/" not in key:

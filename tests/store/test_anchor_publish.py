@@ -85,3 +85,17 @@ async def test_verify_command_reads_the_configured_anchors(tmp_path: Path,
         await collector.archive.store.delete(key)  # the whole chain of the stream, gone
     assert await run_verify(cfg, args) == 1
     assert "stream-missing" in capsys.readouterr().out
+
+
+async def test_an_unreachable_anchor_fails_no_pass_and_is_caught_up_next_pass(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg, collector, source = setup(tmp_path)
+    (tmp_path / "anchor").rmdir()  # the WORM mount is gone
+    source.records = [audit(1)]
+    [outcome] = await collector.collect()
+    assert outcome.ok and outcome.stored == 1  # the records are durable: collection does not wait on it
+    assert "Could not publish the chain head to an anchor" in caplog.text
+    (tmp_path / "anchor").mkdir()  # back
+    await collector.collect()
+    heads = await open_anchor(cfg.anchors[0]).heads(TENANT, STREAM)
+    assert [(h.seq, h.records) for h in heads] == [(0, 1)]

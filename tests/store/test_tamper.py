@@ -296,8 +296,8 @@ async def test_an_anchor_without_heads_is_never_reported_as_checked(rig: Rig, tm
     empty.mkdir()
     report = await verify(rig.store, anchors=[Anchor(LocalStore(empty), "local:empty")])
     assert report.never_anchored == [f"{T}/{S}"]
-    assert report.summary().startswith("Archive consistent, but 1 streams have no anchored head yet")
-    assert "NOT CHECKED" in report.summary()
+    assert report.summary().startswith("Archive consistent, but not every check could run")
+    assert f"NOT CHECKED {T}/{S}: no anchor holds a head" in report.summary()
 
 
 async def test_a_missing_anchor_directory_is_an_error_not_an_empty_anchor(rig: Rig, tmp_path: Path) -> None:
@@ -305,3 +305,23 @@ async def test_a_missing_anchor_directory_is_an_error_not_an_empty_anchor(rig: R
 
     with pytest.raises(StoreError, match="does not exist"):
         await verify(rig.store, anchors=[Anchor(LocalStore(tmp_path / "not-mounted"), "local:gone")])
+
+
+@pytest.mark.s3
+async def test_versions_that_cannot_be_listed_are_not_checked_not_clean(seaweed: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without s3:ListBucketVersions, verify says delete markers were not checked."""
+    from agent.errors import StoreError
+
+    store = S3Store(store_config(seaweed.endpoint, new_bucket(seaweed.client), prefix="archive"))
+    await Archive(store).write(T, S, [signin(1, 1)])
+
+    async def denied(prefix: str) -> list[Any]:
+        raise StoreError("S3 ListObjectVersions s3://b/archive/: AccessDenied")
+
+    monkeypatch.setattr(store, "versions", denied)
+    report = await verify(store)
+    assert report.ok and report.versions_unchecked.startswith("cannot list object versions")
+    assert report.summary().startswith("Archive consistent, but not every check could run")
+    assert "NOT CHECKED delete markers" in report.summary()
+    await store.aclose()
