@@ -32,7 +32,7 @@ from agent.config import AnchorConfig, Config
 from agent.errors import ConfigError, ObjectExists, StoreError
 from agent.http import HttpClient
 from agent.logs import event
-from agent.manifest import ManifestRef, chain_head
+from agent.manifest import ManifestRef, current_head
 from agent.store.base import Store
 
 log = logging.getLogger("agent.anchors")
@@ -148,6 +148,7 @@ class Anchors:
         self.http = http
         self._open: list[Sink] | None = None
         self._published: dict[tuple[str, str, str], str] = {}  # (anchor, tenant, stream) -> head sha256
+        self._newest: dict[tuple[str, str, str], int] = {}  # newest seq known to be anchored there
 
     @property
     def sinks(self) -> list[Sink]:
@@ -161,7 +162,7 @@ class Anchors:
         if not self.configs:
             return
         try:
-            head = await chain_head(store, tenant, stream)
+            head = await current_head(store, tenant, stream)
         except StoreError as exc:
             event(log, logging.ERROR, "Could not read the chain head to anchor it; retried next pass.",
                   tenant=tenant, stream=stream, error=str(exc))
@@ -180,16 +181,22 @@ class Anchors:
 
     async def _publish_one(self, anchor: Sink, ref: ManifestRef, tenant: str, stream: str) -> bool:
         """Publish `ref` unless the anchor already holds a newer or conflicting head: the store then
-        went back or was rewritten, and anchoring its head would vouch for the damage."""
-        heads = await anchor.heads(tenant, stream)
-        newest = heads[-1] if heads else None
-        if newest is not None and (newest.seq > ref.seq or (newest.seq == ref.seq and newest.sha256 != ref.sha256)):
-            event(log, logging.ERROR, "The store's chain head is behind or differs from the anchored head; "
-                  "not anchoring it. Run `agent verify`.", anchor=anchor.label, tenant=tenant, stream=stream,
-                  store_seq=ref.seq, anchored_seq=newest.seq)
-            return False
-        if newest is None or newest.seq < ref.seq:
+        went back or was rewritten, and anchoring its head would vouch for the damage. The anchor's
+        heads are listed once per process and stream; after that this process knows what it published."""
+        known = self._newest.get((anchor.label, tenant, stream))
+        if known is None or known >= ref.seq:
+            heads = await anchor.heads(tenant, stream)
+            newest = heads[-1] if heads else None
+            if newest is not None and (newest.seq > ref.seq
+                                       or (newest.seq == ref.seq and newest.sha256 != ref.sha256)):
+                event(log, logging.ERROR, "The store's chain head is behind or differs from the anchored head; "
+                      "not anchoring it. Run `agent verify`.", anchor=anchor.label, tenant=tenant, stream=stream,
+                      store_seq=ref.seq, anchored_seq=newest.seq)
+                return False
+            known = newest.seq if newest is not None else -1
+        if known < ref.seq:
             await anchor.publish(Head(tenant, stream, ref.seq, ref.sha256, ref.records), ref.key)
+        self._newest[(anchor.label, tenant, stream)] = ref.seq
         return True
 
     async def aclose(self) -> None:

@@ -194,6 +194,17 @@ def _cached_heads(store: Store) -> dict[tuple[str, str], ManifestRef]:
         return {}
 
 
+async def current_head(store: Store, tenant: str, stream: str) -> ManifestRef | None:
+    """The chain head as this process last wrote or saw it; listed (once) when not known yet."""
+    heads = _cached_heads(store)
+    head = heads.get((tenant, stream))
+    if head is None:
+        head = await chain_head(store, tenant, stream)
+        if head is not None:
+            heads[(tenant, stream)] = head
+    return head
+
+
 async def append_manifest(store: Store, tenant: str, stream: str,
                           entries: Iterable[ManifestEntry | SegmentLike]) -> ManifestRef | None:
     """Link a manifest of `entries` after the chain's head, create-only; call it once the segments

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -494,9 +495,13 @@ async def run_verify(config: Config, args: argparse.Namespace) -> int:
     from agent.store import open_store
 
     store = open_store(config.store)
+    configured = getattr(config, "anchors", ())
     try:
-        async with HttpClient(config.http) as http:  # only a SIEM anchor sends requests through it
-            anchors = [open_anchor(c, config, http) for c in getattr(config, "anchors", ())]
+        async with contextlib.AsyncExitStack() as stack:
+            http = None
+            if any(c.type == "siem" for c in configured):  # only a SIEM anchor sends HTTP requests
+                http = await stack.enter_async_context(HttpClient(config.http))
+            anchors = [open_anchor(c, config, http) for c in configured]
             try:
                 report = await verify(store, tenant=getattr(args, "tenant", None),
                                       stream=getattr(args, "stream", None), since=getattr(args, "since", None),

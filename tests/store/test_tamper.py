@@ -231,17 +231,26 @@ async def test_crash_between_manifest_and_anchor_is_no_alarm_and_is_repaired(rig
     assert report.ok, report.summary()
     assert report.unanchored == {f"{T}/{S}": 1} and "not anchored yet" in report.summary()
     anchors = Anchors([rig.anchor_cfg])  # the next pass (a new process)
-    await anchors.publish(rig.store, T, S)
+    store = reopen(rig.store)
+    await anchors.publish(store, T, S)
     await anchors.aclose()
+    await store.aclose()
     report = await rig.verify()
     assert report.ok and report.unanchored == {}
+
+
+def reopen(store: Store) -> Store:
+    """The same store as a new process opens it (nothing cached from this one)."""
+    return LocalStore(store.root) if isinstance(store, LocalStore) else S3Store(store.cfg)  # type: ignore[attr-defined]
 
 
 async def test_publish_refuses_to_anchor_a_store_that_went_back(rig: Rig, caplog: pytest.LogCaptureFixture) -> None:
     await delete_all(rig.store, [rig.manifests[2]])
     anchors = Anchors([rig.anchor_cfg])
-    await anchors.publish(rig.store, T, S)
+    store = reopen(rig.store)
+    await anchors.publish(store, T, S)
     await anchors.aclose()
+    await store.aclose()
     assert [h.seq for h in await rig.anchor().heads(T, S)] == [0, 1, 2]
     assert "behind or differs from the anchored head" in caplog.text
 
