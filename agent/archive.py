@@ -128,12 +128,16 @@ class Archive:
 
         async def vouched(key: str) -> bool:
             parsed = parse_segment_key(key)
-            if key in self._pending or (parsed and intent_key(part, parsed[1]) in intents):
+            if parsed is None:
+                return False
+            if key in self._pending or intent_key(part, parsed[1]) in intents:
                 return True
+            if await self.store.exists(segment_quarantine_key(part, parsed[1])):
+                return False  # refused before: no need to read the chain again
             view = self._chains.setdefault((part.tenant, part.stream), ChainView())
-            if key not in view.entries:
+            if key not in view.keys:
                 await view.refresh(self.store, part.tenant, part.stream)
-            return key in view.entries
+            return key in view.keys
 
         return vouched
 

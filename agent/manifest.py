@@ -246,10 +246,10 @@ async def _write_after(store: Store, tenant: str, stream: str, head: ManifestRef
 
 @dataclass(slots=True)
 class ChainView:
-    """The segments a stream's chain vouches for, by key; `refresh` reads only manifests not read yet,
-    so a long-lived reader pays for each manifest once."""
+    """The keys of the segments a stream's chain vouches for; `refresh` reads only manifests not read
+    yet, so a long-lived reader pays for each manifest once."""
 
-    entries: dict[str, ManifestEntry] = field(default_factory=dict)
+    keys: set[str] = field(default_factory=set)
     read: set[int] = field(default_factory=set)
 
     async def refresh(self, store: Store, tenant: str, stream: str) -> None:
@@ -262,12 +262,11 @@ class ChainView:
             except (ValueError, ObjectNotFound):
                 continue  # verify reports it; an unreadable manifest vouches for nothing
             self.read.add(parsed[2])
-            for entry in manifest.segments:
-                self.entries.setdefault(entry.key, entry)
+            self.keys.update(entry.key for entry in manifest.segments)
 
 
 async def committed_segments(store: Store, tenant: str, stream: str) -> set[str]:
     """Keys of every segment some readable manifest lists (reads the whole chain)."""
     view = ChainView()
     await view.refresh(store, tenant, stream)
-    return set(view.entries)
+    return view.keys

@@ -146,3 +146,15 @@ async def test_orphan_that_differs_from_its_intent_is_quarantined(tmp_path: Path
     assert await Archive(store).adopt_orphans(T, S) == Adoption(adopted=0, quarantined=1)
     quarantine = [k async for k in store.list("_meta/quarantine/segments/")]
     assert len(quarantine) == 1 and b"does not match the intent" in await store.get(quarantine[0])
+
+
+async def test_segments_written_before_intents_are_read_through_the_chain(tmp_path: Path) -> None:
+    """An archive from before intents existed: its chained segments stay readable."""
+    store = LocalStore(tmp_path)
+    await Archive(store).write(T, S, [rec(1), rec(2, 61)])
+    for key in [k async for k in store.list("_meta/intents/")]:
+        await store.delete(key)
+    fresh = Archive(store)
+    ids = [r["id"] for p in await fresh.partitions(T, S) async for r in fresh.records(p)]
+    assert ids == [rec(1)["id"], rec(2)["id"]]
+    assert await fresh.adopt_orphans(T, S) == Adoption()
