@@ -239,14 +239,15 @@ async def _anchored(anchors: Sequence[Sink], tenant: str | None, stream: str | N
 
 
 async def _quarantined(store: Store, tenant: str | None, stream: str | None) -> list[str]:
-    """Segments `adopt_orphans` refused; reported while the record of the refusal exists."""
+    """Segments `adopt_orphans` refused, while they are still in the layout (an operator who removed
+    one after investigating it is not told about it forever)."""
     prefix = f"{META}/quarantine/segments/" + (stream_prefix(tenant, stream) if tenant and stream
                                                else f"tenant={tenant}/" if tenant else "")
     found = []
     async for key in store.list(prefix):
         segment = key[len(f"{META}/quarantine/segments/"):].removesuffix(".json") + SEGMENT_SUFFIX
         parsed = parse_segment_key(segment)
-        if parsed is not None and (stream is None or parsed[0].stream == stream):
+        if parsed is not None and (stream is None or parsed[0].stream == stream) and await store.exists(segment):
             found.append(segment)
     return found
 

@@ -133,6 +133,9 @@ async def test_planted_segment_is_quarantined_never_read_chained_or_exported(tmp
     assert "quarantined" in report.summary() and planted in report.summary()
     # a record the forged segment claimed is still stored when the API serves it (no dedupe against it)
     assert (await Archive(store).write(T, S, [rec(2)])).stored == 1
+    # once the operator has removed the planted segment, verify is clean again
+    await store.delete(planted)
+    assert (await verify(store)).ok
 
 
 async def test_orphan_that_differs_from_its_intent_is_quarantined(tmp_path: Path) -> None:
