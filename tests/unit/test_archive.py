@@ -161,3 +161,20 @@ async def test_segments_written_before_intents_are_read_through_the_chain(tmp_pa
     ids = [r["id"] for p in await fresh.partitions(T, S) async for r in fresh.records(p)]
     assert ids == [rec(1)["id"], rec(2)["id"]]
     assert await fresh.adopt_orphans(T, S) == Adoption()
+
+
+async def test_crash_before_the_sidecar_is_adopted_without_a_sidecar_alarm(tmp_path: Path) -> None:
+    """Killed after intent and segment, before the sidecar: the rebuilt sidecar is the one intended."""
+    from agent.verify import verify
+
+    store = LocalStore(tmp_path)
+    archive = Archive(store)
+    await archive.write(T, S, [rec(1)])
+    result = await archive.write(T, S, [rec(7, 3), rec(8, 4), rec(9, 2)])  # the collect write path
+    assert result.manifest is not None
+    await store.delete(result.manifest.key)  # as if killed before the manifest...
+    await store.delete(result.segments[0].sidecar)  # ...and before the sidecar
+    restarted = LocalStore(tmp_path)  # a new process: nothing cached
+    assert await Archive(restarted).adopt_orphans(T, S) == Adoption(adopted=1)
+    report = await verify(restarted)
+    assert report.ok and report.sidecars == [], report.summary()
