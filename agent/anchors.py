@@ -87,9 +87,17 @@ class Anchor:
             raise StoreError(f"anchor {self.label}: directory {root} does not exist (not mounted?)")
         prefix = "heads/" + (f"tenant={tenant}/" if tenant else "") + (f"stream={stream}/" if tenant and stream
                                                                           else "")
-        found = [h async for h in _parsed(self.store, prefix)]
+        found = await self._versioned(prefix) if hasattr(self.store, "versions") else \
+            [h async for h in _parsed(self.store, prefix)]
         return sorted((h for h in found if stream is None or h.stream == stream),
                       key=lambda h: (h.tenant, h.stream, h.seq))
+
+    async def _versioned(self, prefix: str) -> list[Head]:
+        """On S3, every stored version counts: a delete marker (all the anchor's key can add under
+        COMPLIANCE) must not hide a head from verify."""
+        versions = await self.store.versions(prefix)  # type: ignore[attr-defined]
+        keys = {v.key for v in versions if not v.delete_marker}
+        return [h for h in (Head.parse(k) for k in sorted(keys)) if h is not None]
 
     async def aclose(self) -> None:
         await self.store.aclose()

@@ -334,3 +334,30 @@ async def test_versions_that_cannot_be_listed_are_not_checked_not_clean(seaweed:
     assert report.summary().startswith("Archive consistent, but not every check could run")
     assert "NOT CHECKED delete markers" in report.summary()
     await store.aclose()
+
+
+@pytest.mark.s3
+async def test_a_published_s3_head_cannot_be_removed_or_replaced(seaweed: Any) -> None:
+    """With the anchor's own credentials (an agent-host attacker holds them): COMPLIANCE refuses."""
+    from botocore.exceptions import ClientError
+
+    from agent.anchors import Head
+    from agent.errors import ObjectExists
+
+    bucket = new_bucket(seaweed.client, lock=True)
+    cfg = AnchorConfig("s3", "s3:anchor", store_config(seaweed.endpoint, bucket, prefix="heads",
+                                                       object_lock_mode="COMPLIANCE", object_lock_days=1))
+    anchor = open_anchor(cfg)
+    head = Head(T, S, 0, "a" * 64, 6)
+    await anchor.publish(head, "m")
+    key = f"heads/{head.key}"
+    version = seaweed.client.head_object(Bucket=bucket, Key=key)["VersionId"]
+    with pytest.raises(ClientError) as refused:
+        seaweed.client.delete_object(Bucket=bucket, Key=key, VersionId=version)
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    with pytest.raises(ObjectExists):
+        await anchor.store.put(head.key, b"forged")  # type: ignore[attr-defined]
+    seaweed.client.delete_object(Bucket=bucket, Key=key)  # only a delete marker...
+    assert seaweed.client.get_object(Bucket=bucket, Key=key, VersionId=version)["Body"].read().startswith(b"{")
+    assert await anchor.heads(T, S) == [head]  # ...which does not hide the head from verify
+    await anchor.aclose()
