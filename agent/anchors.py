@@ -134,16 +134,19 @@ def open_anchor(cfg: AnchorConfig, agent_cfg: Config | None = None, http: HttpCl
 
 def _siem_anchor(cfg: AnchorConfig, agent_cfg: Config | None, http: HttpClient | None) -> Sink:
     from agent.logs import register_secret
-    from agent.siem.anchor import ElasticAnchor
+    from agent.siem.anchor import ElasticAnchor, SplunkAnchor
     from agent.siem.config import from_config
 
     if agent_cfg is None or http is None:
         raise ConfigError(f"anchor {cfg.label}: a SIEM anchor needs the [siem] connection")
     siem = from_config(agent_cfg)
-    if siem.type != "elastic" or siem.token is None:
-        raise ConfigError(f"anchors: type = \"siem\" is implemented for [siem] type = \"elastic\" only "
-                          f"(configured: {siem.type})")
-    return ElasticAnchor(siem, http, register_secret(siem.token.reveal()), cfg.index)
+    if siem.type not in ("elastic", "splunk") or siem.token is None:
+        raise ConfigError(f"anchors: type = \"siem\" is implemented for [siem] type = \"elastic\" and "
+                          f"\"splunk\" (configured: {siem.type})")
+    secret = register_secret(siem.token.reveal())
+    if siem.type == "splunk":
+        return SplunkAnchor(siem, http, secret, cfg.index or "main")
+    return ElasticAnchor(siem, http, secret, cfg.index or "ms-log-agent-chain-heads")
 
 
 class Anchors:
@@ -164,6 +167,15 @@ class Anchors:
             self._open = [open_anchor(c, self.agent_cfg, self.http) for c in self.configs]
         return self._open
 
+    def _sinks(self, tenant: str, stream: str) -> list[Sink]:
+        """The open anchors; a SIEM anchor that cannot be built (missing keys) is logged each pass."""
+        try:
+            return self.sinks
+        except ConfigError as exc:
+            event(log, logging.ERROR, "Chain heads cannot be published: an anchor is misconfigured.",
+                  tenant=tenant, stream=stream, error=str(exc))
+            return []
+
     async def publish(self, store: Store, tenant: str, stream: str) -> None:
         """Publish the stream's current chain head wherever it is not yet; never raises for an
         anchor that cannot be written (logged; the next pass tries again)."""
@@ -177,7 +189,7 @@ class Anchors:
             return
         if head is None:
             return
-        for anchor in self.sinks:
+        for anchor in self._sinks(tenant, stream):
             if self._published.get((anchor.label, tenant, stream)) == head.sha256:
                 continue
             try:

@@ -158,7 +158,7 @@ class AnchorConfig:
     type: str
     label: str
     store: StoreConfig | None = None
-    index: str = "ms-log-agent-chain-heads"  # type = "siem" (Elasticsearch): the index heads go to
+    index: str = ""  # type = "siem": the index heads go to ("" = ms-log-agent-chain-heads / Splunk main)
 
 
 @dataclass(frozen=True)
@@ -429,15 +429,15 @@ def _anchor(data: Any, index: int, base: Path | None, store: StoreConfig, siem: 
         raise ConfigError(f"{t.where}.type is required (\"local\" or \"s3\")")
     if kind == "siem":
         siem_type = siem.get("type") if isinstance(siem, Mapping) else None
-        if siem_type != "elastic":
-            raise ConfigError(f"{t.where}: type = \"siem\" is implemented for [siem] type = \"elastic\" only "
-                              f"(configured: {siem_type or 'no [siem] table'}); use a \"local\" (WORM or "
-                              "append-only directory) or \"s3\" (Object Lock) anchor")
-        name: str = t.string("index", AnchorConfig.index)
+        if siem_type not in ("elastic", "splunk"):
+            raise ConfigError(f"{t.where}: type = \"siem\" is implemented for [siem] type = \"elastic\" and "
+                              f"\"splunk\" (configured: {siem_type or 'no [siem] table'}); use a \"local\" "
+                              "(WORM or append-only directory) or \"s3\" (Object Lock) anchor")
+        name: str = t.string("index", "ms-log-agent-chain-heads" if siem_type == "elastic" else "main")
         if not re.match(r"^[a-z0-9][a-z0-9._-]{0,199}$", name):
-            raise ConfigError(f"{t.where}.index: {name!r} is not an Elasticsearch index name")
+            raise ConfigError(f"{t.where}.index: {name!r} is not a valid index name")
         t.finish()
-        return AnchorConfig("siem", f"siem:elastic:{name}", None, name)
+        return AnchorConfig("siem", f"siem:{siem_type}:{name}", None, name)
     if kind == "local":
         path = t.path("path", base)
         if path is None:

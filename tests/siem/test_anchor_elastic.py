@@ -82,10 +82,10 @@ async def test_a_head_is_one_create_only_document(rig: Any, tmp_path: Path) -> N
     assert DATASET == "ms_log_agent.chain_head"
 
 
-async def test_siem_anchor_is_refused_for_other_siems(tmp_path: Path) -> None:
+async def test_siem_anchor_is_refused_for_sentinel(tmp_path: Path) -> None:
     data = {"tenants": [{"id": TENANT, "client_id": "11111111-2222-4333-8444-555555555555",
                          "client_secret_env": "X", "streams": [S]}],
             "store": {"type": "local", "path": str(tmp_path)},
-            "siem": {"type": "splunk", "url": "https://splunk.example:8089"}, "anchors": [{"type": "siem"}]}
-    with pytest.raises(config.ConfigError, match="elastic"):
+            "siem": {"type": "sentinel", "workspace_id": WORKSPACE}, "anchors": [{"type": "siem"}]}
+    with pytest.raises(config.ConfigError, match="configured: sentinel"):
         config.parse(data)
