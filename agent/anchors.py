@@ -8,11 +8,12 @@ per head: `heads/tenant=<t>/stream=<s>/<seq:012d>.<sha256>.<records>.json`. The 
 verify compares, so one listing reads every head without a GET per object. `agent verify` then
 checks the chain against them (`agent.verify`).
 
-Anchor types: `local` (another disk, a WORM or append-only directory: create-only files) and `s3`
-(a bucket or prefix with Object Lock in COMPLIANCE mode: `If-None-Match: *` and a retention date on
-every head). A publish that fails is logged and retried on the next pass, which also repairs a
-crash between the manifest write and the anchor write: the chain being ahead of its newest anchor
-is the normal state between the two and never an alarm.
+Anchor types: `local` (another disk, a WORM or append-only directory: create-only files), `s3` (a
+bucket or prefix with Object Lock in COMPLIANCE mode: `If-None-Match: *` and a retention date on
+every head) and `siem` (a heartbeat record through the SIEM's write path, `agent.siem.anchor`:
+Elasticsearch and Splunk). A publish that fails is logged and retried on the next pass, which also
+repairs a crash between the manifest write and the anchor write: the chain being ahead of its
+newest anchor is the normal state between the two and never an alarm.
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ async def _parsed(store: Store, prefix: str) -> AsyncIterator[Head]:
 
 
 class Sink(Protocol):
-    """**Protocol:** an anchor: `Anchor` (a create-only store) or `agent.siem.anchor.ElasticAnchor`."""
+    """**Protocol:** an anchor: `Anchor` (a create-only store), `agent.siem.anchor.ElasticAnchor` or
+    `agent.siem.anchor.SplunkAnchor`."""
 
     label: str
 
