@@ -5,6 +5,11 @@ A write groups records by (tenant, stream, event hour), drops ids the partition 
 (ids, count, sha256, time span). The segment is the truth and the sidecar a cache: a crash
 between the two leaves a segment without sidecar, which the next index load rebuilds from the
 segment itself, so no record is ever counted twice or lost.
+
+Before a segment is written, its intent (key, sha256, sidecar sha256) is recorded under
+`_meta/intents/`; only a segment that matches an intent of this agent is ever read, exported,
+backfilled or adopted into the chain after a crash. Anything else found in the layout (a planted
+segment) is quarantined: recorded under `_meta/quarantine/segments/`, reported by verify, never chained.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import logging
 import re
 import uuid
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +34,7 @@ from agent.errors import DamagedSegment, ObjectExists, ObjectNotFound
 from agent.idindex import IdIndex
 from agent.layout import META, Partition, hours_between, parse_segment_key, stream_prefix
 from agent.logs import event
-from agent.manifest import ManifestRef, append_manifest, committed_segments
+from agent.manifest import ChainView, ManifestRef, append_manifest, committed_segments
 from agent.store.base import Store
 from agent.streams import spec
 
@@ -49,6 +54,7 @@ class SegmentInfo:
     min_time: str
     max_time: str
     size: int = 0  # compressed bytes
+    sidecar_sha256: str = ""  # hash of the sidecar's bytes, recorded in the manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,23 @@ class WriteResult:
     manifest: ManifestRef | None = None  # the chain head after this write
 
 
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """What `adopt_orphans` did with segments it found outside the chain."""
+
+    adopted: int = 0
+    quarantined: int = 0
+
+
+def intent_key(part: Partition, name: str) -> str:
+    """Where the intent to write segment `name` is recorded (beside its sidecar, under `_meta/`)."""
+    return f"{META}/intents/{part.prefix}{name}.json"
+
+
+def segment_quarantine_key(part: Partition, name: str) -> str:
+    return f"{META}/quarantine/segments/{part.prefix}{name}.json"
+
+
 class Archive:
     """Reads and writes records of every tenant and stream on one Store."""
 
@@ -82,6 +105,8 @@ class Archive:
         self._index: OrderedDict[Partition, set[str]] = OrderedDict()
         self._ids: dict[tuple[str, str], IdIndex] = {}
         self._ids_loading: dict[tuple[str, str], asyncio.Lock] = {}
+        self._pending: set[str] = set()  # segments this process wrote and has not chained yet
+        self._chains: dict[tuple[str, str], ChainView] = {}  # only for segments that predate intents
 
     # ---------------------------------------------------------------- index
     async def partition_ids(self, part: Partition) -> set[str]:
@@ -102,15 +127,37 @@ class Archive:
         """(sidecar key, sidecar document) of every segment in the partition, in write order;
         a sidecar a crash left unwritten is rebuilt from its segment first."""
         sidecars = {k async for k in self.store.list(part.sidecar_prefix)}
+        vouched = await self._vouched(part)
         async for key in self.store.list(part.prefix):
             parsed = parse_segment_key(key)
-            if parsed is None:
+            if parsed is None or not await vouched(key):
                 continue
             sidecar = part.sidecar_key(parsed[1])
             if sidecar in sidecars:
                 yield sidecar, _sidecar_json(sidecar, await self.store.get(sidecar))
             else:
                 yield sidecar, await self._rebuild_sidecar(part, key, sidecar)
+
+    async def _vouched(self, part: Partition) -> Callable[[str], Awaitable[bool]]:
+        """A test for the segments of `part` this agent meant to write: one it wrote itself, one with
+        an intent, or (for archives older than intents) one the chain lists. A planted segment
+        passes none of them, so it is never read, exported or backfilled."""
+        intents = {k async for k in self.store.list(f"{META}/intents/{part.prefix}")}
+
+        async def vouched(key: str) -> bool:
+            parsed = parse_segment_key(key)
+            if parsed is None:
+                return False
+            if key in self._pending or intent_key(part, parsed[1]) in intents:
+                return True
+            if await self.store.exists(segment_quarantine_key(part, parsed[1])):
+                return False  # refused before: no need to read the chain again
+            view = self._chains.setdefault((part.tenant, part.stream), ChainView())
+            if key not in view.keys:
+                await view.refresh(self.store, part.tenant, part.stream)
+            return key in view.keys
+
+        return vouched
 
     async def _sidecars(self, part: Partition) -> AsyncIterator[tuple[SegmentInfo, list[str]]]:
         async for sidecar, doc in self._sidecar_docs(part):
@@ -193,6 +240,7 @@ class Archive:
                                           f"event time past year 9999); kept at {key}"))
         # Segments are durable; chain them before the caller may move a checkpoint past them.
         result.manifest = await append_manifest(self.store, tenant, stream, result.segments)
+        self._pending.difference_update(seg.key for seg in result.segments)
         return result
 
     async def _id_index(self, tenant: str, stream: str) -> IdIndex:
@@ -225,25 +273,62 @@ class Archive:
                 return True
         return False
 
-    async def adopt_orphans(self, tenant: str, stream: str) -> int:
-        """Chain segments a crash left between their write and their manifest.
+    async def adopt_orphans(self, tenant: str, stream: str) -> Adoption:
+        """Chain segments a crash left between their write and their manifest; quarantine the rest.
 
-        Their bytes were written by this agent moments before the crash (the cursor did not move
-        past them), so they belong in the archive; verify would otherwise call them unexpected.
+        A segment outside the chain is adopted only when it matches an intent this agent recorded
+        before writing it (same key, same sha256): that is a write a crash interrupted. Anything
+        else was not written by this agent: it is recorded as quarantined and never chained.
         """
         committed = await committed_segments(self.store, tenant, stream)
-        orphans: list[SegmentInfo] = []
+        adopted: list[SegmentInfo] = []
+        quarantined = 0
         async for key in self.store.list(stream_prefix(tenant, stream)):
             parsed = parse_segment_key(key)
-            if parsed is None or key in committed:
+            if parsed is None or key in committed or key in self._pending:
                 continue
-            part, _name = parsed
-            orphans += [info for info in await self.segments(part) if info.key == key]
-        if orphans:
-            await append_manifest(self.store, tenant, stream, orphans)
+            part, name = parsed
+            info, why = await self._match_intent(part, name, key)
+            if info is not None:
+                adopted.append(info)
+            elif await self._quarantine_segment(part, name, key, why):
+                quarantined += 1
+        if adopted:
+            await append_manifest(self.store, tenant, stream, adopted)
             event(log, logging.WARNING, "Chained segments left unchained by an interrupted write.",
-                  tenant=tenant, stream=stream, segments=len(orphans))
-        return len(orphans)
+                  tenant=tenant, stream=stream, segments=len(adopted))
+        return Adoption(len(adopted), quarantined)
+
+    async def _match_intent(self, part: Partition, name: str, key: str) -> tuple[SegmentInfo | None, str]:
+        """The segment's info when its bytes match the intent recorded for it, else why not."""
+        try:
+            intent = orjson.loads(await self.store.get(intent_key(part, name)))
+            blob = await self.store.get(key)
+        except ObjectNotFound:
+            return None, "no intent was recorded for it: this agent did not write it"
+        except orjson.JSONDecodeError:
+            return None, "its intent is not readable"
+        actual = hashlib.sha256(blob).hexdigest()
+        if not isinstance(intent, dict) or intent.get("segment") != key or intent.get("sha256") != actual:
+            return None, f"its sha256 {actual} does not match the intent recorded for it"
+        sidecar = part.sidecar_key(name)
+        if not await self.store.exists(sidecar):
+            await self._rebuild_sidecar(part, key, sidecar)
+        s = spec(part.stream)
+        info, _doc = _sidecar_doc(key, sidecar, blob, list(codec.decode(blob)), s.id_field, s.time_field)
+        # the manifest pins the sidecar the agent meant to write; verify flags one altered since
+        return replace(info, sidecar_sha256=str(intent.get("sidecar_sha256", info.sidecar_sha256))), ""
+
+    async def _quarantine_segment(self, part: Partition, name: str, key: str, why: str) -> bool:
+        """Record a segment this agent refuses to adopt; False when it was recorded before."""
+        doc = {"version": 1, "segment": key, "reason": why, "found": codec.format_time(datetime.now(UTC))}
+        try:
+            await self.store.put(segment_quarantine_key(part, name), orjson.dumps(doc))
+        except ObjectExists:
+            return False
+        event(log, logging.ERROR, "A segment this agent did not write was found in the archive; quarantined, "
+              "never chained, exported or backfilled.", segment=key, reason=why)
+        return True
 
     async def _write_fresh(self, part: Partition, fresh: Sequence[tuple[str, Record, datetime]]) -> SegmentInfo:
         """A segment of records whose ids and event times the caller already has."""
@@ -251,9 +336,17 @@ class Archive:
         key, sidecar = part.segment_key(name), part.sidecar_key(name)
         blob = codec.encode(r for _, r, _ in fresh)
         info, doc = _sidecar_from(key, sidecar, blob, [rid for rid, _, _ in fresh], [at for _, _, at in fresh])
-        await self.store.put(key, blob)
-        await self.store.put(sidecar, doc)
+        await self._put_segment(part, name, info, blob, doc)
         return info
+
+    async def _put_segment(self, part: Partition, name: str, info: SegmentInfo, blob: bytes, doc: bytes) -> None:
+        """Intent first, then segment, then sidecar: a crash leaves an orphan that matches its intent."""
+        intent = {"version": 1, "segment": info.key, "sha256": info.sha256, "sidecar": info.sidecar,
+                  "sidecar_sha256": info.sidecar_sha256, "count": info.count}
+        await self.store.put(intent_key(part, name), orjson.dumps(intent))
+        self._pending.add(info.key)
+        await self.store.put(info.key, blob)
+        await self.store.put(info.sidecar, doc)
 
     async def _write_segment(self, part: Partition, records: Sequence[Record], id_field: str,
                              time_field: str) -> SegmentInfo:
@@ -261,8 +354,7 @@ class Archive:
         key, sidecar = part.segment_key(name), part.sidecar_key(name)
         blob = codec.encode(records)
         info, doc = _sidecar_doc(key, sidecar, blob, records, id_field, time_field)
-        await self.store.put(key, blob)
-        await self.store.put(sidecar, doc)
+        await self._put_segment(part, name, info, blob, doc)
         return info
 
     async def _quarantine(self, tenant: str, stream: str, value: Any) -> str:
@@ -319,8 +411,9 @@ class Archive:
         """Every record of a partition, once per id (segments in write order)."""
         seen: set[str] = set()
         id_field = spec(part.stream).id_field
+        vouched = await self._vouched(part)
         async for key in self.store.list(part.prefix):
-            if parse_segment_key(key) is None:
+            if parse_segment_key(key) is None or not await vouched(key):
                 continue
             try:
                 blob = await self.store.get(key)
@@ -374,7 +467,8 @@ def _sidecar_from(key: str, sidecar: str, blob: bytes, ids: list[str],
                        size=len(blob))
     doc = {"version": 1, "segment": key, "count": info.count, "sha256": info.sha256, "bytes": info.size,
            "min_time": info.min_time, "max_time": info.max_time, "ids": ids, "times": texts}
-    return info, orjson.dumps(doc)
+    data = orjson.dumps(doc)
+    return replace(info, sidecar_sha256=hashlib.sha256(data).hexdigest()), data
 
 
 def _sidecar_doc(key: str, sidecar: str, blob: bytes, records: Sequence[Record], id_field: str,
@@ -386,7 +480,8 @@ def _sidecar_doc(key: str, sidecar: str, blob: bytes, records: Sequence[Record],
            "min_time": info.min_time, "max_time": info.max_time,
            "ids": [str(r[id_field]) for r in records],
            "times": [codec.format_time(codec.parse_time(r[time_field])) for r in records]}
-    return info, orjson.dumps(doc)
+    data = orjson.dumps(doc)
+    return replace(info, sidecar_sha256=hashlib.sha256(data).hexdigest()), data
 
 
 def _sidecar_json(sidecar: str, data: bytes) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.anchors import Anchors
 from agent.archive import Archive
 from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints
@@ -53,6 +54,7 @@ class StreamOutcome:
     gaps_total: int = 0
     new_gaps: list[dict[str, Any]] = field(default_factory=list)
     manifest: str | None = None  # sha256 of the manifest chain head after this pass's writes
+    quarantined_segments: int = 0  # segments found in the layout that this agent did not write
     error: str | None = None
     error_kind: str | None = None
     cursor: datetime | None = None
@@ -134,6 +136,7 @@ class Collector:
         # One writer per tenant of a store (agent/lease.py); `wait` waits for a holder instead of failing.
         self.leases = TenantLeases(archive.store, wait=wait)
         self.sources = Sources(cfg, http, archive)
+        self.anchors = Anchors(cfg.anchors, cfg, http)
         self.clock = clock
         self._adopted: set[tuple[str, str]] = set()
         self._passes = asyncio.Semaphore(cfg.collection.concurrent_streams)
@@ -200,7 +203,7 @@ class Collector:
                    out: StreamOutcome) -> None:
         source = self.sources.for_stream(tenant, stream)
         if (tenant.id, stream) not in self._adopted:
-            await self.archive.adopt_orphans(tenant.id, stream)
+            out.quarantined_segments = (await self.archive.adopt_orphans(tenant.id, stream)).quarantined
             self._adopted.add((tenant.id, stream))
         cursor = await self.checkpoints.load(tenant.id, stream)
         out.cursor = cursor.position if cursor else None
@@ -222,6 +225,7 @@ class Collector:
                 tenant.id, stream, add={"records_stored": out.stored - before},
                 last_success=format_time(self.clock()), cursor=format_time(out.cursor) if out.cursor else None,
                 last_error=None)
+        await self.anchors.publish(self.archive.store, tenant.id, stream)  # also repairs a crash before it
         event(log, logging.INFO, "Stream pass complete.", tenant=tenant.label, stream=stream,
               windows=out.windows, fetched=out.fetched, stored=out.stored, duplicates=out.duplicates)
 

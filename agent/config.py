@@ -171,6 +171,17 @@ StoreConfig = LocalStoreConfig | S3StoreConfig
 
 
 @dataclass(frozen=True)
+class AnchorConfig:
+    """One `[[anchors]]` table: where chain heads are published (`agent.anchors`). `store` is the
+    create-only place they go: a directory (`local`) or an Object Lock bucket/prefix (`s3`)."""
+
+    type: str
+    label: str
+    store: StoreConfig | None = None
+    index: str = ""  # type = "siem": the index heads go to ("" = ms-log-agent-chain-heads / Splunk main)
+
+
+@dataclass(frozen=True)
 class CollectionConfig:
     """Collection pacing and windows. Defaults follow Microsoft's documented limits."""
 
@@ -243,6 +254,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    anchors: tuple[AnchorConfig, ...] = ()
     siem: Mapping[str, Any] | None = None  # validated by the SIEM adapter that owns the keys
     extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # tables owned by other modules
     path: Path | None = None
@@ -471,6 +483,63 @@ def _store(t: Table, base: Path | None) -> StoreConfig:
     return cfg
 
 
+def _anchor(data: Any, index: int, base: Path | None, store: StoreConfig, siem: Any) -> AnchorConfig:
+    """An anchor the store's writer cannot rewrite: never the store itself, and on S3 only with
+    Object Lock in COMPLIANCE mode (GOVERNANCE can be bypassed by a permission, and a plain bucket
+    by anyone holding its key)."""
+    t = Table(data, f"anchors[{index}]")
+    kind = t.string("type", None, ("local", "s3", "siem"))
+    if kind is None:
+        raise ConfigError(f"{t.where}.type is required (\"local\" or \"s3\")")
+    if kind == "siem":
+        siem_type = siem.get("type") if isinstance(siem, Mapping) else None
+        if siem_type not in ("elastic", "splunk"):
+            raise ConfigError(f"{t.where}: type = \"siem\" is implemented for [siem] type = \"elastic\" and "
+                              f"\"splunk\" (configured: {siem_type or 'no [siem] table'}); use a \"local\" "
+                              "(WORM or append-only directory) or \"s3\" (Object Lock) anchor")
+        name: str = t.string("index", "ms-log-agent-chain-heads" if siem_type == "elastic" else "main")
+        if not re.match(r"^[a-z0-9][a-z0-9._-]{0,199}$", name):
+            raise ConfigError(f"{t.where}.index: {name!r} is not a valid index name")
+        t.finish()
+        return AnchorConfig("siem", f"siem:{siem_type}:{name}", None, name)
+    if kind == "local":
+        path = t.path("path", base)
+        if path is None:
+            raise ConfigError(f"{t.where}.path is required for type = \"local\"")
+        if isinstance(store, LocalStoreConfig) and _overlaps(Path(path), Path(store.path)):
+            raise ConfigError(f"{t.where}.path: {path} is inside the store (or holds it); the store's writer "
+                              "could rewrite it. Use another disk or a WORM mount")
+        t.finish()
+        return AnchorConfig("local", f"local:{path}", LocalStoreConfig(path=path))
+    s3 = _store(t, base)
+    t.finish()
+    assert isinstance(s3, S3StoreConfig)
+    if s3.object_lock_mode != "COMPLIANCE":
+        raise ConfigError(f"{t.where}: an S3 anchor needs object_lock_mode = \"COMPLIANCE\" (and "
+                          "object_lock_days) on a bucket with Object Lock; otherwise the key that writes it "
+                          "can rewrite it")
+    if s3.spool_dir is not None:
+        raise ConfigError(f"{t.where}.spool_dir: an anchor is published directly or retried next pass, "
+                          "never spooled")
+    if isinstance(store, S3StoreConfig) and store.bucket == s3.bucket and (
+            _prefix_overlaps(store.prefix, s3.prefix)):
+        raise ConfigError(f"{t.where}: prefix {s3.prefix!r} overlaps the store's prefix in bucket {s3.bucket!r}")
+    return AnchorConfig("s3", f"s3://{s3.bucket}/{s3.prefix}", s3)
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    try:
+        a, b = a.resolve(), b.resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+        raise ConfigError(f"anchors: path {a} cannot be resolved ({exc})") from None
+    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+
+
+def _prefix_overlaps(a: str, b: str) -> bool:
+    a, b = a.strip("/") + "/", b.strip("/") + "/"
+    return a == "/" or b == "/" or a.startswith(b) or b.startswith(a)
+
+
 def _collection(t: Table) -> CollectionConfig:
     d = CollectionConfig()
     c = CollectionConfig(
@@ -587,6 +656,7 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
                     format=log_t.string("format", "auto", ("auto", "json", "text")))
     for t in (coll_t, http_t, log_t, service_t, alerts_t):
         t.finish()
+    anchors = tuple(_anchor(d, i, base, store, data.get("siem")) for i, d in enumerate(root._get("anchors", list, [])))
     siem = dict(root._get("siem", dict, {})) or None
     extra = {}
     for name, validator in EXTRA_TABLES.items():
@@ -596,7 +666,7 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
             table.finish()
     root.finish()
     return Config(tenants=tenants, store=store, collection=collection, http=http, log=log, service=service,
-                  alerts=alerts, siem=siem,
+                  alerts=alerts, anchors=anchors, siem=siem,
                   extra=extra, path=path)
 
 

@@ -53,6 +53,9 @@ class Metrics:
                                         _TS, registry=r)
         self.backfilled = Counter("agent_backfill_records", "Records sent to the SIEM and acknowledged.", _TS,
                                   registry=r)
+        self.quarantined = Counter("agent_segments_quarantined",
+                                   "Segments found in the archive that this agent did not write (never read).",
+                                   _TS, registry=r)
         self.alerts = Counter("agent_alerts_sent", "Alerts delivered, by kind.", ("kind",), registry=r)
         self.stalled = Gauge("agent_stream_stalled", "1 when a stream has had no successful pass for too long.", _TS,
                              registry=r)

@@ -122,7 +122,8 @@ class Service:
             for s in t.streams:
                 self.health.streams[(t.id, s)] = StreamHealth()
                 # every series exists from the start: an absent series cannot be alerted on
-                for metric in (self.metrics.records, self.metrics.bytes, self.metrics.windows_failed):
+                for metric in (self.metrics.records, self.metrics.bytes, self.metrics.windows_failed,
+                               self.metrics.quarantined):
                     metric.labels(t.id, s)
                 self.metrics.stalled.labels(t.id, s).set(0)
                 self.metrics.silent.labels(t.id, s).set(0)
@@ -238,6 +239,7 @@ class Service:
         m.records.labels(*labels).inc(o.stored)
         m.duplicates.labels(*labels).inc(o.duplicates)
         m.bytes.labels(*labels).inc(o.bytes)
+        m.quarantined.labels(*labels).inc(o.quarantined_segments)
         m.passes.labels(*labels, "ok" if o.ok else "failed").inc()
         if o.cursor is not None:
             m.cursor.labels(*labels).set(o.cursor.timestamp())

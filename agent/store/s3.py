@@ -14,6 +14,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast
 
@@ -51,6 +52,17 @@ _DENIED = frozenset({"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoes
 _TRANSIENT = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout",
                         "Throttling", "ThrottlingException", "RequestTimeTooSkewed",
                         "ConditionalRequestConflict", "OperationAborted"})
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One entry of ListObjectVersions: a stored version, or a delete marker hiding older ones."""
+
+    key: str
+    version_id: str
+    latest: bool
+    delete_marker: bool
+    modified: datetime | None = None
 
 
 class S3Unavailable(StoreError):
@@ -244,6 +256,24 @@ class S3Store:
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return keys
+
+    async def versions(self, prefix: str) -> builtins.list[ObjectVersion]:
+        """Every version and delete marker under `prefix` (ListObjectVersions). On a versioned
+        bucket, and every Object Lock bucket is one, a plain DeleteObject only hides an object
+        behind a delete marker; verify uses this to find such objects and say how to restore them."""
+        out: builtins.list[ObjectVersion] = []
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self.prefix + prefix,
+                                "MaxKeys": self.list_page_size}
+        while True:
+            page = await self._call("ListObjectVersions", prefix, self._client.list_object_versions, **args)
+            for kind, marker in (("Versions", False), ("DeleteMarkers", True)):
+                for v in page.get(kind, []):  # type: ignore[attr-defined]
+                    out.append(ObjectVersion(v["Key"][len(self.prefix):], str(v.get("VersionId") or "null"),
+                                             bool(v.get("IsLatest")), marker, v.get("LastModified")))
+            if not page.get("IsTruncated"):
+                return out
+            args["KeyMarker"] = page.get("NextKeyMarker", "")
+            args["VersionIdMarker"] = page.get("NextVersionIdMarker", "")
 
     async def delete(self, key: str) -> None:
         """Plain delete; on a versioned (Object Lock) bucket this only adds a delete marker."""

@@ -179,6 +179,19 @@ def test_s3_store_alternative_loads(blocks: list[Block], tmp_path: Path, creds_d
     assert store.spool_dir == Path("/var/lib/ms-log-agent/spool")
 
 
+def test_each_anchor_alternative_loads(blocks: list[Block], tmp_path: Path, creds_dir: Path) -> None:
+    anchors = [b.off for b in blocks if b.table == "anchors" and b.commented]
+    assert [a["type"] for a in anchors] == ["local", "s3", "siem"]
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["anchors"] = anchors
+    data["siem"] = {"type": "elastic", "url": "https://elastic.example:9200", "api_key_env": "ES_KEY"}
+    cfg = _load(data, tmp_path)
+    assert [a.type for a in cfg.anchors] == ["local", "s3", "siem"]
+    assert isinstance(cfg.anchors[1].store, config.S3StoreConfig)
+    assert cfg.anchors[1].store.object_lock_mode == "COMPLIANCE"
+    assert cfg.anchors[2].index == "ms-log-agent-chain-heads"
+
+
 def _keys(blocks: list[Block], table: str) -> set[str]:
     out: set[str] = set()
     for b in blocks:
@@ -208,6 +221,8 @@ def test_example_documents_exactly_the_keys_config_accepts(blocks: list[Block]) 
         "service": _fields(config.ServiceConfig),
         "alerts": _fields(config.AlertsConfig, "webhooks"),
         "alerts.webhooks": {"kind", "name", "url_file", "url_env"},
+        "anchors": {"type", "path", "bucket", "prefix", "region", "endpoint_url", "addressing_style",
+                    "object_lock_mode", "object_lock_days", "index"},
     }
     for table, want in expected.items():
         have = _keys(blocks, table)

@@ -138,8 +138,10 @@ async def test_edited_manifest_breaks_the_link_to_its_successor(store: Store) ->
     doc["segments"][0]["count"] += 1
     await replace(store, built.refs[0].key, json.dumps(doc).encode())
     report = await verify(store)
-    assert report.broken_links == [ChainBreak(T, S, 0, "altered", f"{built.refs[0].key} does not hash to "
-                                              "the prev recorded by manifest 1")]
+    assert report.broken_links == [
+        ChainBreak(T, S, 0, "altered", f"{built.refs[0].key} does not hash to the prev recorded by manifest 1"),
+        ChainBreak(T, S, 0, "miscounted", f"{built.refs[0].key} declares 6 records through it, its "
+                   "predecessor and segments make 7")]
     assert (report.missing, report.altered, report.unexpected) == ([], [], [])
 
 
@@ -179,7 +181,7 @@ async def test_report_json_names_every_problem(store: Store) -> None:
     doc = json.loads(json.dumps((await verify(store)).to_json()))
     assert doc["ok"] is False
     assert [m["key"] for m in doc["missing"]] == [built.segments[0][1]]
-    assert doc["checked"] == {"streams": 1, "manifests": 3, "segments": 6}
+    assert doc["checked"] == {"streams": 1, "manifests": 3, "segments": 6, "anchors": 0}
 
 
 async def test_two_writers_cannot_fork_the_chain() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.archive import Archive
+from agent import codec
+from agent.archive import Adoption, Archive
 from agent.checkpoint import Checkpoints
 from agent.errors import CheckpointRegression, ObjectExists
 from agent.layout import Partition
@@ -93,9 +94,51 @@ async def test_segment_left_unchained_by_a_crash_is_adopted_and_verifies(tmp_pat
     # the process died after the segment and sidecar were durable but before the manifest
     await archive._write_segment(Partition.of(T, S, BASE), [rec(9)], "id", "createdDateTime")
     assert not (await verify(store)).ok
-    assert await Archive(store).adopt_orphans(T, S) == 1
+    assert await Archive(store).adopt_orphans(T, S) == Adoption(adopted=1)
+    report = await verify(store)
+    assert report.ok and report.unhashed_sidecars == 0
+    assert await Archive(store).adopt_orphans(T, S) == Adoption()
+
+
+async def _plant(store: LocalStore, name: str, records: list[dict[str, object]]) -> str:
+    """A forged segment with a sidecar of its own, dropped into an hour folder: what an attacker with
+    write access to the store does (no intent: this agent never meant to write it)."""
+    from agent.archive import _sidecar_doc
+
+    part = Partition.of(T, S, BASE)
+    key, sidecar = part.segment_key(name), part.sidecar_key(name)
+    blob = codec.encode(records)
+    _info, doc = _sidecar_doc(key, sidecar, blob, records, "id", "createdDateTime")
+    await store.put(key, blob)
+    await store.put(sidecar, doc)
+    return key
+
+
+async def test_planted_segment_is_quarantined_never_read_chained_or_exported(tmp_path: Path) -> None:
+    from agent.verify import verify
+
+    store = LocalStore(tmp_path)
+    await Archive(store).write(T, S, [rec(1)])
+    forged = {"id": "forged-1", "createdDateTime": "2026-11-01T10:05:00Z", "userPrincipalName": "ceo@contoso.com"}
+    planted = await _plant(store, "20261101T100500000000Z-deadbeef", [forged, rec(2)])
+    part = Partition.of(T, S, BASE)
+    fresh = Archive(store)
+    # before any collect: readers (export, reconcile, backfill, dedupe) never see it
+    assert [r["id"] async for r in fresh.records(part)] == [rec(1)["id"]]
+    assert await fresh.find(part, ["forged-1"]) == {}
+    assert await fresh.partition_ids(part) == {rec(1)["id"]}
+    assert [ids async for ids, _ in fresh.partition_times(part)] == [[rec(1)["id"]]]
+    # the next collect quarantines it instead of adopting it, once
+    assert await fresh.adopt_orphans(T, S) == Adoption(adopted=0, quarantined=1)
+    assert await Archive(store).adopt_orphans(T, S) == Adoption(adopted=0, quarantined=0)
+    report = await verify(store)
+    assert not report.ok and report.unexpected == [planted] and report.quarantined == [planted]
+    assert "quarantined" in report.summary() and planted in report.summary()
+    # a record the forged segment claimed is still stored when the API serves it (no dedupe against it)
+    assert (await Archive(store).write(T, S, [rec(2)])).stored == 1
+    # once the operator has removed the planted segment, verify is clean again
+    await store.delete(planted)
     assert (await verify(store)).ok
-    assert await Archive(store).adopt_orphans(T, S) == 0
 
 
 # ------------------------------------------------------------ contract 3 across partitions
@@ -192,3 +235,45 @@ async def test_event_time_past_year_9999_is_quarantined_not_hidden(tmp_path: Pat
     store = LocalStore(tmp_path)
     result = await Archive(store).write(T, S, [{"id": "far", "createdDateTime": "10000-01-01T00:00:00Z"}])
     assert (result.stored, result.quarantined) == (0, 1)
+
+
+async def test_orphan_that_differs_from_its_intent_is_quarantined(tmp_path: Path) -> None:
+    """Same name as an intent this agent recorded, other bytes: not what the agent meant to write."""
+    store = LocalStore(tmp_path)
+    archive = Archive(store)
+    await archive.write(T, S, [rec(1)])
+    info = await archive._write_segment(Partition.of(T, S, BASE), [rec(9)], "id", "createdDateTime")
+    await store.delete(info.key)
+    await store.put(info.key, codec.encode([rec(9), rec(10)]))
+    assert await Archive(store).adopt_orphans(T, S) == Adoption(adopted=0, quarantined=1)
+    quarantine = [k async for k in store.list("_meta/quarantine/segments/")]
+    assert len(quarantine) == 1 and b"does not match the intent" in await store.get(quarantine[0])
+
+
+async def test_segments_written_before_intents_are_read_through_the_chain(tmp_path: Path) -> None:
+    """An archive from before intents existed: its chained segments stay readable."""
+    store = LocalStore(tmp_path)
+    await Archive(store).write(T, S, [rec(1), rec(2, 61)])
+    for key in [k async for k in store.list("_meta/intents/")]:
+        await store.delete(key)
+    fresh = Archive(store)
+    ids = [r["id"] for p in await fresh.partitions(T, S) async for r in fresh.records(p)]
+    assert ids == [rec(1)["id"], rec(2)["id"]]
+    assert await fresh.adopt_orphans(T, S) == Adoption()
+
+
+async def test_crash_before_the_sidecar_is_adopted_without_a_sidecar_alarm(tmp_path: Path) -> None:
+    """Killed after intent and segment, before the sidecar: the rebuilt sidecar is the one intended."""
+    from agent.verify import verify
+
+    store = LocalStore(tmp_path)
+    archive = Archive(store)
+    await archive.write(T, S, [rec(1)])
+    result = await archive.write(T, S, [rec(7, 3), rec(8, 4), rec(9, 2)])  # the collect write path
+    assert result.manifest is not None
+    await store.delete(result.manifest.key)  # as if killed before the manifest...
+    await store.delete(result.segments[0].sidecar)  # ...and before the sidecar
+    restarted = LocalStore(tmp_path)  # a new process: nothing cached
+    assert await Archive(restarted).adopt_orphans(T, S) == Adoption(adopted=1)
+    report = await verify(restarted)
+    assert report.ok and report.sidecars == [], report.summary()

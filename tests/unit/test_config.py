@@ -97,3 +97,48 @@ def test_not_toml(tmp_path: Path) -> None:
         config.load(_write(tmp_path, "[[tenants]\n"))
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(tmp_path / "missing.toml")
+
+
+def test_anchors_parse_local_and_s3(tmp_path: Path) -> None:
+    cfg = config.load(_write(tmp_path, BASE + """
+[[anchors]]
+type = "local"
+path = "anchors"
+
+[[anchors]]
+type = "s3"
+bucket = "heads"
+prefix = "agent"
+object_lock_mode = "COMPLIANCE"
+object_lock_days = 30
+"""))
+    local, s3 = cfg.anchors
+    assert local.type == "local" and local.store == config.LocalStoreConfig(tmp_path / "anchors")
+    assert s3.type == "s3" and isinstance(s3.store, config.S3StoreConfig) and s3.store.bucket == "heads"
+    assert config.load(_write(tmp_path, BASE)).anchors == ()
+
+
+@pytest.mark.parametrize(("snippet", "named"), [
+    ('type = "local"\npath = "archive/heads"', "inside the store"),
+    ('type = "local"', r"anchors\[0\]\.path is required"),
+    ('type = "s3"\nbucket = "b"', "COMPLIANCE"),
+    ('type = "s3"\nbucket = "b"\nobject_lock_mode = "GOVERNANCE"\nobject_lock_days = 1', "COMPLIANCE"),
+    ('type = "s3"\nbucket = "b"\nobject_lock_mode = "COMPLIANCE"\nobject_lock_days = 1\nspool_dir = "x"',
+     "never spooled"),
+    ('type = "siem"', "implemented for .siem. type = .elastic. and .splunk."),
+    ('type = "ftp"', r"anchors\[0\]\.type"),
+    ('type = "local"\npath = "a"\ncolour = "red"', "colour"),
+])
+def test_bad_anchor_is_refused_by_name(tmp_path: Path, snippet: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        config.load(_write(tmp_path, BASE + "\n[[anchors]]\n" + snippet + "\n"))
+
+
+def test_s3_anchor_may_not_share_the_store_prefix(tmp_path: Path) -> None:
+    s3_store = BASE.replace('type = "local"\npath = "archive"', 'type = "s3"\nbucket = "b"\nprefix = "archive"')
+    text = s3_store + ('\n[[anchors]]\ntype = "s3"\nbucket = "b"\nprefix = "archive/heads"\n'
+                       'object_lock_mode = "COMPLIANCE"\nobject_lock_days = 1\n')
+    with pytest.raises(ConfigError, match="overlaps the store"):
+        config.load(_write(tmp_path, text))
+    ok = text.replace('prefix = "archive/heads"', 'prefix = "heads"')
+    assert config.load(_write(tmp_path, ok)).anchors[0].type == "s3"
