@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -39,14 +39,35 @@ LICENCE_CODES = frozenset({"Authentication_RequestFromNonPremiumTenantOrB2CTenan
 DEFAULT_THROTTLE_WAIT = 10.0  # Graph's documented Retry-After for reports when a header is missing
 
 
+# Lists whose documented `$filter` on the time field has only strict bounds: provisioning documents
+# `eq`, `contains`, `gt`, `lt` (provisioningobjectsummary-list.md); signIns document `ge`/`le` and
+# directoryAudits `ge`/`le` (signin-list.md, directoryaudit-list.md), so those keep the inclusive pair.
+STRICT_BOUNDS = frozenset({"auditLogs/provisioning"})
+# A `gt` lower bound one millisecond before the window's start: windows start on whole seconds, so a
+# record at exactly the start is inside; one in the millisecond before it (only possible at sub-ms
+# precision) is fetched by both neighbours and kept once (the archive dedupes by id). `lt end` leaves
+# a record at exactly the end to the next window, which starts there: nothing falls between.
+STRICT_EDGE = timedelta(milliseconds=1)
+
+
 def _graph_time(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")  # unquoted ISO-8601 literal, as $filter expects
+    """Unquoted ISO-8601 literal, as $filter expects; milliseconds only when there are any."""
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def window_filter(s: StreamSpec, window: Window) -> str:
+    """The window as the list's documented operators can say it, losing no record at either edge."""
+    if s.path in STRICT_BOUNDS:
+        return (f"{s.time_field} gt {_graph_time(window.start - STRICT_EDGE)} and "
+                f"{s.time_field} lt {_graph_time(window.end)}")
+    return f"{s.time_field} ge {_graph_time(window.start)} and {s.time_field} le {_graph_time(window.end)}"
 
 
 def list_url(base: str, s: StreamSpec, window: Window, top: int) -> tuple[str, dict[str, str]]:
     """First page URL and query of a window."""
-    time_filter = (f"{s.time_field} ge {_graph_time(window.start)} and "
-                   f"{s.time_field} le {_graph_time(window.end)}")
+    time_filter = window_filter(s, window)
     flt = f"signInEventTypes/any(t: t eq '{s.event_type}') and {time_filter}" if s.event_type else time_filter
     return f"{base}/{s.api_version}/{s.path}", {"$filter": flt, "$top": str(top)}
 

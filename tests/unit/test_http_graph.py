@@ -126,6 +126,19 @@ def test_first_url_filters_event_type_and_time() -> None:
     assert parse_qs(f"$top={q['$top']}")["$top"] == ["1000"]
 
 
+def test_provisioning_windows_use_only_the_documented_strict_bounds() -> None:
+    """provisioningobjectsummary-list.md documents `gt`/`lt` (no `ge`/`le`): the window [start, end)
+    becomes `gt start-1ms and lt end`, so a record at exactly `start` is inside and one at `end` is
+    left to the next window."""
+    from agent.sources.base import Window
+
+    w = Window(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 6, tzinfo=UTC))
+    url, q = list_url("https://graph", spec("graph.provisioning"), w, 1000)
+    assert url == "https://graph/v1.0/auditLogs/provisioning"
+    assert q["$filter"] == ("activityDateTime gt 2025-12-31T23:59:59.999Z and "
+                            "activityDateTime lt 2026-01-01T06:00:00Z")
+
+
 def test_plan_uses_lookback_then_cursor_minus_overlap() -> None:
     cfg = CollectionConfig(window=timedelta(hours=6), overlap=timedelta(hours=2), initial_lookback=timedelta(days=1))
     src = GraphSource.__new__(GraphSource)

@@ -1,0 +1,50 @@
+"""Graph window edges against the emulator: the provisioning list documents only strict `gt`/`lt`
+bounds and no order, so the agent's windows must meet exactly, losing nothing at a boundary."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import unquote
+
+import orjson
+
+from tests.e2e.helpers import edit_config, export, run_agent
+from tests.e2e.test_graph_e2e import start_args
+from tests.emulator_fixture import running_emulator
+
+
+def _at(t: datetime, extra_ticks: int = 0) -> str:
+    """Graph's 7-digit form of `t` plus `extra_ticks` hundred-nanosecond ticks."""
+    ticks = t.microsecond * 10 + extra_ticks
+    return f"{t:%Y-%m-%dT%H:%M:%S}.{ticks:07d}Z"
+
+
+def test_provisioning_windows_meet_exactly_at_their_edges(tmp_path: Path) -> None:
+    t0 = (datetime.now(UTC) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
+    edge, t2 = t0 + timedelta(hours=1), t0 + timedelta(hours=2)
+    times = {
+        "at-start": _at(t0),
+        "on-edge": _at(edge),  # the first instant of the second window
+        "edge-minus-1ms": _at(edge - timedelta(milliseconds=1)),  # the last millisecond of the first
+        "edge-minus-half-ms": _at(edge - timedelta(milliseconds=1), 5000),  # inside both lower bounds
+        "edge-plus-tick": _at(edge, 1),
+        "before-until": _at(t2 - timedelta(microseconds=1)),
+    }
+    corpus = tmp_path / "provisioning.ndjson"
+    corpus.write_bytes(b"".join(orjson.dumps({"id": k, "activityDateTime": v}) + b"\n" for k, v in times.items()))
+    scenario = (f'seed = 5\nstart = "-6h"\nend = "-10m"\n[tenant]\n[streams."graph.provisioning"]\n'
+                f'corpus = "{corpus}"\ncorpus_times = "keep"\n[quota]\ngraph_requests_per_10s = 0\n')
+    cfg = tmp_path / "agent.toml"
+    with running_emulator(scenario, tmp_path / "emu", extra_args=start_args(tmp_path)) as emu:
+        edit_config(cfg, "collection", window="1h", page_size=2)
+        since, until = f"{t0:%Y-%m-%dT%H:%M:%SZ}", f"{t2:%Y-%m-%dT%H:%M:%SZ}"
+        proc = run_agent(["collect", "--once", "--config", str(cfg), "--since", since, "--until", until])
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        got = [r["id"] for r in export(cfg)]
+        log = Path(emu.info["request_log"]).read_bytes().splitlines()
+        paths = [unquote(orjson.loads(x)["path"]).replace("+", " ") for x in log if b"auditLogs/provisioning" in x]
+    assert sorted(got) == sorted(times)  # each exactly once: none lost at the edge, duplicates deduped
+    firsts = [p for p in paths if "$skiptoken" not in p]
+    assert len(firsts) == 2 and all(" gt " in p and " lt " in p and " ge " not in p for p in firsts), firsts
+    assert any(f"gt {edge - timedelta(milliseconds=1):%Y-%m-%dT%H:%M:%S}.999Z" in p for p in firsts), firsts
