@@ -72,6 +72,15 @@ def shard_tenants(tenants: tuple[TenantConfig, ...], shard: tuple[int, int]) -> 
     return tuple(t for i, t in enumerate(tenants) if i % count == index)
 
 
+def app_shares(tenants: tuple[TenantConfig, ...], shard: tuple[int, int]) -> dict[str, float]:
+    """Per app registration (client_id): the share of its tenants that this shard collects. The
+    per-app reports quota spans all tenants (learn.microsoft.com/graph/throttling-limits), so n
+    agents of one app must split it instead of each assuming the whole of it."""
+    mine = shard_tenants(tenants, shard)
+    return {app: sum(t.client_id == app for t in mine) / sum(t.client_id == app for t in tenants)
+            for app in {t.client_id for t in mine}}
+
+
 @dataclass
 class StreamHealth:
     last_success: float | None = None  # wall clock
@@ -111,6 +120,7 @@ class Service:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), hard_exit: bool = False) -> None:
         self.cfg = Config(**{**cfg.__dict__, "tenants": shard_tenants(cfg.tenants, shard)})
         self.shard = shard
+        self.app_share = app_shares(cfg.tenants, shard)
         self.hard_exit = hard_exit  # `agent run`: guarantee the exit bound even if a thread hangs
         self.metrics = Metrics()
         self.health = Health()
@@ -144,7 +154,7 @@ class Service:
             store = open_store(self.cfg.store)
             stack.push_async_callback(store.aclose)
             archive = Archive(store)
-            self.collector = Collector(self.cfg, archive, http, clock=self.clock)
+            self.collector = Collector(self.cfg, archive, http, clock=self.clock, app_share=self.app_share)
             self.alerter = Alerter(self.cfg.alerts, http, store, self.metrics, shard=self.shard)
             await self._start_listener(stack)
             tasks = [asyncio.create_task(self._supervise(f"{t.id}/{s}", functools.partial(self._stream_loop, t, s)))

@@ -21,6 +21,7 @@ from agent.emulator.siem_copy import SiemPlan, parse_plan
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 LICENSES = ("free", "p1", "p2")
+GRAPH_APP_QUOTA = 122  # identity and access reports, requests / 10 s per app across all tenants
 FAULT_KINDS = ("throttle", "server_error", "reset", "truncated", "html_error", "token_expiry", "empty_page")
 
 
@@ -99,9 +100,10 @@ class Faults:
 @dataclass(frozen=True)
 class Quota:
     graph_requests_per_10s: int = 5  # identity and access reports, per app per tenant; 0 = unlimited
-    graph_app_requests_per_10s: int = (
-        0  # the same reports, per app across all tenants (122 published); 0 = off
-    )
+    # The same reports, per app across all tenants: 122 published (learn.microsoft.com/graph/
+    # throttling-limits). On by default when a scenario has several tenants (as the real service
+    # always is), unless graph_requests_per_10s = 0 asks for no quota at all; 0 = off.
+    graph_app_requests_per_10s: int = 0
     management_requests_per_minute: int = 2000  # per tenant; 0 = unlimited
 
 
@@ -419,9 +421,12 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
         raise ScenarioError("[[tenants]] is empty")
     faults = _faults(root.table("faults"))
     qt = root.table("quota")
+    per_tenant = qt.count("graph_requests_per_10s", 5)
     quota = Quota(
-        graph_requests_per_10s=qt.count("graph_requests_per_10s", 5),
-        graph_app_requests_per_10s=qt.count("graph_app_requests_per_10s", 0),
+        graph_requests_per_10s=per_tenant,
+        graph_app_requests_per_10s=qt.count(
+            "graph_app_requests_per_10s", GRAPH_APP_QUOTA if len(tenants) > 1 and per_tenant else 0
+        ),
         management_requests_per_minute=qt.count("management_requests_per_minute", 2000),
     )
     qt.finish()

@@ -200,8 +200,10 @@ class GraphSource:
 
     async def _page(self, stream: str, url: str, query: dict[str, str] | None) -> tuple[list[Record], str | None]:
         async def attempt() -> tuple[list[Record], str | None]:
-            await self.limiter.acquire()
+            # The token first (msal runs in a worker thread, which may be busy with archive writes):
+            # once the pacer grants a slot the request goes at once, and no slot goes unused.
             token = await self.tokens.token()
+            await self.limiter.acquire()
             resp = await self.http.request("GET", url, params=query, tag=(self.tenant.id, "graph"),
                                            headers={"Authorization": f"Bearer {token}",
                                                     "Accept": "application/json"})

@@ -118,3 +118,13 @@ def test_siem_gap_drops_only_inside_the_window() -> None:
 def test_corpus_file_missing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(scenario.ScenarioError, match="is not a file"):
         parse(f'[tenant]\n[streams."graph.directory_audits"]\ncorpus = "{tmp_path}/nope.ndjson"\n')
+
+
+def test_app_quota_is_on_by_default_with_several_tenants() -> None:
+    """122 requests / 10 s per app across tenants (learn.microsoft.com/graph/throttling-limits)."""
+    one = 'seed = 1\n[tenant]\n[streams."graph.provisioning"]\nrecords = 1\n'
+    many = 'seed = 1\n[streams."graph.provisioning"]\nrecords = 1\n[[tenants]]\n[[tenants]]\n'
+    assert parse(one).quota.graph_app_requests_per_10s == 0  # one tenant: 5 / 10 s binds first
+    assert parse(many).quota.graph_app_requests_per_10s == 122
+    assert parse(many + "[quota]\ngraph_requests_per_10s = 0\n").quota.graph_app_requests_per_10s == 0
+    assert parse(many + "[quota]\ngraph_app_requests_per_10s = 7\n").quota.graph_app_requests_per_10s == 7
