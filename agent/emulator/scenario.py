@@ -22,7 +22,9 @@ from agent.emulator.siem_copy import SiemPlan, parse_plan
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 LICENSES = ("free", "p1", "p2")
 GRAPH_APP_QUOTA = 122  # identity and access reports, requests / 10 s per app across all tenants
-FAULT_KINDS = ("throttle", "server_error", "reset", "truncated", "html_error", "token_expiry", "empty_page")
+FAULT_KINDS = (
+    "throttle", "server_error", "reset", "truncated", "html_error", "token_expiry", "empty_page", "licence_error"
+)
 
 
 class ScenarioError(ValueError):
@@ -91,6 +93,10 @@ class Faults:
     html_error: float = 0.0
     token_expiry: float = 0.0
     empty_page: float = 0.0
+    # Graph report lists only: 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant whatever the
+    # licence, as reported intermittently for premium tenants (microsoft-graph-docs#14120,
+    # microsoft-graph-docs-contrib#3759). Other APIs draw it as no fault.
+    licence_error: float = 0.0
     retry_after: float = 2.0  # seconds in Retry-After of an injected Graph 429
 
     def probabilities(self) -> list[tuple[str, float]]:

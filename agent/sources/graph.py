@@ -37,6 +37,11 @@ log = logging.getLogger("agent.graph")
 # Documented licence answers: sign-ins need Entra ID P1/P2 (signin-list.md; reporting prerequisites).
 LICENCE_CODES = frozenset({"Authentication_RequestFromNonPremiumTenantOrB2CTenant", "AadPremiumLicenseRequired"})
 DEFAULT_THROTTLE_WAIT = 10.0  # Graph's documented Retry-After for reports when a header is missing
+# Premium tenants are sometimes refused with the licence code too (microsoft-graph-docs#14120,
+# microsoft-graph-docs-contrib#3759): a licence answer is retried after a pause; a list that never
+# answered otherwise is concluded unlicensed after LICENCE_ATTEMPTS of them in a row.
+LICENCE_ATTEMPTS = 3
+LICENCE_DELAY = 2.0  # seconds between licence answers
 
 
 # Lists whose documented `$filter` on the time field has only strict bounds: provisioning documents
@@ -118,6 +123,17 @@ def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
     raise ApiError(f"{where} failed with {resp.status} {code}: {message}", status=resp.status, code=code)
 
 
+class LicenceAnswer(TransientApiError):
+    """A licence 403 taken as possibly passing: Microsoft answers
+    Authentication_RequestFromNonPremiumTenantOrB2CTenant intermittently to premium tenants on report
+    APIs (microsoft-graph-docs#14120, microsoft-graph-docs-contrib#3759), so it is retried like an
+    outage; only a list that never answered otherwise is concluded unlicensed."""
+
+    def __init__(self, verdict: LicenseError) -> None:
+        super().__init__(f"{verdict} Microsoft also gives this answer intermittently to premium tenants.",
+                         retry_after=LICENCE_DELAY)
+
+
 class _Links:
     """Which `@odata.nextLink` to follow: verbatim, but never in a loop.
 
@@ -160,6 +176,7 @@ class GraphSource:
         self.tokens = tokens
         self.limiter = limiter
         self.cfg = cfg
+        self.served: set[str] = set()  # streams whose list answered 200 in this process: licensed
 
     def plan(self, stream: str, cursor: Cursor | None, since: datetime | None, until: datetime | None,
              now: datetime) -> Sequence[Window]:
@@ -199,7 +216,10 @@ class GraphSource:
                     await ahead
 
     async def _page(self, stream: str, url: str, query: dict[str, str] | None) -> tuple[list[Record], str | None]:
+        refusals = 0
+
         async def attempt() -> tuple[list[Record], str | None]:
+            nonlocal refusals
             # The token first (msal runs in a worker thread, which may be busy with archive writes):
             # once the pacer grants a slot the request goes at once, and no slot goes unused.
             token = await self.tokens.token()
@@ -207,7 +227,15 @@ class GraphSource:
             resp = await self.http.request("GET", url, params=query, tag=(self.tenant.id, "graph"),
                                            headers={"Authorization": f"Bearer {token}",
                                                     "Accept": "application/json"})
-            return classify(resp, stream)
+            try:
+                page = classify(resp, stream)
+            except LicenseError as exc:
+                refusals += 1
+                if stream not in self.served and refusals >= LICENCE_ATTEMPTS:
+                    raise  # never served, refused every time: the tenant lacks the licence
+                raise LicenceAnswer(exc) from None  # once served, only ever a passing refusal
+            self.served.add(stream)
+            return page
 
         return await with_retries(attempt, attempts=self.cfg.max_attempts, what=f"{self.tenant.label}/{stream}",
                                   on_token_rejected=self.tokens.invalidate, limiter=self.limiter)

@@ -48,3 +48,22 @@ def test_provisioning_windows_meet_exactly_at_their_edges(tmp_path: Path) -> Non
     firsts = [p for p in paths if "$skiptoken" not in p]
     assert len(firsts) == 2 and all(" gt " in p and " lt " in p and " ge " not in p for p in firsts), firsts
     assert any(f"gt {edge - timedelta(milliseconds=1):%Y-%m-%dT%H:%M:%S}.999Z" in p for p in firsts), firsts
+
+
+def test_intermittent_licence_answers_cost_a_pause_never_a_record(tmp_path: Path) -> None:
+    """A P2 tenant answered Authentication_RequestFromNonPremiumTenantOrB2CTenant on a third of its
+    report requests (microsoft-graph-docs#14120): every record is collected, the pass succeeds, and
+    the log says why it paused; the tenant is not concluded unlicensed."""
+    scenario = ('seed = 8\nstart = "-3h"\nend = "-10m"\n[tenant]\nlicense = "p2"\n'
+                '[streams."graph.signins.interactive"]\nrecords = 60\n[streams."graph.directory_audits"]\n'
+                'records = 60\n[faults]\nlicence_error = 0.33\n[quota]\ngraph_requests_per_10s = 0\n')
+    cfg = tmp_path / "agent.toml"
+    with running_emulator(scenario, tmp_path / "emu", extra_args=start_args(tmp_path)) as emu:
+        edit_config(cfg, "collection", window="1h", initial_lookback="4h", page_size=10)
+        proc = run_agent(["collect", "--once", "--config", str(cfg)])
+        truth = {t["id"] for t in emu.truth()}
+        refusals = [f for f in emu.faults() if f["fault"] == "licence_error"]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {r["id"] for r in export(cfg)} == truth
+    assert len(refusals) >= 5 and all(f["status"] == 403 for f in refusals)
+    assert "intermittently to premium tenants" in proc.stderr and "LicenseError" not in proc.stdout
