@@ -135,8 +135,9 @@ class Collector:
 
     async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
                              until: datetime | None = None) -> StreamOutcome:
-        # Each stream in a pass buffers up to segment_max_records records; bounding how many passes
-        # run at once bounds the memory of a catch-up over many tenants (P5), not the quota use.
+        # Bounds requests in flight. Memory is bounded by buffer_records (flush_at), not by this: a
+        # pass moves at its tenant's quota, so a fleet needs 25+ tenants in flight to use an app's
+        # budget, and 12 passes (the old bound) held a 40-tenant catch-up to a quarter of it (P7).
         async with self._passes:
             self._active += 1
             try:

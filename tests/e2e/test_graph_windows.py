@@ -1,5 +1,6 @@
-"""Graph window edges against the emulator: the provisioning list documents only strict `gt`/`lt`
-bounds and no order, so the agent's windows must meet exactly, losing nothing at a boundary."""
+"""Graph off the happy path, agent against emulator: the provisioning list documents only strict
+`gt`/`lt` bounds and no order, so windows must meet exactly; the reports quota also binds per app
+across tenants; premium tenants get licence 403s now and then."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import orjson
+
+import pytest
 
 from tests.e2e.helpers import edit_config, export, run_agent
 from tests.e2e.test_graph_e2e import start_args
@@ -67,3 +70,21 @@ def test_intermittent_licence_answers_cost_a_pause_never_a_record(tmp_path: Path
     assert {r["id"] for r in export(cfg)} == truth
     assert len(refusals) >= 5 and all(f["status"] == 403 for f in refusals)
     assert "intermittently to premium tenants" in proc.stderr and "LicenseError" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_tenants_of_one_app_share_its_quota_without_429s(tmp_path: Path) -> None:
+    """learn.microsoft.com/graph/throttling-limits: 5 / 10 s per tenant *and* a per-app budget across
+    tenants (122 published; 4 here, so four tenants would overrun it at their own pace)."""
+    scenario = ('seed = 9\nstart = "-3h"\nend = "-10m"\n[streams."graph.directory_audits"]\nrecords = 20\n'
+                "[[tenants]]\n[[tenants]]\n[[tenants]]\n[[tenants]]\n[quota]\ngraph_app_requests_per_10s = 4\n")
+    cfg = tmp_path / "agent.toml"
+    with running_emulator(scenario, tmp_path / "emu", extra_args=start_args(tmp_path)) as emu:
+        assert "graph_app_requests_per_10s = 4" in cfg.read_text()
+        edit_config(cfg, "collection", window="1d", initial_lookback="4h", page_size=10)
+        proc = run_agent(["collect", "--once", "--config", str(cfg)])
+        truth = {t["id"] for t in emu.truth()}
+        quota = [f for f in emu.faults() if f["fault"] == "quota"]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {r["id"] for r in export(cfg)} == truth and len(truth) == 80
+    assert quota == []
