@@ -130,8 +130,9 @@ class Collector:
         when passes wait for a slot, those running belong to as many tenants as possible: each
         tenant has its own quota, and a fleet's catch-up is as fast as the tenants in flight."""
         jobs = [(i, t, s) for t in self.cfg.tenants for i, s in enumerate(t.streams) if not streams or s in streams]
-        jobs.sort(key=lambda job: job[0])
-        return list(await asyncio.gather(*(self.collect_stream(t, s, since, until) for _, t, s in jobs)))
+        started = {k: asyncio.ensure_future(self.collect_stream(jobs[k][1], jobs[k][2], since, until))
+                   for k in sorted(range(len(jobs)), key=lambda k: jobs[k][0])}  # tasks start in this order
+        return list(await asyncio.gather(*(started[k] for k in range(len(jobs)))))  # outcomes in config order
 
     async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
                              until: datetime | None = None) -> StreamOutcome:

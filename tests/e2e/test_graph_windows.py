@@ -9,7 +9,6 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import orjson
-
 import pytest
 
 from tests.e2e.helpers import edit_config, export, run_agent

@@ -196,3 +196,30 @@ def test_tenants_of_one_app_share_its_pacer_and_passes_share_the_buffer(tmp_path
     assert c.flush_at() == 600
     c._active = 4
     assert c.flush_at() == 250
+
+
+async def test_passes_start_round_robin_over_tenants_and_report_in_config_order(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each tenant has its own quota: when passes queue, those running belong to as many tenants as
+    possible (tenant by tenant, 12 passes were 6 tenants: a quarter of a 40-tenant app's budget)."""
+    from agent.archive import Archive
+    from agent.collect import Collector, StreamOutcome
+    from agent.config import Config, Credential, LocalStoreConfig, TenantConfig
+    from agent.store.local import LocalStore
+
+    streams = ("graph.signins.interactive", "graph.provisioning")
+    tenants = tuple(TenantConfig(id=f"00000000-0000-4000-8000-{i:012d}", client_id="app", credential=Credential(),
+                                 streams=streams) for i in range(3))
+    cfg = Config(tenants=tenants, store=LocalStoreConfig(path=tmp_path),
+                 collection=CollectionConfig(concurrent_streams=1))
+    started: list[tuple[str, str]] = []
+
+    async def fake(self: Collector, tenant: TenantConfig, stream: str, *a: object) -> StreamOutcome:
+        started.append((tenant.id[-1], stream))
+        return StreamOutcome(tenant.id, stream)
+
+    monkeypatch.setattr(Collector, "_collect_stream", fake)
+    c = Collector(cfg, Archive(LocalStore(tmp_path)), None)  # type: ignore[arg-type]
+    outcomes = await c.collect()
+    assert [t for t, _ in started[:3]] == ["0", "1", "2"] and {s for _, s in started[:3]} == {streams[0]}
+    assert [(o.tenant[-1], o.stream) for o in outcomes] == [(str(i), s) for i in range(3) for s in streams]
