@@ -326,6 +326,8 @@ class GraphService:
             raise _unauthorized(checked)
         if not reports:
             return checked
+        # Identity and access reports: 5 requests / 10 s per app per tenant and 122 / 10 s per app
+        # across all tenants (learn.microsoft.com/graph/throttling-limits); either one answers 429.
         now = now_ticks()
         wait = self.state.graph_quota.admit(f"{checked.app}|{checked.tenant}", now)
         if wait is None:
