@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +78,18 @@ class Sources:
     cfg: Config
     http: HttpClient
     archive: Archive
+    app_share: Mapping[str, float] = field(default_factory=dict)  # client_id -> share of its app budget
     _by_key: dict[tuple[str, str], Source] = field(default_factory=dict)
+    _apps: dict[str, RateLimiter] = field(default_factory=dict)
+
+    def app_pacer(self, client_id: str) -> RateLimiter:
+        """One pacer per app registration, shared by all its tenants in this process: the reports
+        quota is also 122 requests / 10 s per app across all tenants. An agent of `--shard i/n` gets
+        the share of it that its tenants are of the app's tenants."""
+        if client_id not in self._apps:
+            budget = self.cfg.collection.graph_app_requests_per_10s * self.app_share.get(client_id, 1.0)
+            self._apps[client_id] = RateLimiter(max(1, int(budget)), 10.0)
+        return self._apps[client_id]
 
     def for_stream(self, tenant: TenantConfig, stream: str) -> Source:
         kind = spec(stream).source
@@ -106,8 +117,8 @@ class Sources:
         c = self.cfg.collection
         if kind == "graph":
             tokens = TokenProvider(tenant, tenant.endpoints.graph, self.cfg.http)
-            return GraphSource(tenant, self.http, tokens, RateLimiter(c.graph_requests_per_10s, 10.0), c,
-                               Checkpoints(self.archive.store))
+            pacer = RateLimiter(c.graph_requests_per_10s, 10.0, within=self.app_pacer(tenant.client_id))
+            return GraphSource(tenant, self.http, tokens, pacer, c, Checkpoints(self.archive.store))
         if kind == "management_activity":
             from agent.sources.audit_search import AuditSearchSource
             from agent.sources.history import WithDeepHistory
@@ -129,34 +140,44 @@ class Collector:
     """Runs collection passes over configured tenants and streams."""
 
     def __init__(self, cfg: Config, archive: Archive, http: HttpClient,
-                 clock: Callable[[], datetime] = utcnow, *, wait: bool = False) -> None:
+                 clock: Callable[[], datetime] = utcnow, app_share: Mapping[str, float] | None = None, *,
+                 wait: bool = False) -> None:
         self.cfg = cfg
         self.archive = archive
         self.checkpoints = Checkpoints(archive.store)
         # One writer per tenant of a store (agent/lease.py); `wait` waits for a holder instead of failing.
         self.leases = TenantLeases(archive.store, wait=wait)
-        self.sources = Sources(cfg, http, archive)
+        self.sources = Sources(cfg, http, archive, dict(app_share or {}))
         self.anchors = Anchors(cfg.anchors, cfg, http)
         self.clock = clock
         self._adopted: set[tuple[str, str]] = set()
         self._passes = asyncio.Semaphore(cfg.collection.concurrent_streams)
+        self._active = 0  # passes running now: each may buffer its share of buffer_records
 
     async def collect(self, streams: Sequence[str] | None = None, since: datetime | None = None,
                       until: datetime | None = None) -> list[StreamOutcome]:
-        """One pass over every (tenant, stream), streams running concurrently."""
-        jobs = [(t, s) for t in self.cfg.tenants for s in t.streams if not streams or s in streams]
+        """One pass over every (tenant, stream), streams running concurrently.
+
+        Jobs go round-robin over tenants (every tenant's first stream, then every second one), so
+        when passes wait for a slot, those running belong to as many tenants as possible: each
+        tenant has its own quota, and a fleet's catch-up is as fast as the tenants in flight."""
+        jobs = [(i, t, s) for t in self.cfg.tenants for i, s in enumerate(t.streams) if not streams or s in streams]
         async with AsyncExitStack() as held:
             # Every tenant's lease first, in a fixed order, so a second collector fails (or waits)
             # before it writes anything, and two waiting collectors cannot deadlock.
-            for tenant_id in sorted({t.id for t, _ in jobs}):
+            for tenant_id in sorted({t.id for _, t, _ in jobs}):
                 await held.enter_async_context(self.leases.hold(tenant_id))
-            return list(await asyncio.gather(*(self.collect_stream(t, s, since, until) for t, s in jobs)))
+            started = {k: asyncio.ensure_future(self.collect_stream(jobs[k][1], jobs[k][2], since, until))
+                       for k in sorted(range(len(jobs)), key=lambda k: jobs[k][0])}  # tasks start in this order
+            return list(await asyncio.gather(*(started[k] for k in range(len(jobs)))))  # outcomes in config order
 
     async def collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None = None,
                              until: datetime | None = None) -> StreamOutcome:
-        # Each stream in a pass buffers up to segment_max_records records; bounding how many passes
-        # run at once bounds the memory of a catch-up over many tenants (P5), not the quota use.
+        # Bounds requests in flight. Memory is bounded by buffer_records (flush_at), not by this: a
+        # pass moves at its tenant's quota, so a fleet needs 25+ tenants in flight to use an app's
+        # budget, and 12 passes (the old bound) held a 40-tenant catch-up to a quarter of it (P7).
         async with self._passes:
+            self._active += 1
             try:
                 async with self.leases.hold(tenant.id):
                     return await self._collect_stream(tenant, stream, since, until)
@@ -164,6 +185,15 @@ class Collector:
                 event(log, logging.ERROR, "Another collector holds this tenant; pass skipped.",
                       tenant=tenant.label, stream=stream, error=str(exc))
                 return StreamOutcome(tenant.id, stream, error=str(exc), error_kind=type(exc).__name__)
+            finally:
+                self._active -= 1
+
+    def flush_at(self) -> int:
+        """Records a pass buffers before writing: its share of `buffer_records` while many passes
+        run (a fleet's catch-up writes smaller segments rather than hold them all), at most
+        `segment_max_records`."""
+        c = self.cfg.collection
+        return max(1, min(c.segment_max_records, c.buffer_records // max(1, self._active)))
 
     async def _collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None,
                               until: datetime | None) -> StreamOutcome:
@@ -232,11 +262,10 @@ class Collector:
     async def _window(self, tenant: TenantConfig, stream: str, source: Source, window: Window,
                       out: StreamOutcome) -> None:
         buffer: list[Record] = []
-        limit = self.cfg.collection.segment_max_records
         async for batch in source.batches(stream, window):
             out.fetched += len(batch)
             buffer.extend(batch)
-            if len(buffer) >= limit:
+            if len(buffer) >= self.flush_at():
                 await self._flush(tenant, stream, buffer, out, window)
                 buffer = []
         await self._flush(tenant, stream, buffer, out, window)

@@ -189,6 +189,9 @@ class CollectionConfig:
     overlap: timedelta = timedelta(hours=2)  # re-scan behind the cursor for late Graph records
     initial_lookback: timedelta = timedelta(days=7)  # where a new stream starts
     graph_requests_per_10s: int = 5  # Identity and access reports: 5 req / 10 s per app per tenant
+    # ... and 122 req / 10 s per app across all tenants (learn.microsoft.com/graph/throttling-limits,
+    # "Identity and access reports service limits"): shared by every tenant of one client_id.
+    graph_app_requests_per_10s: int = 122
     management_requests_per_minute: int = 2000  # Management Activity API baseline per tenant
     management_lookback: timedelta = timedelta(hours=167, minutes=55)  # API refuses start > 7 days ago
     management_rescan: timedelta = timedelta(hours=24)  # re-list for blobs made available late
@@ -198,7 +201,11 @@ class CollectionConfig:
     max_attempts: int = 8
     poll_interval: timedelta = timedelta(minutes=5)
     segment_max_records: int = 10_000  # records buffered per stream before a write (~25 MB)
-    concurrent_streams: int = 12  # stream passes running at once per process; bounds catch-up memory
+    # Stream passes running at once per process. A Graph pass moves at most its tenant's 5 requests
+    # per 10 s, so a fleet needs 25+ tenants in flight to use an app's 122: passes are many, and
+    # memory is bounded by `buffer_records` instead (each pass's share of it).
+    concurrent_streams: int = 128
+    buffer_records: int = 50_000  # records buffered across all passes before writes; bounds catch-up memory
     audit_search_timeout: timedelta = timedelta(minutes=30)  # one audit log query, created to succeeded
     deep_history: bool = True  # Microsoft 365 spans older than 7 days through the audit log query API
 
@@ -548,6 +555,8 @@ def _collection(t: Table) -> CollectionConfig:
         initial_lookback=t.duration("initial_lookback", d.initial_lookback),
         graph_requests_per_10s=t.integer("graph_requests_per_10s", d.graph_requests_per_10s, minimum=1,
                                          maximum=1_000_000),
+        graph_app_requests_per_10s=t.integer("graph_app_requests_per_10s", d.graph_app_requests_per_10s,
+                                             minimum=1, maximum=1_000_000),
         management_requests_per_minute=t.integer("management_requests_per_minute",
                                                  d.management_requests_per_minute, minimum=1, maximum=1_000_000),
         management_lookback=t.duration("management_lookback", d.management_lookback),
@@ -564,6 +573,7 @@ def _collection(t: Table) -> CollectionConfig:
         audit_search_timeout=t.duration("audit_search_timeout", d.audit_search_timeout, positive=True,
                                         maximum=_DAY),
         deep_history=t.boolean("deep_history", d.deep_history),
+        buffer_records=t.integer("buffer_records", d.buffer_records, minimum=1, maximum=100_000_000),
     )
     if c.page_size > 1000:
         raise ConfigError("collection.page_size: Graph serves at most 1000 records per page")

@@ -110,21 +110,30 @@ class RateLimiter:
     a burst of the whole minute's quota followed by silence is what earns AF429s and 429s.
     """
 
-    def __init__(self, limit: int, period: float, margin: float = 0.03) -> None:
+    def __init__(self, limit: int, period: float, margin: float = 0.03, within: RateLimiter | None = None) -> None:
         self.limit = limit
         self.interval = period * (1 + margin) / limit
         # A start that came late (a slow event loop) may be made up, up to 1 % of the limit: with the
         # margin, any window still holds at most limit * (1/(1+margin) + 0.01) < limit starts.
         self.slack = (limit // 100) * self.interval
+        # A wider budget this one draws from too: Graph's reports allow 5 requests / 10 s per tenant
+        # *and* 122 / 10 s per app across all tenants (learn.microsoft.com/graph/throttling-limits).
+        self.within = within
         self._next = 0.0
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
+        """Wait for this pacer's slot, then for the wider one's; the next slot of this pacer counts
+        from the request's real start, so waiting on the wider budget never squeezes two starts of
+        this one closer than its spacing. (The wider pacer is only queued on by callers that are
+        ready to go, so its slots are handed out in order and none is left idle.)"""
         async with self._lock:
             now = time.monotonic()
             if self._next > now:
                 await asyncio.sleep(self._next - now)
-                now = time.monotonic()
+            if self.within is not None:
+                await self.within.acquire()
+            now = time.monotonic()
             self._next = max(now - self.slack, self._next) + self.interval
 
     def penalise(self, seconds: float) -> None:

@@ -72,6 +72,15 @@ def shard_tenants(tenants: tuple[TenantConfig, ...], shard: tuple[int, int]) -> 
     return tuple(t for i, t in enumerate(tenants) if i % count == index)
 
 
+def app_shares(tenants: tuple[TenantConfig, ...], shard: tuple[int, int]) -> dict[str, float]:
+    """Per app registration (client_id): the share of its tenants that this shard collects. The
+    per-app reports quota spans all tenants (learn.microsoft.com/graph/throttling-limits), so n
+    agents of one app must split it instead of each assuming the whole of it."""
+    mine = shard_tenants(tenants, shard)
+    return {app: sum(t.client_id == app for t in mine) / sum(t.client_id == app for t in tenants)
+            for app in {t.client_id for t in mine}}
+
+
 @dataclass
 class StreamHealth:
     last_success: float | None = None  # wall clock
@@ -111,6 +120,7 @@ class Service:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), hard_exit: bool = False) -> None:
         self.cfg = Config(**{**cfg.__dict__, "tenants": shard_tenants(cfg.tenants, shard)})
         self.shard = shard
+        self.app_share = app_shares(cfg.tenants, shard)
         self.hard_exit = hard_exit  # `agent run`: guarantee the exit bound even if a thread hangs
         self.metrics = Metrics()
         self.health = Health()
@@ -118,6 +128,7 @@ class Service:
         self.stop = asyncio.Event()
         self.first_pass = asyncio.Event()  # every stream has finished (or failed) one pass
         self.listen_port: int | None = None
+        self._pending: set[asyncio.Task[bool]] = set()
         for t in self.cfg.tenants:
             for s in t.streams:
                 self.health.streams[(t.id, s)] = StreamHealth()
@@ -145,7 +156,7 @@ class Service:
             store = open_store(self.cfg.store)
             stack.push_async_callback(store.aclose)
             archive = Archive(store)
-            self.collector = Collector(self.cfg, archive, http, clock=self.clock)
+            self.collector = Collector(self.cfg, archive, http, clock=self.clock, app_share=self.app_share)
             self.alerter = Alerter(self.cfg.alerts, http, store, self.metrics, shard=self.shard)
             await self._start_listener(stack)
             tasks = [asyncio.create_task(self._supervise(f"{t.id}/{s}", functools.partial(self._stream_loop, t, s)))
@@ -270,6 +281,20 @@ class Service:
         self.metrics.requests.labels(tenant, api, str(resp.status)).inc()
         if resp.status == 429 or (resp.status == 403 and b"AF429" in resp.body[:300]):
             self.metrics.throttled.labels(tenant, api).inc()
+        if resp.status in (400, 403) and any(c in resp.body[:500] for c in LICENCE_CODES):
+            self._alert_soon(licence_alert(self._label(tenant), tenant, api))
+
+    def _label(self, tenant_id: str) -> str:
+        return next((t.label for t in self.cfg.tenants if t.id == tenant_id), tenant_id)
+
+    def _alert_soon(self, alert: Alert) -> None:
+        """Send from a synchronous hook: the task is kept until done (the loop holds tasks weakly)."""
+        alerter = getattr(self, "alerter", None)
+        if alerter is None:
+            return
+        task = asyncio.get_running_loop().create_task(alerter.send(alert))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     # ----------------------------------------------------------------- health
     async def _watchdog(self) -> None:
@@ -388,6 +413,21 @@ async def wait_first_pass(service: Service, within: float) -> None:
     """Until every stream finished one pass (or `within` seconds): a reconcile of a half-filled archive is noise."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(service.first_pass.wait(), timeout=within)
+
+
+# Graph's licence answers (signin-list.md); Microsoft also gives them intermittently to premium
+# tenants (microsoft-graph-docs#14120, microsoft-graph-docs-contrib#3759).
+LICENCE_CODES = (b"Authentication_RequestFromNonPremiumTenantOrB2CTenant", b"AadPremiumLicenseRequired")
+
+
+def licence_alert(label: str, tenant_id: str, api: str) -> Alert:
+    """At most one an hour per tenant: the agent retries, so it reports a delay, not a loss."""
+    return Alert("licence_refused", f"licence_refused:{tenant_id}:{api}:{int(time.time() // 3600)}",
+                 "Microsoft answered a licence error", f"Tenant {label}: Graph answered a request with a licence "
+                 "error (Authentication_RequestFromNonPremiumTenantOrB2CTenant). Microsoft also gives this answer "
+                 "intermittently to premium tenants, so the agent retries after a pause and collects nothing less; "
+                 "a stream whose every answer is a licence error fails with LicenseError (sign-ins need Entra ID "
+                 "P1 or P2).", severity="warning", fields={"tenant": label, "api": api})
 
 
 def _failure_alert(tenant: TenantConfig, o: StreamOutcome) -> Alert:

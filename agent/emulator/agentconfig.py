@@ -96,6 +96,7 @@ def render(state: State, config_dir: Path, store_dir: Path, auth: str, siem: str
         "collection",
         {
             "graph_requests_per_10s": q.graph_requests_per_10s or UNLIMITED,
+            "graph_app_requests_per_10s": q.graph_app_requests_per_10s or UNLIMITED,
             "management_requests_per_minute": q.management_requests_per_minute or UNLIMITED,
         },
     )

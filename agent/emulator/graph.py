@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import heapq
 import math
 import uuid
@@ -24,7 +25,7 @@ from agent.emulator import announcements, odata
 from agent.emulator.audit_search import AuditSearch
 from agent.emulator.catalog import EVENT_TYPES
 from agent.emulator.clock import TICKS_PER_SECOND, http_date_short, now_ticks, rfc3339
-from agent.emulator.dataset import StreamData
+from agent.emulator.dataset import Entry, StreamData
 from agent.emulator.faults import HTML_ERROR, stall
 from agent.emulator.state import State
 from agent.emulator.tokens import Claims
@@ -36,6 +37,19 @@ _RESOURCES = {
     "auditlogs/directoryaudits": ("auditLogs/directoryAudits", "activityDateTime"),
     "auditlogs/provisioning": ("auditLogs/provisioning", "activityDateTime"),
 }
+# The comparison operators each list documents on its time field, the rest answered 400 like any
+# unsupported filter: signIns `eq`, `le`, `ge` (v1.0 signin-list.md; beta examples add `lt`),
+# directoryAudits `eq`, `ge`, `le` (directoryaudit-list.md), provisioning `eq`, `gt`, `lt` only
+# (provisioningobjectsummary-list.md: "$filter (eq, contains, gt, lt)").
+TIME_OPS = {
+    "auditlogs/signins": frozenset({"eq", "ge", "le", "lt"}),
+    "auditlogs/directoryaudits": frozenset({"eq", "ge", "le"}),
+    "auditlogs/provisioning": frozenset({"eq", "gt", "lt"}),
+}
+# provisioningobjectsummary-list.md promises no order (signIns and directoryAudits document newest
+# first): without `$orderby` the emulator serves provisioning in a fixed pseudo-random order, so a
+# client that assumes time order (stops early, or pages by the last time seen) loses records here.
+UNORDERED = frozenset({"auditlogs/provisioning"})
 _ANNOUNCEMENTS = {
     "admin/serviceannouncement/issues": "admin/serviceAnnouncement/issues",
     "admin/serviceannouncement/messages": "admin/serviceAnnouncement/messages",
@@ -118,6 +132,15 @@ def _unauthorized(message: str) -> GraphError:
     )
 
 
+def _licence_refusal() -> GraphError:
+    """Sign-ins need Entra ID P1/P2 (signin-list.md); the answer a free tenant gets."""
+    return GraphError(
+        403,
+        "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+        "Neither tenant is B2C or tenant doesn't have premium license",
+    )
+
+
 def decode_offset(token: str) -> str:
     raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
     if not raw.startswith("O"):
@@ -151,6 +174,49 @@ class Query:
     cursor: Cursor | None
     retention_floor: int
     ascending: bool = False  # $orderby=<time field> asc: oldest first
+    unordered: bool = False
+
+
+def shuffle_key(record_id: str) -> int:
+    """A record's fixed place in the unordered serving order (the same on every request)."""
+    return int.from_bytes(hashlib.blake2b(record_id.encode(), digest_size=8).digest(), "big")
+
+
+@dataclass
+class Shuffled:
+    """A stream's entries in serving order for an unordered list: keys are (shuffle_key, id)."""
+
+    keys: list[tuple[int, str]]
+    entries: list[Entry]
+    exempt: bool
+
+    @classmethod
+    def of(cls, sd: StreamData) -> Shuffled:
+        pairs = sorted((((shuffle_key(e.id), e.id), e) for e in sd.entries), key=lambda p: p[0])
+        return cls([k for k, _ in pairs], [e for _, e in pairs], sd.exempt)
+
+
+def _walk_unordered(sh: Shuffled, q: Query, now: int) -> Iterator[tuple[Cursor, bytes]]:
+    """Like `_walk`, in shuffle order: the time bounds filter instead of ending the walk."""
+    i = 0
+    if q.cursor is not None:
+        i = bisect_left(sh.keys, q.cursor[:2])
+        if i < len(sh.entries) and sh.keys[i] == q.cursor[:2]:
+            e = sh.entries[i]
+            if q.cursor[2] == 0 and e.dup_body is not None and e.visible <= now:
+                yield (sh.keys[i][0], e.id, 1), e.dup_body
+            i += 1
+    floor = q.lo if sh.exempt else max(q.lo, q.retention_floor)
+    for j in range(i, len(sh.entries)):
+        e = sh.entries[j]
+        if e.ticks < floor or (q.hi is not None and e.ticks > q.hi) or e.visible > now:
+            continue
+        if (e.ticks < q.retention_floor and not e.exempt_retention) or (q.ids is not None and e.id not in q.ids):
+            continue
+        key = sh.keys[j]
+        yield (key[0], key[1], 0), e.body
+        if e.dup_body is not None:
+            yield (key[0], key[1], 1), e.dup_body
 
 
 def _walk(sd: StreamData, q: Query, now: int) -> Iterator[tuple[Cursor, bytes]]:
@@ -214,14 +280,19 @@ def _merge_key(item: tuple[Cursor, bytes]) -> tuple[int, str, int]:
     return neg, rid, -copy
 
 
-def page(q: Query, now: int) -> tuple[list[bytes], Cursor | None, bool]:
-    """One page: bodies, the cursor after the last one, and whether more items follow."""
-    walks = [_walk(sd, q, now) for sd in q.streams]
-    merged = (
-        heapq.merge(*walks, key=_merge_key, reverse=True)
-        if q.ascending
-        else heapq.merge(*walks, key=lambda item: item[0])
-    )
+def page(q: Query, now: int, shuffled: list[Shuffled] | None = None) -> tuple[list[bytes], Cursor | None, bool]:
+    """One page: bodies, the cursor after the last one, and whether more items follow.
+    `shuffled`: the streams' unordered views, for a query that is `unordered`."""
+    if q.unordered and shuffled is not None:
+        merged: Iterator[tuple[Cursor, bytes]] = heapq.merge(
+            *(_walk_unordered(sh, q, now) for sh in shuffled), key=lambda item: item[0])
+    else:
+        walks = [_walk(sd, q, now) for sd in q.streams]
+        merged = (
+            heapq.merge(*walks, key=_merge_key, reverse=True)
+            if q.ascending
+            else heapq.merge(*walks, key=lambda item: item[0])
+        )
     bodies: list[bytes] = []
     last: Cursor | None = q.cursor
     for cursor, body in merged:
@@ -284,6 +355,7 @@ class GraphService:
     def __init__(self, state: State) -> None:
         self.state = state
         self._items: dict[tuple[str, str], list[bytes]] = {}
+        self._shuffled: dict[int, Shuffled] = {}
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -305,7 +377,9 @@ class GraphService:
             return error_response(request, err)
         await stall(self.state.scenario.graph.stalls, request, "graph", self.state.faults)
         fault = self.state.faults.draw(list_request=True)
-        if fault in ("throttle", "server_error", "html_error", "token_expiry"):
+        if fault == "licence_error" and path not in _RESOURCES:
+            fault = None  # reported on the report APIs, not on service announcements
+        if fault in ("throttle", "server_error", "html_error", "token_expiry", "licence_error"):
             return self._fault(request, fault, claims)
         try:
             if path in _ANNOUNCEMENTS:
@@ -329,6 +403,8 @@ class GraphService:
             raise _unauthorized(checked)
         if not reports:
             return checked
+        # Identity and access reports: 5 requests / 10 s per app per tenant and 122 / 10 s per app
+        # across all tenants (learn.microsoft.com/graph/throttling-limits); either one answers 429.
         now = now_ticks()
         wait = self.state.graph_quota.admit(f"{checked.app}|{checked.tenant}", now)
         if wait is None:
@@ -356,6 +432,10 @@ class GraphService:
             )
         elif fault == "token_expiry":
             err = _unauthorized("Lifetime validation failed, the token is expired.")
+        elif fault == "licence_error":
+            # Premium tenants get the free tenant's answer now and then on report APIs
+            # (microsoft-graph-docs#14120: "succeeds maybe 1/10 times"; -contrib#3759).
+            err = _licence_refusal()
         elif fault == "html_error":
             status = faults.choice((502, 503, 504))
             faults.log(request, "graph", fault, status, claims.tenant, **self._covers(request))
@@ -407,11 +487,7 @@ class GraphService:
         assert tenant is not None  # tokens are only issued for scenario tenants
         signins = path == "auditlogs/signins"
         if signins and tenant.license == "free":
-            raise GraphError(
-                403,
-                "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
-                "Neither tenant is B2C or tenant doesn't have premium license",
-            )
+            raise _licence_refusal()
         params = options(request, version)
         for key in params:
             if key.startswith("$") and key not in _ALLOWED_OPTIONS:
@@ -421,7 +497,7 @@ class GraphService:
         time_field = _RESOURCES[path][1]
         try:
             flt = (
-                odata.parse(params["$filter"], time_field, signins and version == "beta")
+                odata.parse(params["$filter"], time_field, signins and version == "beta", TIME_OPS[path])
                 if params.get("$filter", "").strip()
                 else odata.Filter()
             )
@@ -442,6 +518,7 @@ class GraphService:
             cursor=cursor,
             retention_floor=floor,
             ascending=up,
+            unordered=path in UNORDERED and "$orderby" not in params,
         )
 
     @staticmethod
@@ -465,7 +542,8 @@ class GraphService:
             bodies: list[bytes] = []
             cursor, more = q.cursor, True
         else:
-            bodies, cursor, more = page(q, now_ticks())
+            shuffled = [self._shuffle(sd) for sd in q.streams] if q.unordered else None
+            bodies, cursor, more = page(q, now_ticks(), shuffled)
             if version == "v1.0" and path == "auditlogs/signins":
                 bodies = [_v1_signin(b) for b in bodies]
         context = f"https://{request.host}/{version}/$metadata#{_RESOURCES[path][0]}"
@@ -482,6 +560,11 @@ class GraphService:
                 "client-request-id": request.headers.get("client-request-id", rid),
             },
         )
+
+    def _shuffle(self, sd: StreamData) -> Shuffled:
+        if id(sd) not in self._shuffled:
+            self._shuffled[id(sd)] = Shuffled.of(sd)
+        return self._shuffled[id(sd)]
 
     def _announcements(
         self, request: web.Request, version: str, path: str, claims: Claims, empty: bool

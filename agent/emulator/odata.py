@@ -66,11 +66,12 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, text: str, time_field: str, event_types: bool) -> None:
+    def __init__(self, text: str, time_field: str, event_types: bool, time_ops: frozenset[str] | None) -> None:
         self.toks = _tokens(text)
         self.i = 0
         self.time_field = time_field.lower()
         self.allow_types = event_types
+        self.time_ops = time_ops
         self.result = Filter()
 
     def peek(self) -> tuple[str, str]:
@@ -148,6 +149,11 @@ class _Parser:
         kind, value = self.peek()
         self.i += 1
         if name.lower() == self.time_field:
+            if self.time_ops is not None and op not in self.time_ops:
+                raise FilterError(
+                    f"Invalid filter clause: operator '{op}' is not supported on {name}; "
+                    f"supported: {', '.join(sorted(self.time_ops))}."
+                )
             if kind != "time":
                 raise FilterError(
                     f"Invalid filter clause: {name} needs an unquoted ISO-8601 timestamp, not {value}."
@@ -168,9 +174,10 @@ class _Parser:
             )
 
 
-def parse(text: str, time_field: str, event_types: bool) -> Filter:
-    """Parse a `$filter` value (already URL-decoded)."""
-    p = _Parser(text, time_field, event_types)
+def parse(text: str, time_field: str, event_types: bool, time_ops: frozenset[str] | None = None) -> Filter:
+    """Parse a `$filter` value (already URL-decoded); `time_ops`: the comparison operators the
+    resource documents on its time field (None: any of eq/ge/le/gt/lt)."""
+    p = _Parser(text, time_field, event_types, time_ops)
     if not p.toks:
         raise FilterError("Invalid filter clause: the filter is empty.")
     p.expr()

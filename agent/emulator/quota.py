@@ -1,5 +1,6 @@
-"""Documented request quotas as sliding windows: Graph reports per (app, tenant) per 10 s,
-Management Activity per tenant per minute (protocols.md §1.5, §2.5).
+"""Documented request quotas as sliding windows: Graph reports per (app, tenant) and per app across
+tenants per 10 s, Management Activity per tenant per minute (protocols.md §1.5, §2.5;
+learn.microsoft.com/graph/throttling-limits).
 
 Refused requests are not counted, so a client that waits out `Retry-After` gets through.
 """

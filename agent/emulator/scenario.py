@@ -21,7 +21,10 @@ from agent.emulator.siem_copy import SiemPlan, parse_plan
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 LICENSES = ("free", "p1", "p2")
-FAULT_KINDS = ("throttle", "server_error", "reset", "truncated", "html_error", "token_expiry", "empty_page")
+GRAPH_APP_QUOTA = 122  # identity and access reports, requests / 10 s per app across all tenants
+FAULT_KINDS = (
+    "throttle", "server_error", "reset", "truncated", "html_error", "token_expiry", "empty_page", "licence_error"
+)
 
 
 class ScenarioError(ValueError):
@@ -104,6 +107,10 @@ class Faults:
     html_error: float = 0.0
     token_expiry: float = 0.0
     empty_page: float = 0.0
+    # Graph report lists only: 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant whatever the
+    # licence, as reported intermittently for premium tenants (microsoft-graph-docs#14120,
+    # microsoft-graph-docs-contrib#3759). Other APIs draw it as no fault.
+    licence_error: float = 0.0
     retry_after: float = 2.0  # seconds in Retry-After of an injected Graph 429
 
     def probabilities(self) -> list[tuple[str, float]]:
@@ -113,9 +120,10 @@ class Faults:
 @dataclass(frozen=True)
 class Quota:
     graph_requests_per_10s: int = 5  # identity and access reports, per app per tenant; 0 = unlimited
-    graph_app_requests_per_10s: int = (
-        0  # the same reports, per app across all tenants (122 published); 0 = off
-    )
+    # The same reports, per app across all tenants: 122 published (learn.microsoft.com/graph/
+    # throttling-limits). On by default when a scenario has several tenants (as the real service
+    # always is), unless graph_requests_per_10s = 0 asks for no quota at all; 0 = off.
+    graph_app_requests_per_10s: int = 0
     management_requests_per_minute: int = 2000  # per tenant; 0 = unlimited
 
 
@@ -449,9 +457,12 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
         raise ScenarioError("[[tenants]] is empty")
     faults = _faults(root.table("faults"))
     qt = root.table("quota")
+    per_tenant = qt.count("graph_requests_per_10s", 5)
     quota = Quota(
-        graph_requests_per_10s=qt.count("graph_requests_per_10s", 5),
-        graph_app_requests_per_10s=qt.count("graph_app_requests_per_10s", 0),
+        graph_requests_per_10s=per_tenant,
+        graph_app_requests_per_10s=qt.count(
+            "graph_app_requests_per_10s", GRAPH_APP_QUOTA if len(tenants) > 1 and per_tenant else 0
+        ),
         management_requests_per_minute=qt.count("management_requests_per_minute", 2000),
     )
     qt.finish()

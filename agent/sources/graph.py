@@ -44,17 +44,40 @@ DEFAULT_THROTTLE_WAIT = 10.0  # Graph's documented Retry-After for reports when 
 # "Microsoft Entra data retention". Older spans can never be fetched; we stay a few minutes inside it.
 RETENTION = timedelta(days=30)
 RETENTION_MARGIN = timedelta(minutes=5)
+# Premium tenants are sometimes refused with the licence code too (microsoft-graph-docs#14120,
+# microsoft-graph-docs-contrib#3759): a licence answer is retried after a pause; a list that never
+# answered otherwise is concluded unlicensed after LICENCE_ATTEMPTS of them in a row.
+LICENCE_ATTEMPTS = 3
+LICENCE_DELAY = 2.0  # seconds between licence answers
+# Lists whose documented `$filter` on the time field has only strict bounds: provisioning documents
+# `eq`, `contains`, `gt`, `lt` (provisioningobjectsummary-list.md); signIns document `ge`/`le` and
+# directoryAudits `ge`/`le` (signin-list.md, directoryaudit-list.md), so those keep the inclusive pair.
+STRICT_BOUNDS = frozenset({"auditLogs/provisioning"})
+# A `gt` lower bound one millisecond before the window's start: windows start on whole seconds, so a
+# record at exactly the start is inside; one in the millisecond before it (only possible at sub-ms
+# precision) is fetched by both neighbours and kept once (the archive dedupes by id). `lt end` leaves
+# a record at exactly the end to the next window, which starts there: nothing falls between.
+STRICT_EDGE = timedelta(milliseconds=1)
 
 
 def _graph_time(dt: datetime) -> str:
-    # Unquoted ISO-8601 literal, as $filter expects; four-digit year (strftime writes year 1 as "1").
-    return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%SZ")
+    """Unquoted ISO-8601 literal, as $filter expects: a four-digit year (strftime writes year 1 as "1"),
+    milliseconds only when there are any."""
+    text = f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S")
+    return text + (f".{dt.microsecond // 1000:03d}Z" if dt.microsecond else "Z")
+
+
+def window_filter(s: StreamSpec, window: Window) -> str:
+    """The window as the list's documented operators can say it, losing no record at either edge."""
+    if s.path in STRICT_BOUNDS:
+        return (f"{s.time_field} gt {_graph_time(window.start - STRICT_EDGE)} and "
+                f"{s.time_field} lt {_graph_time(window.end)}")
+    return f"{s.time_field} ge {_graph_time(window.start)} and {s.time_field} le {_graph_time(window.end)}"
 
 
 def list_url(base: str, s: StreamSpec, window: Window, top: int) -> tuple[str, dict[str, str]]:
     """First page URL and query of a window."""
-    time_filter = (f"{s.time_field} ge {_graph_time(window.start)} and "
-                   f"{s.time_field} le {_graph_time(window.end)}")
+    time_filter = window_filter(s, window)
     flt = f"signInEventTypes/any(t: t eq '{s.event_type}') and {time_filter}" if s.event_type else time_filter
     return f"{base}/{s.api_version}/{s.path}", {"$filter": flt, "$top": str(top)}
 
@@ -104,6 +127,17 @@ def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
     raise ApiError(f"{where} failed with {resp.status} {code}: {message}", status=resp.status, code=code)
 
 
+class LicenceAnswer(TransientApiError):
+    """A licence 403 taken as possibly passing: Microsoft answers
+    Authentication_RequestFromNonPremiumTenantOrB2CTenant intermittently to premium tenants on report
+    APIs (microsoft-graph-docs#14120, microsoft-graph-docs-contrib#3759), so it is retried like an
+    outage; only a list that never answered otherwise is concluded unlicensed."""
+
+    def __init__(self, verdict: LicenseError) -> None:
+        super().__init__(f"{verdict} Microsoft also gives this answer intermittently to premium tenants.",
+                         retry_after=LICENCE_DELAY)
+
+
 class _Links:
     """Which `@odata.nextLink` to follow: verbatim, but never in a loop.
 
@@ -148,6 +182,7 @@ class GraphSource:
         self.cfg = cfg
         self.checkpoints = checkpoints  # where retention gaps are recorded (stream status, then alerts)
         self._aged: dict[str, Window] = {}
+        self.served: set[str] = set()  # streams whose list answered 200 in this process: licensed
 
     def plan(self, stream: str, cursor: Cursor | None, since: datetime | None, until: datetime | None,
              now: datetime) -> Sequence[Window]:
@@ -194,13 +229,26 @@ class GraphSource:
                     await ahead
 
     async def _page(self, stream: str, url: str, query: dict[str, str] | None) -> tuple[list[Record], str | None]:
+        refusals = 0
+
         async def attempt() -> tuple[list[Record], str | None]:
-            await self.limiter.acquire()
+            nonlocal refusals
+            # The token first (msal runs in a worker thread, which may be busy with archive writes):
+            # once the pacer grants a slot the request goes at once, and no slot goes unused.
             token = await self.tokens.token()
+            await self.limiter.acquire()
             resp = await self.http.request("GET", url, params=query, tag=(self.tenant.id, "graph"),
                                            headers={"Authorization": f"Bearer {token}",
                                                     "Accept": "application/json"})
-            return classify(resp, stream)
+            try:
+                page = classify(resp, stream)
+            except LicenseError as exc:
+                refusals += 1
+                if stream not in self.served and refusals >= LICENCE_ATTEMPTS:
+                    raise  # never served, refused every time: the tenant lacks the licence
+                raise LicenceAnswer(exc) from None  # once served, only ever a passing refusal
+            self.served.add(stream)
+            return page
 
         try:
             return await with_retries(attempt, attempts=self.cfg.max_attempts, what=f"{self.tenant.label}/{stream}",

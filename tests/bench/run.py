@@ -29,6 +29,8 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "P4": ("tests/bench/bench_compression.py", [], ["--records", "2000"]),
     "P5": ("tests/bench/bench_footprint.py", [], ["--seconds", "20"]),
     "P6": ("tests/bench/bench_duckdb.py", [], ["--records", "100000"]),
+    "P7": ("tests/bench/bench_graph_quota.py", ["fleet"], ["fleet", "--records", "300"]),
+    "P8": ("tests/bench/bench_graph_quota.py", ["tenant"], ["tenant", "--records", "20000"]),
 }
 
 

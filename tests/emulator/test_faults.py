@@ -120,3 +120,14 @@ def test_empty_pages_still_lead_to_everything(tmp_path: Path) -> None:
                 empty_with_next += 1
         assert empty_with_next > 0
         assert any(f["fault"] == "empty_page" for f in emu.faults())
+
+
+def test_licence_error_on_graph_reports_only(tmp_path: Path) -> None:
+    """Premium tenants get the free tenant's 403 now and then on report APIs (microsoft-graph-docs#14120,
+    microsoft-graph-docs-contrib#3759); the Management API draws it as no fault."""
+    emu, (g, m) = _run("licence_error", tmp_path)
+    g, m = _response(g), _response(m)
+    assert g.status_code == 403
+    assert g.json()["error"]["code"] == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+    assert m.status_code == 200
+    assert [f["fault"] for f in emu.faults()] == ["licence_error"]

@@ -249,3 +249,41 @@ graph_app_requests_per_10s = 3
         url = f"{emu['graph']}/v1.0/auditLogs/directoryAudits"
         codes = [s.get(url, headers=bearer(toks[i % 2])).status_code for i in range(4)]
         assert codes == [200, 200, 200, 429]  # 2 per tenant would allow 4; the app-wide 3 does not
+
+
+@pytest.mark.parametrize(
+    ("path", "op", "status"),
+    [
+        # provisioningobjectsummary-list.md: $filter (eq, contains, gt, lt) only
+        ("provisioning", "ge", 400),
+        ("provisioning", "le", 400),
+        ("provisioning", "gt", 200),
+        ("provisioning", "lt", 200),
+        ("provisioning", "eq", 200),
+        # directoryaudit-list.md: eq, ge, le, startswith
+        ("directoryAudits", "ge", 200),
+        ("directoryAudits", "gt", 400),
+    ],
+)
+def test_time_operators_are_the_documented_ones_per_list(
+    emu: EmulatorInfo, tok: str, path: str, op: str, status: int
+) -> None:
+    url = f"{emu['graph']}/v1.0/auditLogs/{path}?$filter=activityDateTime {op} 2020-01-01T00:00:00Z"
+    r = emu.session().get(url, headers=bearer(tok))
+    assert r.status_code == status, r.text
+    if status == 400:
+        assert r.json()["error"]["code"] == "invalidRequest" and f"'{op}'" in r.json()["error"]["message"]
+
+
+def test_provisioning_has_no_order_unless_asked(emu: EmulatorInfo, tok: str) -> None:
+    """No documented order: served shuffled (the same way every time), paged without loss or repeat."""
+    base = f"{emu['graph']}/v1.0/auditLogs/provisioning?$top=7&$filter=activityDateTime gt 2020-01-01T00:00:00Z"
+    items, pages = graph_all(emu.session(), base, tok)
+    again, _ = graph_all(emu.session(), base, tok)
+    times = [i["activityDateTime"] for i in items]
+    assert pages > 1 and [i["id"] for i in items] == [i["id"] for i in again]
+    assert sorted(i["id"] for i in items) == sorted(_truth_ids(emu, "graph.provisioning"))
+    assert times != sorted(times, reverse=True) and times != sorted(times)
+    ordered, _ = graph_all(emu.session(), f"{base}&$orderby=activityDateTime desc", tok)
+    ordered_times = [i["activityDateTime"] for i in ordered]
+    assert ordered_times == sorted(ordered_times, reverse=True) and len(ordered) == len(items)

@@ -151,3 +151,13 @@ def test_a_corpus_line_that_is_not_json_names_file_and_line(tmp_path: Path, line
 def test_rebase_refuses_what_it_cannot_write_and_points_at_keep(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="corpus_times = \"keep\""):
         dataset.build(_corpus_scenario(tmp_path, HOSTILE[:1], "rebase"), ORIGIN)
+
+
+def test_app_quota_is_on_by_default_with_several_tenants() -> None:
+    """122 requests / 10 s per app across tenants (learn.microsoft.com/graph/throttling-limits)."""
+    one = 'seed = 1\n[tenant]\n[streams."graph.provisioning"]\nrecords = 1\n'
+    many = 'seed = 1\n[streams."graph.provisioning"]\nrecords = 1\n[[tenants]]\n[[tenants]]\n'
+    assert parse(one).quota.graph_app_requests_per_10s == 0  # one tenant: 5 / 10 s binds first
+    assert parse(many).quota.graph_app_requests_per_10s == 122
+    assert parse(many + "[quota]\ngraph_requests_per_10s = 0\n").quota.graph_app_requests_per_10s == 0
+    assert parse(many + "[quota]\ngraph_app_requests_per_10s = 7\n").quota.graph_app_requests_per_10s == 7

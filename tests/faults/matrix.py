@@ -139,7 +139,10 @@ row(GRAPH, "graph.non_object_record", "entries of `value` that are not objects (
 row(GRAPH, "graph.403", "403 Authorization_RequestDenied", "fake, every request",
     "fatal; message names the permissions to grant", FAILURE)
 row(GRAPH, "graph.licence", "403 Authentication_RequestFromNonPremiumTenantOrB2CTenant", "fake, every request",
-    "fatal LicenseError: sign-ins need P1/P2", FAILURE)
+    "retried twice (premium tenants get it intermittently), then fatal LicenseError: sign-ins need P1/P2",
+    FAILURE)
+row(GRAPH, "graph.licence_intermittent", "the licence 403 now and then on a list that answers otherwise",
+    "fake, 2 of 3 requests", "retried after a pause; nothing lost; never concluded unlicensed", RETRIED)
 
 # --------------------------------------------------------------------------- SIEM query endpoints
 SIEM = "SIEM query endpoints during `reconcile` (emulated SIEMs + fault middleware)"

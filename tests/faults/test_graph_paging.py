@@ -210,5 +210,29 @@ async def test_documented_403s_are_fatal_and_say_what_to_fix(tmp_path: Path, key
     http = ScriptedHttp(lambda url: (403, body, {}))
     out, collector, _ = await collect(tmp_path, http)
     await assert_visible_failure(out, collector, needle)
-    assert len(http.urls) == 1  # not retried
+    # not retried, except the licence answer, which premium tenants also get now and then
+    assert len(http.urls) == (3 if key == "graph.licence" else 1)
     outcome(key, FAILURE)
+
+
+async def test_an_intermittent_licence_answer_costs_a_pause_never_a_record(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, outcome: Callable[[str, str], None]) -> None:
+    """microsoft-graph-docs#14120, microsoft-graph-docs-contrib#3759: premium tenants get
+    Authentication_RequestFromNonPremiumTenantOrB2CTenant on some requests. Two in a row on the first
+    page, then on every other request, even three in a row once the list has answered: all retried."""
+    monkeypatch.setattr("agent.sources.graph.LICENCE_DELAY", 0.0)
+    refusal = orjson.dumps({"error": {"code": "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+                                      "message": "Neither tenant is B2C or tenant doesn't have premium license"}})
+    script = {"FIRST": [403, 403, 200], f"{BASE}/p2": [403, 403, 403, 200], f"{BASE}/p3": [200]}
+    pages = {"FIRST": page(["a", "b"], f"{BASE}/p2"), f"{BASE}/p2": page(["c"], f"{BASE}/p3"),
+             f"{BASE}/p3": page(["d"])}
+
+    def answer(url: str) -> tuple[int, bytes, dict[str, str]]:
+        status = script[url].pop(0)
+        return (status, pages[url] if status == 200 else refusal, {})
+
+    out, _, records = await collect(tmp_path, ScriptedHttp(answer))
+    assert out.ok, out.error
+    assert sorted(r["id"] for r in records) == ["a", "b", "c", "d"]
+    assert all(not v for v in script.values())  # every scripted answer was asked for: 5 refusals retried
+    outcome("graph.licence_intermittent", RETRIED)

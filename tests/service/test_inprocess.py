@@ -206,3 +206,26 @@ format = "json"
     code, seconds = await agent.terminate(signal.SIGTERM, timeout=60)
     assert code == 1 and 1 + 4 < seconds < 1 + 5 + 2, (code, seconds)
     assert any(r.get("msg", "").startswith("Shutdown exceeded its bound") for r in agent.lines())
+
+
+async def test_a_licence_answer_is_alerted_as_a_delay_keyed_by_tenant_and_hour(tmp_path: Path) -> None:
+    """Premium tenants get the licence 403 intermittently (microsoft-graph-docs#14120): the service
+    alerts it as a warning that costs a delay, once per tenant and hour, not as a lost licence."""
+    from agent.http import Response
+
+    svc = Service(_cfg(tmp_path))
+    sent: list[Alert] = []
+
+    class Recorder:
+        async def send(self, alert: Alert) -> bool:
+            sent.append(alert)
+            return True
+
+    svc.alerter = Recorder()  # type: ignore[assignment]
+    body = b'{"error":{"code":"Authentication_RequestFromNonPremiumTenantOrB2CTenant","message":"x"}}'
+    tenant = "00000000-0000-0000-0000-000000000001"
+    svc._observe((tenant, "graph"), Response(403, {}, body, "https://graph/beta/auditLogs/signIns"))
+    svc._observe((tenant, "graph"), Response(200, {}, b'{"value":[]}', "https://graph/beta/auditLogs/signIns"))
+    await asyncio.sleep(0.05)
+    assert [a.kind for a in sent] == ["licence_refused"] and sent[0].severity == "warning"
+    assert "retries" in sent[0].text and tenant in sent[0].key

@@ -13,7 +13,7 @@ from agent.archive import Archive
 from agent.config import AlertsConfig, Credential, HttpConfig, Secret, TenantConfig, Webhook
 from agent.http import HttpClient
 from agent.notices import is_relevant, to_alert
-from agent.service import Health, StreamHealth, is_silent, settled_hour, shard_tenants
+from agent.service import Health, StreamHealth, app_shares, is_silent, settled_hour, shard_tenants
 from agent.store.local import LocalStore
 
 
@@ -74,6 +74,17 @@ def test_sharding_splits_tenants_without_overlap() -> None:
     shards = [shard_tenants(tenants, (i, 3)) for i in range(3)]
     assert sorted(t.id for s in shards for t in s) == sorted(t.id for t in tenants)
     assert [len(s) for s in shards] == [3, 2, 2]
+
+
+def test_each_shard_gets_its_tenants_share_of_an_app_budget() -> None:
+    """The per-app reports quota spans all tenants: n agents of one app split it by tenants."""
+    tenants = (*(_tenant(i) for i in range(7)),
+               *(TenantConfig(id=f"10000000-0000-0000-0000-{i:012d}", client_id="d", credential=Credential())
+                 for i in range(2)))
+    shares = [app_shares(tenants, (i, 3)) for i in range(3)]
+    assert sum(s.get("c", 0) for s in shares) == pytest.approx(1.0)
+    assert sum(s.get("d", 0) for s in shares) == pytest.approx(1.0)
+    assert app_shares(tenants, (0, 1)) == {"c": 1.0, "d": 1.0}
 
 
 def test_health_reports_stalled_and_credentials() -> None:
