@@ -136,15 +136,16 @@ def open_anchor(cfg: AnchorConfig, agent_cfg: Config | None = None, http: HttpCl
 
 def _siem_anchor(cfg: AnchorConfig, agent_cfg: Config | None, http: HttpClient | None) -> Sink:
     from agent.logs import register_secret
-    from agent.siem.anchor import ElasticAnchor, SplunkAnchor
+    from agent.siem.anchor import ElasticAnchor, SentinelAnchor, SplunkAnchor
     from agent.siem.config import from_config
 
     if agent_cfg is None or http is None:
         raise ConfigError(f"anchor {cfg.label}: a SIEM anchor needs the [siem] connection")
     siem = from_config(agent_cfg)
-    if siem.type not in ("elastic", "splunk") or siem.token is None:
-        raise ConfigError(f"anchors: type = \"siem\" is implemented for [siem] type = \"elastic\" and "
-                          f"\"splunk\" (configured: {siem.type})")
+    if siem.type == "sentinel":
+        return SentinelAnchor(siem, agent_cfg, http, cfg.index or "MsLogAgentChainHeads_CL")
+    if siem.token is None:
+        raise ConfigError(f"anchors: a SIEM anchor on {siem.type} needs the [siem] token")
     secret = register_secret(siem.token.reveal())
     if siem.type == "splunk":
         return SplunkAnchor(siem, http, secret, cfg.index or "main")

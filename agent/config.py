@@ -500,12 +500,16 @@ def _anchor(data: Any, index: int, base: Path | None, store: StoreConfig, siem: 
         raise ConfigError(f"{t.where}.type is required (\"local\" or \"s3\")")
     if kind == "siem":
         siem_type = siem.get("type") if isinstance(siem, Mapping) else None
-        if siem_type not in ("elastic", "splunk"):
-            raise ConfigError(f"{t.where}: type = \"siem\" is implemented for [siem] type = \"elastic\" and "
-                              f"\"splunk\" (configured: {siem_type or 'no [siem] table'}); use a \"local\" "
-                              "(WORM or append-only directory) or \"s3\" (Object Lock) anchor")
-        name: str = t.string("index", "ms-log-agent-chain-heads" if siem_type == "elastic" else "main")
-        if not re.match(r"^[a-z0-9][a-z0-9._-]{0,199}$", name):
+        if siem_type not in ("elastic", "splunk", "sentinel"):
+            raise ConfigError(f"{t.where}: type = \"siem\" needs a [siem] table (configured: "
+                              f"{siem_type or 'none'}); or use a \"local\" (WORM or append-only directory) or "
+                              "\"s3\" (Object Lock) anchor")
+        default = {"elastic": "ms-log-agent-chain-heads", "splunk": "main", "sentinel": "MsLogAgentChainHeads_CL"}
+        name: str = t.string("index", default[siem_type])
+        if siem_type == "sentinel":
+            if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,60}_CL$", name):
+                raise ConfigError(f"{t.where}.index: {name!r} is not a custom table name (letters, digits, _CL)")
+        elif not re.match(r"^[a-z0-9][a-z0-9._-]{0,199}$", name):
             raise ConfigError(f"{t.where}.index: {name!r} is not a valid index name")
         t.finish()
         return AnchorConfig("siem", f"siem:{siem_type}:{name}", None, name)

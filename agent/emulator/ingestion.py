@@ -56,11 +56,12 @@ def _type_of(value: Any) -> str:
 class CustomTable:
     """A `*_CL` table filled by ingestion: rows kept sorted by TimeGenerated, columns added as they appear."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, columns: dict[str, str] | None = None) -> None:
         self.name = name
         self._times: list[int] = []
-        self._cols: dict[str, list[Any]] = {"_ingested": []}
-        self._types: dict[str, str] = {"TimeGenerated": "datetime"}
+        self._cols: dict[str, list[Any]] = {"_ingested": [], **{c: [] for c in columns or {}}}
+        # a table created with a schema answers queries on its columns before any row arrives
+        self._types: dict[str, str] = {"TimeGenerated": "datetime", **(columns or {})}
 
     def __len__(self) -> int:
         return len(self._times)
@@ -195,8 +196,16 @@ def _time(value: Any, default: int) -> int:
     return default
 
 
+# The table an operator creates for the agent's chain-head heartbeats (`[[anchors]] type = "siem"`
+# with Sentinel, docs/integrity.md), with its DCR stream `Custom-MsLogAgentChainHeads_CL`.
+CHAIN_HEADS = "MsLogAgentChainHeads_CL"
+
+
 def custom_tables(base_tables: Sequence[str]) -> dict[str, CustomTable]:
-    return {f"{t}{SUFFIX}": CustomTable(f"{t}{SUFFIX}") for t in base_tables}
+    tables = {f"{t}{SUFFIX}": CustomTable(f"{t}{SUFFIX}") for t in base_tables}
+    tables[CHAIN_HEADS] = CustomTable(CHAIN_HEADS, {"Tenant": "string", "Stream": "string", "Seq": "long",
+                                                    "Sha256": "string", "Records": "long", "Manifest": "string"})
+    return tables
 
 
 def app(endpoint: IngestionEndpoint) -> web.Application:

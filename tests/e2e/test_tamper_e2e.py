@@ -69,3 +69,30 @@ def test_collect_anchors_verify_detects_truncation_and_export_skips_a_planted_se
     blind = run_agent(["verify", "--config", str(cfg)])
     assert blind.returncode == 0 and "NOT CHECKED no [[anchors]] configured" in blind.stdout
     shutil.rmtree(tmp_path / "anchor")
+
+
+def test_sentinel_holds_the_heads_and_verify_reads_them_back(tmp_path: Path) -> None:
+    """`[[anchors]] type = "siem"` with Sentinel: heads go through Logs Ingestion into a custom table of
+    the emulated workspace and come back through the Log Analytics query API; the store's writer cannot
+    reach them, so cutting the tail shows."""
+    cfg = tmp_path / "agent.toml"
+    store = tmp_path / "store"
+    args = ("--write-config", str(cfg), "--store-dir", str(store), "--siem", "sentinel")
+    with running_emulator(SCENARIO, tmp_path, extra_args=args):
+        edit_config(cfg, "collection", segment_max_records=20, page_size=20)
+        cfg.write_text(cfg.read_text() + '\n[[anchors]]\ntype = "siem"\n')  # [siem] is the last table
+        collected = run_agent(["collect", "--once", "--config", str(cfg), "--stream", STREAM, "--since", "4h"])
+        assert collected.returncode == 0, collected.stderr[-3000:]
+        assert "anchor" not in collected.stderr.lower(), collected.stderr[-3000:]
+        clean = run_agent(["verify", "--config", str(cfg)])
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert "against 1 anchor" in clean.stdout and "NOT CHECKED" not in clean.stdout
+        newest = sorted((store / "_meta" / "manifests").rglob("*.json"))[-1]
+        manifest = orjson.loads(newest.read_bytes())
+        newest.unlink()
+        for seg in manifest["segments"]:
+            (store / seg["key"]).unlink()
+            (store / seg["sidecar"]).unlink()
+        cut = run_agent(["verify", "--config", str(cfg)])
+        assert cut.returncode == 1, cut.stdout + cut.stderr
+        assert "truncated" in cut.stdout and f"seq {manifest['seq']}" in cut.stdout

@@ -82,10 +82,17 @@ async def test_a_head_is_one_create_only_document(rig: Any, tmp_path: Path) -> N
     assert DATASET == "ms_log_agent.chain_head"
 
 
-async def test_siem_anchor_is_refused_for_sentinel(tmp_path: Path) -> None:
+async def test_sentinel_anchor_needs_the_ingestion_path_and_a_custom_table(tmp_path: Path) -> None:
+    """A Sentinel SIEM anchor writes through Logs Ingestion (tests/e2e/test_tamper_e2e.py runs it end
+    to end): without a DCR it is refused naming the keys, and its table must be a custom `_CL` one."""
     data = {"tenants": [{"id": TENANT, "client_id": "11111111-2222-4333-8444-555555555555",
                          "client_secret_env": "X", "streams": [S]}],
             "store": {"type": "local", "path": str(tmp_path)},
             "siem": {"type": "sentinel", "workspace_id": WORKSPACE}, "anchors": [{"type": "siem"}]}
-    with pytest.raises(config.ConfigError, match="configured: sentinel"):
-        config.parse(data)
+    cfg = config.parse(data)
+    assert cfg.anchors[0].label == "siem:sentinel:MsLogAgentChainHeads_CL"
+    async with HttpClient(config.HttpConfig()) as http:
+        with pytest.raises(config.ConfigError, match="ingestion_endpoint and siem.dcr_immutable_id"):
+            open_anchor(cfg.anchors[0], cfg, http)
+    with pytest.raises(config.ConfigError, match="custom table"):
+        config.parse({**data, "anchors": [{"type": "siem", "index": "SigninLogs"}]})

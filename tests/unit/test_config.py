@@ -125,7 +125,7 @@ object_lock_days = 30
     ('type = "s3"\nbucket = "b"\nobject_lock_mode = "GOVERNANCE"\nobject_lock_days = 1', "COMPLIANCE"),
     ('type = "s3"\nbucket = "b"\nobject_lock_mode = "COMPLIANCE"\nobject_lock_days = 1\nspool_dir = "x"',
      "never spooled"),
-    ('type = "siem"', "implemented for .siem. type = .elastic. and .splunk."),
+    ('type = "siem"', "needs a .siem. table"),
     ('type = "ftp"', r"anchors\[0\]\.type"),
     ('type = "local"\npath = "a"\ncolour = "red"', "colour"),
 ])
