@@ -92,7 +92,7 @@ async def test_sentinel_anchor_needs_the_ingestion_path_and_a_custom_table(tmp_p
     cfg = config.parse(data)
     assert cfg.anchors[0].label == "siem:sentinel:MsLogAgentChainHeads_CL"
     async with HttpClient(config.HttpConfig()) as http:
-        with pytest.raises(config.ConfigError, match="ingestion_endpoint and siem.dcr_immutable_id"):
+        with pytest.raises(config.ConfigError, match=r"ingestion_endpoint and siem\.dcr_immutable_id"):
             open_anchor(cfg.anchors[0], cfg, http)
     with pytest.raises(config.ConfigError, match="custom table"):
         config.parse({**data, "anchors": [{"type": "siem", "index": "SigninLogs"}]})
