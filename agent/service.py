@@ -88,6 +88,8 @@ class Health:
     streams: dict[tuple[str, str], StreamHealth] = field(default_factory=dict)
     store_ok: bool = True
     store_error: str | None = None
+    siem_unverified_since: float | None = None  # first scheduled reconcile of the "could not verify" episode
+    siem_unverified_reason: str | None = None
 
     def stalled(self, threshold: float, now: float | None = None) -> list[tuple[str, str]]:
         """Streams without a successful pass for longer than `threshold` (since start if never).
@@ -103,6 +105,9 @@ class Health:
         out += [f"credentials: {t}/{s}: {h.last_error}" for (t, s), h in self.streams.items()
                 if h.last_error_kind == "AuthError"]
         out += [f"stalled: {t}/{s}" for t, s in self.stalled(threshold)]
+        if self.siem_unverified_since is not None:  # reconcile runs but cannot check: not "all good"
+            since = datetime.fromtimestamp(self.siem_unverified_since, UTC)
+            out.append(f"siem: could not verify since {since:%Y-%m-%dT%H:%M:%SZ}: {self.siem_unverified_reason}")
         return out
 
 
@@ -126,6 +131,9 @@ class Service:
                     metric.labels(t.id, s)
                 self.metrics.stalled.labels(t.id, s).set(0)
                 self.metrics.silent.labels(t.id, s).set(0)
+                if self.cfg.siem:
+                    self.metrics.reconcile_unverified.labels(t.id, s).set(0)
+                    self.metrics.reconcile_last_complete.labels(t.id, s).set(0)
 
     # ----------------------------------------------------------------- lifecycle
     async def run(self) -> int:
