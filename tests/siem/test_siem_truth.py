@@ -118,3 +118,44 @@ def test_sentinel_lag_backfills_only_what_is_lost(tmp_path: Path) -> None:
         assert set(sent) == lost and max(sent.values()) == 1  # nothing present was sent, nothing twice
         code, second = run()
         assert code == 0 and second["verdict"] == "no_gaps", second
+
+
+def test_ingestion_lag_is_range_checked_and_sentinel_only() -> None:
+    import pytest
+
+    from agent.errors import ConfigError
+    from agent.siem.config import parse
+
+    base = {"type": "sentinel", "workspace_id": "0badc0de-0000-4000-8000-000000000000"}
+    assert parse(base, tenants=(TENANT,)).ingestion_lag == timedelta(hours=1)
+    assert parse({**base, "ingestion_lag": "0s"}, tenants=(TENANT,)).ingestion_lag == timedelta(0)
+    for bad in ("-1h", "8d"):
+        with pytest.raises(ConfigError, match="ingestion_lag"):
+            parse({**base, "ingestion_lag": bad}, tenants=(TENANT,))
+    with pytest.raises(ConfigError, match="ingestion_lag"):
+        parse({"type": "splunk", "url": "https://s:8089", "token_env": "X", "ingestion_lag": "1h"})
+    cfg = parse(base, tenants=(TENANT,))
+    assert cfg.targets["graph.signins.interactive"].event_field == "CreatedDateTime"
+    assert cfg.targets["graph.directory_audits"].event_field == "ActivityDateTime"
+    assert cfg.targets["graph.signins.serviceprincipal"].event_field == ""
+
+
+def test_kql_extend_coalesce_over_a_fuzzy_union() -> None:
+    """The backfill table lacks CreatedDateTime: coalesce() falls back to its TimeGenerated."""
+    from agent.emulator import kql
+    from agent.emulator.ingestion import CustomTable
+    from agent.emulator.loganalytics import LaTable
+    from agent.emulator.siem_copy import Row, StreamCopy
+
+    t0 = ticks_of(START)
+    table = LaTable("SigninLogs", "ws", [(StreamCopy(TENANT, "graph.signins.interactive",
+                                                     [Row(t0, "a", b"{}", t0)]), "SignInLogs")],
+                    SiemPlan(time_generated_lag=3600 * 10**7, time_generated_spread=0.0))
+    backfill = CustomTable("SigninLogs_Backfill_CL")
+    backfill.insert(t0 + 10**7, {"Id": "b"}, t0)
+    tables = {"SigninLogs": table, "SigninLogs_Backfill_CL": backfill}
+    q = ("union isfuzzy=true SigninLogs, SigninLogs_Backfill_CL | where TimeGenerated >= datetime(2000-01-01) "
+         "| extend T = coalesce(CreatedDateTime, TimeGenerated) | project Id, T, TimeGenerated")
+    rows = {r[0]: (r[1], r[2]) for r in kql.run(q, tables.get, None, None, 2**62).rows}
+    assert rows["a"] == (t0, t0 + 3600 * 10**7)  # event time kept, TimeGenerated an hour later
+    assert rows["b"] == (t0 + 10**7, t0 + 10**7)
