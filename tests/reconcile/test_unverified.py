@@ -1,7 +1,8 @@
 """A SIEM the agent cannot read is "could not verify", never "no gaps".
 
 Each emulated SIEM gets a collected archive, then a config that cannot read it: a wrong workspace
-id (Sentinel: 404 WorkspaceNotFoundError), a wrong token (Splunk: 401; Elasticsearch: 401).
+id (Sentinel: 404 WorkspaceNotFoundError), an app secret that no longer works (Sentinel: no token
+at all), a wrong token (Splunk: 401; Elasticsearch: 401).
 `agent reconcile` must exit 1, name the reason on stderr, and every report format must lead with
 "Could not verify" and the archive's real counts (not "archive 0 / SIEM 0").
 """
@@ -21,7 +22,9 @@ WRONG_WORKSPACE = "0badc0de-0000-4000-8000-000000000000"
 
 
 def _break(kind: str, config: Path) -> None:
-    if kind == "splunk":
+    if kind == "sentinel-secret":  # an expired client secret: the token request itself fails
+        (config.parent / "client_secret").write_text("expired-secret")
+    elif kind == "splunk":
         (config.parent / "splunk_token").write_text("not-the-token")
     elif kind == "elastic":
         (config.parent / "elastic_api_key").write_text("bm90OnRoZS1rZXk=")
@@ -33,10 +36,10 @@ def _reconcile(config: Path, fmt: str, out: Path) -> subprocess.CompletedProcess
                           env=agent_env(), cwd=REPO, capture_output=True, timeout=180)
 
 
-@pytest.mark.parametrize("kind", ["sentinel", "splunk", "elastic"])
+@pytest.mark.parametrize("kind", ["sentinel", "sentinel-secret", "splunk", "elastic"])
 def test_an_unreadable_siem_is_could_not_verify(tmp_path: Path, kind: str) -> None:
     config = {"workspace_id": WRONG_WORKSPACE, "max_attempts": 2} if kind == "sentinel" else {"max_attempts": 2}
-    with backfill_env(tmp_path, kind, config=config) as env:
+    with backfill_env(tmp_path, kind.split("-")[0], config=config) as env:
         _break(kind, env.config)
         archived = {s: sum(1 for r in env.emu.truth() if r["stream"] == s) for s in STREAMS}
 
@@ -54,6 +57,9 @@ def test_an_unreadable_siem_is_could_not_verify(tmp_path: Path, kind: str) -> No
             assert 0 < s["agent_count"] <= archived[s["stream"]], s
         if kind == "sentinel":
             assert "WorkspaceNotFound" in doc["unverified_reasons"][0]
+        elif kind == "sentinel-secret":
+            assert "AADSTS7000215" in doc["unverified_reasons"][0]
+            assert "expired-secret" not in proc.stderr.decode() + json.dumps(doc)
         else:
             assert "401" in doc["unverified_reasons"][0]
 
