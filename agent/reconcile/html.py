@@ -127,12 +127,9 @@ def _verdict(report: ReconcileReport) -> str:
     and what the archive holds in the streams that could not be checked."""
     unverified = ""
     if not report.complete:
-        streams = report.unverified_streams()
         reasons = "".join(f"<li>{escape(why)}</li>" for why in report.unverified_reasons()[:5])
-        unverified = (f'<div class="verdict warn" id="verdict-unverified"><p class="warn">Could not verify '
-                      f"{len(streams)} of {len(report.streams)} stream(s): the archive holds "
-                      f"{sum(s.agent_count for s in streams)} record(s) there, the SIEM's side is unknown "
-                      f"(not empty).</p><ul>{reasons}</ul></div>")
+        unverified = (f'<div class="verdict warn" id="verdict-unverified"><p class="warn">'
+                      f"{escape(report.unverified_summary())}.</p><ul>{reasons}</ul></div>")
     if report.has_gaps:
         return f'<p class="verdict bad" id="verdict">Gaps found.</p>{unverified}'
     if unverified:

@@ -128,6 +128,20 @@ class ReconcileReport:
     def unverified_streams(self) -> list[StreamReport]:
         return [s for s in self.streams if s.unverified]
 
+    def unverified_summary(self) -> str:
+        """"Could not verify ..." in one sentence: which streams (whole or in part) and what the archive
+        holds in the buckets that could not be checked (its real count, never 0 for unknown)."""
+        whole = [s for s in self.streams if s.unverified and not s.siem_answered]
+        part = [s for s in self.streams if s.unverified and s.siem_answered]
+        held = sum(s.agent_count for s in whole) + sum(b.agent for s in part for b in s.buckets if b.unverified)
+        if whole:
+            what = f"{len(whole)} of {len(self.streams)} stream(s)" + (f" and parts of {len(part)} more"
+                                                                      if part else "")
+        else:
+            what = f"parts of {len(part)} of {len(self.streams)} stream(s)"
+        return (f"Could not verify {what}: the archive holds {held} record(s) there; "
+                "the SIEM's side is unknown, not empty")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "window": {"since": iso(self.since), "until": iso(self.until)},
@@ -185,9 +199,7 @@ def headline_markdown(report: ReconcileReport) -> list[str]:
     """When parts could not be checked: say so first, with why and what the archive holds there."""
     if report.complete:
         return []
-    held = sum(s.agent_count for s in report.unverified_streams())
-    lines = [f"**Could not verify** {len(report.unverified_streams())} of {len(report.streams)} stream(s) "
-             f"(the archive holds {held} record(s) in them): the SIEM's side is unknown, not empty.", ""]
+    lines = [f"**{report.unverified_summary()}.**", ""]
     lines += [f"- reason: {' '.join(why.split())}" for why in report.unverified_reasons()[:5]]  # one line each
     return [*lines, ""]
 

@@ -45,7 +45,7 @@ def test_an_unreadable_siem_is_could_not_verify(tmp_path: Path, kind: str) -> No
 
         proc = _reconcile(env.config, "json", tmp_path / "r.json")
         assert proc.returncode == 1, proc.stderr.decode()[-2000:]
-        assert b"could not verify 3 of 3 stream(s)" in proc.stderr
+        assert b"agent: Could not verify 3 of 3 stream(s)" in proc.stderr
         assert b"Traceback" not in proc.stderr
         doc = json.loads((tmp_path / "r.json").read_text())
         assert doc["verdict"] == "unverified" and not doc["complete"] and not doc["has_gaps"]
@@ -65,12 +65,13 @@ def test_an_unreadable_siem_is_could_not_verify(tmp_path: Path, kind: str) -> No
 
         assert _reconcile(env.config, "md", tmp_path / "r.md").returncode == 1
         md = (tmp_path / "r.md").read_text()
-        assert "**Could not verify** 3 of 3 stream(s)" in md and "**Result: COULD NOT VERIFY.**" in md
+        total = sum(s["agent_count"] for s in doc["streams"])
+        assert f"**Could not verify 3 of 3 stream(s): the archive holds {total} record(s) there" in md
+        assert "**Result: COULD NOT VERIFY.**" in md
         assert "no gaps" not in md and "| not verified |" in md
 
         assert _reconcile(env.config, "html", tmp_path / "r.html").returncode == 1
         page = (tmp_path / "r.html").read_text()
         assert '<div class="verdict warn" id="verdict"><p class="warn">Could not verify 3 of 3 stream(s)' in page
         assert "No gaps" not in page
-        total = sum(s["agent_count"] for s in doc["streams"])
         assert f"the archive holds {total} record(s) there" in page

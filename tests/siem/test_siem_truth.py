@@ -63,6 +63,7 @@ async def test_splunk_peer_down_is_unverified_never_missing(tmp_path: Path) -> N
             partial += 1  # the count query came back; only some buckets were unverified
             assert all(b - a <= 3600 * US for a, b, _ in s.unverified)
     assert partial > 0, "the scenario should hit an id query, not only count queries"
+    assert "parts of" in report.unverified_summary()
 
 
 async def test_sentinel_ingestion_lag_near_bucket_edges(tmp_path: Path) -> None:
