@@ -115,6 +115,8 @@ class Service:
     def __init__(self, cfg: Config, shard: tuple[int, int] = (0, 1),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), hard_exit: bool = False) -> None:
         self.cfg = Config(**{**cfg.__dict__, "tenants": shard_tenants(cfg.tenants, shard)})
+        # every tenant, for what is not sharded: the app registration that reads the SIEM ([siem] tenant)
+        self.unsharded = cfg
         self.shard = shard
         self.hard_exit = hard_exit  # `agent run`: guarantee the exit bound even if a thread hangs
         self.metrics = Metrics()

@@ -38,10 +38,12 @@ async def run_failed(service: Service, reason: str) -> None:
 
 async def reconcile_once(service: Service, archive: Archive) -> ReconcileReport:
     cfg = service.cfg
-    siem_cfg = from_config(cfg)
+    # The SIEM is read with the [siem] tenant's app registration, which another shard may collect:
+    # resolved against every tenant, or shards other than the first could never reconcile.
+    siem_cfg = from_config(service.unsharded)
     now = service.clock()
     pairs = [(t.id, s) for t in cfg.tenants for s in t.streams]
-    siem = open_siem(siem_cfg, cfg, service.collector.sources.http)
+    siem = open_siem(siem_cfg, service.unsharded, service.collector.sources.http)
     try:
         report = await reconcile(cfg, archive, siem, pairs, now - cfg.service.reconcile_lookback, now,
                                  options=options_from(siem_cfg), now=now, siem_name=siem_cfg.type)
