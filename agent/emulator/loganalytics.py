@@ -97,8 +97,11 @@ def audit_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
 
 
 def provisioning_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
+    # No ActivityDateTime: the Azure Monitor table reference (azure-reference-other
+    # tables/includes/aadprovisioninglogs-include.md) lists TimeGenerated as "the date and time of
+    # the event" and no other time column for AADProvisioningLogs.
     return {
-        "Id": rec.get("id"), "ActivityDateTime": rec.get("activityDateTime"), "JobId": rec.get("jobId"),
+        "Id": rec.get("id"), "JobId": rec.get("jobId"),
         "CycleId": rec.get("cycleId"), "ChangeId": rec.get("changeId"),
         "ProvisioningAction": rec.get("provisioningAction"),
         "ProvisioningStatusInfo": _json(rec.get("provisioningStatusInfo")),
