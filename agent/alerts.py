@@ -33,7 +33,8 @@ SENT_PREFIX = f"{META}/alerts/sent"
 SENT_KEY = f"{SENT_PREFIX}.json"
 _REMEMBER = timedelta(days=30)
 KINDS = ("siem_gap", "agent_gap", "stream_stalled", "stream_silent", "subscription_disabled",
-         "credentials_failing", "store_failing", "service_notice", "window_failed", "task_failed")
+         "credentials_failing", "store_failing", "service_notice", "window_failed", "task_failed",
+         "siem_unverified")
 
 
 @dataclass(frozen=True)

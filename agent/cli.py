@@ -410,6 +410,10 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     _write_report(report, args.format, args.out)
+    if not report.complete:  # the report says it too; this line is for cron and CI logs
+        reasons = report.unverified_reasons()
+        print(f"agent: {report.unverified_summary()}. Reason: {' '.join(reasons[0].split()) if reasons else 'unknown'}",
+              file=sys.stderr)
     # after a backfill that closed every SIEM gap, only archive holes still count as gaps
     gaps = any(s.missing_in_agent for s in report.streams) if report.backfill_closed else report.has_gaps
     if gaps:

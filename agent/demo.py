@@ -239,7 +239,9 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
     total = sum(r.agent_count for r in after.streams)
     still = sum(len(r.missing_in_siem) for r in after.streams)
     coverage = 100.0 * (total - still) / total if total else 100.0
-    closed = not still and b.get("acknowledged") == lost
+    closed = not still and b.get("acknowledged") == lost and after.complete
     lines += ["", f"Coverage after the backfill: {coverage:.1f} % of {total} archived records are in the SIEM"
               + (" (the gap is closed)." if closed else f"; {still} still missing.")]
+    if not (report.complete and after.complete):  # a check that could not be made is never "closed"
+        lines.append(f"{(after if not after.complete else report).unverified_summary()}.")
     return lines, report.has_gaps and closed

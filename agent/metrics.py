@@ -51,6 +51,13 @@ class Metrics:
                                        _TS, registry=r)
         self.reconcile_coverage = Gauge("agent_reconcile_coverage_ratio", "SIEM coverage of the archive (last run).",
                                         _TS, registry=r)
+        self.reconcile_unverified = Gauge(
+            "agent_reconcile_unverified", "1 when the last scheduled reconcile could not check (part of) the "
+            "stream against the SIEM: a state of its own, never read as no gaps.", _TS, registry=r)
+        self.reconcile_last_complete = Gauge(
+            "agent_reconcile_last_complete_timestamp_seconds",
+            "When a scheduled reconcile last checked the stream's whole window (0 = never since start).", _TS,
+            registry=r)
         self.backfilled = Counter("agent_backfill_records", "Records sent to the SIEM and acknowledged.", _TS,
                                   registry=r)
         self.quarantined = Counter("agent_segments_quarantined",

@@ -97,6 +97,8 @@ class Health:
     streams: dict[tuple[str, str], StreamHealth] = field(default_factory=dict)
     store_ok: bool = True
     store_error: str | None = None
+    siem_unverified_since: float | None = None  # first scheduled reconcile of the "could not verify" episode
+    siem_unverified_reason: str | None = None
 
     def stalled(self, threshold: float, now: float | None = None) -> list[tuple[str, str]]:
         """Streams without a successful pass for longer than `threshold` (since start if never).
@@ -112,6 +114,9 @@ class Health:
         out += [f"credentials: {t}/{s}: {h.last_error}" for (t, s), h in self.streams.items()
                 if h.last_error_kind == "AuthError"]
         out += [f"stalled: {t}/{s}" for t, s in self.stalled(threshold)]
+        if self.siem_unverified_since is not None:  # reconcile runs but cannot check: not "all good"
+            since = datetime.fromtimestamp(self.siem_unverified_since, UTC)
+            out.append(f"siem: could not verify since {since:%Y-%m-%dT%H:%M:%SZ}: {self.siem_unverified_reason}")
         return out
 
 
@@ -119,6 +124,8 @@ class Service:
     def __init__(self, cfg: Config, shard: tuple[int, int] = (0, 1),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), hard_exit: bool = False) -> None:
         self.cfg = Config(**{**cfg.__dict__, "tenants": shard_tenants(cfg.tenants, shard)})
+        # every tenant, for what is not sharded: the app registration that reads the SIEM ([siem] tenant)
+        self.unsharded = cfg
         self.shard = shard
         self.app_share = app_shares(cfg.tenants, shard)
         self.hard_exit = hard_exit  # `agent run`: guarantee the exit bound even if a thread hangs
@@ -138,6 +145,9 @@ class Service:
                     metric.labels(t.id, s)
                 self.metrics.stalled.labels(t.id, s).set(0)
                 self.metrics.silent.labels(t.id, s).set(0)
+                if self.cfg.siem:
+                    self.metrics.reconcile_unverified.labels(t.id, s).set(0)
+                    self.metrics.reconcile_last_complete.labels(t.id, s).set(0)
 
     # ----------------------------------------------------------------- lifecycle
     async def run(self) -> int:

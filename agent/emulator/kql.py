@@ -3,7 +3,8 @@
 Supported: `T`, `union [isfuzzy=true] T1, T2`; `| where` with `and`/`or`, parentheses, `== != < <=
 > >=` against string, number and `datetime(...)` literals, `in (...)` and `!in (...)`;
 `| project a, b = c`; `| summarize [n =] count(), [d =] count_distinct(c) [by [b =] bin(T, 1h), c]`;
-`| distinct a`; `| count`; `| take N` / `| limit N`. Anything else raises KqlError, which the
+`| distinct a`; `| count`; `| take N` / `| limit N`; `| extend X = c` and `| extend X = coalesce(c1, c2,
+...)` (the first non-null value, as KQL's coalesce()). Anything else raises KqlError, which the
 endpoint turns into 400 BadArgumentError with a SyntaxError or SemanticError inner error, as
 Log Analytics does. Times are integer 100 ns ticks, like KQL's datetime.
 """
@@ -185,6 +186,8 @@ def _operator(p: Parser, frame: Frame) -> Frame:
         return _project(p, frame)
     if op == "summarize":
         return _summarize(p, frame)
+    if op == "extend":
+        return _extend(p, frame)
     if op == "distinct":
         cols = [p.take("ident").text]
         while p.accept(","):
@@ -305,6 +308,58 @@ def _check_columns(frame: Frame, cols: set[str] | list[str]) -> None:
     for col in cols:
         if not any(t.column(col) is not None for t, _ in frame.parts):
             raise KqlError("SemanticError", f"Failed to resolve scalar expression named '{col}'")
+
+
+# ---------------------------------------------------------------- extend
+class _Extended:
+    """A table seen with one computed column more (what `extend` adds, row by row)."""
+
+    def __init__(self, table: Table, name: str, sources: list[str]) -> None:
+        self.name = table.name
+        self.table = table
+        self.column_name = name
+        self.sources = sources
+        self._values: list[Any] | None = None
+
+    def times(self) -> Sequence[int]:
+        return self.table.times()
+
+    def schema(self) -> list[tuple[str, str]]:
+        types = dict(self.table.schema())
+        kind = next((types[c] for c in self.sources if c in types), "string")
+        return [*[(c, t) for c, t in self.table.schema() if c != self.column_name], (self.column_name, kind)]
+
+    def column(self, name: str) -> Sequence[Any] | None:
+        if name != self.column_name:
+            return self.table.column(name)
+        if self._values is None:
+            cols = [_column_or_nulls(self.table, c) for c in self.sources]
+            self._values = [next((c[i] for c in cols if c[i] is not None), None)
+                            for i in range(len(self.table.times()))]
+        return self._values
+
+
+def _extend(p: Parser, frame: Frame) -> Frame:
+    name = p.take("ident").text
+    p.take("op", "=")
+    if p.accept("coalesce"):
+        p.take("op", "(")
+        sources = [p.take("ident").text]
+        while p.accept(","):
+            sources.append(p.take("ident").text)
+        p.take("op", ")")
+    else:
+        sources = [p.take("ident").text]
+    if frame.parts is None:
+        index = {c: n for n, (c, _) in enumerate(frame.columns)}
+        for c in sources:
+            if c not in index:
+                raise KqlError("SemanticError", f"Failed to resolve scalar expression named '{c}'")
+        kind = frame.columns[index[sources[0]]][1]
+        rows = [[*r, next((r[index[c]] for c in sources if r[index[c]] is not None), None)] for r in frame.rows]
+        return Frame(None, [*frame.columns, (name, kind)], rows)
+    _check_columns(frame, sources)
+    return Frame([(_Extended(t, name, sources), ix) for t, ix in frame.parts], [], [])
 
 
 # ---------------------------------------------------------------- project / summarize

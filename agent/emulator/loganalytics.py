@@ -5,10 +5,22 @@ checked against corpus/siem/sentinel): SigninLogs and the other sign-in tables, 
 AADProvisioningLogs, OfficeActivity. Documented behaviour reproduced: the 500,000-row and ~100 MB
 answer limits as a 200 carrying partial results plus an `error` object; 429 when throttled;
 400 BadArgumentError (SyntaxError/SemanticError) for queries it cannot run; 401/403 for auth.
+
+TimeGenerated. In the tables whose rows keep the record's own event time (SigninLogs and
+AADNonInteractiveUserSignInLogs: `CreatedDateTime`; AuditLogs: `ActivityDateTime`), TimeGenerated
+is when the diagnostic record was produced, which trails the event by the pipeline's latency:
+scenario `[siem] time_generated_lag` (median) and `time_generated_spread` (lognormal sigma) draw
+it per row, seeded, and the row becomes queryable no earlier than its TimeGenerated. Azure Monitor
+documents resource logs as "usually available within 3 to 10 minutes end-to-end" and Entra
+activity logs routed to a workspace as taking "up to three days" at first (azure-monitor-docs
+logs/data-ingestion-time.md; entra-docs monitoring-health/reference-log-latency.md). In every table
+the documented floor applies: a TimeGenerated more than two days before the received time is
+replaced by the received time (data-ingestion-time.md, "Check ingestion time").
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -19,7 +31,7 @@ import orjson
 from aiohttp import web
 
 from agent.emulator import jsontext, kql
-from agent.emulator.siem_copy import TICKS_PER_SECOND, SiemCopy, StreamCopy
+from agent.emulator.siem_copy import TICKS_PER_SECOND, Row, SiemCopy, SiemPlan, StreamCopy
 from agent.emulator.tokens import credentials
 
 # The emulator's own stream -> table map (the witness shares no code with the agent).
@@ -86,8 +98,11 @@ def audit_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
 
 
 def provisioning_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
+    # No ActivityDateTime: the Azure Monitor table reference (azure-reference-other
+    # tables/includes/aadprovisioninglogs-include.md) lists TimeGenerated as "the date and time of
+    # the event" and no other time column for AADProvisioningLogs.
     return {
-        "Id": rec.get("id"), "ActivityDateTime": rec.get("activityDateTime"), "JobId": rec.get("jobId"),
+        "Id": rec.get("id"), "JobId": rec.get("jobId"),
         "CycleId": rec.get("cycleId"), "ChangeId": rec.get("changeId"),
         "ProvisioningAction": rec.get("provisioningAction"),
         "ProvisioningStatusInfo": _json(rec.get("provisioningStatusInfo")),
@@ -110,7 +125,12 @@ def office_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
     }
 
 
-_TYPES = {"TimeGenerated": "datetime", "IsInteractive": "bool", "Id": "string", "OfficeId": "string"}
+_TYPES = {"TimeGenerated": "datetime", "IsInteractive": "bool", "Id": "string", "OfficeId": "string",
+          "CreatedDateTime": "datetime", "ActivityDateTime": "datetime"}
+# Tables whose rows keep their own event-time column (datetime), so TimeGenerated may trail it.
+EVENT_TIME = {"SigninLogs": "CreatedDateTime", "AADNonInteractiveUserSignInLogs": "CreatedDateTime",
+              "AuditLogs": "ActivityDateTime"}
+_TWO_DAYS = 2 * 86400 * TICKS_PER_SECOND
 _ROWS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
     "AuditLogs": audit_row, "AADProvisioningLogs": provisioning_row, "OfficeActivity": office_row,
 }
@@ -120,15 +140,38 @@ _SAMPLE: dict[str, Any] = {"id": "", "status": {}, "location": {}}
 class LaTable:
     """One table: rows of several stream copies merged by time; record columns built on first use."""
 
-    def __init__(self, name: str, workspace: str, parts: list[tuple[StreamCopy, str]]) -> None:
+    def __init__(self, name: str, workspace: str, parts: list[tuple[StreamCopy, str]],
+                 plan: SiemPlan | None = None, seed: int = 0) -> None:
         self.name = name
         self.workspace = workspace
-        merged = sorted(((r, sc.tenant, cat) for sc, cat in parts for r in sc.rows), key=lambda x: x[0].ticks)
-        self._rows = merged
-        self._times = [r.ticks for r, _, _ in merged]
+        rows = [(r, sc.tenant, cat) for sc, cat in parts for r in sc.rows]
+        rows.sort(key=lambda x: (x[0].ticks, x[0].id))
+        stamped = self._stamp(rows, plan or SiemPlan(), random.Random(f"{seed}|time-generated|{name}"))
+        stamped.sort(key=lambda x: x[0])
+        self._rows = [row for _, _, row in stamped]
+        self._times = [tg for tg, _, _ in stamped]
         self._cols: dict[str, list[Any]] = {"TimeGenerated": self._times,
-                                            "_ingested": [r.ingested for r, _, _ in merged]}
+                                            "_ingested": [ingested for _, ingested, _ in stamped]}
+        if name in EVENT_TIME:
+            self._cols[EVENT_TIME[name]] = [r.ticks for r, _, _ in self._rows]
         self._schema = ["TimeGenerated", *self._shape(_SAMPLE, "", ""), "TenantId", "Type"]
+
+    def _stamp(self, rows: list[tuple[Row, str, str]], plan: SiemPlan,
+               rng: random.Random) -> list[tuple[int, int, tuple[Row, str, str]]]:
+        """(TimeGenerated, queryable from, row) per row: the lag model of the module docstring."""
+        out = []
+        lagged = self.name in EVENT_TIME and plan.time_generated_lag > 0
+        for row in rows:
+            r = row[0]
+            generated, ingested = r.ticks, r.ingested
+            if lagged:
+                generated = r.ticks + int(plan.time_generated_lag * math.exp(plan.time_generated_spread
+                                                                             * rng.gauss(0.0, 1.0)))
+                ingested = max(ingested, generated)
+            if ingested - generated > _TWO_DAYS:  # documented: replaced by the received time
+                generated = ingested
+            out.append((generated, ingested, row))
+        return out
 
     def _shape(self, rec: dict[str, Any], tenant: str, category: str) -> dict[str, Any]:
         fn = _ROWS.get(self.name)
@@ -164,7 +207,7 @@ class LaTable:
                     self._cols[col] = [s.get(col) for s in shaped]
 
 
-def workspace_tables(copy: SiemCopy) -> dict[str, LaTable]:
+def workspace_tables(copy: SiemCopy, seed: int = 0) -> dict[str, LaTable]:
     """Every table of the workspace (names are case-sensitive in KQL)."""
     by_table: dict[str, list[tuple[StreamCopy, str]]] = {}
     for sc in copy.streams:
@@ -176,7 +219,7 @@ def workspace_tables(copy: SiemCopy) -> dict[str, LaTable]:
             continue
         by_table.setdefault(table, []).append((sc, category))
     names = [t for t, _ in TABLES.values()] + ["OfficeActivity"]
-    return {n: LaTable(n, copy.workspace_id, by_table.get(n, [])) for n in names}
+    return {n: LaTable(n, copy.workspace_id, by_table.get(n, []), copy.plan, seed) for n in names}
 
 
 def _error(status: int, code: str, message: str, inner: tuple[str, str] | None = None) -> web.Response:
@@ -210,7 +253,7 @@ class Workspace:
     def __init__(self, copy: SiemCopy, token_ok: Callable[[str], bool], seed: int,
                  now: Callable[[], int] | None = None, extra_tables: Mapping[str, kql.Table] | None = None) -> None:
         self.copy = copy
-        self.tables: dict[str, kql.Table] = dict(workspace_tables(copy))
+        self.tables: dict[str, kql.Table] = dict(workspace_tables(copy, seed))
         self.tables.update(extra_tables or {})  # e.g. the *_Backfill_CL tables the Logs Ingestion API fills
         self.token_ok = token_ok
         self.rng = random.Random(f"{seed}|loganalytics")

@@ -22,6 +22,11 @@ and, for the ingestion side (backfill: Logs Ingestion, HEC, `_bulk`):
     hec_ack = true               # false: a HEC token without indexer acknowledgement (Splunk Cloud)
     ingest_latency = "0s"        # a written (backfilled) row becomes searchable this long after the write
     bulk_item_reject = 0.0       # probability per `_bulk` item of an item-level 429
+
+and, for what the query side answers (docs/emulator.md cites the sources):
+    time_generated_lag = "0s"    # Log Analytics: median delay of TimeGenerated behind the event time
+    time_generated_spread = 1.0  #   (lognormal sigma) in tables whose rows keep their own event time
+    search_peer_down = 0.0       # Splunk: probability per search export that one of two indexers is down
 """
 
 from __future__ import annotations
@@ -62,8 +67,12 @@ class SiemPlan:
     hec_ack: bool = True
     ingest_latency: int = 0  # ticks
     bulk_item_reject: float = 0.0
+    time_generated_lag: int = 0  # ticks: median of a lognormal
+    time_generated_spread: float = 1.0
+    search_peer_down: float = 0.0
 
 
+_QUERY_KEYS = {"time_generated_lag", "time_generated_spread", "search_peer_down"}
 _FRACTIONS = ("duplicate_fraction", "throttle", "ingest_throttle", "ingest_server_error", "ingest_lost_response",
               "hec_ack_lost", "bulk_item_reject")
 
@@ -87,7 +96,7 @@ def parse_plan(data: Mapping[str, Any]) -> SiemPlan:
     """The `[siem]` scenario keys other than `gaps`; ValueError names an unknown or bad key."""
     known = {"max_rows", "max_bytes", "duplicate_fraction", "ingestion_delay", "throttle", "gaps",
              "ingest_max_bytes", "ingest_throttle", "ingest_server_error", "ingest_lost_response",
-             "hec_ack_delay", "hec_ack_lost", "hec_ack", "ingest_latency", "bulk_item_reject"}
+             "hec_ack_delay", "hec_ack_lost", "hec_ack", "ingest_latency", "bulk_item_reject"} | _QUERY_KEYS
     extra = sorted(set(data) - known)
     if extra:
         raise ValueError(f"unknown key(s) in [siem]: {', '.join(extra)}")
@@ -106,7 +115,12 @@ def parse_plan(data: Mapping[str, Any]) -> SiemPlan:
         hec_ack=_flag(data.get("hec_ack", True), "hec_ack"),
         ingest_latency=_ticks(data.get("ingest_latency", 0), "ingest_latency"),
         bulk_item_reject=float(data.get("bulk_item_reject", 0.0)),
+        time_generated_lag=_ticks(data.get("time_generated_lag", 0), "time_generated_lag"),
+        time_generated_spread=float(data.get("time_generated_spread", 1.0)),
+        search_peer_down=float(data.get("search_peer_down", 0.0)),
     )
+    if not 0.0 <= plan.time_generated_spread <= 5.0 or not 0.0 <= plan.search_peer_down <= 1.0:
+        raise ValueError("siem.time_generated_spread must be 0-5, siem.search_peer_down a fraction between 0 and 1")
     if plan.max_rows < 1 or plan.max_bytes < 1024 or plan.ingest_max_bytes < 1024:
         raise ValueError("siem.max_rows must be >= 1, siem.max_bytes and siem.ingest_max_bytes >= 1024")
     for key in _FRACTIONS:

@@ -7,14 +7,23 @@ arrays as `a{}`). SPL subset: `search` with `field=value`, `field IN (...)`, `NO
 dc(f) [AS d] [BY ...]`, `| fields f ...`, `| fields - _*`. Output is newline-delimited JSON:
 preview rows first for reporting searches, then final rows, the last with `"lastrow": true`.
 Anything else is a 400 with Splunk's `messages` body.
+
+Fault `search_peer_down` (scenario `[siem]`): the events live on two emulated indexers; when one
+is down, a search answers from the other alone, with a `WARN` message in the export stream, as a
+distributed search does (Splunk Enterprise "Distributed search error messages": `status=down`,
+the remote peer is not available; Troubleshooting Manual: "Unable to distribute to peer named ...
+because peer has status = "Down""). Clients read messages from any line of the JSON export
+(splunk-sdk-python `splunklib/results.py` JSONResultsReader yields a Message per `messages` entry).
 """
 
 from __future__ import annotations
 
 import bisect
+import random
 import re
 import shlex
 import time
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -265,6 +274,8 @@ class SplunkServer:
         self.v2 = v2
         self.searches: list[str] = []
         self.hec = Hec(self, hec_token or token, seed)
+        self.peer_rng = random.Random(f"{seed}|splunk-search-peers")
+        self.peer_down_searches = 0  # tests check the fault really fired
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization")  # either scheme, case-insensitive (RFC 9110 §11.1)
@@ -282,20 +293,32 @@ class SplunkServer:
         if form.get("output_mode", "xml") != "json":
             return _messages(400, "this emulator only answers output_mode=json")
         self.searches.append(search)
+        events, messages = self._peers()
         try:
-            rows, reporting = run(search, self.events, _epoch(form.get("earliest_time")),
+            rows, reporting = run(search, events, _epoch(form.get("earliest_time")),
                                   _epoch(form.get("latest_time")), time.time())
         except (SplError, ValueError) as exc:
             return _messages(400, str(exc))
-        return web.Response(body=_ndjson(rows, reporting), content_type="application/json")
+        return web.Response(body=_ndjson(rows, reporting, messages), content_type="application/json")
+
+    def _peers(self) -> tuple[list[Event], list[dict[str, str]]]:
+        """The events this search reaches: all, or only the first indexer's when the second is down."""
+        p = self.copy.plan.search_peer_down
+        if not p or self.peer_rng.random() >= p:
+            return self.events, []
+        self.peer_down_searches += 1
+        text = ('Unable to distribute to peer named idx2 at uri https://idx2:8089 because peer has status = "Down". '
+                "Please verify uri-scheme, connectivity to the search peer, that the search peer is up, and that "
+                "an adequate level of system resources are available.")
+        return [e for e in self.events if zlib.crc32(e.body) % 2 == 0], [{"type": "WARN", "text": text}]
 
 
 def _epoch(value: str | None) -> float | None:
     return float(value) if value else None
 
 
-def _ndjson(rows: list[dict[str, Any]], reporting: bool) -> bytes:
-    lines = []
+def _ndjson(rows: list[dict[str, Any]], reporting: bool, messages: list[dict[str, str]] | None = None) -> bytes:
+    lines: list[dict[str, Any]] = [{"preview": False, "messages": messages}] if messages else []
     if reporting and rows:  # a progress preview with partial numbers, which clients must skip
         half = {**rows[0], **{k: "0" for k in rows[0] if k != "_time"}}
         lines.append({"preview": True, "offset": 0, "result": half})

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.archive import Archive
-from agent.errors import IntegrityError, RetryableError
+from agent.errors import AuthError, IntegrityError, RetryableError, TlsError
 from agent.logs import event
 from agent.reconcile.archive_side import ArchiveSide
 from agent.reconcile.diff import US, bucket_starts, cancel_moves, diff_ids, floor_to, merge_gaps, needs_ids, sub_bucket
@@ -33,8 +33,10 @@ log = logging.getLogger("agent.reconcile")
 # Recollect(tenant, stream, start, end): fetch that window from the API again into the archive.
 Recollect = Callable[[str, str, datetime, datetime], Awaitable[object]]
 Progress = Callable[[int, int, str], None]
-# How long each API keeps records (protocols.md §1.4, §2.3): past this, a hole cannot be refilled.
-RETENTION = {"graph": timedelta(days=30), "management_activity": timedelta(days=7)}
+# How long records can be fetched again: Graph keeps 30 days (P1/P2); Microsoft 365 records 180 days
+# through the audit log query API behind the Management API's 7 (deep history, docs/management-activity.md;
+# with `deep_history = false` or in a national cloud a re-collection past 7 days finds nothing, and says so).
+RETENTION = {"graph": timedelta(days=30), "management_activity": timedelta(days=180)}
 CONFIRM_CHUNK = 2000  # ids per lookup query (~80 KB of KQL)
 
 
@@ -82,15 +84,19 @@ class StreamRun:
         return int(self.opts.bucket.total_seconds()) * US
 
     async def run(self) -> None:
+        # The archive side first: if the SIEM then cannot answer, the report still shows what the
+        # archive holds (a SIEM failure must never read as "archive 0 / SIEM 0").
         agent = await self.side.counts(self.start, self.end, self.size)
-        siem = await self._counts(self.start, self.end, self.size)
         self.report.agent_count = sum(agent.values())
+        self.report.buckets = [BucketRow(b, agent.get(b, 0), 0) for b in bucket_starts(self.start, self.end, self.size)]
+        siem = await self._counts(self.start, self.end, self.size)
+        self.report.siem_answered = True
         self.report.siem_count = sum(r for r, _ in siem.values())
-        for b in bucket_starts(self.start, self.end, self.size):
-            a, (rows, distinct) = agent.get(b, 0), siem.get(b, (0, 0))
-            self.report.buckets.append(BucketRow(b, a, rows))
-            if self.opts.full or needs_ids(a, rows, distinct):
-                await self._resolve(b, b + self.size, self.size, rows, b)
+        for row in self.report.buckets:
+            rows, distinct = siem.get(row.start, (0, 0))
+            row.siem = rows
+            if self.opts.full or needs_ids(row.agent, rows, distinct):
+                await self._resolve(row.start, row.start + self.size, self.size, rows, row.start)
         await self._confirm()
         moved = cancel_moves(self.report.missing_in_siem, self.report.missing_in_agent)
         for rid in moved:
@@ -117,6 +123,9 @@ class StreamRun:
             async for rid in self.siem.ids(self.report.tenant, self.report.stream, Window(_dt(start), _dt(end))):
                 siem_ids[rid] += 1
         except IncompleteResult as exc:
+            if not exc.splittable:  # a peer or shard down: a smaller query fails the same way
+                self._unverify(start, end, str(exc))
+                return
             event(log, logging.WARNING, "Partial SIEM answer; splitting the bucket.", stream=self.report.stream,
                   start=iso(start), error=str(exc))
             await self._split(start, end, size, max(rows, self.opts.max_rows) * 2, top, reason=str(exc))
@@ -138,7 +147,11 @@ class StreamRun:
             self.report.unverified.append((start, end, why))
             return
         agent = await self.side.counts(start, end, sub)
-        siem = await self._counts(start, end, sub)
+        try:
+            siem = await self._counts(start, end, sub)
+        except IncompleteResult as exc:
+            self._unverify(start, end, str(exc))
+            return
         for b in bucket_starts(start, end, sub):
             a, (r, d) = agent.get(b, 0), siem.get(b, (0, 0))
             if self.opts.full or needs_ids(a, r, d):
@@ -158,13 +171,23 @@ class StreamRun:
         for top, candidates in sorted(by_bucket.items()) if self.opts.confirm else ():
             window = Window(_dt(top - self.size), _dt(top + 2 * self.size))  # the bucket and its neighbours
             for i in range(0, len(candidates), CONFIRM_CHUNK):
+                chunk = candidates[i:i + CONFIRM_CHUNK]
                 self.report.queries += 1
-                found = await self.siem.present(self.report.tenant, stream, candidates[i:i + CONFIRM_CHUNK], window)
+                try:
+                    found = await self.siem.present(self.report.tenant, stream, chunk, window)
+                except IncompleteResult as exc:  # neither missing nor present: the bucket is unverified
+                    self._unverify(top, top + self.size, f"the lookup of {len(chunk)} id(s) was incomplete: {exc}")
+                    found = set(chunk)
                 self.report.missing_in_siem -= found
                 for rid in found:
                     self.missing_at.pop(rid, None)
         held = await self.side.holds(self.report.missing_in_agent, self.start - self.size, self.end + self.size)
         self.report.missing_in_agent -= held
+
+    def _unverify(self, start: int, end: int, why: str) -> None:
+        event(log, logging.WARNING, "The SIEM's answer was incomplete; the range is unverified.",
+              tenant=self.report.tenant, stream=self.report.stream, start=iso(start), end=iso(end), error=why)
+        self.report.unverified.append((start, end, why))
 
     def _finish(self) -> None:
         per_bucket = Counter(self.missing_at.values())
@@ -219,14 +242,17 @@ async def reconcile(cfg: object, archive: Archive, siem: Siem, streams: Sequence
         nonlocal done
 
         async def compare() -> StreamRun:
-            run = StreamRun(siem, ArchiveSide(archive, tenant, stream), opts, StreamReport(tenant, stream), start, end)
+            sr = StreamReport(tenant, stream)
+            run = StreamRun(siem, ArchiveSide(archive, tenant, stream), opts, sr, start, end)
+            sr.siem_answered = end <= start  # an empty window has nothing to ask
             if end > start:
                 try:
                     await run.run()
-                except (SiemError, RetryableError) as exc:  # retries exhausted or a refusal: no conclusion
-                    _unverified(run.report, start, end, exc)
+                # retries exhausted, a refusal, or no token / no trusted TLS for the SIEM: no conclusion
+                except (SiemError, RetryableError, AuthError, TlsError) as exc:
+                    _unverified(sr, start, end, exc)
                 except IntegrityError as exc:  # a damaged segment: this stream has no conclusion, the others do
-                    _unverified(run.report, start, end, exc, why="the archive could not be read")
+                    _unverified(sr, start, end, exc, why="the archive could not be read")
             return run
 
         async with gate:

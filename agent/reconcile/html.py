@@ -18,6 +18,7 @@ body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 6px}
 table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #d5dae1;padding:4px 10px;text-align:right}
 td:first-child,td:nth-child(2),th{text-align:left}.bad{color:#b42318;font-weight:600}.ok{color:#067647}
+.warn{color:#b54708;font-weight:600}.verdict.warn{background:#fffaeb;border:1px solid #fec84b;padding:8px 12px}
 .legend span{display:inline-block;margin-right:18px}.sw{display:inline-block;width:12px;height:12px;
 vertical-align:-1px;margin-right:5px}code{font-size:12px}details{margin:6px 0}
 svg{max-width:100%;height:auto;border:1px solid #e4e7ec;background:#fcfcfd}
@@ -74,7 +75,12 @@ def _ids(label: str, ids: set[str] | dict[str, int], limit: int = 200) -> str:
 
 
 def _section(s: StreamReport, report: ReconcileReport) -> str:
-    status = '<span class="bad">gaps</span>' if s.has_gaps else '<span class="ok">complete</span>'
+    if s.has_gaps:
+        status = '<span class="bad">gaps</span>'
+    elif s.unverified:
+        status = '<span class="warn">could not verify</span>'
+    else:
+        status = '<span class="ok">complete</span>'
     gaps = "".join(f"<li>{escape(iso(g.start))} to {escape(iso(g.end))}: {g.missing} missing in the SIEM</li>"
                    for g in s.gaps)
     unverified = "".join(f"<li>unverified {escape(iso(a))} to {escape(iso(b))}: {escape(why)}</li>"
@@ -116,15 +122,30 @@ def _backfill(report: ReconcileReport) -> str:
             f"</table>{f'<ul>{errors}</ul>' if errors else ''}</section>")
 
 
+def _verdict(report: ReconcileReport) -> str:
+    """The headline. "No gaps" only when every bucket was compared; otherwise amber, with the reasons
+    and what the archive holds in the streams that could not be checked."""
+    unverified = ""
+    if not report.complete:
+        reasons = "".join(f"<li>{escape(why)}</li>" for why in report.unverified_reasons()[:5])
+        unverified = (f'<div class="verdict warn" id="verdict-unverified"><p class="warn">'
+                      f"{escape(report.unverified_summary())}.</p><ul>{reasons}</ul></div>")
+    if report.has_gaps:
+        return f'<p class="verdict bad" id="verdict">Gaps found.</p>{unverified}'
+    if unverified:
+        return unverified.replace('id="verdict-unverified"', 'id="verdict"', 1)
+    return '<p class="verdict ok" id="verdict">No gaps: the SIEM holds every archived record.</p>'
+
+
 def to_html(report: ReconcileReport) -> str:
     """The whole page; open it anywhere, it needs nothing else."""
     rows = "".join(
-        f"<tr><td>{escape(s.tenant)}</td><td>{escape(s.stream)}</td><td>{s.agent_count}</td><td>{s.siem_count}</td>"
+        f"<tr><td>{escape(s.tenant)}</td><td>{escape(s.stream)}</td><td>{s.agent_count}</td>"
+        f'<td class="{"" if s.verified else "warn"}">{escape(s.siem_cell())}</td>'
         f'<td class="{"bad" if s.missing_in_siem else ""}">{len(s.missing_in_siem)}</td>'
         f'<td class="{"bad" if s.missing_in_agent else ""}">{len(s.missing_in_agent)}</td>'
         f"<td>{len(s.duplicates_in_siem)}</td><td>{len(s.gaps)}</td></tr>" for s in report.streams)
-    verdict = ('<p class="bad">Gaps found.</p>' if report.has_gaps
-               else '<p class="ok">No gaps: the SIEM holds every archived record.</p>')
+    verdict = _verdict(report)
     skipped = "".join(f"<p>Skipped {escape(x['start'])} to {escape(x['end'])}: {escape(x['reason'])}.</p>"
                       for x in report.skipped)
     legend = ('<p class="legend"><span><i class="sw" style="background:#2e90fa"></i>archive</span>'

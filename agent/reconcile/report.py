@@ -80,10 +80,20 @@ class StreamReport:
     queries: int = 0
     missing_at: dict[str, int] = field(default_factory=dict)  # id missing in the SIEM -> its bucket (us)
     backfill: dict[str, Any] | None = None  # after --backfill / --dry-run: what was sent and acknowledged
+    siem_answered: bool = False  # the window's count query came back; False = siem_count is unknown
 
     @property
     def has_gaps(self) -> bool:
         return bool(self.missing_in_siem or self.missing_in_agent)
+
+    @property
+    def verified(self) -> bool:
+        """Every bucket of the window was compared; False = some or all of it could not be checked."""
+        return not self.unverified
+
+    def siem_cell(self) -> str:
+        """The SIEM count for a human table: never a 0 that was not counted."""
+        return str(self.siem_count) if self.siem_answered else "not verified"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -96,6 +106,8 @@ class StreamReport:
             "duplicates_in_siem": sorted(self.duplicates_in_siem),
             "duplicate_rows_in_siem": sum(n - 1 for n in self.duplicates_in_siem.values()),
             "gaps": [{"start": iso(g.start), "end": iso(g.end), "missing": g.missing} for g in self.gaps],
+            "verified": self.verified,
+            "siem_answered": self.siem_answered,
             "unverified": [{"start": iso(s), "end": iso(e), "reason": why} for s, e, why in self.unverified],
             "recollected": sorted(self.recollected),
             "notes": self.notes,
@@ -130,6 +142,35 @@ class ReconcileReport:
     def complete(self) -> bool:
         return not any(s.unverified for s in self.streams)
 
+    @property
+    def verdict(self) -> str:
+        """`gaps` (something is missing), `unverified` (nothing found, but not all could be checked)
+        or `no_gaps` (every bucket compared and equal). "Could not verify" is never "no gaps"."""
+        if self.has_gaps:
+            return "gaps"
+        return "no_gaps" if self.complete else "unverified"
+
+    def unverified_reasons(self) -> list[str]:
+        """The distinct reasons parts of the window could not be checked, in report order."""
+        return list(dict.fromkeys(why for s in self.streams for _, _, why in s.unverified))
+
+    def unverified_streams(self) -> list[StreamReport]:
+        return [s for s in self.streams if s.unverified]
+
+    def unverified_summary(self) -> str:
+        """"Could not verify ..." in one sentence: which streams (whole or in part) and what the archive
+        holds in the buckets that could not be checked (its real count, never 0 for unknown)."""
+        whole = [s for s in self.streams if s.unverified and not s.siem_answered]
+        part = [s for s in self.streams if s.unverified and s.siem_answered]
+        held = sum(s.agent_count for s in whole) + sum(b.agent for s in part for b in s.buckets if b.unverified)
+        if whole:
+            what = f"{len(whole)} of {len(self.streams)} stream(s)" + (f" and parts of {len(part)} more"
+                                                                      if part else "")
+        else:
+            what = f"parts of {len(part)} of {len(self.streams)} stream(s)"
+        return (f"Could not verify {what}: the archive holds {held} record(s) there; "
+                "the SIEM's side is unknown, not empty")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "window": {"since": iso(self.since), "until": iso(self.until)},
@@ -138,6 +179,8 @@ class ReconcileReport:
             "generated_at": iso(self.generated_at),
             "has_gaps": self.has_gaps,
             "complete": self.complete,
+            "verdict": self.verdict,
+            "unverified_reasons": self.unverified_reasons(),
             "skipped": self.skipped,
             "streams": [s.as_dict() for s in self.streams],
             **({"backfill": self.backfill} if self.backfill is not None else {}),
@@ -151,12 +194,13 @@ def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
     """A human summary: one table row per stream, then gaps and sample ids for streams with gaps."""
     lines = [f"# Reconciliation against {report.siem}", "",
              f"Window {iso(report.since)} to {iso(report.until)}, buckets of {report.bucket_us // US} s.", ""]
+    lines += headline_markdown(report)
     for skip in report.skipped:
         lines.append(f"Skipped {skip['start']} to {skip['end']}: {md_text(skip['reason'])}.")
     lines += ["", "| tenant | stream | archive | SIEM | missing in SIEM | missing in archive | duplicated in SIEM |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for s in report.streams:
-        lines.append(f"| {s.tenant} | {s.stream} | {s.agent_count} | {s.siem_count} | {len(s.missing_in_siem)} "
+        lines.append(f"| {s.tenant} | {s.stream} | {s.agent_count} | {s.siem_cell()} | {len(s.missing_in_siem)} "
                      f"| {len(s.missing_in_agent)} | {len(s.duplicates_in_siem)} |")
     for s in report.streams:
         if not (s.has_gaps or s.unverified or s.notes):
@@ -171,11 +215,22 @@ def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
                 more = f" (+{len(ids) - len(shown)} more)" if len(ids) > len(shown) else ""
                 lines.append(f"- {label}: " + ", ".join(md_code(i) for i in shown) + more)
     lines += backfill_markdown(report)
-    verdict = "GAPS FOUND" if report.has_gaps else ("incomplete" if not report.complete else "no gaps")
+    verdict = {"gaps": "GAPS FOUND", "unverified": "COULD NOT VERIFY", "no_gaps": "no gaps"}[report.verdict]
+    if report.has_gaps and not report.complete:
+        verdict += " (and parts could not be verified)"
     if report.has_gaps and report.backfill_closed and not any(s.missing_in_agent for s in report.streams):
         verdict = "gaps found and closed by the backfill"
     lines += ["", f"**Result: {verdict}.**", ""]
     return "\n".join(lines)
+
+
+def headline_markdown(report: ReconcileReport) -> list[str]:
+    """When parts could not be checked: say so first, with why and what the archive holds there."""
+    if report.complete:
+        return []
+    lines = [f"**{report.unverified_summary()}.**", ""]
+    lines += [f"- reason: {' '.join(why.split())}" for why in report.unverified_reasons()[:5]]  # one line each
+    return [*lines, ""]
 
 
 def backfill_markdown(report: ReconcileReport) -> list[str]:

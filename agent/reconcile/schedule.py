@@ -1,9 +1,15 @@
 """Scheduled reconcile for `agent run`: every `reconcile_interval`, compare the settled part of the
-last `reconcile_lookback` with the SIEM, publish coverage metrics, and alert each gap once."""
+last `reconcile_lookback` with the SIEM, publish coverage metrics, and alert each gap once.
+
+A run that could not check (part of) the window (the SIEM refused, timed out, answered partially,
+or the token could not be had) is an "unverified" episode: `agent_reconcile_unverified` is 1 for
+the streams concerned, `/readyz` lists it, and one `siem_unverified` alert goes out per episode. It
+is never published as "missing 0"."""
 
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -22,12 +28,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("agent.reconcile")
 
 
+async def run_failed(service: Service, reason: str) -> None:
+    """A run that produced no report checked nothing: every stream is unverified."""
+    pairs = [(t.id, s) for t in service.cfg.tenants for s in t.streams]
+    for labels in pairs:
+        service.metrics.reconcile_unverified.labels(*labels).set(1)
+    await note_verification(service, [f"the reconcile run failed: {reason}"], [(t, s, 0) for t, s in pairs])
+
+
 async def reconcile_once(service: Service, archive: Archive) -> ReconcileReport:
     cfg = service.cfg
-    siem_cfg = from_config(cfg)
+    # The SIEM is read with the [siem] tenant's app registration, which another shard may collect:
+    # resolved against every tenant, or shards other than the first could never reconcile.
+    siem_cfg = from_config(service.unsharded)
     now = service.clock()
     pairs = [(t.id, s) for t in cfg.tenants for s in t.streams]
-    siem = open_siem(siem_cfg, cfg, service.collector.sources.http)
+    siem = open_siem(siem_cfg, service.unsharded, service.collector.sources.http)
     try:
         report = await reconcile(cfg, archive, siem, pairs, now - cfg.service.reconcile_lookback, now,
                                  options=options_from(siem_cfg), now=now, siem_name=siem_cfg.type)
@@ -40,13 +56,19 @@ async def reconcile_once(service: Service, archive: Archive) -> ReconcileReport:
 async def publish(service: Service, report: ReconcileReport) -> None:
     """Metrics per stream, and one alert per gap interval (its identity is stream + interval)."""
     m = service.metrics
+    now = service.clock().timestamp()
     for r in report.streams:
         labels = (r.tenant, r.stream)
         m.reconcile_checked.labels(*labels).set(r.agent_count)
         m.reconcile_missing.labels(*labels).set(len(r.missing_in_siem))
         m.reconcile_agent_missing.labels(*labels).set(len(r.missing_in_agent))
+        # a stream the SIEM never answered for has an unknown coverage, not a full one
         m.reconcile_coverage.labels(*labels).set(
-            1.0 if r.agent_count == 0 else 1 - len(r.missing_in_siem) / r.agent_count)
+            math.nan if not r.siem_answered else 1.0 if r.agent_count == 0
+            else 1 - len(r.missing_in_siem) / r.agent_count)
+        m.reconcile_unverified.labels(*labels).set(0 if r.verified else 1)
+        if r.verified:
+            m.reconcile_last_complete.labels(*labels).set(now)
         for gap in r.gaps:
             # The window slides and a growing outage extends its gap, so the gap's own bounds change
             # from run to run: it is alerted only when it covers an hour bucket no earlier alert named.
@@ -59,6 +81,35 @@ async def publish(service: Service, report: ReconcileReport) -> None:
                 "`agent reconcile --backfill` to restore them.",
                 fields={"tenant": r.tenant, "stream": r.stream, "start": iso(gap.start), "end": iso(gap.end),
                         "missing": gap.missing}), covers=covers)
+    await note_verification(service, report.unverified_reasons(),
+                            [(r.tenant, r.stream, r.agent_count) for r in report.streams if not r.verified])
+
+
+async def note_verification(service: Service, reasons: list[str], streams: list[tuple[str, str, int]]) -> None:
+    """Track the "could not verify" episode: alert once when it starts, log when it ends.
+
+    The episode's identity is its first unverified run, so a SIEM that stays unreadable for days
+    alerts once, and one that recovers and fails again alerts again. (Alerts have no recovery
+    message; the end of an episode is logged, and the metric and /readyz turn back.)
+    """
+    h = service.health
+    if not streams:
+        if h.siem_unverified_since is not None:
+            event(log, logging.INFO, "SIEM verification restored.", since=iso(int(h.siem_unverified_since * 1e6)))
+        h.siem_unverified_since = h.siem_unverified_reason = None
+        return
+    reason = " ".join((reasons[0] if reasons else "unknown").split())
+    h.siem_unverified_reason = reason
+    if h.siem_unverified_since is None:
+        h.siem_unverified_since = service.clock().timestamp()
+    since = iso(int(h.siem_unverified_since * 1e6))
+    names = ", ".join(f"{s}" for _, s, _ in streams[:5]) + (f" (+{len(streams) - 5} more)" if len(streams) > 5 else "")
+    await service.alerter.send(Alert(
+        "siem_unverified", f"siem_unverified:{since}", "Reconcile could not verify the SIEM",
+        f"Since {since} the scheduled reconcile could not check {len(streams)} stream(s) against the SIEM "
+        f"({names}); the archive holds {sum(n for _, _, n in streams)} record(s) in the window. Gaps in the "
+        f"SIEM would not be seen. Reason: {reason}",
+        fields={"streams": len(streams), "since": since, "reason": reason[:300]}))
 
 
 async def reconcile_loop(service: Service, archive: Archive) -> None:
@@ -69,11 +120,13 @@ async def reconcile_loop(service: Service, archive: Archive) -> None:
     while not service.stop.is_set():
         try:
             report = await reconcile_once(service, archive)
-            event(log, logging.INFO, "Scheduled reconcile done.", streams=len(report.streams),
-                  missing=sum(len(r.missing_in_siem) for r in report.streams))
+            event(log, logging.INFO if report.complete else logging.WARNING, "Scheduled reconcile done.",
+                  streams=len(report.streams), missing=sum(len(r.missing_in_siem) for r in report.streams),
+                  unverified=len(report.unverified_streams()))
         except AgentError as exc:
             event(log, logging.ERROR, "Scheduled reconcile failed; will retry.", error=str(exc))
-            await service.task_failed("reconcile", exc, logged=True)
+            await run_failed(service, str(exc))
         except Exception as exc:  # noqa: BLE001 - any failure: alert and keep the schedule (SIEM-gap alerts)
+            await run_failed(service, f"{type(exc).__name__}: {exc}")
             await service.task_failed("reconcile", exc)
         await service._sleep(min(interval, timedelta(hours=24).total_seconds()))

@@ -38,7 +38,13 @@ class IncompleteResult(SiemError):
     """The SIEM answered only part of a query (a partial result, a result limit, a timeout).
 
     Never read as "missing": the engine subdivides the bucket or reports it as unverified.
+    `splittable` is False when a smaller query would fail the same way (a search peer or shard
+    down): the bucket is then reported unverified at once instead of being split.
     """
+
+    def __init__(self, message: str, *, splittable: bool = True) -> None:
+        super().__init__(message)
+        self.splittable = splittable
 
 
 @contextlib.contextmanager
@@ -93,6 +99,9 @@ class Target:
     index: str = ""  # Splunk index (other SIEMs: unused)
     extra_sources: tuple[str, ...] = field(default=())  # e.g. Sentinel backfill tables, unioned
     backfill_to: str = ""  # where backfill writes: Sentinel DCR stream, Elasticsearch index (Splunk: source)
+    # Sentinel: the record's own event-time column (CreatedDateTime, ActivityDateTime) when
+    # `time_field` (TimeGenerated) may be arrival time; "" = `time_field` is the event time.
+    event_field: str = ""
 
 
 @runtime_checkable

@@ -12,6 +12,7 @@ workspace_id = "…"                # sentinel
 endpoint = "https://api.loganalytics.io"
 bucket = "1h"                     # count granularity
 settle = "6h"                     # windows younger than this are not reconciled by default
+ingestion_lag = "1h"              # sentinel: how far TimeGenerated may trail the event-time column
 [siem.streams."o365.exchange"]
 table = "OfficeActivity"          # splunk: sourcetype (+ index); elastic: index
 id_field = "OfficeId"
@@ -63,8 +64,17 @@ def _office_filters(dlp: tuple[str, ...], workload: str, record_type: str) -> di
     }
 
 
+# The record's own event-time column where the table keeps one (protocols.md §4b; Azure Monitor
+# table reference: CreatedDateTime / ActivityDateTime are `datetime`). TimeGenerated there is when
+# the diagnostic record was made, which can trail the event by hours. The service-principal and
+# managed-identity sign-in tables, AADProvisioningLogs and OfficeActivity have only TimeGenerated.
+_EVENT_COLUMNS = {"graph.signins.interactive": "CreatedDateTime", "graph.signins.noninteractive": "CreatedDateTime",
+                  "graph.directory_audits": "ActivityDateTime"}
+
+
 def _sentinel_defaults() -> dict[str, Target]:
-    out = {s: Target(t, "Id", "TimeGenerated", "AADTenantId") for s, t in _SIGNIN_TABLES.items()}
+    out = {s: Target(t, "Id", "TimeGenerated", "AADTenantId", event_field=_EVENT_COLUMNS.get(s, ""))
+           for s, t in _SIGNIN_TABLES.items()}
     for s, f in _office_filters(_DLP_NAMES, "OfficeWorkload", "RecordType").items():
         out[s] = Target("OfficeActivity", "OfficeId", "TimeGenerated", "OrganizationId", f)
     return out
@@ -152,6 +162,9 @@ class SiemConfig:
     max_attempts: int = 6
     # sentinel
     workspace_id: str = ""
+    # how far TimeGenerated may trail (or, by clock skew, precede) the event-time column: it only
+    # bounds the scan; a record whose TimeGenerated falls further out is not seen (called missing)
+    ingestion_lag: timedelta = timedelta(hours=1)
     tenant: str = ""  # whose app registration reads the workspace; defaults to the first tenant
     resource: str = ""  # token audience; defaults to the endpoint
     # splunk / elastic
@@ -182,6 +195,7 @@ def _target(t: Table, kind: str, default: Target, backfill_suffix: str) -> Targe
     else:
         t.used.update(("where", "where_not"))
     index = t.string("index", default.index) if kind == "splunk" else default.index
+    event_field = t.string("event_field", default.event_field) if kind == "sentinel" else ""
     extra: tuple[str, ...] = ()
     backfill_to = ""
     if kind == "sentinel":  # a record backfilled earlier into <Table>_Backfill_CL counts as present
@@ -201,6 +215,7 @@ def _target(t: Table, kind: str, default: Target, backfill_suffix: str) -> Targe
         index=_optional_name(index or "", f"{t.where}.index"),
         extra_sources=tuple(valid_name(x, f"{t.where}.backfill_tables") for x in extra),
         backfill_to=backfill_to,
+        event_field=_optional_name(event_field, f"{t.where}.event_field"),
     )
 
 
@@ -268,8 +283,15 @@ def _sentinel(t: Table, common: dict[str, Any], tenants: tuple[str, ...]) -> Sie
     if suffix:
         valid_name(suffix, "siem.backfill_suffix")
     resource = _https(t.string("resource", endpoint), "siem.resource")
+    lag = t.duration("ingestion_lag", timedelta(hours=1))
+    if not timedelta(0) <= lag <= MAX_INGESTION_LAG:
+        raise ConfigError(f"siem.ingestion_lag must be between 0s and {MAX_INGESTION_LAG.days}d")
     return SiemConfig(type="sentinel", url=endpoint, targets=_targets(t, "sentinel", "", suffix),
-                      workspace_id=workspace.lower(), tenant=tenant, resource=resource, **common)
+                      workspace_id=workspace.lower(), tenant=tenant, resource=resource, ingestion_lag=lag, **common)
+
+
+# Past this, every bucket's scan would span weeks; such a lag needs a wider `bucket` instead.
+MAX_INGESTION_LAG = timedelta(days=7)
 
 
 _DCR_RE = re.compile(r"^dcr-[0-9a-f]{32}$")

@@ -89,8 +89,9 @@ class ElasticSiem:
         if not isinstance(shards, dict):
             raise SiemError("Elasticsearch answered with an unexpected _shards value")
         if doc.get("timed_out") or shards.get("failed"):  # partial hits: never read as "missing"
+            # a failed shard fails a smaller query too; a timeout may not
             raise IncompleteResult(f"Elasticsearch answered partially (timed_out={doc.get('timed_out')}, "
-                                   f"failed shards={shards.get('failed')})")
+                                   f"failed shards={shards.get('failed')})", splittable=not shards.get("failed"))
         return doc
 
     def _index(self, stream: str) -> str:

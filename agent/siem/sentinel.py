@@ -1,5 +1,11 @@
 """Microsoft Sentinel through the Log Analytics query API (`POST {endpoint}/v1/workspaces/{id}/query`).
 
+Windows and buckets are on the record's own event-time column where the table keeps one
+(SigninLogs / AADNonInteractiveUserSignInLogs `CreatedDateTime`, AuditLogs `ActivityDateTime`):
+`TimeGenerated` there can be arrival time when ingestion lags, so it only bounds the scan, widened
+by `[siem] ingestion_lag`. Binned on TimeGenerated, a late record would leave its event-time bucket
+and be called missing (then backfilled a second time).
+
 Each stream's table is unioned (`isfuzzy=true`) with its backfill table, so a record the agent
 backfilled earlier counts as present. A 200 that carries an `error` object is a partial result
 (row or size limit, engine error) and raises IncompleteResult: the engine splits, never concludes
@@ -45,31 +51,58 @@ def _filter(f: Filter) -> str:
     return f"{f.field} {'!in' if f.negate else 'in'} ({values})"
 
 
-def base_query(target: Target, tenant: str, window: Window) -> str:
-    """Source tables and the where clauses every query of a stream shares."""
+# The event time a query bins on when the table keeps its own (see `base_query`).
+EVENT_TIME = "AgentEventTime"
+
+
+def scan_window(target: Target, window: Window, lag: timedelta) -> Window:
+    """The TimeGenerated range to scan for records whose event time is in `window`."""
+    return Window(window.start - lag, window.end + lag) if target.event_field else window
+
+
+def time_column(target: Target) -> str:
+    return EVENT_TIME if target.event_field else target.time_field
+
+
+def base_query(target: Target, tenant: str, window: Window, lag: timedelta = timedelta(0)) -> str:
+    """Source tables and the where clauses every query of a stream shares.
+
+    Where the table keeps the record's event time (`event_field`, e.g. CreatedDateTime), the
+    window applies to it, and TimeGenerated (arrival time when ingestion lags) only bounds the
+    scan, widened by `lag` on both sides. A backfill table has no event-time column: its
+    TimeGenerated is the event time (the agent writes it so), hence the coalesce().
+    """
     tables = ", ".join((target.source, *target.extra_sources))
     source = f"union isfuzzy=true {tables}" if target.extra_sources else target.source
-    clauses = [f"{target.time_field} >= datetime({kql_time(window.start)})",
-               f"{target.time_field} < datetime({kql_time(window.end)})"]
+    scan = scan_window(target, window, lag)
+    clauses = [f"{target.time_field} >= datetime({kql_time(scan.start)})",
+               f"{target.time_field} < datetime({kql_time(scan.end)})"]
     if target.tenant_field:
         clauses.append(f"{target.tenant_field} == {_quote(tenant)}")
     clauses += [_filter(f) for f in target.filters]
-    return f"{source} | where " + " and ".join(clauses)
+    query = f"{source} | where " + " and ".join(clauses)
+    if target.event_field:
+        query += (f" | extend {EVENT_TIME} = coalesce({target.event_field}, {target.time_field})"
+                  f" | where {EVENT_TIME} >= datetime({kql_time(window.start)})"
+                  f" and {EVENT_TIME} < datetime({kql_time(window.end)})")
+    return query
 
 
-def count_query(target: Target, tenant: str, window: Window, bucket: timedelta) -> str:
+def count_query(target: Target, tenant: str, window: Window, bucket: timedelta, lag: timedelta = timedelta(0)) -> str:
     seconds = int(bucket.total_seconds())
-    return (f"{base_query(target, tenant, window)} | summarize n = count(), d = count_distinct({target.id_field}) "
-            f"by b = bin({target.time_field}, {seconds}s)")
+    return (f"{base_query(target, tenant, window, lag)} | summarize n = count(), "
+            f"d = count_distinct({target.id_field}) by b = bin({time_column(target)}, {seconds}s)")
 
 
-def ids_query(target: Target, tenant: str, window: Window) -> str:
-    return f"{base_query(target, tenant, window)} | project {target.id_field}"
+def ids_query(target: Target, tenant: str, window: Window, lag: timedelta = timedelta(0)) -> str:
+    return f"{base_query(target, tenant, window, lag)} | project {target.id_field}"
 
 
-def present_query(target: Target, tenant: str, window: Window, ids: Sequence[str]) -> str:
+def present_query(target: Target, tenant: str, window: Window, ids: Sequence[str],
+                  lag: timedelta = timedelta(0)) -> str:
     listed = ", ".join(_quote(i) for i in ids)
-    return f"{base_query(target, tenant, window)} | where {target.id_field} in ({listed}) | distinct {target.id_field}"
+    return (f"{base_query(target, tenant, window, lag)} | where {target.id_field} in ({listed}) "
+            f"| distinct {target.id_field}")
 
 
 class SentinelSiem:
@@ -126,12 +159,14 @@ class SentinelSiem:
 
     async def count_buckets(self, tenant: str, stream: str, window: Window,
                             bucket: timedelta) -> dict[datetime, tuple[int, int]]:
-        rows = await self.query(count_query(self._target(stream), tenant, window, bucket), window)
+        t, lag = self._target(stream), self.cfg.ingestion_lag
+        rows = await self.query(count_query(t, tenant, window, bucket, lag), scan_window(t, window, lag))
         with answer_shape("Log Analytics"):
             return {parse_time(b): (int(n), int(d)) for n, d, b in ((r[1], r[2], r[0]) for r in rows)}
 
     async def ids(self, tenant: str, stream: str, window: Window) -> AsyncIterator[str]:
-        for row in await self.query(ids_query(self._target(stream), tenant, window), window):
+        t, lag = self._target(stream), self.cfg.ingestion_lag
+        for row in await self.query(ids_query(t, tenant, window, lag), scan_window(t, window, lag)):
             if isinstance(row[0], str):
                 yield row[0]
 
@@ -139,7 +174,8 @@ class SentinelSiem:
         checked = [i for i in ids if valid_id(stream, i)]
         if not checked:
             return set()
-        rows = await self.query(present_query(self._target(stream), tenant, window, checked), window)
+        t, lag = self._target(stream), self.cfg.ingestion_lag
+        rows = await self.query(present_query(t, tenant, window, checked, lag), scan_window(t, window, lag))
         return {r[0] for r in rows if isinstance(r[0], str)}
 
     async def aclose(self) -> None:

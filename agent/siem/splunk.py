@@ -1,8 +1,10 @@
 """Splunk through the search export endpoint (`/services/search/v2/jobs/export`, v1 on 404).
 
 Export streams results without creating a saved job, as newline-delimited JSON; rows marked
-`preview: true` are progress snapshots and are skipped. Counts come from `bin _time` + `stats
-count, dc(id)`; ids from `fields <id> | fields - _*` so `_raw` never crosses the wire.
+`preview: true` are progress snapshots and are skipped. A WARN/ERROR/FATAL `messages` entry on any
+line (a search peer down, results that may be incomplete) makes the answer IncompleteResult.
+Counts come from `bin _time` + `stats count, dc(id)`; ids from `fields <id> | fields - _*` so
+`_raw` never crosses the wire.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import orjson
 from agent.codec import parse_time
 from agent.errors import ConfigError
 from agent.http import HttpClient
-from agent.siem.base import Filter, SiemError, Target, TokenSource, answer_shape, valid_id
+from agent.siem.base import Filter, IncompleteResult, SiemError, Target, TokenSource, answer_shape, valid_id
 from agent.siem.config import SiemConfig
 from agent.siem.transport import SiemHttp
 from agent.sources.base import Window
@@ -72,12 +74,24 @@ def results(body: bytes) -> Iterator[dict[str, Any]]:
             continue
         messages = doc.get("messages")
         if isinstance(messages, list):
-            failed = [m for m in messages if isinstance(m, dict) and m.get("type") in ("FATAL", "ERROR")]
-            if failed:
-                raise SiemError(f"Splunk search failed: {str(failed[0].get('text', ''))[:300]}")
+            _check_messages(messages)
         if doc.get("preview") or not isinstance(doc.get("result"), dict):
             continue
         yield doc["result"]
+
+
+# A WARN in a search answer is how Splunk says the result may lack events: a search peer down or
+# not reached ("Unable to distribute to peer ... status = Down"), a peer's search ending early, a
+# search finalized before its end. None of these is visible in the rows, and a smaller search
+# fails the same way, so the bucket is unverified (never "missing"). INFO/DEBUG are progress.
+_INCOMPLETE_TYPES = ("WARN", "ERROR", "FATAL")
+
+
+def _check_messages(messages: list[Any]) -> None:
+    bad = [m for m in messages if isinstance(m, dict) and str(m.get("type", "")).upper() in _INCOMPLETE_TYPES]
+    if bad:
+        text = " ".join(str(bad[0].get("text", "")).split())[:300]
+        raise IncompleteResult(f"Splunk search {str(bad[0].get('type')).upper()}: {text}", splittable=False)
 
 
 def _one(value: Any) -> Any:

@@ -130,3 +130,82 @@ async def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert not console_errors
     csp_errors = [ln for ln in dom.stderr.decode().splitlines() if "Content Security Policy" in ln]
     assert not csp_errors
+
+
+def _png_rows(path: Path, limit: int) -> list[bytes]:
+    """The first `limit` rows of an 8-bit RGB/RGBA, non-interlaced PNG (what Chromium writes), unfiltered."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    pos, idat, width, channels = 8, b"", 0, 0
+    while pos < len(data):
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        chunk = data[pos + 8:pos + 8 + size]
+        if kind == b"IHDR":
+            width, _, depth, color = struct.unpack(">IIBB", chunk[:10])
+            assert depth == 8 and color in (2, 6), (depth, color)
+            channels = 3 if color == 2 else 4
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + size
+    raw, stride = zlib.decompressobj().decompress(idat, (width * channels + 1) * limit), width * channels
+    rows: list[bytes] = []
+    prev = bytearray(stride)
+    for y in range(min(limit, len(raw) // (stride + 1))):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - channels] if i >= channels else 0
+            b, c = prev[i], prev[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(line[j] for j in range(stride) if j % channels < 3))
+        prev = line
+    return rows
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs chromium (.ci/run installs it)")
+async def test_could_not_verify_headline_is_amber_in_headless_chromium(tmp_path: Path) -> None:
+    """A workspace the agent cannot read: the page leads with an amber "Could not verify", the reason
+    and the archive's real count, never the green "No gaps"."""
+    from tests.siem.fixtures import WORKSPACE
+
+    scn = mixed_scenario()
+    archive = await scn.archive(tmp_path / "store")
+    async with running("sentinel", scn.copy(), tmp_path) as r:
+        r.siem.url = r.siem.url.replace(WORKSPACE, "0badc0de-0000-4000-8000-000000000000")  # type: ignore[attr-defined]
+        report = await reconcile(None, archive, r.siem, [(TENANT, s) for s in scn.entries], START, END,
+                                 options=Options(settle=timedelta(hours=1)), now=NOW, siem_name="sentinel")
+    assert report.verdict == "unverified"
+    held = sum(s.agent_count for s in report.streams)
+    assert held > 1000  # the archive's real count, not 0
+    page = tmp_path / "report.html"
+    page.write_text(to_html(report), encoding="utf-8")
+    chromium = _chromium()
+    assert chromium is not None
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()], capture_output=True, timeout=120,
+                         check=False)
+    assert dom.returncode == 0
+    html = dom.stdout.decode()
+    assert '<div class="verdict warn" id="verdict"><p class="warn">Could not verify' in html
+    assert f"Could not verify 6 of 6 stream(s): the archive holds {held} record(s) there" in html
+    assert "WorkspaceNotFound" in html
+    assert "No gaps" not in html
+    shot = tmp_path / "report.png"
+    proc = subprocess.run([chromium, *flags, "--window-size=1000,400", f"--screenshot={shot}", page.as_uri()],
+                          capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    pixels = [row[i:i + 3] for row in _png_rows(shot, 300) for i in range(0, len(row), 3)]
+    amber_box = sum(1 for p in pixels if p == b"\xff\xfa\xeb")  # #fffaeb behind the headline
+    green = sum(1 for p in pixels if p == b"\x06\x76\x47")  # #067647, the "ok" colour
+    assert amber_box > 5_000 and green == 0, (amber_box, green)
