@@ -387,7 +387,13 @@ async def cmd_triangulate(args: argparse.Namespace) -> int:
         await store.aclose()
     render = {"json": lambda r: r.to_json().decode() + "\n", "md": to_markdown, "html": to_html, "text": to_text}
     _emit(render[args.format](report).encode(), args.out)
-    return EXIT_GAPS if report.has_gaps else EXIT_OK
+    if report.has_gaps:
+        return EXIT_GAPS
+    if not report.complete:
+        print("agent: triangulate could not judge any hour of some pair (not collected or not settled)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _emit(data: bytes, out: str | None) -> None:

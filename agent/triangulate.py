@@ -101,12 +101,17 @@ class PairResult:
     def gaps(self) -> list[dict[str, Any]]:
         return merge_gaps(self.buckets)
 
+    @property
+    def judged(self) -> int:
+        """Hours actually judged: an unsettled hour or one with no learned relation is not."""
+        return sum(b.verdict not in ("unsettled", "no_baseline") for b in self.buckets)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "tenant": self.tenant, "a": self.spec.a, "b": self.spec.b, "b_record_type": self.spec.record_type,
             "mapping": self.spec.mapping, "confidence": self.spec.confidence, "evidence": self.spec.evidence,
             "learned_ratio": None if self.ratio is None else round(self.ratio, 4),
-            "judged_until": _iso(self.judged_until),
+            "judged_until": _iso(self.judged_until), "judged_hours": self.judged,
             "buckets": [b.as_dict() for b in self.buckets],
             "missing_in_a": self.missing_in_a, "missing_in_b": self.missing_in_b, "gaps": self.gaps(),
         }
@@ -121,6 +126,11 @@ class Report:
     @property
     def has_gaps(self) -> bool:
         return any(p.gaps() for p in self.pairs)
+
+    @property
+    def complete(self) -> bool:
+        """False when some pair could judge no hour at all: "could not check" is never "all good"."""
+        return all(p.judged for p in self.pairs)
 
     def as_dict(self) -> dict[str, Any]:
         return {"window": {"since": format_time(self.since), "until": format_time(self.until),
@@ -169,8 +179,11 @@ def learn_ratio(counts: Iterable[tuple[int, int]], minimum_hours: int = 6) -> fl
 
 
 def significant(deficit: float, expected: float) -> bool:
-    """A shortfall beyond normal (Poisson-like) variation: at least 3 records, 2.5 sigma and a quarter."""
-    return deficit >= 3 and deficit > 2.5 * math.sqrt(expected + 1) and deficit >= 0.25 * expected
+    """A shortfall beyond normal variation: at least 3 records, a quarter of the expected count, and
+    3.5 Poisson sigmas (a one-sided false alarm about once in 4,000 hours even where the subset rule
+    makes counts binomial, which varies less than Poisson). A whole lost hour needs about 15 records
+    an hour to stand out; quieter hours are judged "ok" unless the mapping is id-level."""
+    return deficit >= 3 and deficit >= 0.25 * expected and deficit > 3.5 * math.sqrt(expected + 1)
 
 
 def judge_counts(a: int, b: int, ratio: float | None) -> tuple[str, float | None, int, int]:
@@ -180,8 +193,11 @@ def judge_counts(a: int, b: int, ratio: float | None) -> tuple[str, float | None
     expected_b = ratio * a
     if significant(expected_b - b, expected_b):
         return "missing_in_b", expected_b, 0, round(expected_b - b)
-    if ratio > 0 and significant(b / ratio - a, b / ratio):
-        return "missing_in_a", expected_b, round(b / ratio - a), 0
+    # Both directions are tested in b's units, where the null variance is known (at most expected_b):
+    # scaling b up by 1/ratio would also scale its noise and cry wolf under a small subset ratio.
+    excess = b - expected_b
+    if ratio > 0 and excess >= 0.25 * b and significant(excess, expected_b):
+        return "missing_in_a", expected_b, round(excess / ratio), 0
     return "ok", expected_b, 0, 0
 
 

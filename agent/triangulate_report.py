@@ -37,8 +37,10 @@ def to_text(report: Report) -> str:
             lines.append(f"  {p.spec.b} records whose {p.spec.a} sibling is missing: " + " ".join(p.missing_in_a))
         if p.missing_in_b:
             lines.append(f"  {p.spec.a} records whose {p.spec.b} sibling is missing: " + " ".join(p.missing_in_b))
-        if not gaps:
-            lines.append("  no pipeline lacks what its sibling has in the judged hours")
+        if not p.judged:
+            lines.append("  NOT CHECKED: no hour is settled and collected on both sides yet")
+        elif not gaps:
+            lines.append(f"  no pipeline lacks what its sibling has in the {p.judged} judged hours")
     if not report.pairs:
         lines.append("no pair of sibling streams in the selection")
     return "\n".join(lines) + "\n"

@@ -1,0 +1,143 @@
+"""Triangulation's pure rules: joining siblings, learning the relation, judging an hour, merging gaps."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from agent.cli import main
+from agent.triangulate import (
+    HOUR_US,
+    MATCH_SLACK_US,
+    Bucket,
+    Item,
+    judge_counts,
+    learn_ratio,
+    match,
+    merge_gaps,
+    norm_operation,
+)
+
+T0 = 1_764_547_200 * 1_000_000  # 2025-12-01T00:00:00Z in microseconds
+
+
+def test_operation_names_differ_only_by_the_audit_logs_trailing_dot() -> None:
+    assert norm_operation("Update user.") == norm_operation("Update user")
+    # en dash and trailing space, as observed in real AuditLogs
+    assert norm_operation("Update application \u2013 Certificates and secrets management .") == norm_operation(
+        "Update application \u2013 Certificates and secrets management ")
+    assert norm_operation("Add user.") != norm_operation("Update user")
+
+
+def test_match_is_one_to_one_on_correlation_id_operation_and_second() -> None:
+    # one correlationId covered "Enable account" and "Update user" (observed): join needs the operation too
+    a = [Item("g1", T0, ("c1", "enable account")), Item("g2", T0, ("c1", "update user")),
+         Item("g3", T0 + 10 * 1_000_000, ("c2", "add user")), Item("g4", T0, ("c3", "add user"))]
+    b = [Item("u1", T0 + MATCH_SLACK_US, ("c1", "update user")), Item("u2", T0, ("c1", "enable account")),
+         Item("u3", T0 + 10 * 1_000_000 + MATCH_SLACK_US + 1, ("c2", "add user")),
+         Item("u4", T0, ("c9", "add user"))]
+    lonely_a, lonely_b = match(a, b)
+    assert [i.id for i in lonely_a] == ["g3", "g4"]
+    assert [i.id for i in lonely_b] == ["u3", "u4"]
+    # a duplicate on one side does not pair twice
+    lonely_a, lonely_b = match([Item("g", T0, ("c", "x")), Item("h", T0, ("c", "x"))], [Item("u", T0, ("c", "x"))])
+    assert len(lonely_a) == 1 and lonely_b == []
+
+
+def test_ratio_is_learned_robustly_and_needs_enough_hours() -> None:
+    hours = [(40, 24)] * 20 + [(40, 0)] * 8  # a gap covering under half of the hours
+    assert learn_ratio(hours) == 0.6
+    assert learn_ratio([(10, 6)] * 5) is None
+    assert learn_ratio([(0, 5)] * 10) is None  # no activity on a: nothing to learn from
+
+
+def _week(seed: int, ratio: float) -> list[tuple[int, int]]:
+    """A week of hours with a daily cycle; b holds a binomial subset of a (the subset rule)."""
+    rng = random.Random(seed)
+    out = []
+    for h in range(168):
+        lam = 5 + 55 * (1 + math.sin(2 * math.pi * h / 24)) / 2
+        a = sum(rng.random() < lam / 200 for _ in range(200))
+        out.append((a, sum(rng.random() < ratio for _ in range(a))))
+    return out
+
+
+def test_normal_variation_under_the_subset_rule_raises_nothing() -> None:
+    for seed in range(8):
+        for ratio in (1.0, 0.6, 0.3):
+            hours = _week(seed, ratio)
+            learned = learn_ratio(hours)
+            assert learned is not None
+            verdicts = [judge_counts(a, b, learned)[0] for a, b in hours]
+            assert set(verdicts) == {"ok"}, (seed, ratio, learned)
+
+
+def test_a_lost_hour_is_named_on_the_side_that_lacks_it() -> None:
+    hours = _week(3, 0.6)
+    busy = [i for i, (a, _) in enumerate(hours) if a >= 40][:4]
+    for i in busy[:2]:
+        hours[i] = (hours[i][0], 0)  # the audit log lost these hours
+    for i in busy[2:]:
+        hours[i] = (0, hours[i][1])  # Graph lost these
+    learned = learn_ratio(hours)
+    judged = [judge_counts(a, b, learned) for a, b in hours]
+    assert [i for i, j in enumerate(judged) if j[0] == "missing_in_b"] == busy[:2]
+    assert [i for i, j in enumerate(judged) if j[0] == "missing_in_a"] == busy[2:]
+    assert all(judged[i][3] > 0 for i in busy[:2]) and all(judged[i][2] > 0 for i in busy[2:])
+
+
+def test_no_baseline_is_not_ok() -> None:
+    assert judge_counts(5, 0, None)[0] == "no_baseline"
+    assert judge_counts(0, 0, None)[0] == "ok"
+
+
+def test_gaps_merge_consecutive_hours_per_side() -> None:
+    def bk(h: int, ma: int, mb: int) -> Bucket:
+        return Bucket(T0 + h * HOUR_US, 0, 0, None, "x", ma, mb)
+
+    gaps = merge_gaps([bk(0, 0, 0), bk(1, 2, 0), bk(2, 3, 1), bk(3, 0, 0), bk(4, 1, 0)])
+    assert gaps == [
+        {"side": "a", "start": "2025-12-01T01:00:00Z", "end": "2025-12-01T03:00:00Z", "missing": 5},
+        {"side": "b", "start": "2025-12-01T02:00:00Z", "end": "2025-12-01T03:00:00Z", "missing": 1},
+        {"side": "a", "start": "2025-12-01T04:00:00Z", "end": "2025-12-01T05:00:00Z", "missing": 1},
+    ]
+
+
+def _config(tmp_path: Path, streams: list[str]) -> Path:
+    (tmp_path / "secret").write_text("not-a-real-secret-123")
+    p = tmp_path / "agent.toml"
+    p.write_text(f"""
+[[tenants]]
+id = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
+client_id = "11111111-2222-3333-4444-555555555555"
+client_secret_file = "secret"
+streams = {streams!r}
+
+[store]
+type = "local"
+path = "archive"
+""".replace("'", '"'))
+    return p
+
+
+def test_no_sibling_pair_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path, ["graph.signins.noninteractive", "o365.azure_active_directory"])
+    assert main(["triangulate", "--config", str(cfg)]) == 2
+    assert "sibling" in capsys.readouterr().err
+
+
+def test_an_uncollected_archive_is_not_reported_as_clean(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path, ["graph.directory_audits", "o365.azure_active_directory"])
+    assert main(["triangulate", "--format", "json", "--config", str(cfg)]) == 1
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    (pair,) = report["pairs"]
+    assert pair["judged_hours"] == 0 and {b["verdict"] for b in pair["buckets"]} == {"unsettled"}
+    assert "could not judge" in err and "Traceback" not in err
+    assert main(["triangulate", "--config", str(cfg)]) == 1
+    assert "NOT CHECKED" in capsys.readouterr().out
