@@ -141,3 +141,50 @@ def test_an_uncollected_archive_is_not_reported_as_clean(tmp_path: Path,
     assert "could not judge" in err and "Traceback" not in err
     assert main(["triangulate", "--config", str(cfg)]) == 1
     assert "NOT CHECKED" in capsys.readouterr().out
+
+
+async def test_service_alerts_an_upstream_gap_once_per_episode_and_exports_the_metric(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.alerts import Alerter
+    from agent.archive import Archive
+    from agent.checkpoint import Checkpoints
+    from agent.config import AlertsConfig
+    from agent.metrics import Metrics
+    from agent.store.local import LocalStore
+    from agent.triangulate import publish, triangulate
+    from tests.service.harness import Metrics as Scraped
+
+    tenant = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    archive = Archive(LocalStore(tmp_path))
+    graph, ual = [], []
+    for i in range(52):  # two days, one directory event an hour; the audit log lost the last hours
+        at = now - timedelta(hours=60 - i)
+        corr = f"00000000-0000-4000-8000-{i:012d}"
+        graph.append({"id": f"Directory_{corr}_ABCDE_1234", "correlationId": corr, "activityDisplayName": "Add user",
+                      "activityDateTime": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+        if i < 47:
+            ual.append({"Id": f"10000000-0000-4000-8000-{i:012d}", "RecordType": 8, "Operation": "Add user.",
+                        "InterSystemsId": corr, "CreationTime": at.strftime("%Y-%m-%dT%H:%M:%S")})
+    await archive.write(tenant, "graph.directory_audits", graph)
+    await archive.write(tenant, "o365.azure_active_directory", ual)
+    cps = Checkpoints(archive.store)
+    await cps.save(tenant, "graph.directory_audits", now + timedelta(hours=5))
+    metrics = Metrics()
+    alerter = Alerter(AlertsConfig(), None, archive.store, metrics)  # type: ignore[arg-type]
+    streams = ["graph.directory_audits", "o365.azure_active_directory"]
+    with caplog.at_level("WARNING"):
+        for later in (0, 1, 2):  # each run, one more lost hour has settled: the episode grows at its end
+            await cps.save(tenant, "o365.azure_active_directory", now + timedelta(hours=later))
+            report = await triangulate(archive, [(tenant, streams)], now - timedelta(days=3),
+                                       now + timedelta(hours=later), now=now + timedelta(hours=later))
+            (pair,) = report.pairs
+            assert [(g["side"], g["missing"]) for g in pair.gaps()] == [("b", later + 1)]
+            await publish(report, metrics, alerter)
+    alerts = [r for r in caplog.records if getattr(r, "fields", {}).get("alert_kind") == "upstream_gap"]
+    assert len(alerts) == 1, alerts
+    scraped = Scraped.parse(metrics.render().decode())
+    assert scraped.get("agent_upstream_missing", tenant=tenant, stream="o365.azure_active_directory") == 3
+    assert scraped.get("agent_upstream_missing", tenant=tenant, stream="graph.directory_audits") == 0
