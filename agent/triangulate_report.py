@@ -26,6 +26,12 @@ def _gap_line(p: PairResult, g: dict[str, object]) -> str:
     return f"{lacking} lacks {g['missing']} record(s) that {other} has, {g['start']} to {g['end']}"
 
 
+def _ids(ids: list[str], shown: int = 20) -> str:
+    """The first ids on a terminal; every one is in the JSON, Markdown and HTML reports."""
+    more = f" ... and {len(ids) - shown} more (all in --format json)" if len(ids) > shown else ""
+    return " ".join(ids[:shown]) + more
+
+
 def to_text(report: Report) -> str:
     lines = [f"Triangulation {report.as_dict()['window']['since']} to {report.as_dict()['window']['until']}"]
     for p in report.pairs:
@@ -34,9 +40,9 @@ def to_text(report: Report) -> str:
         for g in gaps:
             lines.append("  GAP: " + _gap_line(p, g))
         if p.missing_in_a:
-            lines.append(f"  {p.spec.b} records whose {p.spec.a} sibling is missing: " + " ".join(p.missing_in_a))
+            lines.append(f"  {p.spec.b} records whose {p.spec.a} sibling is missing: " + _ids(p.missing_in_a))
         if p.missing_in_b:
-            lines.append(f"  {p.spec.a} records whose {p.spec.b} sibling is missing: " + " ".join(p.missing_in_b))
+            lines.append(f"  {p.spec.a} records whose {p.spec.b} sibling is missing: " + _ids(p.missing_in_b))
         if not p.judged:
             lines.append("  NOT CHECKED: no hour is settled and collected on both sides yet")
         elif not gaps:
