@@ -241,13 +241,9 @@ def _us(value: Any) -> int | None:
 
 
 async def load_a(archive: Archive, tenant: str, spec: PairSpec, lo: int, hi: int) -> list[Item]:
-    """The Graph side. Count-level pairs read only the sidecars (ids and times, no decompression)."""
-    if spec.mapping == "count":
-        side = ArchiveSide(archive, tenant, spec.a)
-        return [Item(rid, us) async for found in side.entries(lo, hi) for rid, us in found.items()]
-    since, until = _dt(lo), _dt(hi)
+    """The Graph side of an id-level pair, reduced to (id, time, join key)."""
     out = []
-    async for rec in _records(archive, tenant, spec.a, since, until):
+    async for rec in _records(archive, tenant, spec.a, _dt(lo), _dt(hi)):
         us = _us(rec.get("activityDateTime"))
         if us is None or not lo <= us < hi:
             continue
@@ -256,8 +252,23 @@ async def load_a(archive: Archive, tenant: str, spec: PairSpec, lo: int, hi: int
     return out
 
 
+async def hourly_a(archive: Archive, tenant: str, spec: PairSpec, lo: int, hi: int) -> dict[int, int]:
+    """Hourly counts of the Graph side of a count-level pair, from the sidecars (no decompression)."""
+    return await ArchiveSide(archive, tenant, spec.a).counts(lo, hi, HOUR_US)
+
+
+async def hourly_b(archive: Archive, tenant: str, spec: PairSpec, lo: int, hi: int) -> dict[int, int]:
+    """Hourly counts of one RecordType of the audit log: counted while streaming, never held."""
+    out: dict[int, int] = defaultdict(int)
+    async for rec in _records(archive, tenant, spec.b, _dt(lo), _dt(hi)):
+        us = _us(rec.get("CreationTime")) if rec.get("RecordType") == spec.record_type else None
+        if us is not None and lo <= us < hi:
+            out[floor_to(us, HOUR_US)] += 1
+    return out
+
+
 async def load_b(archive: Archive, tenant: str, spec: PairSpec, lo: int, hi: int) -> list[Item]:
-    """The audit-log side: one RecordType of Audit.AzureActiveDirectory (records are decompressed)."""
+    """The audit-log side of an id-level pair: one RecordType of Audit.AzureActiveDirectory."""
     out = []
     async for rec in _records(archive, tenant, spec.b, _dt(lo), _dt(hi)):
         if rec.get("RecordType") != spec.record_type:
@@ -265,9 +276,7 @@ async def load_b(archive: Archive, tenant: str, spec: PairSpec, lo: int, hi: int
         us = _us(rec.get("CreationTime"))
         if us is None or not lo <= us < hi:
             continue
-        key = None
-        if spec.mapping == "id":
-            key = (str(rec.get("InterSystemsId", "")).lower(), norm_operation(str(rec.get("Operation", ""))))
+        key = (str(rec.get("InterSystemsId", "")).lower(), norm_operation(str(rec.get("Operation", ""))))
         out.append(Item(str(rec["Id"]), us, key))
     return out
 
@@ -297,37 +306,54 @@ def _hourly(items: Iterable[Item]) -> dict[int, int]:
 
 async def compare(archive: Archive, tenant: str, spec: PairSpec, since: datetime, until: datetime,
                   now: datetime) -> PairResult:
-    """One pair of one tenant over [since, until), learning the relation from CONTEXT before it too."""
+    """One pair of one tenant over [since, until).
+
+    An id-level pair holds the window's (id, time, key) of both sides to join them (directory
+    events: modest volumes); a count-level pair only hourly counts, over the window and CONTEXT
+    before it, from which the ratio is learned.
+    """
     lo, hi = floor_to(int(since.timestamp() * US), HOUR_US), int(until.timestamp() * US)
-    ctx = lo - int(CONTEXT.total_seconds()) * US
-    judged = await horizon(archive, tenant, spec, now)
-    a_items = await load_a(archive, tenant, spec, ctx, hi)
-    b_items = await load_b(archive, tenant, spec, ctx, hi)
-    ca, cb = _hourly(a_items), _hourly(b_items)
-    res = PairResult(tenant, spec, judged_until=judged)
-    settled = [h for h in range(ctx, hi, HOUR_US) if h + HOUR_US <= judged]
-    res.ratio = 1.0 if spec.mapping == "id" else learn_ratio((ca.get(h, 0), cb.get(h, 0)) for h in settled)
-    lonely_a: dict[int, list[Item]] = defaultdict(list)
-    lonely_b: dict[int, list[Item]] = defaultdict(list)
+    res = PairResult(tenant, spec, judged_until=await horizon(archive, tenant, spec, now))
     if spec.mapping == "id":
-        la, lb = match(a_items, b_items)
-        for it in la:
-            lonely_a[floor_to(it.us, HOUR_US)].append(it)
-        for it in lb:
-            lonely_b[floor_to(it.us, HOUR_US)].append(it)
+        # read a little past both ends so a pair split by the window's edge still joins
+        wide = (lo - MATCH_SLACK_US, hi + MATCH_SLACK_US)
+        _compare_ids(res, await load_a(archive, tenant, spec, *wide), await load_b(archive, tenant, spec, *wide),
+                     lo, hi)
+    else:
+        ctx = lo - int(CONTEXT.total_seconds()) * US
+        ca, cb = await hourly_a(archive, tenant, spec, ctx, hi), await hourly_b(archive, tenant, spec, ctx, hi)
+        settled = [h for h in range(ctx, hi, HOUR_US) if h + HOUR_US <= res.judged_until]
+        res.ratio = learn_ratio((ca.get(h, 0), cb.get(h, 0)) for h in settled)
+        for h in range(lo, hi, HOUR_US):
+            a, b = ca.get(h, 0), cb.get(h, 0)
+            if h + HOUR_US > res.judged_until:
+                res.buckets.append(Bucket(h, a, b, None if res.ratio is None else res.ratio * a, "unsettled"))
+            else:
+                verdict, expected, ma, mb = judge_counts(a, b, res.ratio)
+                res.buckets.append(Bucket(h, a, b, expected, verdict, ma, mb))
+    return res
+
+
+def _compare_ids(res: PairResult, a_items: list[Item], b_items: list[Item], lo: int, hi: int) -> None:
+    res.ratio = 1.0
+    la, lb = match(a_items, b_items)
+    inside = [[it for it in items if lo <= it.us < hi] for items in (a_items, b_items, la, lb)]
+    ca, cb = _hourly(inside[0]), _hourly(inside[1])
+    lonely_a: dict[int, list[str]] = defaultdict(list)
+    lonely_b: dict[int, list[str]] = defaultdict(list)
+    for it in inside[2]:
+        lonely_a[floor_to(it.us, HOUR_US)].append(it.id)
+    for it in inside[3]:
+        lonely_b[floor_to(it.us, HOUR_US)].append(it.id)
     for h in range(lo, hi, HOUR_US):
         a, b = ca.get(h, 0), cb.get(h, 0)
-        if h + HOUR_US > judged:
-            res.buckets.append(Bucket(h, a, b, None if res.ratio is None else res.ratio * a, "unsettled"))
-        elif spec.mapping == "id":
-            ma, mb = len(lonely_b[h]), len(lonely_a[h])  # b records without an a sibling: a lacks them
-            res.buckets.append(Bucket(h, a, b, float(a), id_verdict(ma, mb), ma, mb))
-            res.missing_in_a += sorted(it.id for it in lonely_b[h])
-            res.missing_in_b += sorted(it.id for it in lonely_a[h])
-        else:
-            verdict, expected, ma, mb = judge_counts(a, b, res.ratio)
-            res.buckets.append(Bucket(h, a, b, expected, verdict, ma, mb))
-    return res
+        if h + HOUR_US > res.judged_until:
+            res.buckets.append(Bucket(h, a, b, float(a), "unsettled"))
+            continue
+        ma, mb = len(lonely_b[h]), len(lonely_a[h])  # b records without an a sibling: a lacks them
+        res.buckets.append(Bucket(h, a, b, float(a), id_verdict(ma, mb), ma, mb))
+        res.missing_in_a += sorted(lonely_b[h])
+        res.missing_in_b += sorted(lonely_a[h])
 
 
 async def triangulate(archive: Archive, tenants: Sequence[tuple[str, Sequence[str]]], since: datetime,

@@ -71,6 +71,27 @@ def to_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
+def _chart(p: PairResult) -> str:
+    """Per-hour bars of both sides (a dark, b light), lacking hours marked red, unsettled grey."""
+    if not p.buckets:
+        return ""
+    top = max(max(b.a, b.b) for b in p.buckets) or 1
+    w, h = 8, 80
+    parts = []
+    for i, b in enumerate(p.buckets):
+        x = i * w
+        if b.verdict.startswith("missing"):
+            parts.append(f'<rect x="{x}" y="0" width="{w}" height="{h}" fill="#fdd"/>')
+        elif b.verdict == "unsettled":
+            parts.append(f'<rect x="{x}" y="0" width="{w}" height="{h}" fill="#eee"/>')
+        for dx, n, color in ((1, b.a, "#235"), (4, b.b, "#69c")):
+            bh = round(h * n / top)
+            parts.append(f'<rect x="{x + dx}" y="{h - bh}" width="3" height="{bh}" fill="{color}">'
+                         f"<title>{html.escape(b.as_dict()['start'])}: {n}</title></rect>")
+    return (f'<svg width="{w * len(p.buckets)}" height="{h}" role="img" '
+            f'aria-label="records per hour, a and b">{"".join(parts)}</svg>')
+
+
 def to_html(report: Report) -> str:
     """A self-contained page: one table per pair, lacking hours highlighted."""
     e = html.escape
@@ -81,6 +102,8 @@ def to_html(report: Report) -> str:
                     f"tenant {e(p.tenant)}</h2><p>{e(p.spec.mapping)}-level mapping, confidence "
                     f"{e(p.spec.confidence)}. {e(p.spec.evidence)}.</p>")
         body += [f"<p class=gap>{e(_gap_line(p, g))}</p>" for g in p.gaps()]
+        body.append(f"<p>Records per hour: {e(p.spec.a)} (dark) and {e(p.spec.b)} (light); red: a side lacks "
+                    f"records, grey: not judged yet.</p>{_chart(p)}")
         rows = "".join(
             f"<tr class={e(b.verdict)}><td>{e(d['start'])}</td><td>{d['a']}</td><td>{d['b']}</td>"
             f"<td>{d['expected_b']}</td><td>{e(b.verdict)}</td></tr>"

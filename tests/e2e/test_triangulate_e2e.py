@@ -134,6 +134,13 @@ def test_gaps_in_both_directions_are_named_with_side_hours_and_ids(tmp_path: Pat
 
     text = run_agent(["triangulate", "--config", str(cfg)])
     assert text.returncode == 3 and "lacks" in text.stdout, text.stdout
+    md = run_agent(["triangulate", "--format", "md", "--config", str(cfg)])
+    assert md.returncode == 3 and f"`{audits['missing_in_b'][0]}`" in md.stdout and "| missing_in_a |" in md.stdout
+    page = tmp_path / "tri.html"
+    assert run_agent(["triangulate", "--format", "html", "--out", str(page), "--config", str(cfg)]).returncode == 3
+    assert "<svg" in page.read_text() and audits["missing_in_a"][0] in page.read_text()
+    only = run_agent(["triangulate", "--format", "json", "--stream", SIGNINS, "--config", str(cfg)])
+    assert only.returncode == 3 and [p["a"] for p in orjson.loads(only.stdout)["pairs"]] == [SIGNINS]
 
 
 def test_clean_multi_day_scenario_raises_nothing(tmp_path: Path) -> None:
