@@ -6,6 +6,7 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,7 @@ from agent.triangulate import (
     norm_operation,
 )
 
+TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
 T0 = 1_764_547_200 * 1_000_000  # 2025-12-01T00:00:00Z in microseconds
 
 
@@ -143,24 +145,17 @@ def test_an_uncollected_archive_is_not_reported_as_clean(tmp_path: Path,
     assert "NOT CHECKED" in capsys.readouterr().out
 
 
-async def test_service_alerts_an_upstream_gap_once_per_episode_and_exports_the_metric(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from datetime import UTC, datetime, timedelta
+async def _lossy_archive(tmp_path: Path, now: Any) -> tuple[Any, Any]:
+    """Two days of directory events, one an hour; the audit log lost the last five hours."""
+    from datetime import timedelta
 
-    from agent.alerts import Alerter
     from agent.archive import Archive
     from agent.checkpoint import Checkpoints
-    from agent.config import AlertsConfig
-    from agent.metrics import Metrics
     from agent.store.local import LocalStore
-    from agent.triangulate import publish, triangulate
-    from tests.service.harness import Metrics as Scraped
 
-    tenant = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
-    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     archive = Archive(LocalStore(tmp_path))
     graph, ual = [], []
-    for i in range(52):  # two days, one directory event an hour; the audit log lost the last hours
+    for i in range(52):
         at = now - timedelta(hours=60 - i)
         corr = f"00000000-0000-4000-8000-{i:012d}"
         graph.append({"id": f"Directory_{corr}_ABCDE_1234", "correlationId": corr, "activityDisplayName": "Add user",
@@ -168,10 +163,26 @@ async def test_service_alerts_an_upstream_gap_once_per_episode_and_exports_the_m
         if i < 47:
             ual.append({"Id": f"10000000-0000-4000-8000-{i:012d}", "RecordType": 8, "Operation": "Add user.",
                         "InterSystemsId": corr, "CreationTime": at.strftime("%Y-%m-%dT%H:%M:%S")})
-    await archive.write(tenant, "graph.directory_audits", graph)
-    await archive.write(tenant, "o365.azure_active_directory", ual)
+    await archive.write(TENANT, "graph.directory_audits", graph)
+    await archive.write(TENANT, "o365.azure_active_directory", ual)
     cps = Checkpoints(archive.store)
-    await cps.save(tenant, "graph.directory_audits", now + timedelta(hours=5))
+    await cps.save(TENANT, "graph.directory_audits", now + timedelta(hours=5))
+    return archive, cps
+
+
+async def test_service_alerts_an_upstream_gap_once_per_episode_and_exports_the_metric(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.alerts import Alerter
+    from agent.config import AlertsConfig
+    from agent.metrics import Metrics
+    from agent.triangulate import publish, triangulate
+    from tests.service.harness import Metrics as Scraped
+
+    tenant = TENANT
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    archive, cps = await _lossy_archive(tmp_path, now)
     metrics = Metrics()
     alerter = Alerter(AlertsConfig(), None, archive.store, metrics)  # type: ignore[arg-type]
     streams = ["graph.directory_audits", "o365.azure_active_directory"]
@@ -188,3 +199,45 @@ async def test_service_alerts_an_upstream_gap_once_per_episode_and_exports_the_m
     scraped = Scraped.parse(metrics.render().decode())
     assert scraped.get("agent_upstream_missing", tenant=tenant, stream="o365.azure_active_directory") == 3
     assert scraped.get("agent_upstream_missing", tenant=tenant, stream="graph.directory_audits") == 0
+
+
+async def test_the_service_schedules_triangulation_only_for_sibling_pairs(tmp_path: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from agent.config import Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
+    from agent.metrics import Metrics
+    from agent.service import Service
+    from agent.triangulate import triangulate_loop
+
+    def cfg(streams: tuple[str, ...]) -> Config:
+        tenant = TenantConfig(id=TENANT, client_id="c", credential=Credential(), streams=streams)
+        return Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "s"),
+                      service=ServiceConfig(listen="127.0.0.1:0", notices=False))
+
+    paired = ("graph.directory_audits", "o365.azure_active_directory")
+    jobs = [name for name, _ in Service(cfg(paired))._periodic(None, None)]  # type: ignore[arg-type]
+    assert "triangulate" in jobs
+    alone = [name for name, _ in Service(cfg(paired[:1]))._periodic(None, None)]  # type: ignore[arg-type]
+    assert "triangulate" not in alone
+
+    now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
+    archive, cps = await _lossy_archive(tmp_path / "archive", now)
+    await cps.save(TENANT, "o365.azure_active_directory", now + timedelta(hours=1))
+    sent: list[Any] = []
+    stop, first = asyncio.Event(), asyncio.Event()
+    first.set()
+
+    async def sleep(_: float) -> None:
+        stop.set()
+
+    async def send(alert: Any, covers: Any = ()) -> bool:
+        sent.append(alert)
+        return True
+
+    service = SimpleNamespace(cfg=cfg(paired), clock=lambda: now + timedelta(hours=1), metrics=Metrics(),
+                              alerter=SimpleNamespace(send=send), stop=stop, first_pass=first, _sleep=sleep)
+    await asyncio.wait_for(triangulate_loop(service, archive), 10)
+    assert [(a.kind, a.fields["stream"], a.fields["missing"]) for a in sent] == [
+        ("upstream_gap", "o365.azure_active_directory", 2)]
