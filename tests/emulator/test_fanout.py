@@ -100,4 +100,16 @@ def test_partial_drop_is_seeded() -> None:
     lost = [e.id for e in one.get(TENANT, AAD).lost]  # type: ignore[union-attr]
     assert lost == [e.id for e in two.get(TENANT, AAD).lost]  # type: ignore[union-attr]
     assert 20 < len(lost) < 80
-    assert TICKS_PER_SECOND  # times are ticks throughout
+
+
+def test_the_contract_example_with_an_upstream_gap_parses_as_written() -> None:
+    """Contract 7's example names a gap on a stream its scenario does not serve: accepted, takes nothing."""
+    from tests.emulator.test_scenario import CONTRACT_EXAMPLE
+
+    text = CONTRACT_EXAMPLE + (
+        '[[upstream.gaps]]\nstream = "o365.azure_active_directory"\nstart = "-30h"\nend = "-26h"\n'
+        "drop_fraction = 1.0\n")
+    scn = scenario.parse(tomllib.loads(text), ORIGIN)
+    (gap,) = scn.upstream_gaps
+    assert (gap.stream, gap.end - gap.start, gap.drop_fraction) == (AAD, 4 * 3600 * TICKS_PER_SECOND, 1.0)
+    assert not any(sd.lost for sd in dataset.build(scn, ORIGIN).all())
