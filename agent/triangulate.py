@@ -201,6 +201,25 @@ def judge_counts(a: int, b: int, ratio: float | None) -> tuple[str, float | None
     return "ok", expected_b, 0, 0
 
 
+def usual_share(hours: Iterable[tuple[int, int]], minimum_hours: int = 6) -> float:
+    """Median share of a side's records that have no sibling, over (records, unjoined) per settled hour.
+
+    0 where the mapping is exact (the evidence so far); if it is not (say some directory services
+    never reach the audit log), the usual share is learned so that only an hour that stands out
+    is called a gap.
+    """
+    shares = [lonely / n for n, lonely in hours if n > 0]
+    return statistics.median(shares) if len(shares) >= minimum_hours else 0.0
+
+
+def stand_out(lonely: int, records: int, usual: float) -> int:
+    """How many of an hour's unjoined records are beyond the usual share (all of them if that is 0)."""
+    if usual == 0:
+        return lonely
+    expected = usual * records
+    return round(lonely - expected) if significant(lonely - expected, expected) else 0
+
+
 def id_verdict(missing_a: int, missing_b: int) -> str:
     if missing_a and missing_b:
         return "missing_in_both"
@@ -247,8 +266,7 @@ async def load_a(archive: Archive, tenant: str, spec: PairSpec, lo: int, hi: int
         us = _us(rec.get("activityDateTime"))
         if us is None or not lo <= us < hi:
             continue
-        key = (str(rec.get("correlationId", "")).lower(), norm_operation(str(rec.get("activityDisplayName", ""))))
-        out.append(Item(str(rec["id"]), us, key))
+        out.append(Item(str(rec["id"]), us, _key(rec.get("correlationId"), rec.get("activityDisplayName"))))
     return out
 
 
@@ -276,9 +294,15 @@ async def load_b(archive: Archive, tenant: str, spec: PairSpec, lo: int, hi: int
         us = _us(rec.get("CreationTime"))
         if us is None or not lo <= us < hi:
             continue
-        key = (str(rec.get("InterSystemsId", "")).lower(), norm_operation(str(rec.get("Operation", ""))))
-        out.append(Item(str(rec["Id"]), us, key))
+        out.append(Item(str(rec["Id"]), us, _key(rec.get("InterSystemsId"), rec.get("Operation"))))
     return out
+
+
+def _key(correlation: Any, operation: Any) -> tuple[str, str] | None:
+    """The join key; None (never joined, so reported) when the record lacks a correlation id."""
+    if not isinstance(correlation, str) or not correlation.strip():
+        return None
+    return correlation.strip().lower(), norm_operation(str(operation or ""))
 
 
 def _dt(us: int) -> datetime:
@@ -335,24 +359,28 @@ async def compare(archive: Archive, tenant: str, spec: PairSpec, since: datetime
 
 
 def _compare_ids(res: PairResult, a_items: list[Item], b_items: list[Item], lo: int, hi: int) -> None:
+    """Join, then judge each hour's unjoined records against the usual unjoined share of each side."""
     res.ratio = 1.0
     la, lb = match(a_items, b_items)
     inside = [[it for it in items if lo <= it.us < hi] for items in (a_items, b_items, la, lb)]
     ca, cb = _hourly(inside[0]), _hourly(inside[1])
-    lonely_a: dict[int, list[str]] = defaultdict(list)
+    lonely_a: dict[int, list[str]] = defaultdict(list)  # a records without a b sibling: b lacks them
     lonely_b: dict[int, list[str]] = defaultdict(list)
     for it in inside[2]:
         lonely_a[floor_to(it.us, HOUR_US)].append(it.id)
     for it in inside[3]:
         lonely_b[floor_to(it.us, HOUR_US)].append(it.id)
+    settled = [h for h in range(lo, hi, HOUR_US) if h + HOUR_US <= res.judged_until]
+    usual_a = usual_share((cb.get(h, 0), len(lonely_b[h])) for h in settled)
+    usual_b = usual_share((ca.get(h, 0), len(lonely_a[h])) for h in settled)
     for h in range(lo, hi, HOUR_US):
         a, b = ca.get(h, 0), cb.get(h, 0)
         if h + HOUR_US > res.judged_until:
             res.buckets.append(Bucket(h, a, b, float(a), "unsettled"))
             continue
-        ma, mb = len(lonely_b[h]), len(lonely_a[h])  # b records without an a sibling: a lacks them
+        ma, mb = stand_out(len(lonely_b[h]), b, usual_a), stand_out(len(lonely_a[h]), a, usual_b)
         res.buckets.append(Bucket(h, a, b, float(a), id_verdict(ma, mb), ma, mb))
-        res.missing_in_a += sorted(lonely_b[h])
+        res.missing_in_a += sorted(lonely_b[h])  # every unjoined id is listed, judged or not
         res.missing_in_b += sorted(lonely_a[h])
 
 

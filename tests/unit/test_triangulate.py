@@ -241,3 +241,28 @@ async def test_the_service_schedules_triangulation_only_for_sibling_pairs(tmp_pa
     await asyncio.wait_for(triangulate_loop(service, archive), 10)
     assert [(a.kind, a.fields["stream"], a.fields["missing"]) for a in sent] == [
         ("upstream_gap", "o365.azure_active_directory", 2)]
+
+
+def test_an_inexact_id_mapping_is_learned_and_only_a_standout_hour_is_a_gap() -> None:
+    """If some Graph events never reach the audit log (5 % here), every hour has unjoined records;
+    only the hour the audit log really lost is a gap, though every unjoined id is still listed."""
+    from agent.triangulate import PAIRS, PairResult, _compare_ids
+
+    rng = random.Random(4)
+    a_items, b_items = [], []
+    for h in range(72):
+        for k in range(40):
+            us = T0 + h * HOUR_US + k * 60 * 1_000_000
+            key = (f"c{h}-{k}", "add user")
+            a_items.append(Item(f"g{h}-{k}", us, key))
+            if rng.random() >= 0.05 and h != 50:
+                b_items.append(Item(f"u{h}-{k}", us, key))
+    res = PairResult("t", PAIRS[0], judged_until=T0 + 72 * HOUR_US)
+    _compare_ids(res, a_items, b_items, T0, T0 + 72 * HOUR_US)
+    assert [(g["side"], g["start"]) for g in res.gaps()] == [("b", "2025-12-03T02:00:00Z")]
+    assert res.gaps()[0]["missing"] >= 35
+    assert len(res.missing_in_b) > 100 and not res.missing_in_a
+    exact = PairResult("t", PAIRS[0], judged_until=T0 + 72 * HOUR_US)
+    _compare_ids(exact, a_items, [*b_items, *(Item(f"x{k}", T0, (f"z{k}", "add user")) for k in range(1))],
+                 T0, T0 + 72 * HOUR_US)
+    assert ("a", "2025-12-01T00:00:00Z") in [(g["side"], g["start"]) for g in exact.gaps()]
