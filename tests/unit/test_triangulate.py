@@ -177,7 +177,8 @@ async def test_service_alerts_an_upstream_gap_once_per_episode_and_exports_the_m
     from agent.alerts import Alerter
     from agent.config import AlertsConfig
     from agent.metrics import Metrics
-    from agent.triangulate import publish, triangulate
+    from agent.triangulate import triangulate
+    from agent.triangulate_schedule import publish
     from tests.service.harness import Metrics as Scraped
 
     tenant = TENANT
@@ -209,7 +210,7 @@ async def test_the_service_schedules_triangulation_only_for_sibling_pairs(tmp_pa
     from agent.config import Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
     from agent.metrics import Metrics
     from agent.service import Service
-    from agent.triangulate import triangulate_loop
+    from agent.triangulate_schedule import triangulate_loop
 
     def cfg(streams: tuple[str, ...]) -> Config:
         tenant = TenantConfig(id=TENANT, client_id="c", credential=Credential(), streams=streams)
