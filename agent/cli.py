@@ -85,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="with --backfill: show what would be sent, send nothing (implies --backfill)")
 
-    p = sub.add_parser("triangulate", help="compare Microsoft's sibling pipelines in the archive (exit 3: one "
-                       "lacks what another has)")
+    p = sub.add_parser(
+        "triangulate", help="compare Microsoft's sibling pipelines in the archive (exit 3: one lacks what another has)",
+        description="Per hour, compare Graph with the unified audit log (Management Activity API) as archived: "
+        "directory audits with RecordType 8 record by record, interactive sign-ins with RecordType 15 by learned "
+        "count ratio. Hours younger than 12 h or past a stream's cursor are not judged. Exit 0 every judged hour "
+        "agrees; 3 a pipeline lacks activity its sibling has; 1 some pair could judge no hour; 2 usage or config "
+        "error. See docs/triangulation.md.")
     _common(p)
     _window_args(p)
     p.add_argument("--format", choices=("text", "json", "md", "html"), default="text", help="report format")
@@ -400,7 +405,10 @@ def _emit(data: bytes, out: str | None) -> None:
     if out:
         from pathlib import Path
 
-        Path(out).write_bytes(data)
+        try:
+            Path(out).write_bytes(data)
+        except OSError as exc:
+            raise AgentError(f"cannot write the report to {out}: {exc.strerror}") from None
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()

@@ -132,6 +132,16 @@ def test_no_sibling_pair_is_a_usage_error(tmp_path: Path, capsys: pytest.Capture
     assert "sibling" in capsys.readouterr().err
 
 
+def test_bad_window_and_unwritable_report_are_one_line_errors(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = _config(tmp_path, ["graph.directory_audits", "o365.azure_active_directory"])
+    assert main(["triangulate", "--since", "1h", "--until", "2h", "--config", str(cfg)]) == 2
+    assert "--since must be before --until" in capsys.readouterr().err
+    assert main(["triangulate", "--out", str(tmp_path / "no" / "such" / "dir.json"), "--config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the report" in err and "Traceback" not in err
+
+
 def test_an_uncollected_archive_is_not_reported_as_clean(tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     cfg = _config(tmp_path, ["graph.directory_audits", "o365.azure_active_directory"])
