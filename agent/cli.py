@@ -1,5 +1,5 @@
-"""The `agent` command line (contract 4): run, collect, reconcile, export, verify, status, check,
-demo, emulator, audit-collector. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
+"""The `agent` command line (contract 4): run, collect, reconcile, triangulate, export, verify, status,
+check, demo, emulator, audit-collector. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
 
 from __future__ import annotations
 
@@ -91,6 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="send the SIEM the records it lacks (idempotent: a ledger remembers what it acknowledged)")
     p.add_argument("--dry-run", action="store_true",
                    help="with --backfill: show what would be sent, send nothing (implies --backfill)")
+
+    p = sub.add_parser(
+        "triangulate", help="compare Microsoft's sibling pipelines in the archive (exit 3: one lacks what another has)",
+        description="Per hour, compare Graph with the unified audit log (Management Activity API) as archived: "
+        "directory audits with RecordType 8 record by record, interactive sign-ins with RecordType 15 by learned "
+        "count ratio. Hours younger than 12 h or past a stream's cursor are not judged. Exit 0 every judged hour "
+        "agrees; 3 a pipeline lacks activity its sibling has; 1 some pair could judge no hour; 2 usage or config "
+        "error. See docs/triangulation.md.")
+    _common(p)
+    _window_args(p)
+    p.add_argument("--format", choices=("text", "json", "md", "html"), default="text", help="report format")
+    p.add_argument("--out", help="write the report to this file (default: stdout)")
 
     p = sub.add_parser("export", help="stored records as NDJSON on stdout, one per id")
     _common(p)
@@ -421,6 +433,51 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_OK if report.complete else EXIT_FAILURE
 
 
+async def cmd_triangulate(args: argparse.Namespace) -> int:
+    from agent.archive import Archive
+    from agent.store import open_store
+    from agent.triangulate import CONTEXT, pairs_for, triangulate
+    from agent.triangulate_report import to_html, to_markdown, to_text
+
+    cfg = _select(_load(args), args)
+    tenants = [(t.id, t.streams) for t in cfg.tenants]
+    if not any(pairs_for(streams, args.stream) for _, streams in tenants):
+        raise ConfigError("no tenant collects a pair of sibling streams"
+                          + (" in --stream" if args.stream else "")
+                          + " (graph.directory_audits or graph.signins.interactive with o365.azure_active_directory)")
+    until = args.until or datetime.now(UTC)
+    since = args.since or until - CONTEXT
+    if since >= until:
+        raise ConfigError("--since must be before --until")
+    store = open_store(cfg.store)
+    try:
+        report = await triangulate(Archive(store), tenants, since, until, args.stream)
+    finally:
+        await store.aclose()
+    render = {"json": lambda r: r.to_json().decode() + "\n", "md": to_markdown, "html": to_html, "text": to_text}
+    _emit(render[args.format](report).encode(), args.out)
+    if report.has_gaps:
+        return EXIT_GAPS
+    if not report.complete:
+        print("agent: triangulate could not judge any hour of some pair (not collected or not settled)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _emit(data: bytes, out: str | None) -> None:
+    if out:
+        from pathlib import Path
+
+        try:
+            Path(out).write_bytes(data)
+        except OSError as exc:
+            raise AgentError(f"cannot write the report to {out}: {exc.strerror}") from None
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
 def _recollector(cfg: config.Config, archive: Any, http: Any) -> Any:
     """Re-collect a window from the API (the reconcile engine calls it for archive holes in retention)."""
     from agent.collect import Collector
@@ -491,6 +548,7 @@ COMMANDS: dict[str, Handler] = {
     "collect": cmd_collect,
     "export": cmd_export,
     "reconcile": cmd_reconcile,
+    "triangulate": cmd_triangulate,
     "status": cmd_status,
     "verify": cmd_verify,
     "check": cmd_check,

@@ -24,7 +24,8 @@ import orjson
 from agent import logs
 
 DEMO_SCENARIO = """\
-# A tenant whose SIEM lost a three-hour block of sign-ins and directory audits, as in September 2024.
+# A tenant whose SIEM lost a three-hour block of sign-ins and directory audits, as in September 2024,
+# and whose unified audit log (Management Activity API) lost three hours that Graph still has.
 seed = 2024
 start = "-36h"
 end = "-30m"
@@ -43,6 +44,11 @@ records = 3000
 [streams."graph.directory_audits"]
 records = 1500
 
+[streams."o365.azure_active_directory"]
+# Derived from the Graph sign-ins and directory audits above (RecordType 15 and 8): one event, two pipelines.
+records = 100
+duplicate_fraction = 0.01
+
 [streams."o365.exchange"]
 records = 2000
 duplicate_fraction = 0.01
@@ -60,6 +66,14 @@ empty_page = 0.01
 # the demo raises them so it finishes in seconds. The test suite proves collection under the real ones.
 graph_requests_per_10s = 100
 management_requests_per_minute = 20000
+
+[[upstream.gaps]]
+# Lost inside Microsoft before the Management Activity API served it: not in the archive, not in the
+# SIEM. Only its sibling pipeline (Graph) still shows the activity, which `agent triangulate` names.
+stream = "o365.azure_active_directory"
+start = "-30h"
+end = "-27h"
+drop_fraction = 1.0
 
 [[siem.gaps]]
 stream = "graph.signins.interactive"
@@ -97,6 +111,8 @@ def _truth(path: Path, at: str) -> dict[str, set[str]]:
     by_stream: dict[str, set[str]] = {}
     for line in path.read_bytes().splitlines():
         row = orjson.loads(line)
+        if row.get("upstream_lost"):  # no API serves it: what triangulation is for
+            continue
         if row["visible_at"] <= at and row.get("available", True):
             by_stream.setdefault(row["stream"], set()).add(row["id"])
     return by_stream
@@ -162,11 +178,42 @@ def run_demo(directory: str | None = None) -> int:
         lines, ok = asyncio.run(_collect_and_compare(workdir / "agent.toml"))
         print("\n".join(lines))
         reconcile_ok = _reconcile_step(workdir)
+        triangulate_ok = _triangulate_step(workdir)
     finally:
         proc.terminate()
         proc.wait(15)
     print(f"\nArchive: {workdir / 'archive'} (zstd NDJSON, hive layout: tenant=/stream=/date=/hour=)")
-    return 0 if ok and reconcile_ok else 1
+    return 0 if ok and reconcile_ok and triangulate_ok else 1
+
+
+def _triangulate_step(workdir: Path) -> bool:
+    """Compare Microsoft's sibling pipelines in the archive: True when the upstream loss is named."""
+    from datetime import timedelta
+
+    from agent import config
+    from agent.archive import Archive
+    from agent.store import open_store
+    from agent.triangulate import triangulate
+    from agent.triangulate_report import to_html, to_text
+
+    cfg = config.load(workdir / "agent.toml")
+
+    async def run() -> Any:
+        store = open_store(cfg.store)
+        try:
+            now = datetime.now(UTC)
+            return await triangulate(Archive(store), [(t.id, t.streams) for t in cfg.tenants],
+                                     now - timedelta(hours=40), now, now=now)
+        finally:
+            await store.aclose()
+
+    report = asyncio.run(run())
+    (workdir / "triangulation.html").write_text(to_html(report), encoding="utf-8")
+    print("\nTriangulation: Graph against the unified audit log, the records neither the archive nor the SIEM "
+          "could have (Microsoft lost them before its API served them):\n")
+    print(to_text(report), end="")
+    print(f"\nReport: {workdir / 'triangulation.html'}")
+    return any(g["side"] == "b" for p in report.pairs for g in p.gaps())
 
 
 def _reconcile_step(workdir: Path) -> bool:

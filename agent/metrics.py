@@ -68,6 +68,9 @@ class Metrics:
                              registry=r)
         self.silent = Gauge("agent_stream_silent", "1 when the last settled hour is far below its usual volume.",
                             _TS, registry=r)
+        self.upstream_missing = Gauge("agent_upstream_missing",
+                                      "Records this stream lacks that its sibling Microsoft pipeline has "
+                                      "(last triangulation).", _TS, registry=r)
         self.restarts = Counter("agent_task_restarts", "Service tasks restarted after a crash (a bug).", ("task",),
                                 registry=r)
         r.register(ProcessCollector())

@@ -200,6 +200,11 @@ class Service:
             from agent.reconcile.schedule import reconcile_loop
 
             jobs.append(("reconcile", lambda: reconcile_loop(self, archive)))
+        from agent.triangulate import pairs_for
+        from agent.triangulate_schedule import triangulate_loop
+
+        if any(pairs_for(t.streams, None) for t in self.cfg.tenants):  # Microsoft's sibling pipelines
+            jobs.append(("triangulate", lambda: triangulate_loop(self, archive)))
         if self.cfg.service.notices:
             from agent.notices import notices_loop
 

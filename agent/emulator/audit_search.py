@@ -169,7 +169,8 @@ class AuditSearch:
         for stream in MANAGEMENT_STREAMS:
             sd = self.state.dataset.get(q.tenant, stream)
             for e in sd.entries if sd else ():
-                if not (q.start <= e.ticks < q.end) or e.visible > q.created or now - e.ticks > RETENTION:
+                if e.upstream_lost or not (q.start <= e.ticks < q.end) or e.visible > q.created \
+                        or now - e.ticks > RETENTION:
                     continue
                 if q.record_types or q.services:
                     rec = orjson.loads(e.body)

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from agent.emulator import jsontext
+from agent.emulator import fanout, jsontext
 from agent.emulator.catalog import STREAMS, StreamInfo
 from agent.emulator.clock import creation_time, graph_time, parse_iso
 from agent.emulator.records import GENERATORS
@@ -40,6 +40,8 @@ class Entry:
     available: bool = True  # False: only in a Management blob that never becomes fetchable
     content_id: str = ""  # Management: the first blob holding it
     late: bool = False  # drawn as a late record (late_fraction)
+    upstream_lost: bool = False  # an [[upstream.gaps]] took it: no API ever serves it
+    sibling: tuple[str, str] | None = None  # (stream, id) of the same event in the sibling pipeline
 
 
 @dataclass
@@ -50,6 +52,7 @@ class StreamData:
     info: StreamInfo
     entries: list[Entry]
     keys: list[tuple[int, str]] = field(default_factory=list)  # (-ticks, id), ascending = served order
+    lost: list[Entry] = field(default_factory=list)  # upstream-lost: in the truth, never served
     exempt: bool = False  # some records ignore retention (corpus served with its original times)
 
     def index(self) -> None:
@@ -149,6 +152,51 @@ def _rebased(record: dict[str, Any], path: Path, line: int) -> bytes:
     except orjson.JSONEncodeError as exc:
         raise ValueError(f"{path}:{line}: {exc}; serve such records with corpus_times = \"keep\" "
                          f"(byte for byte)") from None
+def _fan_out(scn: Scenario, tenant: Tenant, made: dict[str, list[Entry]], origin: int) -> None:
+    """Derive the audit log's sibling records from the Graph events (agent/emulator/fanout.py).
+
+    Only generated streams take part (a corpus is served as published). The audit stream's own
+    draws keep only the record types that have no Graph sibling in the scenario, so a scenario
+    without a sibling pair gets exactly the data it always had.
+    """
+    audit = fanout.AUDIT_STREAM
+    paired = [
+        g for g in fanout.SIBLING_TYPES
+        if g in made and audit in made and not tenant.streams[g].corpus and not tenant.streams[audit].corpus
+    ]
+    if not paired:
+        return
+    types = {fanout.SIBLING_TYPES[g] for g in paired}
+    kept = [e for e in made[audit] if fanout.record_type(e.body) not in types]
+    plan = tenant.streams[audit]
+    rng = random.Random(f"{scn.seed}|fanout|{tenant.id}")
+    for g in paired:
+        derive = fanout.from_directory_audit if g == "graph.directory_audits" else fanout.from_signin
+        for src in made[g]:
+            record = derive(rng, orjson.loads(src.body), src.ticks, tenant.id)
+            e = Entry(
+                id=record["Id"], ticks=src.ticks, event_time=record["CreationTime"],
+                body=orjson.dumps(record), visible=max(origin, src.ticks), sibling=(g, src.id),
+            )
+            if rng.random() < plan.duplicate_fraction:
+                e.dup_body = _reordered(record)
+            src.sibling = (audit, e.id)
+            kept.append(e)
+    made[audit] = kept
+
+
+def _upstream(scn: Scenario, tenant: Tenant, name: str, entries: list[Entry]) -> list[Entry]:
+    """Mark the records an [[upstream.gaps]] took (seeded, per record); returns the lost ones."""
+    gaps = [g for g in scn.upstream_gaps if g.stream == name]
+    if not gaps:
+        return []
+    rng = random.Random(f"{scn.seed}|upstream|{tenant.id}|{name}")
+    for e in entries:
+        for g in gaps:
+            if g.start <= e.ticks < g.end and rng.random() < g.drop_fraction:
+                e.upstream_lost, e.in_siem, e.available = True, False, False
+                break
+    return [e for e in entries if e.upstream_lost]
 
 
 def _siem(scn: Scenario, tenant: Tenant, name: str, entries: list[Entry]) -> None:
@@ -182,14 +230,18 @@ def build(scn: Scenario, origin: int) -> Dataset:
     out: dict[str, dict[str, StreamData]] = {}
     for tenant in scn.tenants:
         per = out.setdefault(tenant.id, {})
-        for name, plan in tenant.streams.items():
-            entries = (
-                _corpus(scn, name, plan, origin)
-                if plan.corpus
-                else _generate(scn, tenant, name, plan, origin)
-            )
+        made = {
+            name: _corpus(scn, name, plan, origin) if plan.corpus else _generate(scn, tenant, name, plan, origin)
+            for name, plan in tenant.streams.items()
+        }
+        _fan_out(scn, tenant, made, origin)
+        for name, entries in made.items():
+            lost = _upstream(scn, tenant, name, entries)
+            if lost:
+                entries = [e for e in entries if not e.upstream_lost]
+            # The primary SIEM's connector reads the same API: what no API serves, it never gets.
             _siem(scn, tenant, name, entries)
-            sd = StreamData(tenant=tenant.id, info=STREAMS[name], entries=entries)
+            sd = StreamData(tenant=tenant.id, info=STREAMS[name], entries=entries, lost=lost)
             if sd.info.api == "graph":
                 sd.index()
             per[name] = sd

@@ -162,6 +162,7 @@ class Scenario:
     graph: GraphPlan = field(default_factory=GraphPlan)
     audit_search: AuditSearchPlan = field(default_factory=AuditSearchPlan)
     siem_gaps: tuple[SiemGap, ...] = ()
+    upstream_gaps: tuple[SiemGap, ...] = ()  # [[upstream.gaps]]: lost inside Microsoft, before any API
     siem_plan: SiemPlan = field(default_factory=SiemPlan)
     path: Path | None = None
 
@@ -423,6 +424,19 @@ def _gaps(tables: list[_Table], origin: int) -> tuple[SiemGap, ...]:
     return tuple(gaps)
 
 
+def _upstream(t: _Table, origin: int) -> tuple[SiemGap, ...]:
+    """`[[upstream.gaps]]`: records one Microsoft pipeline lost before its API served them.
+
+    A gap names one stream (never "*"): the point is that the sibling pipeline still has them.
+    """
+    gaps = _gaps(t.tables("gaps"), origin)
+    for i, g in enumerate(gaps):
+        if g.stream == "*":
+            raise ScenarioError(f"upstream.gaps[{i}].stream: name one stream (its sibling keeps the records)")
+    t.finish()
+    return gaps
+
+
 def _auth(t: _Table, seed: int) -> Auth:
     client_id = t.get("client_id", (str,), None) or str(
         uuid.uuid5(uuid.NAMESPACE_URL, f"emulator:{seed}:app")
@@ -478,6 +492,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
         raise ScenarioError(str(exc)) from None
     siem.used.update(raw_plan)
     siem.finish()
+    upstream_gaps = _upstream(root.table("upstream"), origin)
     auth = _auth(root.table("auth"), seed)
     root.finish()
     return Scenario(
@@ -492,6 +507,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
         graph=graph,
         audit_search=audit_search,
         siem_gaps=gaps,
+        upstream_gaps=upstream_gaps,
         siem_plan=siem_plan,
         path=path,
     )

@@ -145,6 +145,8 @@ def expected_ids(truth: Iterable[Mapping[str, Any]], at: datetime,
     wanted = set(streams)
     out: dict[str, set[str]] = defaultdict(set)
     for t in truth:
+        if t.get("upstream_lost"):  # no API ever serves it
+            continue
         if t["stream"] in wanted and parse_rfc3339(t["visible_at"]) <= at and t.get("available", True) is not False:
             out[t["stream"]].add(t["id"])
     return {s: out.get(s, set()) for s in wanted}

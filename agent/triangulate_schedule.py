@@ -1,0 +1,65 @@
+"""Scheduled triangulation for `agent run`: every `reconcile_interval`, compare Microsoft's sibling
+pipelines over the last 7 days, publish `agent_upstream_missing`, and alert each loss episode once."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from agent.alerts import Alert, Alerter
+from agent.archive import Archive
+from agent.errors import AgentError
+from agent.logs import event
+from agent.metrics import Metrics
+from agent.triangulate import CONTEXT, Report, triangulate
+
+if TYPE_CHECKING:
+    from agent.service import Service
+
+log = logging.getLogger("agent.triangulate")
+
+async def publish(report: Report, metrics: Metrics, alerter: Alerter) -> int:
+    """Metrics per stream, and one `upstream_gap` alert per episode; returns the alerts sent.
+
+    An episode is identified by its tenant, pair, lacking side and first hour: as hours settle, a
+    continuing loss extends its gap at the end, so the same episode never alerts twice.
+    """
+    lacking: dict[tuple[str, str], int] = defaultdict(int)
+    sent = 0
+    for p in report.pairs:
+        lacking[(p.tenant, p.spec.a)] += sum(b.missing_a for b in p.buckets)
+        lacking[(p.tenant, p.spec.b)] += sum(b.missing_b for b in p.buckets)
+        for g in p.gaps():
+            stream, other = (p.spec.a, p.spec.b) if g["side"] == "a" else (p.spec.b, p.spec.a)
+            sent += bool(await alerter.send(Alert(
+                "upstream_gap", f"upstream_gap:{p.tenant}:{p.spec.a}:{p.spec.b}:{g['side']}:{g['start']}",
+                "A Microsoft pipeline lost records",
+                f"{stream} lacks about {g['missing']} records from {g['start']} that its sibling pipeline "
+                f"{other} has: Microsoft lost them before its API served them, so neither the archive nor "
+                f"the SIEM holds them. The sibling's copy is the only one; see `agent triangulate`.",
+                fields={"tenant": p.tenant, "stream": stream, "sibling": other, "start": g["start"],
+                        "end": g["end"], "missing": g["missing"], "mapping": p.spec.mapping})))
+    for (tenant, stream), n in lacking.items():
+        metrics.upstream_missing.labels(tenant, stream).set(n)
+    return sent
+
+
+async def triangulate_loop(service: Service, archive: Archive) -> None:
+    """`agent run`: triangulate the last CONTEXT every reconcile_interval (at most daily)."""
+    from agent.service import wait_first_pass
+
+    interval = service.cfg.service.reconcile_interval.total_seconds()
+    await wait_first_pass(service, within=interval)
+    tenants = [(t.id, t.streams) for t in service.cfg.tenants]
+    while not service.stop.is_set():
+        try:
+            now = service.clock()
+            report = await triangulate(archive, tenants, now - CONTEXT, now, now=now)
+            await publish(report, service.metrics, service.alerter)
+            event(log, logging.INFO, "Scheduled triangulation done.", pairs=len(report.pairs),
+                  gaps=sum(len(p.gaps()) for p in report.pairs))
+        except AgentError as exc:
+            event(log, logging.ERROR, "Scheduled triangulation failed; will retry.", error=str(exc))
+        await service._sleep(min(interval, timedelta(hours=24).total_seconds()))
