@@ -102,7 +102,11 @@ class Archive:
         blob = await self.store.get(key)
         records = list(codec.decode(blob))
         s = spec(part.stream)
-        info, doc = _sidecar_doc(key, sidecar, blob, records, s.id_field, s.time_field)
+        if s.version_field:  # the id is a derived version key (agent/streams.py), not a field
+            info, doc = _sidecar_from(key, sidecar, blob, [str(s.key(r)) for r in records],
+                                      [codec.parse_time(r[s.time_field]) for r in records])
+        else:
+            info, doc = _sidecar_doc(key, sidecar, blob, records, s.id_field, s.time_field)
         with contextlib.suppress(ObjectExists):  # another reader rebuilt it first
             await self.store.put(sidecar, doc)
         event(log, logging.WARNING, "Rebuilt a missing segment index.", segment=key, records=info.count)
@@ -129,7 +133,7 @@ class Archive:
         groups: dict[Partition, dict[str, tuple[Record, datetime]]] = defaultdict(dict)
         bad: list[Record] = []
         for rec in records:
-            rid, when = rec.get(s.id_field), rec.get(s.time_field)
+            rid, when = s.key(rec), rec.get(s.time_field)
             try:
                 at = codec.parse_time(when)  # parsed once per record: the write path's hottest call
                 part: Partition | None = Partition.of(tenant, stream, at)
@@ -229,7 +233,7 @@ class Archive:
     async def records(self, part: Partition) -> AsyncIterator[dict[str, Any]]:
         """Every record of a partition, once per id (segments in write order)."""
         seen: set[str] = set()
-        id_field = spec(part.stream).id_field
+        key_of = spec(part.stream).key
         async for key in self.store.list(part.prefix):
             if parse_segment_key(key) is None:
                 continue
@@ -238,7 +242,7 @@ class Archive:
             except ObjectNotFound:
                 continue
             for rec in codec.decode(blob):
-                rid = rec.get(id_field)
+                rid = key_of(rec)
                 if isinstance(rid, str) and rid not in seen:
                     seen.add(rid)
                     yield rec
@@ -250,7 +254,7 @@ class Archive:
         out: dict[str, dict[str, Any]] = {}
         if not wanted:
             return out
-        id_field = spec(part.stream).id_field
+        key_of = spec(part.stream).key
         async for info, seg_ids in self._sidecars(part):
             if wanted.isdisjoint(seg_ids):
                 continue
@@ -259,7 +263,7 @@ class Archive:
             except ObjectNotFound:
                 continue
             for rec in codec.decode(blob):
-                rid = rec.get(id_field)
+                rid = key_of(rec)
                 if isinstance(rid, str) and rid in wanted and rid not in out:
                     out[rid] = rec
             if len(out) == len(wanted):

@@ -137,7 +137,7 @@ async def _collect_and_compare(cfg_path: Path) -> tuple[list[str], bool]:
             stored: Counter[str] = Counter()
             for part in await archive.partitions(tenant, o.stream):
                 async for rec in archive.records(part):
-                    stored[str(rec[spec(o.stream).id_field])] += 1
+                    stored[str(spec(o.stream).key(rec))] += 1
             want = truth.get(o.stream, set())
             missing, extra = len(want - set(stored)), len(set(stored) - want)
             ok &= o.ok and not missing and not extra

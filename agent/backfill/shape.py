@@ -71,7 +71,7 @@ def event_time(stream: str, rec: dict[str, Any]) -> datetime:
 
 
 def record_id(stream: str, rec: dict[str, Any]) -> str:
-    return str(rec[spec(stream).id_field])
+    return str(spec(stream).key(rec))  # the archive's id: a version key for versioned streams
 
 
 def sentinel_row(target: Target, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -30,6 +30,8 @@ def lines(data: Dataset) -> list[bytes]:
                 "in_siem": e.in_siem,
                 "tenant": sd.tenant,
             }
+            if e.superseded:  # a security record's version the API stops serving at its successor's release
+                row["superseded_at"] = rfc3339(e.superseded)
             if management:
                 row["content_id"] = e.content_id
                 row["available"] = e.available  # the Management Activity API can serve it (7 days)

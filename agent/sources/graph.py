@@ -138,6 +138,8 @@ class _Links:
 class GraphSource:
     """Graph audit log streams of one tenant."""
 
+    retention = RETENTION  # how far back the API serves records (a subclass may serve another API)
+
     def __init__(self, tenant: TenantConfig, http: HttpClient, tokens: TokenProvider, limiter: RateLimiter,
                  cfg: CollectionConfig, checkpoints: Checkpoints | None = None) -> None:
         self.tenant = tenant
@@ -156,7 +158,7 @@ class GraphSource:
             start = cursor.position - self.cfg.overlap  # late sign-ins land well after createdDateTime
         else:
             start = now - self.cfg.initial_lookback
-        oldest = floor_second(now - RETENTION + RETENTION_MARGIN)
+        oldest = floor_second(now - self.retention + RETENTION_MARGIN)
         if cursor is not None and cursor.position < oldest and self.checkpoints is not None:
             # Whatever `since` says: the span the cursor promised that Graph no longer keeps is a gap.
             # Requests still start where planned (Graph answers what it keeps), so the windows stay
@@ -169,7 +171,7 @@ class GraphSource:
         server works on it while the collector parses, compresses and writes (one page ahead)."""
         if stream in self._aged:
             await self._note_aged(stream, self._aged.pop(stream))
-        url, params = list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
+        url, params = self.first_page(stream, window)
         query: dict[str, str] | None = params
         links = _Links(stream, window, self.cfg.max_attempts)
         ahead: asyncio.Task[tuple[list[Record], str | None]] | None = None
@@ -191,6 +193,9 @@ class GraphSource:
                 ahead.cancel()
                 with contextlib.suppress(asyncio.CancelledError, AgentError):
                     await ahead
+
+    def first_page(self, stream: str, window: Window) -> tuple[str, dict[str, str]]:
+        return list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
 
     async def _page(self, stream: str, url: str, query: dict[str, str] | None) -> tuple[list[Record], str | None]:
         async def attempt() -> tuple[list[Record], str | None]:
