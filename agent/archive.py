@@ -254,9 +254,10 @@ class Archive:
         out: dict[str, dict[str, Any]] = {}
         if not wanted:
             return out
-        key_of = spec(part.stream).key
+        s = spec(part.stream)
+        key_of, source_id = s.key, s.source_id  # a versioned stream: every version of a wanted alert
         async for info, seg_ids in self._sidecars(part):
-            if wanted.isdisjoint(seg_ids):
+            if wanted.isdisjoint(map(source_id, seg_ids)):
                 continue
             try:
                 blob = await self.store.get(info.key)
@@ -264,9 +265,9 @@ class Archive:
                 continue
             for rec in codec.decode(blob):
                 rid = key_of(rec)
-                if isinstance(rid, str) and rid in wanted and rid not in out:
+                if isinstance(rid, str) and source_id(rid) in wanted and rid not in out:
                     out[rid] = rec
-            if len(out) == len(wanted):
+            if len(out) == len(wanted) and not s.version_field:
                 break
         return out
 

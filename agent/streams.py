@@ -42,6 +42,13 @@ class StreamSpec:
             return None
         return f"{rid}@{version}"
 
+    def source_id(self, key: str) -> str:
+        """The API's own id behind an archive id: the alert id of a version key, else the key itself.
+
+        SIEM tables hold the API's id (with one row per version), so reconcile compares these.
+        """
+        return key.rsplit("@", 1)[0] if self.version_field else key
+
 
 _GRAPH_SIGNINS = "auditLogs/signIns"
 
@@ -91,3 +98,4 @@ def spec(name: str) -> StreamSpec:
     except KeyError:
         raise KeyError(f"unknown stream {name!r}; valid streams: {', '.join(STREAMS)}") from None
 LOG_STREAMS: Final = GRAPH_STREAMS + MANAGEMENT_STREAMS  # contract 1: what tenants collect and SIEMs hold
+SIEM_STREAMS: Final = LOG_STREAMS + SECURITY_STREAMS  # what a SIEM is reconciled for
