@@ -97,3 +97,13 @@ def test_not_toml(tmp_path: Path) -> None:
         config.load(_write(tmp_path, "[[tenants]\n"))
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load(tmp_path / "missing.toml")
+
+
+def test_defender_streams_refused_in_the_china_cloud(tmp_path: Path) -> None:
+    text = BASE.replace('streams = ["graph.signins.interactive", "o365.exchange"]',
+                        'streams = ["graph.security_alerts"]\ncloud = "china"')
+    with pytest.raises(ConfigError, match=r"graph\.security_alerts is not available in the China cloud"):
+        config.load(_write(tmp_path, text))
+    ok = BASE.replace('streams = ["graph.signins.interactive", "o365.exchange"]',
+                      'streams = ["graph.security_alerts"]\ncloud = "gcc_high"')
+    assert config.load(_write(tmp_path, ok)).tenants[0].streams == ("graph.security_alerts",)
