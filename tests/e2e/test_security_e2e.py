@@ -6,13 +6,14 @@ both versions (the first is never overwritten), each exactly once, under the fau
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
-from tests.e2e.helpers import assert_exact, edit_config, outcomes, parse_rfc3339, run_agent
+from tests.e2e.helpers import assert_exact, crash_repeatedly, edit_config, outcomes, parse_rfc3339, run_agent
 from tests.emulator_fixture import running_emulator
 
 STREAMS = ("graph.security_alerts", "graph.security_incidents")
@@ -115,3 +116,19 @@ def test_missing_security_permission_fails_with_the_permission_named(tmp_path: P
         assert proc.returncode == 1, proc.stderr[-2000:]
         assert "SecurityAlert.Read.All" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_sigkilled_collectors_then_every_version_once(tmp_path: Path) -> None:
+    """SIGKILLs between segment, sidecar, manifest and cursor: the archive still holds every version once."""
+    cfg = tmp_path / "agent.toml"
+    scenario = SCENARIO.format(late_delay="1s", permission="granted").replace("records = 24", "records = 150")
+    with running_emulator(scenario, tmp_path, extra_args=_args(tmp_path)) as emu:
+        edit_config(cfg, "collection", window="2h", initial_lookback="4h", segment_max_records=20)
+        time.sleep(2)  # past late_delay: every version the API will ever serve is visible from here on
+        crash_repeatedly(cfg, tmp_path / "collector.log", random.Random(7), kills=5)
+        final = run_agent(["collect", "--once", "--config", str(cfg)])
+        assert final.returncode == 0, final.stderr[-3000:]
+        now = datetime.now(UTC)
+        assert_exact(_archived(cfg), _served_between(emu.truth(), now, now))
+        verify = run_agent(["verify", "--config", str(cfg)])
+        assert verify.returncode == 0, verify.stdout + verify.stderr
