@@ -216,8 +216,8 @@ class GraphSource:
         """Records in a span past Graph's retention that the cursor had not reached: an explicit gap."""
         if self.checkpoints is None:  # plan() notes aged spans only with somewhere to record them
             return
-        g = gap(stream, span, "retention: this event-time span aged past Graph's 30 days before it was collected",
-                None, datetime.now(UTC))
+        why = f"retention: this event-time span aged past Graph's {self.retention.days} days before it was collected"
+        g = gap(stream, span, why, None, datetime.now(UTC))
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
         event(log, logging.ERROR, "Records in a span aged past Graph's retention before they were collected; "
               "they are lost to this archive.", tenant=self.tenant.label, stream=stream, span=str(span))
