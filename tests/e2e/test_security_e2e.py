@@ -45,6 +45,7 @@ reset = 0.05
 truncated = 0.05
 html_error = 0.05
 empty_page = 0.1
+token_expiry = 0.03
 retry_after = 1
 """
 
