@@ -166,9 +166,8 @@ class Archive:
     async def _rebuild_sidecar(self, part: Partition, key: str, sidecar: str) -> dict[str, Any]:
         blob = await self.store.get(key)
         records = list(codec.decode(blob, key))
-        s = spec(part.stream)
         try:
-            info, doc = _sidecar_doc(key, sidecar, blob, records, s.id_field, s.time_field)
+            info, doc = _sidecar_for(part.stream, key, sidecar, blob, records)
         except (LookupError, ValueError, TypeError):  # no records, or one without an id or event time
             raise DamagedSegment(f"{key}: holds no records or a record without an id or event time; "
                                  "the segment is damaged") from None
@@ -202,7 +201,7 @@ class Archive:
             if not isinstance(rec, Mapping):  # an Unreadable body, or a JSON value that is not an object
                 await self._set_aside_value(tenant, stream, rec, result)
                 continue
-            rid, when = rec.get(s.id_field), rec.get(s.time_field)
+            rid, when = s.key(rec), rec.get(s.time_field)
             try:
                 at = codec.parse_time(when)  # parsed once per record: the write path's hottest call
                 part: Partition | None = Partition.of(tenant, stream, at)
@@ -314,8 +313,7 @@ class Archive:
         sidecar = part.sidecar_key(name)
         if not await self.store.exists(sidecar):
             await self._rebuild_sidecar(part, key, sidecar)
-        s = spec(part.stream)
-        info, _doc = _sidecar_doc(key, sidecar, blob, list(codec.decode(blob)), s.id_field, s.time_field)
+        info, _doc = _sidecar_for(part.stream, key, sidecar, blob, list(codec.decode(blob, key)))
         # the manifest pins the sidecar the agent meant to write; verify flags one altered since
         return replace(info, sidecar_sha256=str(intent.get("sidecar_sha256", info.sidecar_sha256))), ""
 
@@ -410,7 +408,7 @@ class Archive:
     async def records(self, part: Partition) -> AsyncIterator[dict[str, Any]]:
         """Every record of a partition, once per id (segments in write order)."""
         seen: set[str] = set()
-        id_field = spec(part.stream).id_field
+        key_of = spec(part.stream).key
         vouched = await self._vouched(part)
         async for key in self.store.list(part.prefix):
             if parse_segment_key(key) is None or not await vouched(key):
@@ -420,7 +418,7 @@ class Archive:
             except ObjectNotFound:
                 continue
             for rec in codec.decode(blob, key):
-                rid = rec.get(id_field)
+                rid = key_of(rec)
                 if isinstance(rid, str) and rid not in seen:
                     seen.add(rid)
                     yield rec
@@ -432,19 +430,20 @@ class Archive:
         out: dict[str, dict[str, Any]] = {}
         if not wanted:
             return out
-        id_field = spec(part.stream).id_field
+        s = spec(part.stream)
+        key_of, source_id = s.key, s.source_id  # a versioned stream: every version of a wanted alert
         async for info, seg_ids in self._sidecars(part):
-            if wanted.isdisjoint(seg_ids):
+            if wanted.isdisjoint(map(source_id, seg_ids)):
                 continue
             try:
                 blob = await self.store.get(info.key)
             except ObjectNotFound:
                 continue
             for rec in codec.decode(blob, info.key):
-                rid = rec.get(id_field)
-                if isinstance(rid, str) and rid in wanted and rid not in out:
+                rid = key_of(rec)
+                if isinstance(rid, str) and source_id(rid) in wanted and rid not in out:
                     out[rid] = rec
-            if len(out) == len(wanted):
+            if len(out) == len(wanted) and not s.version_field:
                 break
         return out
 
@@ -456,6 +455,17 @@ class Archive:
             if m:
                 pairs.add((m["tenant"], m["stream"]))
         return sorted(pairs)
+
+
+def _sidecar_for(stream: str, key: str, sidecar: str, blob: bytes,
+                 records: Sequence[Record]) -> tuple[SegmentInfo, bytes]:
+    """A segment's sidecar from its records, with the stream's ids (a version key where the stream
+    keeps versions, agent/streams.py)."""
+    s = spec(stream)
+    if s.version_field:
+        return _sidecar_from(key, sidecar, blob, [str(s.key(r)) for r in records],
+                             [codec.parse_time(r[s.time_field]) for r in records])
+    return _sidecar_doc(key, sidecar, blob, records, s.id_field, s.time_field)
 
 
 def _sidecar_from(key: str, sidecar: str, blob: bytes, ids: list[str],

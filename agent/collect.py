@@ -119,6 +119,11 @@ class Sources:
             tokens = TokenProvider(tenant, tenant.endpoints.graph, self.cfg.http)
             pacer = RateLimiter(c.graph_requests_per_10s, 10.0, within=self.app_pacer(tenant.client_id))
             return GraphSource(tenant, self.http, tokens, pacer, c, Checkpoints(self.archive.store))
+        if kind == "graph_security":  # Graph's token, its own pacer (a different service and quota)
+            from agent.sources.security import SecuritySource, security_pacer
+
+            return SecuritySource(tenant, self.http, self.for_graph(tenant).tokens, security_pacer(), c,
+                                  Checkpoints(self.archive.store))
         if kind == "management_activity":
             from agent.sources.audit_search import AuditSearchSource
             from agent.sources.history import WithDeepHistory

@@ -421,6 +421,9 @@ def _tenant(data: Any, index: int, base: Path | None) -> TenantConfig:
     for s in streams:
         if s not in STREAMS:
             raise ConfigError(f"{t.where}.streams: unknown stream {s!r}; valid: {', '.join(STREAMS)}")
+        if cloud == "china" and STREAMS[s].source == "graph_security":  # Graph docs: global and US Gov only
+            raise ConfigError(f"{t.where}.streams: {s} is not available in the China cloud (21Vianet): Microsoft "
+                              "documents the Graph security API for the global service and US Government only")
     publisher = t.string("publisher_id", "")
     if publisher and not GUID_RE.match(publisher):
         raise ConfigError(f"{t.where}.publisher_id: {publisher!r} is not a GUID")

@@ -24,8 +24,9 @@ import orjson
 from agent import logs
 
 DEMO_SCENARIO = """\
-# A tenant whose SIEM lost a three-hour block of sign-ins and directory audits, as in September 2024,
-# and whose unified audit log (Management Activity API) lost three hours that Graph still has.
+# A tenant whose SIEM lost a three-hour block of sign-ins and directory audits, and Defender alerts,
+# as in September 2024, and whose unified audit log (Management Activity API) lost three hours that
+# Graph still has.
 seed = 2024
 start = "-36h"
 end = "-30m"
@@ -56,6 +57,13 @@ duplicate_fraction = 0.01
 [streams."o365.sharepoint"]
 records = 2000
 
+# Defender alerts and incidents (Graph security API); about half get triaged after creation
+[streams."graph.security_alerts"]
+records = 120
+
+[streams."graph.security_incidents"]
+records = 40
+
 [faults]
 throttle = 0.02
 server_error = 0.02
@@ -85,6 +93,13 @@ drop_fraction = 1.0
 stream = "graph.directory_audits"
 start = "-20h"
 end = "-17h"
+drop_fraction = 1.0
+
+# The Defender connector's copy lost alerts too: lost detections
+[[siem.gaps]]
+stream = "graph.security_alerts"
+start = "-20h"
+end = "-14h"
 drop_fraction = 1.0
 """
 
@@ -153,7 +168,7 @@ async def _collect_and_compare(cfg_path: Path) -> tuple[list[str], bool]:
             stored: Counter[str] = Counter()
             for part in await archive.partitions(tenant, o.stream):
                 async for rec in archive.records(part):
-                    stored[str(rec[spec(o.stream).id_field])] += 1
+                    stored[str(spec(o.stream).key(rec))] += 1
             want = truth.get(o.stream, set())
             missing, extra = len(want - set(stored)), len(set(stored) - want)
             ok &= o.ok and not missing and not extra
@@ -216,6 +231,30 @@ def _triangulate_step(workdir: Path) -> bool:
     return any(g["side"] == "b" for p in report.pairs for g in p.gaps())
 
 
+async def _lost_detection(archive: Any, report: Any, after: Any) -> list[str]:
+    """One Defender alert the SIEM lost, named as the SOC would see it, and whether it is back."""
+    from agent.codec import parse_time
+
+    lost = next((r for r in report.streams if r.stream == "graph.security_alerts" and r.missing_in_siem), None)
+    if lost is None:
+        return []
+    versions: dict[str, list[dict[str, Any]]] = {}
+    for part in await archive.partitions(lost.tenant, lost.stream):
+        async for rec in archive.records(part):
+            if rec.get("id") in lost.missing_in_siem:
+                versions.setdefault(rec["id"], []).append(rec)
+    if not versions:
+        return []
+    rank = {"high": 0, "medium": 1, "low": 2}  # show the most severe lost alert
+    alert_id = min(versions, key=lambda i: (min(rank.get(str(v.get("severity")), 3) for v in versions[i]), i))
+    latest = max(versions[alert_id], key=lambda v: parse_time(v["lastUpdateDateTime"]))
+    back = not any(alert_id in r.missing_in_siem for r in after.streams if r.stream == lost.stream)
+    return ["", f"A lost detection: Defender alert \"{latest.get('title')}\" ({latest.get('severity')}, "
+            f"{latest.get('serviceSource')}, id {alert_id}, {len(versions[alert_id])} version(s) archived, now "
+            f"{latest.get('status')}) was not in the SIEM; "
+            + ("the backfill restored it." if back else "it is still missing.")]
+
+
 def _reconcile_step(workdir: Path) -> bool:
     """Reconcile against the emulated Sentinel, backfill what it lost, reconcile again.
 
@@ -256,6 +295,7 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
                 await run_backfill(cfg, siem_cfg, report, archive, siem, http)
                 after = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
                                         options=opts, siem_name="sentinel")
+                detection = await _lost_detection(archive, report, after)
             finally:
                 await siem.aclose()
     finally:
@@ -283,6 +323,7 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
         cover = 100.0 * (r.agent_count - len(r.missing_in_siem)) / r.agent_count if r.agent_count else 100.0
         lines.append(f"{r.stream:<32} {r.agent_count:>8} {r.siem_count:>7} {len(r.missing_in_siem):>16} "
                      f"{len(r.duplicates_in_siem):>11} {cover:>8.1f}%")
+    lines += detection
     total = sum(r.agent_count for r in after.streams)
     still = sum(len(r.missing_in_siem) for r in after.streams)
     coverage = 100.0 * (total - still) / total if total else 100.0

@@ -38,6 +38,7 @@ from agent.reconcile.report import ReconcileReport, StreamReport
 from agent.siem.base import Siem, SiemError, valid_id
 from agent.siem.config import BackfillConfig
 from agent.sources.base import Window
+from agent.streams import spec
 
 from .ledger import Ledger, target_key
 from .shape import event_time
@@ -181,8 +182,8 @@ class Backfill:
         self._tick(len(young))
         buffer: list[tuple[Item, datetime]] = []
         for part, ids in await self._partitions(sr, wanted):
-            found = await self.archive.find(part, ids)
-            wanted -= set(found)
+            found = await self.archive.find(part, ids)  # versioned streams: every version of each alert
+            wanted -= {spec(stream).source_id(k) for k in found}
             if not found:
                 continue
             check = [i for i in found if i in doubt]

@@ -72,6 +72,13 @@ def event_time(stream: str, rec: dict[str, Any]) -> datetime:
 
 
 def record_id(stream: str, rec: dict[str, Any]) -> str:
+    """The archive's id: the ledger's key and Elasticsearch's `_id` (a version key for Defender alerts,
+    so each version is its own document, as the Defender XDR integration's fingerprint makes it)."""
+    return str(spec(stream).key(rec))
+
+
+def siem_id(stream: str, rec: dict[str, Any]) -> str:
+    """The id the SIEM's id column holds: the API's own id (the alert id, whatever the version)."""
     return str(rec[spec(stream).id_field])
 
 
@@ -108,7 +115,7 @@ def sentinel_row(target: Target, tenant: str, stream: str, rec: dict[str, Any], 
     row: dict[str, Any] = {"TimeGenerated": when}
     if target.time_field != "TimeGenerated":
         row[target.time_field] = when
-    row[target.id_field] = record_id(stream, rec)
+    row[target.id_field] = siem_id(stream, rec)
     if target.tenant_field:
         row[target.tenant_field] = tenant
     row.update(filter_values("sentinel", target, rec))
@@ -151,7 +158,7 @@ def _set(doc: dict[str, Any], path: str, value: Any) -> None:
 
 def elastic_doc(target: Target, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> dict[str, Any]:
     when = format_time(event_time(stream, rec))
-    rid = record_id(stream, rec)
+    rid = siem_id(stream, rec)
     doc: dict[str, Any] = {"@timestamp": when, "event": {"id": rid, "kind": "event",
                                                          "original": json_exact.dumps(rec).decode()},
                            "labels": {"backfill": MARK, "backfilled_at": format_time(now)},

@@ -1,4 +1,4 @@
-"""The emulator's own table of the 11 streams (contract 1): which API serves each and how.
+"""The emulator's own table of the streams (contract 1): which API serves each and how.
 
 Deliberately a copy, not an import of `agent.streams`: the witness must not share code with the
 agent it checks.
@@ -71,6 +71,10 @@ STREAMS: Final[dict[str, StreamInfo]] = {
         StreamInfo("o365.sharepoint", "management", "Id", "CreationTime", content_type="Audit.SharePoint"),
         StreamInfo("o365.general", "management", "Id", "CreationTime", content_type="Audit.General"),
         StreamInfo("o365.dlp_all", "management", "Id", "CreationTime", content_type="DLP.All"),
+        # Graph security API (v1.0): each version of an alert is one record, its id the version key
+        # `<id>@<lastUpdateDateTime>` (the agent's documented archive id for these streams).
+        StreamInfo("graph.security_alerts", "security", "id", "lastUpdateDateTime", "security/alerts_v2"),
+        StreamInfo("graph.security_incidents", "security", "id", "lastUpdateDateTime", "security/incidents"),
     )
 }
 

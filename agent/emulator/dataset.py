@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from agent.emulator import fanout, jsontext
+from agent.emulator import fanout, jsontext, security_records
 from agent.emulator.catalog import STREAMS, StreamInfo
 from agent.emulator.clock import creation_time, graph_time, parse_iso
 from agent.emulator.records import GENERATORS
@@ -42,6 +42,8 @@ class Entry:
     late: bool = False  # drawn as a late record (late_fraction)
     upstream_lost: bool = False  # an [[upstream.gaps]] took it: no API ever serves it
     sibling: tuple[str, str] | None = None  # (stream, id) of the same event in the sibling pipeline
+    superseded: int = 0  # security streams: when a later version replaces this one in the API (0: never)
+    created: int = 0  # security streams: createdDateTime, which `$filter` may bound as well
 
 
 @dataclass
@@ -87,6 +89,40 @@ def _generate(scn: Scenario, tenant: Tenant, name: str, plan: StreamPlan, origin
         if rng.random() < plan.duplicate_fraction:
             entry.dup_body = _reordered(record)
         out.append(entry)
+    return out
+
+
+def _versions(scn: Scenario, tenant: Tenant, name: str, plan: StreamPlan, origin: int) -> list[Entry]:
+    """Defender alerts or incidents, one entry per version (id = `<id>@<lastUpdateDateTime>`).
+
+    Graph serves only an alert's current version. A version replaced before the emulator starts
+    is never served, so it is not generated; one replaced later (a late update, `late_fraction`)
+    is served from its visibility until its successor's, and the truth says so (`superseded_at`).
+    """
+    rng = random.Random(f"{scn.seed}|{tenant.id}|{name}")
+    make = security_records.GENERATORS[name]
+    late_from = max(scn.start, scn.end - plan.late_window)
+    out: list[Entry] = []
+    for _ in range(plan.records):
+        created = scn.start + rng.randrange(scn.end - scn.start)
+        first = make(rng, created, tenant.id)
+        chain = [(created, first, max(origin, created))]
+        if rng.random() < scn.security.update_fraction and created < scn.end:
+            if rng.random() < plan.late_fraction:  # triaged just before start, published late
+                at = rng.randint(max(created + 1, late_from), scn.end)
+                chain.append((at, security_records.update(first, rng, at), origin + plan.late_delay))
+            else:
+                at = created + 1 + rng.randrange(scn.end - created)
+                chain = [(at, security_records.update(first, rng, at), max(origin, at))]
+        for n, (ticks, record, visible) in enumerate(chain):
+            entry = Entry(id=f"{record['id']}@{record['lastUpdateDateTime']}", ticks=ticks,
+                          event_time=record["lastUpdateDateTime"], body=orjson.dumps(record), visible=visible,
+                          created=created, late=visible > origin)
+            if n + 1 < len(chain):
+                entry.superseded = chain[n + 1][2]
+            if rng.random() < plan.duplicate_fraction:
+                entry.dup_body = _reordered(record)
+            out.append(entry)
     return out
 
 
@@ -231,7 +267,9 @@ def build(scn: Scenario, origin: int) -> Dataset:
     for tenant in scn.tenants:
         per = out.setdefault(tenant.id, {})
         made = {
-            name: _corpus(scn, name, plan, origin) if plan.corpus else _generate(scn, tenant, name, plan, origin)
+            name: _corpus(scn, name, plan, origin) if plan.corpus
+            else _versions(scn, tenant, name, plan, origin) if STREAMS[name].api == "security"
+            else _generate(scn, tenant, name, plan, origin)
             for name, plan in tenant.streams.items()
         }
         _fan_out(scn, tenant, made, origin)
@@ -242,7 +280,7 @@ def build(scn: Scenario, origin: int) -> Dataset:
             # The primary SIEM's connector reads the same API: what no API serves, it never gets.
             _siem(scn, tenant, name, entries)
             sd = StreamData(tenant=tenant.id, info=STREAMS[name], entries=entries, lost=lost)
-            if sd.info.api == "graph":
+            if sd.info.api in ("graph", "security"):
                 sd.index()
             per[name] = sd
     return Dataset(out)

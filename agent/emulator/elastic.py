@@ -34,6 +34,7 @@ _CATEGORIES = {"graph.signins.interactive": "SignInLogs",
                "graph.signins.noninteractive": "NonInteractiveUserSignInLogs",
                "graph.signins.serviceprincipal": "ServicePrincipalSignInLogs",
                "graph.signins.managedidentity": "ManagedIdentitySignInLogs"}
+_DEFENDER = {"graph.security_alerts": "alert", "graph.security_incidents": "incident"}
 _RECORD_NAMES = {1: "ExchangeAdmin", 4: "SharePoint", 6: "SharePointFileOperation", 8: "AzureActiveDirectory",
                  11: "ComplianceDLPSharePoint", 13: "ComplianceDLPExchange", 14: "SharePointSharingOperation",
                  15: "AzureActiveDirectoryStsLogon", 25: "MicrosoftTeams", 50: "ExchangeItemAggregated"}
@@ -85,9 +86,24 @@ def o365_doc(rec: dict[str, Any], tenant: str, ticks: int) -> dict[str, Any]:
             "o365": {"audit": audit}}
 
 
+def defender_doc(rec: dict[str, Any], kind: str, ticks: int) -> dict[str, Any]:
+    """m365_defender.alert / .incident (elastic/integrations packages/m365_defender): `event.id` = Graph
+    `id` (renamed to m365_defender.<kind>.id and copied), `@timestamp` = lastUpdateDateTime,
+    `cloud.account.id` = tenantId."""
+    return {"@timestamp": _ts(ticks), "data_stream": {"dataset": f"m365_defender.{kind}", "namespace": "default",
+                                                      "type": "logs"},
+            "event": {"id": rec.get("id"), "kind": "alert" if kind == "alert" else "event",
+                      "dataset": f"m365_defender.{kind}", "provider": rec.get("serviceSource")},
+            "cloud": {"account": {"id": rec.get("tenantId")}},
+            "m365_defender": {kind: {"id": rec.get("id"), "status": rec.get("status"),
+                                     "severity": rec.get("severity")}}}
+
+
 def document(stream: str, tenant: str, ticks: int, body: bytes) -> tuple[str, dict[str, Any]]:
     """(index, document) for one SIEM row."""
     rec = jsontext.loads(body)
+    if stream in _DEFENDER:
+        return f"logs-m365_defender.{_DEFENDER[stream]}-default", defender_doc(rec, _DEFENDER[stream], ticks)
     if stream in _CATEGORIES:
         return "logs-azure.signinlogs-default", signin_doc(rec, tenant, stream, ticks)
     if stream == "graph.directory_audits":
@@ -127,7 +143,9 @@ def build_docs(copy: SiemCopy) -> list[Doc]:
     for sc in copy.streams:
         for r in sc.rows:
             index, source = document(sc.stream, sc.tenant, r.ticks, r.body)
-            if index == "logs-o365.audit-default":
+            # m365_defender: _id = fingerprint of id and lastUpdateDateTime (r.id is exactly that version
+            # key), so a re-sent version overwrites while each version stays its own document
+            if index == "logs-o365.audit-default" or index.startswith("logs-m365_defender."):
                 doc_id = base64.urlsafe_b64encode(hashlib.sha1(r.id.encode()).digest()[:15]).decode()  # noqa: S324
                 if doc_id in fingerprints:
                     continue

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from agent.emulator import announcements, odata
+from agent.emulator import announcements, odata, security
 from agent.emulator.audit_search import AuditSearch
 from agent.emulator.catalog import EVENT_TYPES
 from agent.emulator.clock import TICKS_PER_SECOND, http_date_short, now_ticks, rfc3339
@@ -356,6 +356,7 @@ class GraphService:
         self.state = state
         self._items: dict[tuple[str, str], list[bytes]] = {}
         self._shuffled: dict[int, Shuffled] = {}
+        self.security = security.SecurityLists(state)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -366,7 +367,8 @@ class GraphService:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         version = request.match_info["version"]
         path = request.match_info["path"].rstrip("/").lower()
-        if version not in ("v1.0", "beta") or (path not in _RESOURCES and path not in _ANNOUNCEMENTS):
+        known = path in _RESOURCES or path in _ANNOUNCEMENTS or path in security.PATHS
+        if version not in ("v1.0", "beta") or not known:
             return error_response(
                 request,
                 GraphError(400, "BadRequest", f"Resource not found for the segment '{path.split('/')[-1]}'."),
@@ -382,13 +384,18 @@ class GraphService:
         if fault in ("throttle", "server_error", "html_error", "token_expiry", "licence_error"):
             return self._fault(request, fault, claims)
         try:
-            if path in _ANNOUNCEMENTS:
+            if path in security.PATHS:  # Defender alerts and incidents: agent/emulator/security.py
+                response = self.security.respond(request, version, path, claims, options(request, version),
+                                                 empty=fault == "empty_page")
+            elif path in _ANNOUNCEMENTS:
                 response = self._announcements(request, version, path, claims, empty=fault == "empty_page")
             else:
                 query = self._query(request, version, path, claims)
                 response = self._respond(request, version, path, query, empty=fault == "empty_page")
         except GraphError as err:
             return error_response(request, err)
+        except security.SecurityError as exc:
+            return error_response(request, GraphError(exc.status, exc.code, exc.message, exc.headers))
         if fault == "empty_page":
             self.state.faults.log(request, "graph", fault, 200, claims.tenant, **self._covers(request))
         if fault in ("reset", "truncated"):

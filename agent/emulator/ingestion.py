@@ -34,6 +34,7 @@ from agent.emulator.tokens import credentials
 
 API_VERSIONS = ("2023-01-01", "2021-11-01-preview")
 SUFFIX = "_Backfill_CL"
+_ID_COLUMNS = ("Id", "OfficeId", "RecordId", "VendorOriginalId", "ProviderIncidentId")  # the debug view's id
 
 
 def dcr_immutable_id(seed: int) -> str:
@@ -176,7 +177,7 @@ class IngestionEndpoint:
             # queryable (ingestion_time()) only `ingest_latency` after the write: Azure Monitor documents
             # minutes of ingestion latency (learn.microsoft.com/azure/azure-monitor/logs/data-ingestion-time)
             table.insert(ticks, row, now + plan.ingest_latency)
-            rid = next((row[c] for c in ("Id", "OfficeId", "RecordId") if isinstance(row.get(c), str)), "")
+            rid = next((row[c] for c in _ID_COLUMNS if isinstance(row.get(c), str)), "")
             self.copy.ingested.append(Ingested("loganalytics", table.name, rid, ticks))
         if plan.ingest_lost_response and self.rng.random() < plan.ingest_lost_response:
             return _error(503, "ServiceUnavailable", "The service is temporarily unavailable.")  # stored anyway

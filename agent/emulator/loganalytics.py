@@ -24,6 +24,7 @@ import math
 import random
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,9 @@ TABLES = {
     "graph.signins.managedidentity": ("AADManagedIdentitySignInLogs", "ManagedIdentitySignInLogs"),
     "graph.directory_audits": ("AuditLogs", "AuditLogs"),
     "graph.provisioning": ("AADProvisioningLogs", "ProvisioningLogs"),
+    # Defender alerts and incidents, as the Microsoft Defender XDR connector writes them (docs/siem.md)
+    "graph.security_alerts": ("SecurityAlert", ""),
+    "graph.security_incidents": ("SecurityIncident", ""),
 }
 OFFICE_STREAMS = ("o365.azure_active_directory", "o365.exchange", "o365.sharepoint", "o365.general", "o365.dlp_all")
 # AuditLogRecordType numbers -> the names OfficeActivity shows in RecordType.
@@ -125,6 +129,35 @@ def office_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
     }
 
 
+def security_alert_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """SecurityAlert: the provider's alert id (= Graph alert `id`) in VendorOriginalId; SystemAlertId is
+    the workspace's own id, never the Graph id. One row per version (each update writes a new row)."""
+    return {
+        "VendorOriginalId": rec.get("id"), "SystemAlertId": rec.get("id") and _system_id(rec),
+        "AlertName": rec.get("title"), "AlertSeverity": str(rec.get("severity") or "").capitalize() or None,
+        "Description": rec.get("description"), "ProviderName": "Microsoft XDR", "VendorName": "Microsoft",
+        "ProductName": rec.get("serviceSource"), "Status": rec.get("status"),
+        "StartTime": rec.get("firstActivityDateTime"), "EndTime": rec.get("lastActivityDateTime"),
+        "AlertLink": rec.get("alertWebUrl"), "Tactics": rec.get("category"),
+        "Techniques": _json(rec.get("mitreTechniques")), "IsIncident": False,
+    }
+
+
+def security_incident_row(rec: dict[str, Any], tenant: str) -> dict[str, Any]:
+    """SecurityIncident: the Defender XDR incident id in ProviderIncidentId; a row per update."""
+    return {
+        "ProviderIncidentId": rec.get("id"), "ProviderName": "Microsoft XDR", "Title": rec.get("displayName"),
+        "Severity": str(rec.get("severity") or "").capitalize() or None, "Status": rec.get("status"),
+        "Classification": rec.get("classification"), "Owner": _json({"assignedTo": rec.get("assignedTo")}),
+        "CreatedTime": rec.get("createdDateTime"), "LastModifiedTime": rec.get("lastUpdateDateTime"),
+        "IncidentUrl": rec.get("incidentWebUrl"),
+    }
+
+
+def _system_id(rec: dict[str, Any]) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{rec.get('id')}|{rec.get('lastUpdateDateTime')}"))
+
+
 _TYPES = {"TimeGenerated": "datetime", "IsInteractive": "bool", "Id": "string", "OfficeId": "string",
           "CreatedDateTime": "datetime", "ActivityDateTime": "datetime"}
 # Tables whose rows keep their own event-time column (datetime), so TimeGenerated may trail it.
@@ -133,6 +166,7 @@ EVENT_TIME = {"SigninLogs": "CreatedDateTime", "AADNonInteractiveUserSignInLogs"
 _TWO_DAYS = 2 * 86400 * TICKS_PER_SECOND
 _ROWS: dict[str, Callable[[dict[str, Any], str], dict[str, Any]]] = {
     "AuditLogs": audit_row, "AADProvisioningLogs": provisioning_row, "OfficeActivity": office_row,
+    "SecurityAlert": security_alert_row, "SecurityIncident": security_incident_row,
 }
 _SAMPLE: dict[str, Any] = {"id": "", "status": {}, "location": {}}
 

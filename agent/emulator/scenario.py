@@ -78,6 +78,14 @@ class AuditSearchPlan:
 
 
 @dataclass(frozen=True)
+class SecurityPlan:
+    """`[security]`: the Graph security API, Defender alerts and incidents (agent/emulator/security.py)."""
+
+    permission: str = "granted"  # "missing": 403, as without SecurityAlert/SecurityIncident.Read.All
+    update_fraction: float = 0.5  # alerts (incidents) that get a second version after creation
+
+
+@dataclass(frozen=True)
 class ManagementPlan:
     page_size: int = 200  # blobs per subscriptions/content page
     blob_records: int = 100  # at most this many records per blob
@@ -161,6 +169,7 @@ class Scenario:
     management: ManagementPlan = field(default_factory=ManagementPlan)
     graph: GraphPlan = field(default_factory=GraphPlan)
     audit_search: AuditSearchPlan = field(default_factory=AuditSearchPlan)
+    security: SecurityPlan = field(default_factory=SecurityPlan)
     siem_gaps: tuple[SiemGap, ...] = ()
     upstream_gaps: tuple[SiemGap, ...] = ()  # [[upstream.gaps]]: lost inside Microsoft, before any API
     siem_plan: SiemPlan = field(default_factory=SiemPlan)
@@ -405,6 +414,15 @@ def _audit_search(t: _Table) -> AuditSearchPlan:
     return plan
 
 
+def _security(t: _Table) -> SecurityPlan:
+    permission = t.get("permission", (str,), "granted")
+    if permission not in ("granted", "missing"):
+        raise ScenarioError(f"{t.key('permission')}: use \"granted\" or \"missing\"")
+    plan = SecurityPlan(permission=permission, update_fraction=t.fraction("update_fraction", 0.5))
+    t.finish()
+    return plan
+
+
 def _gaps(tables: list[_Table], origin: int) -> tuple[SiemGap, ...]:
     gaps = []
     for g in tables:
@@ -483,6 +501,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
     management = _management(root.table("management"), origin)
     graph = _graph(root.table("graph"), origin)
     audit_search = _audit_search(root.table("audit_search"))
+    security = _security(root.table("security"))
     siem = root.table("siem")
     gaps = _gaps(siem.tables("gaps"), origin)
     raw_plan = {k: v for k, v in siem.data.items() if k != "gaps"}
@@ -506,6 +525,7 @@ def parse(data: Mapping[str, Any], origin: int, path: Path | None = None) -> Sce
         management=management,
         graph=graph,
         audit_search=audit_search,
+        security=security,
         siem_gaps=gaps,
         upstream_gaps=upstream_gaps,
         siem_plan=siem_plan,

@@ -40,6 +40,9 @@ SOURCETYPES = {
     "graph.signins.interactive": "azure:aad:signin", "graph.signins.noninteractive": "azure:aad:signin",
     "graph.signins.serviceprincipal": "azure:aad:signin", "graph.signins.managedidentity": "azure:aad:signin",
     "graph.directory_audits": "azure:aad:audit", "graph.provisioning": "azure:aad:provisioning",
+    # Splunk Add-on for Microsoft Security (Splunkbase 6207): Graph incidents (`$expand=alerts`) as
+    # ms365:defender:incident, each of their alerts as-is as ms365:defender:incident:alerts
+    "graph.security_alerts": "ms365:defender:incident:alerts", "graph.security_incidents": "ms365:defender:incident",
 }
 OFFICE_SOURCETYPE = "o365:management:activity"
 INDEX = "main"

@@ -32,7 +32,8 @@ RESOURCES: tuple[Resource, ...] = (
         "graph",
         "https://graph.microsoft.com",
         ("https://graph.microsoft.com", "00000003-0000-0000-c000-000000000000"),
-        ("AuditLog.Read.All", "Directory.Read.All", "ServiceHealth.Read.All", "ServiceMessage.Read.All"),
+        ("AuditLog.Read.All", "Directory.Read.All", "ServiceHealth.Read.All", "ServiceMessage.Read.All",
+         "SecurityAlert.Read.All", "SecurityIncident.Read.All"),
     ),
     Resource(
         "management",

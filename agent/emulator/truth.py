@@ -37,6 +37,8 @@ def lines(data: Dataset) -> list[bytes]:
                 row["sibling"] = {"stream": e.sibling[0], "id": e.sibling[1]}
             if e.upstream_lost:
                 row["available"] = False  # no API serves it (Graph rows too, for audit-collector)
+            if e.superseded:  # a security record's version the API stops serving at its successor's release
+                row["superseded_at"] = rfc3339(e.superseded)
             if management:
                 row["content_id"] = e.content_id
                 row["available"] = e.available  # the Management Activity API can serve it (7 days)

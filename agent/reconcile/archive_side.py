@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from agent.archive import Archive
 from agent.layout import Partition
 from agent.reconcile.diff import US, floor_to
+from agent.streams import spec
 
 _HOUR_US = 3600 * US
 
@@ -49,13 +50,16 @@ class ArchiveSide:
 
     async def entries(self, start_us: int, end_us: int) -> AsyncIterator[dict[str, int]]:
         """Per partition: id -> event time (us) of the records in [start_us, end_us), deduped."""
+        # A versioned stream (Defender alerts) is compared by the API's id, as the SIEM holds it: an alert
+        # counts in a bucket when any of its versions was updated there (agent/streams.py, docs/siem.md).
+        source_id = spec(self.stream).source_id
         for part in await self._partitions(start_us, end_us):
             found: dict[str, int] = {}
             async for ids, times in self.archive.partition_times(part):
                 for rid, t in zip(ids, times, strict=True):
                     us = time_us(t, self._hours)
                     if start_us <= us < end_us:
-                        found.setdefault(rid, us)
+                        found.setdefault(source_id(rid), us)
             yield found
 
     async def counts(self, start_us: int, end_us: int, size_us: int) -> dict[int, int]:
@@ -83,5 +87,5 @@ class ArchiveSide:
         # partition_times, not partition_ids: the latter's cache would keep every id of the window
         for part in await self._partitions(start_us, end_us):
             async for seg_ids, _ in self.archive.partition_times(part):
-                out.update(wanted.intersection(seg_ids))
+                out.update(wanted.intersection(map(spec(self.stream).source_id, seg_ids)))
         return out

@@ -17,10 +17,12 @@ from agent.alerts import Alert
 from agent.archive import Archive
 from agent.errors import AgentError
 from agent.logs import event
+from agent.reconcile.diff import Gap
 from agent.reconcile.engine import options_from, reconcile
 from agent.reconcile.report import ReconcileReport, iso
 from agent.siem import open_siem
 from agent.siem.config import from_config
+from agent.streams import spec
 
 if TYPE_CHECKING:
     from agent.service import Service
@@ -57,7 +59,9 @@ async def publish(service: Service, report: ReconcileReport) -> None:
     """Metrics per stream, and one alert per gap interval (its identity is stream + interval)."""
     m = service.metrics
     now = service.clock().timestamp()
-    for r in report.streams:
+    # A lost Defender alert is a lost detection: security streams go first (ahead of any webhook's
+    # hourly cap) and their gaps are marked the higher priority.
+    for r in sorted(report.streams, key=lambda r: not _is_security(r.stream)):
         labels = (r.tenant, r.stream)
         m.reconcile_checked.labels(*labels).set(r.agent_count)
         m.reconcile_missing.labels(*labels).set(len(r.missing_in_siem))
@@ -73,14 +77,7 @@ async def publish(service: Service, report: ReconcileReport) -> None:
             # The window slides and a growing outage extends its gap, so the gap's own bounds change
             # from run to run: it is alerted only when it covers an hour bucket no earlier alert named.
             covers = [f"siem_gap:{r.tenant}:{r.stream}:{b}" for b in range(gap.start, gap.end, report.bucket_us)]
-            await service.alerter.send(Alert(
-                "siem_gap", f"siem_gap:{r.tenant}:{r.stream}:{gap.start}:{gap.end}",
-                "The SIEM is missing records",
-                f"{gap.missing} records of {r.stream} between {iso(gap.start)} and {iso(gap.end)} are in the "
-                "agent's archive but not in the SIEM. Detections did not see them; run "
-                "`agent reconcile --backfill` to restore them.",
-                fields={"tenant": r.tenant, "stream": r.stream, "start": iso(gap.start), "end": iso(gap.end),
-                        "missing": gap.missing}), covers=covers)
+            await service.alerter.send(_gap_alert(r.tenant, r.stream, gap), covers=covers)
     await note_verification(service, report.unverified_reasons(),
                             [(r.tenant, r.stream, r.agent_count) for r in report.streams if not r.verified])
 
@@ -110,6 +107,27 @@ async def note_verification(service: Service, reasons: list[str], streams: list[
         f"({names}); the archive holds {sum(n for _, _, n in streams)} record(s) in the window. Gaps in the "
         f"SIEM would not be seen. Reason: {reason}",
         fields={"streams": len(streams), "since": since, "reason": reason[:300]}))
+
+
+def _is_security(stream: str) -> bool:
+    return spec(stream).source == "graph_security"
+
+
+def _gap_alert(tenant: str, stream: str, gap: Gap) -> Alert:
+    """One SIEM gap; Defender alerts and incidents the SIEM lacks are worded (and ranked) as lost detections."""
+    where = f"between {iso(gap.start)} and {iso(gap.end)}"
+    fields = {"tenant": tenant, "stream": stream, "start": iso(gap.start), "end": iso(gap.end),
+              "missing": gap.missing, "priority": "high" if _is_security(stream) else "normal"}
+    key = f"siem_gap:{tenant}:{stream}:{gap.start}:{gap.end}"
+    if _is_security(stream):
+        what = "alerts" if stream == "graph.security_alerts" else "incidents"
+        return Alert("siem_gap", key, f"The SIEM is missing Defender {what}",
+                     f"{gap.missing} Defender {what} updated {where} are in the agent's archive but not in the "
+                     "SIEM: the SOC never saw them. Run `agent reconcile --backfill` to restore them.",
+                     fields=fields)
+    return Alert("siem_gap", key, "The SIEM is missing records",
+                 f"{gap.missing} records of {stream} {where} are in the agent's archive but not in the SIEM. "
+                 "Detections did not see them; run `agent reconcile --backfill` to restore them.", fields=fields)
 
 
 async def reconcile_loop(service: Service, archive: Archive) -> None:

@@ -23,7 +23,9 @@ TokenSource = Callable[[], Awaitable[str]]
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # directoryAudit ids are not GUIDs: Directory_<guid>_<5 chars>_<n>, SSGM_<guid>_MCDC4_88453290 (protocols §1.7).
 _TOKEN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
-_TOKEN_ID_STREAMS = frozenset({"graph.directory_audits", "graph.provisioning"})
+# directoryAudit ids are not GUIDs; nor are Defender ids ("da637551227677560813_-961444813", "2972395")
+_TOKEN_ID_STREAMS = frozenset({"graph.directory_audits", "graph.provisioning", "graph.security_alerts",
+                               "graph.security_incidents"})
 # Table, index, sourcetype and field names: letters, digits and the punctuation real names use.
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.:*{}@-]{1,200}$")
 # Filter values (workload names, record types, categories): no quotes, spaces or operators.

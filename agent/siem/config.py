@@ -33,7 +33,7 @@ from typing import Any
 from agent.config import GUID_RE, Config, Secret, Table
 from agent.errors import ConfigError
 from agent.siem.base import Filter, Target, valid_name, valid_value
-from agent.streams import LOG_STREAMS as STREAMS
+from agent.streams import SIEM_STREAMS as STREAMS
 
 KINDS = ("sentinel", "splunk", "elastic")
 
@@ -77,6 +77,12 @@ def _sentinel_defaults() -> dict[str, Target]:
            for s, t in _SIGNIN_TABLES.items()}
     for s, f in _office_filters(_DLP_NAMES, "OfficeWorkload", "RecordType").items():
         out[s] = Target("OfficeActivity", "OfficeId", "TimeGenerated", "OrganizationId", f)
+    # Defender XDR connector: the Graph alert id is SecurityAlert.VendorOriginalId (SystemAlertId is the
+    # workspace's own), the incident id SecurityIncident.ProviderIncidentId; a row per update (docs/siem.md).
+    out["graph.security_alerts"] = Target("SecurityAlert", "VendorOriginalId", "TimeGenerated")
+    # No default filter: incidents Sentinel creates itself carry no ProviderIncidentId of Defender's and
+    # show as missing in the archive; `where = { ProviderName = [...] }` narrows the table where needed.
+    out["graph.security_incidents"] = Target("SecurityIncident", "ProviderIncidentId", "TimeGenerated")
     return out
 
 
@@ -97,6 +103,9 @@ def _splunk_defaults() -> dict[str, Target]:
     out["graph.provisioning"] = Target("azure:aad:provisioning", "id", "_time")  # sourcetype UNCONFIRMED
     for s, f in _office_filters(_DLP_NUMBERS, "Workload", "RecordType").items():
         out[s] = Target("o365:management:activity", "Id", "_time", "OrganizationId", f)
+    # Splunk Add-on for Microsoft Security: Graph incidents and their alerts, each as Graph returned it
+    out["graph.security_alerts"] = Target("ms365:defender:incident:alerts", "id", "_time")
+    out["graph.security_incidents"] = Target("ms365:defender:incident", "id", "_time")
     return out
 
 
@@ -120,6 +129,10 @@ def _elastic_defaults() -> dict[str, Target]:
                                        "@timestamp", "azure.tenant_id")  # data stream UNCONFIRMED
     for s, f in _office_filters(_DLP_NUMBERS, "event.provider", "o365.audit.RecordType").items():
         out[s] = Target("logs-o365.audit-*", "event.id", "@timestamp", "organization.id", f)
+    # m365_defender integration: event.id = Graph id, @timestamp = lastUpdateDateTime, cloud.account.id = tenant
+    out["graph.security_alerts"] = Target("logs-m365_defender.alert-*", "event.id", "@timestamp", "cloud.account.id")
+    out["graph.security_incidents"] = Target("logs-m365_defender.incident-*", "event.id", "@timestamp",
+                                             "cloud.account.id")
     return out
 
 

@@ -173,6 +173,8 @@ class _Links:
 class GraphSource:
     """Graph audit log streams of one tenant."""
 
+    retention = RETENTION  # how far back the API serves records (a subclass may serve another API)
+
     def __init__(self, tenant: TenantConfig, http: HttpClient, tokens: TokenProvider, limiter: RateLimiter,
                  cfg: CollectionConfig, checkpoints: Checkpoints | None = None) -> None:
         self.tenant = tenant
@@ -192,7 +194,7 @@ class GraphSource:
             start = cursor.position - self.cfg.overlap  # late sign-ins land well after createdDateTime
         else:
             start = now - self.cfg.initial_lookback
-        oldest = floor_second(now - RETENTION + RETENTION_MARGIN)
+        oldest = floor_second(now - self.retention + RETENTION_MARGIN)
         if cursor is not None and cursor.position < oldest and self.checkpoints is not None:
             # Whatever `since` says: the span the cursor promised that Graph no longer keeps is a gap.
             # Requests still start where planned (Graph answers what it keeps), so the windows stay
@@ -205,7 +207,7 @@ class GraphSource:
         server works on it while the collector parses, compresses and writes (one page ahead)."""
         if stream in self._aged:
             await self._note_aged(stream, self._aged.pop(stream))
-        url, params = list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
+        url, params = self.first_page(stream, window)
         query: dict[str, str] | None = params
         links = _Links(stream, window, self.cfg.max_attempts)
         ahead: asyncio.Task[tuple[list[Record], str | None]] | None = None
@@ -227,6 +229,9 @@ class GraphSource:
                 ahead.cancel()
                 with contextlib.suppress(asyncio.CancelledError, AgentError):
                     await ahead
+
+    def first_page(self, stream: str, window: Window) -> tuple[str, dict[str, str]]:
+        return list_url(self.tenant.endpoints.graph, spec(stream), window, self.cfg.page_size)
 
     async def _page(self, stream: str, url: str, query: dict[str, str] | None) -> tuple[list[Record], str | None]:
         refusals = 0
@@ -280,8 +285,8 @@ class GraphSource:
         """Records in a span past Graph's retention that the cursor had not reached: an explicit gap."""
         if self.checkpoints is None:  # plan() notes aged spans only with somewhere to record them
             return
-        g = gap(stream, span, "retention: this event-time span aged past Graph's 30 days before it was collected",
-                None, datetime.now(UTC))
+        why = f"retention: this event-time span aged past Graph's {self.retention.days} days before it was collected"
+        g = gap(stream, span, why, None, datetime.now(UTC))
         await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
         event(log, logging.ERROR, "Records in a span aged past Graph's retention before they were collected; "
               "they are lost to this archive.", tenant=self.tenant.label, stream=stream, span=str(span))

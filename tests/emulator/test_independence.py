@@ -42,4 +42,6 @@ def test_stream_table_matches_contract_1() -> None:
         "o365.sharepoint",
         "o365.general",
         "o365.dlp_all",
+        "graph.security_alerts",
+        "graph.security_incidents",
     ]

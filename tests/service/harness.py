@@ -213,7 +213,7 @@ async def archive_ids(store_dir: Path, tenant: str, stream: str) -> Counter[str]
     ids: Counter[str] = Counter()
     for part in await archive.partitions(tenant, stream):
         async for rec in archive.records(part):
-            ids[str(rec[spec(stream).id_field])] += 1
+            ids[str(spec(stream).key(rec))] += 1  # a version key for Defender alerts
     return ids
 
 

@@ -142,3 +142,13 @@ def test_s3_anchor_may_not_share_the_store_prefix(tmp_path: Path) -> None:
         config.load(_write(tmp_path, text))
     ok = text.replace('prefix = "archive/heads"', 'prefix = "heads"')
     assert config.load(_write(tmp_path, ok)).anchors[0].type == "s3"
+
+
+def test_defender_streams_refused_in_the_china_cloud(tmp_path: Path) -> None:
+    text = BASE.replace('streams = ["graph.signins.interactive", "o365.exchange"]',
+                        'streams = ["graph.security_alerts"]\ncloud = "china"')
+    with pytest.raises(ConfigError, match=r"graph\.security_alerts is not available in the China cloud"):
+        config.load(_write(tmp_path, text))
+    ok = BASE.replace('streams = ["graph.signins.interactive", "o365.exchange"]',
+                      'streams = ["graph.security_alerts"]\ncloud = "gcc_high"')
+    assert config.load(_write(tmp_path, ok)).tenants[0].streams == ("graph.security_alerts",)
