@@ -195,6 +195,16 @@ def _load(args: argparse.Namespace) -> config.Config:
     return cfg
 
 
+def _preflight(cfg: config.Config) -> None:
+    """A secret file that is missing or unreadable is a config error (exit 2) before any work starts,
+    as `agent check` reports it, not a collection failure later."""
+    from agent import preflight
+
+    found = preflight.problems(cfg)
+    if found:
+        raise ConfigError("; ".join(found))
+
+
 def _select(cfg: config.Config, args: argparse.Namespace) -> config.Config:
     if not getattr(args, "tenant", None):
         return cfg
@@ -212,6 +222,7 @@ async def cmd_collect(args: argparse.Namespace) -> int:
     for s in args.stream or ():
         if not any(s in t.streams for t in cfg.tenants):
             raise ConfigError(f"--stream {s}: no configured tenant collects it")
+    _preflight(cfg)
     store = open_store(cfg.store)
     try:
         async with HttpClient(cfg.http) as http:
@@ -234,6 +245,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     logs.setup(cfg.log.level, cfg.log.format, stream=sys.stdout)  # services log JSON lines on stdout
+    _preflight(cfg)
     return await Service(cfg, shard=args.shard, hard_exit=True).run()
 
 
@@ -324,6 +336,7 @@ def _status_table(rows: list[dict[str, Any]]) -> str:
 
 
 async def cmd_check(args: argparse.Namespace) -> int:
+    from agent import preflight
     from agent.auth import TokenProvider
     from agent.store import open_store
 
@@ -332,8 +345,13 @@ async def cmd_check(args: argparse.Namespace) -> int:
         from agent.siem.config import from_config
 
         from_config(cfg)  # the [siem] table's own keys, validated by the adapter that owns them
+    found = preflight.problems(cfg)
+    for problem in found:
+        print(f"agent: config error: {problem}", file=sys.stderr)
+    if found:
+        return EXIT_USAGE
     store = open_store(cfg.store)
-    hec = ""
+    siem = ""
     try:
         probe = getattr(store, "check", None)
         if probe is not None:
@@ -341,13 +359,45 @@ async def cmd_check(args: argparse.Namespace) -> int:
         if args.online:
             for tenant in cfg.tenants:
                 await TokenProvider(tenant, tenant.endpoints.graph, cfg.http).token()
-            hec = await _check_hec(cfg)
+            siem = await _check_siem(cfg)
     finally:
         await store.aclose()
     print(f"config ok: {len(cfg.tenants)} tenant(s), store {cfg.store.type} writable"
           + (f", SIEM {cfg.siem.get('type')}" if cfg.siem else "")
-          + (", tokens obtained" if args.online else "") + hec)
+          + (", tokens obtained" if args.online else "") + siem)
     return EXIT_OK
+
+
+async def _check_siem(cfg: config.Config) -> str:
+    """`check --online`: one real query against the SIEM, and its write path when backfill is configured."""
+    if cfg.siem is None:
+        return ""
+    from agent.http import HttpClient
+    from agent.siem import open_siem
+    from agent.siem.base import SiemError
+    from agent.siem.config import from_config
+
+    siem_cfg = from_config(cfg)
+    async with HttpClient(cfg.http) as http:
+        siem = open_siem(siem_cfg, cfg, http)
+        try:
+            await siem.check()
+        except ConfigError:
+            raise
+        except AgentError as exc:
+            raise SiemError(f"SIEM {siem_cfg.type} query failed: {exc}") from None
+        finally:
+            await siem.aclose()
+    text = ", SIEM query ok"
+    if siem_cfg.type == "sentinel" and siem_cfg.backfill.ingestion_endpoint:
+        from agent.backfill.writers import SentinelWriter, open_writer
+
+        async with HttpClient(cfg.http) as http:
+            writer = open_writer(siem_cfg, cfg, http)
+            if isinstance(writer, SentinelWriter):
+                await writer.token()
+        text += ", Logs Ingestion token obtained"
+    return text + await _check_hec(cfg)
 
 
 async def _check_hec(cfg: config.Config) -> str:
