@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="one pass, then exit (default: keep polling)")
     p.add_argument("--wait", action="store_true",
                    help="if another collector holds a tenant of this store, wait for it instead of exiting 1")
+    p.add_argument("--format", choices=("text", "json"),
+                   help="--once result per stream on stderr: a table (default on a terminal) or JSON lines")
+    p.add_argument("--quiet", "-q", action="store_true", help="with --once: no result lines; the exit code says it")
 
     p = sub.add_parser("run", help="the service: collect continuously, reconcile on schedule, serve metrics")
     _common(p)
@@ -80,8 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="compare the archive with the SIEM record by record (exit 3: gaps)")
     _common(p)
     _window_args(p)
-    p.add_argument("--format", choices=("json", "md", "html"), default="json", help="report format")
+    p.add_argument("--format", choices=("json", "md", "html", "text"),
+                   help="report format (default: a summary on a terminal, json otherwise and with --out)")
     p.add_argument("--out", help="write the report to this file (default: stdout)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on stdout; the exit code says it")
     p.add_argument("--full", action="store_true", help="fetch ids of every bucket, not only where counts differ")
     p.add_argument("--include-unsettled", action="store_true",
                    help="also compare the window younger than [siem] settle (the SIEM may still be ingesting)")
@@ -231,12 +236,28 @@ async def cmd_collect(args: argparse.Namespace) -> int:
                 outcomes = await collector.collect(args.stream, args.since, args.until)
                 failed = [o for o in outcomes if not o.ok]
                 if args.once:
-                    for o in outcomes:
-                        print(orjson.dumps(o.as_dict()).decode(), file=sys.stderr)
+                    _print_outcomes(cfg, [o.as_dict() for o in outcomes], args)
                     return EXIT_FAILURE if failed else EXIT_OK
                 await asyncio.sleep(cfg.collection.poll_interval.total_seconds())
     finally:
         await store.aclose()
+
+
+def _labels(cfg: config.Config) -> dict[str, str]:
+    return {t.id: t.label for t in cfg.tenants}
+
+
+def _print_outcomes(cfg: config.Config, outcomes: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """`collect --once`: JSON lines on stderr for scripts (unchanged), a table for a person."""
+    if args.quiet:
+        return
+    if args.format == "json" or (args.format is None and not sys.stderr.isatty()):
+        for o in outcomes:
+            print(orjson.dumps(o).decode(), file=sys.stderr)
+        return
+    from agent.render import collect_text
+
+    print(collect_text(outcomes, _labels(cfg)), file=sys.stderr)
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
@@ -458,7 +479,7 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
                 await siem.aclose()
     finally:
         await store.aclose()
-    _write_report(report, args.format, args.out)
+    _write_report(report, args, cfg, siem_cfg)
     # after a backfill that closed every SIEM gap, only archive holes still count as gaps
     gaps = any(s.missing_in_agent for s in report.streams) if report.backfill_closed else report.has_gaps
     if gaps:
@@ -500,22 +521,39 @@ def _record_bar() -> Callable[[int, int], None]:
     return show
 
 
-def _write_report(report: Any, fmt: str, out: str | None) -> None:
-    from agent.reconcile import to_html, to_markdown
+def _write_report(report: Any, args: argparse.Namespace, cfg: config.Config, siem_cfg: Any) -> None:
+    """The report to --out or stdout in the asked format; on a terminal, without --format, a summary
+    (and with --out, the summary and where the file went). Piped output is JSON as before."""
+    from agent.render import next_steps, reconcile_text
 
-    if fmt == "json":
-        data = report.to_json() + b"\n"
-    elif fmt == "md":
-        data = to_markdown(report).encode()
-    else:
-        data = to_html(report).encode()
-    if out:
+    steps = next_steps(report, siem_cfg, args.config)
+    fmt = args.format or ("text" if sys.stdout.isatty() and not args.out else "json")
+    data = _report_bytes(report, fmt, steps, _labels(cfg), args.out)
+    if args.out:
         from pathlib import Path
 
-        Path(out).write_bytes(data)
-    else:
+        Path(args.out).write_bytes(data)
+        if not args.quiet and sys.stdout.isatty():
+            print(reconcile_text(report, _labels(cfg), steps, out=args.out, fmt=fmt))
+    elif not args.quiet:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+
+
+def _report_bytes(report: Any, fmt: str, steps: list[str], labels: dict[str, str], out: str | None) -> bytes:
+    from agent.reconcile import to_html, to_markdown
+    from agent.render import reconcile_text
+
+    if fmt == "json":
+        return orjson.dumps({**report.as_dict(), "next_steps": steps}, option=orjson.OPT_INDENT_2) + b"\n"
+    if fmt == "md":
+        from agent.reconcile.report import md_code
+
+        extra = ["## What to do next", "", *(f"- {md_code(step)}" for step in steps), ""] if steps else []
+        return (to_markdown(report) + "\n" + "\n".join(extra)).encode()
+    if fmt == "text":
+        return (reconcile_text(report, labels, steps) + "\n").encode()
+    return to_html(report).encode()
 
 
 def cmd_audit_collector(args: argparse.Namespace) -> int:

@@ -1,0 +1,80 @@
+"""What a person at a terminal sees, run under a real pseudo-terminal: tables, the gaps, where the
+report went and what to do next; JSON only when asked (or when piped, as scripts always got)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.backfill.helpers import Env, backfill_env
+from tests.terminal import on_tty, piped
+
+WINDOW = ("--since", "32h", "--include-unsettled")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    with backfill_env(tmp_path_factory.mktemp("terminal"), "sentinel") as e:
+        yield e
+
+
+def _reconcile(env: Env, *args: str) -> list[str]:
+    return ["reconcile", "--config", str(env.config), *WINDOW, *args]
+
+
+def test_reconcile_on_a_terminal_prints_a_summary_not_json(env: Env) -> None:
+    r = on_tty(_reconcile(env))
+    assert r.returncode == 3, r.out[-3000:]
+    assert not r.out.lstrip().startswith("{") and '"missing_in_siem"' not in r.out
+    assert "missing in SIEM" in r.out and "graph.signins.interactive" in r.out
+    assert "Result: GAPS FOUND." in r.out
+    assert "What to do next:" in r.out and "--backfill --dry-run" in r.out
+    assert "this query must return no rows" in r.out and "Gap intervals are whole 1h buckets" in r.out
+    lost = sorted(env.lost())
+    assert lost[0] in r.out, "the query names the missing ids"
+
+
+def test_reconcile_piped_is_json_as_before_with_next_steps(env: Env) -> None:
+    r = piped(_reconcile(env))
+    assert r.returncode == 3
+    doc = json.loads(r.out)
+    assert {i for s in doc["streams"] for i in s["missing_in_siem"]} == env.lost()
+    assert any("--backfill" in step for step in doc["next_steps"])
+
+
+def test_reconcile_with_out_says_where_the_report_went(env: Env, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    r = on_tty(_reconcile(env, "--format", "html", "--out", str(out)))
+    assert r.returncode == 3
+    assert out.read_text().lstrip().lower().startswith("<!doctype html")
+    assert f"Report (html) written to {out}" in r.out and "Result: GAPS FOUND." in r.out
+
+
+def test_reconcile_format_json_on_a_terminal_and_quiet(env: Env) -> None:
+    r = on_tty(_reconcile(env, "--format", "json"))
+    assert r.returncode == 3
+    start = r.out.index("{")
+    assert json.loads(r.out[start:])["has_gaps"] is True
+    q = on_tty(_reconcile(env, "--quiet"))
+    assert q.returncode == 3 and "GAPS" not in q.out and "{" not in q.out
+
+
+def test_dry_run_on_a_terminal_shows_the_preview_table(env: Env) -> None:
+    r = on_tty(_reconcile(env, "--backfill", "--dry-run"))
+    assert "Backfill preview (dry run, nothing sent)" in r.out and "would send" in r.out
+    assert "Send it:" in r.out and '"would_send"' not in r.out
+
+
+def test_collect_once_on_a_terminal_prints_a_table(env: Env) -> None:
+    r = on_tty(["collect", "--once", "--config", str(env.config)])
+    assert r.returncode == 0, r.out[-3000:]
+    assert "stream(s)" in r.out and "all ok" in r.out and "stored" in r.out
+    assert '{"tenant"' not in r.out
+    p = piped(["collect", "--once", "--config", str(env.config)])
+    lines = [json.loads(x) for x in p.err.splitlines() if x.startswith('{"tenant"')]
+    assert lines and all(x["ok"] for x in lines), "scripts still read JSON lines on stderr"
+    j = on_tty(["collect", "--once", "--format", "json", "--config", str(env.config)])
+    assert '{"tenant"' in j.out
