@@ -224,9 +224,7 @@ async def cmd_collect(args: argparse.Namespace) -> int:
     from agent.store import open_store
 
     cfg = _select(_load(args), args)
-    for s in args.stream or ():
-        if not any(s in t.streams for t in cfg.tenants):
-            raise ConfigError(f"--stream {s}: no configured tenant collects it")
+    _known_streams(cfg, args)
     _preflight(cfg)
     store = open_store(cfg.store)
     try:
@@ -241,6 +239,16 @@ async def cmd_collect(args: argparse.Namespace) -> int:
                 await asyncio.sleep(cfg.collection.poll_interval.total_seconds())
     finally:
         await store.aclose()
+
+
+def _known_streams(cfg: config.Config, args: argparse.Namespace) -> None:
+    """A misspelt --stream is a usage error, never an empty answer that looks like "nothing stored"."""
+    for s in args.stream or ():
+        if not any(s in t.streams for t in cfg.tenants):
+            from agent.streams import STREAMS
+
+            hint = "" if s in STREAMS else f"; valid: {', '.join(STREAMS)}"
+            raise ConfigError(f"--stream {s}: no configured tenant collects it{hint}")
 
 
 def _labels(cfg: config.Config) -> dict[str, str]:
@@ -275,6 +283,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
     from agent.store import open_store
 
     cfg = _select(_load(args), args)
+    _known_streams(cfg, args)
     store = open_store(cfg.store)
     archive = Archive(store)
     out = sys.stdout.buffer
@@ -296,6 +305,7 @@ async def cmd_verify(args: argparse.Namespace) -> int:
     from agent.verify import run_verify
 
     cfg = _load(args)
+    _known_streams(cfg, args)
     ns = argparse.Namespace(**{**vars(args), "tenant": (args.tenant or [None])[0],
                                "stream": (args.stream or [None])[0]})
     return await run_verify(cfg, ns)
