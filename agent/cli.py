@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from agent import __version__, config
-from agent.errors import AgentError, ConfigError, StoreError
+from agent.errors import AgentError, ConfigError
 from agent.logs import event, scrub
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_GAPS = 0, 1, 2, 3
@@ -312,58 +312,24 @@ async def cmd_verify(args: argparse.Namespace) -> int:
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    from agent.checkpoint import Checkpoints
+    from agent import status
     from agent.store import open_store
 
     cfg = _load(args)
     store = open_store(cfg.store)
-    rows: list[dict[str, Any]] = []
-    store_problem: str | None = None
+    now = datetime.now(UTC)
     try:
-        # A failure that could not be written (disk full, S3 refusing writes) is not in any status
-        # document: probe the store so a clean-looking table cannot hide it.
-        try:
-            probe = getattr(store, "check", None)
-            if probe is not None:
-                await probe()
-        except StoreError as exc:
-            store_problem = str(exc)
-        cps = Checkpoints(store)
-        for tenant in cfg.tenants:
-            for stream in tenant.streams:
-                st = await cps.load_status(tenant.id, stream)
-                cur = await cps.load(tenant.id, stream)
-                rows.append({"tenant": tenant.label, "stream": stream,
-                             "cursor": st.get("cursor") or (cur and cur.position.isoformat()),
-                             "last_success": st.get("last_success"),
-                             "records": st.get("records_stored", 0), "last_error": st.get("last_error"),
-                             "last_error_at": st.get("last_error_at"), "gaps": st.get("gaps", [])})
+        store_problem = await status.probe(store)
+        rows = await status.rows(cfg, store, now)
     finally:
         await store.aclose()
     if args.json:
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps([r.as_dict() for r in rows], option=orjson.OPT_INDENT_2).decode())
     else:
-        print(_status_table(rows))
+        print(status.table(rows, now))
     if store_problem:
         print(f"agent: store: {store_problem} (stream failures since then may be missing above)", file=sys.stderr)
-    return EXIT_FAILURE if store_problem or any(r["last_error"] or _open_gaps(r) for r in rows) else EXIT_OK
-
-
-def _open_gaps(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gaps not recovered through another API (recovered ones stay listed, with how, in --json)."""
-    return [g for g in row["gaps"] if not g.get("recovered")]
-
-
-def _status_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'tenant':<38} {'stream':<32} {'cursor':<22} {'records':>9}  last error"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        gaps, closed = _open_gaps(r), len(r["gaps"]) - len(_open_gaps(r))
-        err = r["last_error"] or (f"{len(gaps)} gap(s)" if gaps else "") or \
-            (f"{closed} gap(s) recovered" if closed else "")
-        lines.append(f"{r['tenant']:<38} {r['stream']:<32} {str(r['cursor'] or '-')[:20]:<22} "
-                     f"{r['records']:>9}  {err}")
-    return "\n".join(lines)
+    return EXIT_FAILURE if store_problem or any(r.needs_attention for r in rows) else EXIT_OK
 
 
 async def cmd_check(args: argparse.Namespace) -> int:
@@ -485,6 +451,9 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
 
                     await run_backfill(cfg, siem_cfg, report, archive, siem, http, dry_run=args.dry_run,
                                        progress=_record_bar() if sys.stderr.isatty() else None)
+                from agent.status import record_siem_state
+
+                await record_siem_state(store, report)
             finally:
                 await siem.aclose()
     finally:

@@ -39,6 +39,9 @@ async def reconcile_once(service: Service, archive: Archive) -> ReconcileReport:
 
 async def publish(service: Service, report: ReconcileReport) -> None:
     """Metrics per stream, and one alert per gap interval (its identity is stream + interval)."""
+    from agent.status import record_siem_state
+
+    await record_siem_state(service.alerter.store, report)  # what `agent status` shows as the SIEM's state
     m = service.metrics
     for r in report.streams:
         labels = (r.tenant, r.stream)
@@ -57,7 +60,8 @@ async def publish(service: Service, report: ReconcileReport) -> None:
                 f"{gap.missing} records of {r.stream} between {iso(gap.start)} and {iso(gap.end)} are in the "
                 "agent's archive but not in the SIEM. Detections did not see them; run "
                 "`agent reconcile --backfill` to restore them.",
-                fields={"tenant": r.tenant, "stream": r.stream, "start": iso(gap.start), "end": iso(gap.end),
+                fields={"tenant": service.health.labels.get(r.tenant, r.tenant), "tenant_id": r.tenant,
+                        "stream": r.stream, "start": iso(gap.start), "end": iso(gap.end),
                         "missing": gap.missing}), covers=covers)
 
 

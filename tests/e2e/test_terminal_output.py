@@ -4,6 +4,7 @@ report went and what to do next; JSON only when asked (or when piped, as scripts
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +79,38 @@ def test_collect_once_on_a_terminal_prints_a_table(env: Env) -> None:
     assert lines and all(x["ok"] for x in lines), "scripts still read JSON lines on stderr"
     j = on_tty(["collect", "--once", "--format", "json", "--config", str(env.config)])
     assert '{"tenant"' in j.out
+
+
+def _named(env: Env, tmp_path: Path, service: str = "") -> Path:
+    """The env's config with a tenant name (and a [service] table), beside the original."""
+    text = env.config.read_text().replace("[[tenants]]\n", '[[tenants]]\nname = "contoso"\n', 1)
+    text = text.replace("[siem]\n", f"[service]\n{service}\n[siem]\n", 1) if service else text
+    cfg = env.config.parent / f"named-{tmp_path.name}.toml"
+    cfg.write_text(text)
+    return cfg
+
+
+def test_status_shows_last_success_gaps_and_the_siem_state_by_label(env: Env, tmp_path: Path) -> None:
+    cfg = _named(env, tmp_path)
+    assert on_tty(["reconcile", "--config", str(cfg), *WINDOW, "--quiet"]).returncode == 3
+    r = on_tty(["status", "--config", str(cfg)])
+    print(r.out)
+    assert r.returncode == 0, r.out
+    head = r.out.splitlines()[0]
+    for column in ("state", "last success", "gaps", "SIEM", "last error"):
+        assert column in head
+    assert "contoso" in r.out and "SIEM gap" in r.out and ("s ago" in r.out or "m ago" in r.out)
+    assert f"tenant contoso = {env.emu.info['tenant_id']}" in r.out, "the GUID stays available"
+    lost = len(env.lost())
+    shown = sum(int(part.split(" missing")[0].split()[-1]) for part in r.out.splitlines() if " missing (" in part)
+    assert shown == lost
+    doc = json.loads(piped(["status", "--json", "--config", str(cfg)]).out)
+    assert {d["tenant"] for d in doc} == {"contoso"} and {d["tenant_id"] for d in doc} == {env.emu.info["tenant_id"]}
+    assert all(d["siem"]["state"] == "gap" and "SIEM gap" in d["state"] for d in doc)
+
+
+def test_status_names_a_stalled_stream_and_exits_1(env: Env, tmp_path: Path) -> None:
+    cfg = _named(env, tmp_path, service='stall_threshold = "1s"')
+    time.sleep(1.5)
+    r = on_tty(["status", "--config", str(cfg)])
+    assert r.returncode == 1 and "stalled" in r.out
