@@ -97,9 +97,17 @@ class HttpClient:
             raise TlsError(f"TLS verification of {redact_url(url)} failed; if a TLS-inspecting proxy is in the "
                            f"path, set [http] ca_file to its CA bundle") from None
         except aiohttp.ClientConnectionError as exc:
-            raise TransientApiError(f"connection to {redact_url(url)} failed: {type(exc).__name__}") from None
+            raise TransientApiError(f"connection to {redact_url(url)} failed: {_os_reason(exc)}") from None
         except TimeoutError:
             raise TransientApiError(f"request to {redact_url(url)} timed out") from None
+
+
+def _os_reason(exc: aiohttp.ClientConnectionError) -> str:
+    """The class and, when the OS said why, its errno and text ("[Errno 111] Connect call failed")."""
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and (os_error.errno or os_error.strerror):
+        return f"{type(exc).__name__} [Errno {os_error.errno}] {os_error.strerror or os_error}"
+    return type(exc).__name__
 
 
 class RateLimiter:

@@ -60,6 +60,15 @@ class Metrics:
                             _TS, registry=r)
         self.restarts = Counter("agent_task_restarts", "Service tasks restarted after a crash (a bug).", ("task",),
                                 registry=r)
+        # Series carry the tenant GUID (stable, what the APIs and the archive use); this one maps it to
+        # the config's name, so a dashboard can show labels: `* on(tenant) group_left(name) agent_tenant_info`.
+        self.tenant_info = Gauge("agent_tenant_info", "1 per configured tenant: its GUID and name (label).",
+                                 ("tenant", "name"), registry=r)
+        self.alerts_failed = Counter("agent_alerts_failed", "Alert deliveries that failed after every retry.",
+                                     ("kind", "webhook"), registry=r)
+        self.http_retries = Counter("agent_http_retries", "HTTP requests retried (a retry that recovered is "
+                                    "logged at INFO; retries that ran out at WARNING).", ("host", "reason"),
+                                    registry=r)
         r.register(ProcessCollector())
 
     def render(self) -> bytes:

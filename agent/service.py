@@ -88,6 +88,7 @@ class Health:
     streams: dict[tuple[str, str], StreamHealth] = field(default_factory=dict)
     store_ok: bool = True
     store_error: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # tenant GUID -> its label, as status shows it
 
     def stalled(self, threshold: float, now: float | None = None) -> list[tuple[str, str]]:
         """Streams without a successful pass for longer than `threshold` (since start if never).
@@ -100,9 +101,10 @@ class Health:
 
     def problems(self, threshold: float) -> list[str]:
         out = [f"store: {self.store_error}"] if not self.store_ok else []
-        out += [f"credentials: {t}/{s}: {h.last_error}" for (t, s), h in self.streams.items()
+        name = self.labels.get
+        out += [f"credentials: {name(t, t)}/{s}: {h.last_error}" for (t, s), h in self.streams.items()
                 if h.last_error_kind == "AuthError"]
-        out += [f"stalled: {t}/{s}" for t, s in self.stalled(threshold)]
+        out += [f"stalled: {name(t, t)}/{s}" for t, s in self.stalled(threshold)]
         return out
 
 
@@ -119,6 +121,8 @@ class Service:
         self.first_pass = asyncio.Event()  # every stream has finished (or failed) one pass
         self.listen_port: int | None = None
         for t in self.cfg.tenants:
+            self.metrics.tenant_info.labels(t.id, t.label).set(1)
+            self.health.labels[t.id] = t.label
             for s in t.streams:
                 self.health.streams[(t.id, s)] = StreamHealth()
                 # every series exists from the start: an absent series cannot be alerted on
@@ -355,7 +359,11 @@ class Service:
 
     async def _readyz(self, _: web.Request) -> web.Response:
         problems = self.health.problems(self.cfg.service.stall_threshold.total_seconds())
-        return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
+        failing = getattr(getattr(self, "alerter", None), "failing", {})
+        problems += [f"alerts: webhook {hook} failing: {why}" for hook, why in failing.items()]
+        return web.json_response({"ready": not problems, "problems": problems,
+                                  "tenants": {t.label: t.id for t in self.cfg.tenants}},
+                                 status=503 if problems else 200)
 
 
 EXIT_MARGIN = 5.0  # after shutdown_timeout, for closing the store, the listener and the HTTP sessions
