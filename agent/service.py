@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -31,6 +32,7 @@ from agent.alerts import Alert, Alerter
 from agent.archive import Archive
 from agent.collect import Collector, StreamOutcome
 from agent.config import Config, TenantConfig
+from agent.errors import AgentError
 from agent.http import HttpClient, Response, backoff
 from agent.layout import Partition
 from agent.logs import event, scrub
@@ -317,7 +319,7 @@ class Service:
             await self.alerter.send(Alert(
                 "stream_stalled", f"stream_stalled:{tenant.id}:{stream}:{int(since)}", "Stream is stalled",
                 f"{stream} of tenant {tenant.label} has had no successful collection since "
-                f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%SZ}. Last error: {h.last_error}",
+                f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%SZ}. {_stall_cause(h)}",
                 fields={"tenant": tenant.label, "stream": stream, "error_kind": h.last_error_kind or ""}))
         hour = settled_hour(stream, self.clock())
         if h.quiet_checked == hour:
@@ -346,7 +348,12 @@ class Service:
         stack.push_async_callback(runner.cleanup)
         host, _, port = self.cfg.service.listen.rpartition(":")
         site = web.TCPSite(runner, host.strip("[]"), int(port))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # e.g. a second `agent run` on the same port: one line, not a bug report
+            why = "address already in use (is another `agent run` listening?)" if exc.errno == errno.EADDRINUSE \
+                else (exc.strerror or str(exc))
+            raise AgentError(f"cannot listen on {self.cfg.service.listen} ([service] listen): {why}") from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.listen_port = sockets[0].getsockname()[1] if sockets else int(port)
@@ -394,6 +401,15 @@ async def wait_first_pass(service: Service, within: float) -> None:
     """Until every stream finished one pass (or `within` seconds): a reconcile of a half-filled archive is noise."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(service.first_pass.wait(), timeout=within)
+
+
+def _stall_cause(h: StreamHealth) -> str:
+    """Why a stream is stalled, as far as the service knows: its last error, or that no pass ended."""
+    if h.last_error:
+        return f"Last error: {h.last_error}"
+    if not h.passes:
+        return "No pass has finished since the service started (a request or the store may be hanging)."
+    return "No pass has failed; the current one has not finished (a request or the store may be hanging)."
 
 
 def _failure_alert(tenant: TenantConfig, o: StreamOutcome) -> Alert:
