@@ -66,13 +66,28 @@ class Metrics:
                                  ("tenant", "name"), registry=r)
         self.alerts_failed = Counter("agent_alerts_failed", "Alert deliveries that failed after every retry.",
                                      ("kind", "webhook"), registry=r)
-        self.http_retries = Counter("agent_http_retries", "HTTP requests retried (a retry that recovered is "
-                                    "logged at INFO; retries that ran out at WARNING).", ("host", "reason"),
-                                    registry=r)
         r.register(ProcessCollector())
+        r.register(RetryCollector())
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))  # type: ignore[no-untyped-call]
+
+
+class RetryCollector(Collector):
+    """`agent_http_retries_total{reason}` (retries made) and `agent_http_retries_exhausted_total{reason}`
+    (requests that failed after their last attempt), from the process-wide counts in agent.http."""
+
+    def collect(self) -> Iterator[Metric]:
+        from agent.http import EXHAUSTED, RETRIES
+
+        for name, doc, counts in (
+                ("agent_http_retries", "Requests retried after a retryable error (logged at INFO).", RETRIES),
+                ("agent_http_retries_exhausted", "Requests that failed after every attempt (logged at WARNING).",
+                 EXHAUSTED)):
+            family = CounterMetricFamily(name, doc, labels=("reason",))
+            for reason, n in sorted(counts.items()):
+                family.add_metric([reason], n)
+            yield family
 
 
 class ProcessCollector(Collector):
