@@ -231,7 +231,13 @@ async def cmd_collect(args: argparse.Namespace) -> int:
         async with HttpClient(cfg.http) as http:
             collector = Collector(cfg, Archive(store), http, wait=args.wait)
             while True:
-                outcomes = await collector.collect(args.stream, args.since, args.until)
+                bar = _collect_progress(cfg, args)
+                collector.progress = bar
+                try:
+                    outcomes = await collector.collect(args.stream, args.since, args.until)
+                finally:
+                    if bar is not None:
+                        bar.end()
                 failed = [o for o in outcomes if not o.ok]
                 if args.once:
                     _print_outcomes(cfg, [o.as_dict() for o in outcomes], args)
@@ -249,6 +255,16 @@ def _known_streams(cfg: config.Config, args: argparse.Namespace) -> None:
 
             hint = "" if s in STREAMS else f"; valid: {', '.join(STREAMS)}"
             raise ConfigError(f"--stream {s}: no configured tenant collects it{hint}")
+
+
+def _collect_progress(cfg: config.Config, args: argparse.Namespace) -> Any:
+    """A progress line for a `collect` pass, only when stderr is a terminal and not --quiet."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from agent.render import CollectProgress
+
+    streams = sum(1 for t in cfg.tenants for s in t.streams if not args.stream or s in args.stream)
+    return CollectProgress(sys.stderr, streams, args.until)
 
 
 def _labels(cfg: config.Config) -> dict[str, str]:
@@ -445,12 +461,12 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
             try:
                 report = await reconcile(cfg, archive, siem, streams, args.since, args.until, options=opts,
                                          recollect=None if args.no_recollect else _recollector(cfg, archive, http),
-                                         progress=_progress_bar() if sys.stderr.isatty() else None)
+                                         progress=_steps("reconcile", "streams", args))
                 if backfill:
                     from agent.backfill import run_backfill
 
                     await run_backfill(cfg, siem_cfg, report, archive, siem, http, dry_run=args.dry_run,
-                                       progress=_record_bar() if sys.stderr.isatty() else None)
+                                       progress=_steps("backfill", "records", args))
                 from agent.status import record_siem_state
 
                 await record_siem_state(store, report)
@@ -478,26 +494,13 @@ def _recollector(cfg: config.Config, archive: Any, http: Any) -> Any:
     return recollect
 
 
-def _progress_bar() -> Callable[[int, int, str], None]:
-    def show(done: int, total: int, stream: str) -> None:
-        width = 30
-        filled = width * done // max(1, total)
-        end = "\n" if done >= total else ""
-        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {stream:<32}", end=end, file=sys.stderr,
-              flush=True)
+def _steps(what: str, unit: str, args: argparse.Namespace) -> Any:
+    """Progress with rate and ETA on a terminal; nothing in pipes, files, logs or with --quiet."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from agent.render import steps
 
-    return show
-
-
-def _record_bar() -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(1, total)
-        end = "\n" if done >= total else ""
-        print(f"\rbackfill [{'#' * filled}{'.' * (width - filled)}] {done}/{total} records", end=end,
-              file=sys.stderr, flush=True)
-
-    return show
+    return steps(sys.stderr, what, unit)
 
 
 def _write_report(report: Any, args: argparse.Namespace, cfg: config.Config, siem_cfg: Any) -> None:

@@ -10,9 +10,10 @@ else the GUID); the GUID stays in every JSON output.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -195,3 +196,102 @@ def collect_text(outcomes: Sequence[Mapping[str, Any]], labels: Mapping[str, str
     lines += ["", f"{len(outcomes)} stream(s), {stored} record(s) stored"
               + (f", {failed} FAILED (exit 1; `agent status` shows why)" if failed else ", all ok")]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- progress (terminal only)
+class Line:
+    """One status line that rewrites itself on a terminal, at most every `every` seconds. Only ever
+    built when the stream is a TTY: progress never reaches logs, pipes or files."""
+
+    def __init__(self, out: TextIO, every: float = 0.5) -> None:
+        self.out, self.every = out, every
+        self.started = time.monotonic()
+        self._last, self._width, self.drawn = 0.0, 0, False
+
+    def draw(self, text: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.every:
+            return
+        self._last, self.drawn = now, True
+        self.out.write("\r" + text.ljust(self._width))
+        self.out.flush()
+        self._width = len(text)
+
+    def end(self, text: str | None = None) -> None:
+        if text is not None:
+            self.draw(text, force=True)
+        if self.drawn:
+            self.out.write("\n")
+            self.out.flush()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def eta(fraction: float, elapsed: float) -> str:
+    """Time left at the pace so far; "?" until there is enough to judge."""
+    if fraction <= 0.01 or elapsed < 1:
+        return "?"
+    return short_time(elapsed * (1 - fraction) / fraction)
+
+
+def short_time(seconds: float) -> str:
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def steps(out: TextIO, what: str, unit: str) -> Callable[..., None]:
+    """Progress of `done` of `total` (reconcile: streams; backfill: records), with rate and ETA."""
+    line = Line(out)
+
+    def show(done: int, total: int, label: str = "") -> None:
+        fraction = done / total if total else 1.0
+        rate = done / line.elapsed if line.elapsed > 0 else 0.0
+        text = (f"{what} {done}/{total} {unit} ({100 * fraction:.0f}%)  {rate:,.1f} {unit}/s  "
+                f"ETA {eta(fraction, line.elapsed)}  {label}")
+        if done >= total:
+            line.end(text)
+        else:
+            line.draw(text, force=done == 0)
+
+    return show
+
+
+class CollectProgress:
+    """`collect` on a terminal: share of each stream's span covered (windows whose records are stored),
+    records fetched, the rate and an ETA, for a first catch-up of days."""
+
+    def __init__(self, out: TextIO, streams: int, until: datetime | None = None) -> None:
+        self.line = Line(out)
+        self.streams, self.until = streams, until
+        self.spans: dict[tuple[str, str], tuple[datetime, datetime]] = {}  # start, covered through
+        self.fetched: dict[tuple[str, str], int] = {}
+        self.windows: dict[tuple[str, str], int] = {}
+
+    def __call__(self, outcome: Any, window: Any) -> None:
+        key = (outcome.tenant, outcome.stream)
+        start, covered = self.spans.get(key, (window.start, window.start))
+        if outcome.cursor is not None and outcome.windows:
+            covered = max(covered, outcome.cursor)
+        self.spans[key] = (min(start, window.start), covered)
+        self.fetched[key], self.windows[key] = outcome.fetched, outcome.windows
+        self.line.draw(self.text())
+
+    def fraction(self) -> float:
+        end = self.until or datetime.now(UTC)
+        parts = [min(1.0, max(0.0, (c - s) / (end - s))) if end > s else 1.0 for s, c in self.spans.values()]
+        return sum(parts) / max(self.streams, len(parts), 1)
+
+    def text(self) -> str:
+        records = sum(self.fetched.values())
+        f = self.fraction()
+        return (f"collect {100 * f:.0f}%  {sum(self.windows.values())} windows  {records:,} records  "
+                f"{records / max(self.line.elapsed, 1e-3):,.0f}/s  ETA {eta(f, self.line.elapsed)}  "
+                f"({len(self.spans)}/{self.streams} streams)")
+
+    def end(self) -> None:
+        if self.line.drawn:
+            self.line.end(self.text())
