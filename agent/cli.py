@@ -1,5 +1,5 @@
-"""The `agent` command line (contract 4): run, collect, reconcile, export, verify, status, check,
-demo, emulator, audit-collector. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
+"""The `agent` command line: run, collect, reconcile, export, verify, status, check, demo, emulator,
+audit-collector. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
 
 from __future__ import annotations
 

@@ -1,0 +1,49 @@
+"""The docs point only at what ships: no package index that does not hold the project, no
+references to design notes outside the repository, each command listed once, the scenario file
+documented key by key."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from agent.emulator.scenario import FAULT_KINDS
+from agent.emulator.siem_copy import SiemPlan
+
+REPO = Path(__file__).resolve().parents[2]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
+def test_no_install_from_an_index_that_does_not_hold_it() -> None:
+    for doc in DOCS:
+        assert not re.search(r"pip install (--upgrade )?ms-log-agent\b", doc.read_text()), doc.name
+
+
+def test_no_references_to_notes_outside_the_repository() -> None:
+    for doc in DOCS:
+        text = doc.read_text()
+        assert not re.search(r"protocols\.md|contract [0-9]", text), doc.name
+        assert "Not finished yet" not in text, doc.name
+
+
+def test_help_texts_cite_nothing_outside_the_repository() -> None:
+    for args in (["--help"], ["emulator", "--help"]):
+        out = subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, cwd=REPO,
+                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, timeout=60, check=False).stdout
+        assert out and "contract" not in out and "protocols.md" not in out, args
+
+
+def test_readme_lists_each_command_once() -> None:
+    rows = [ln.split("|")[1].strip() for ln in (REPO / "README.md").read_text().splitlines()
+            if ln.startswith("| `agent ")]
+    assert len(rows) == len(set(rows)), [r for r in rows if rows.count(r) > 1]
+
+
+def test_scenario_reference_documents_every_key() -> None:
+    text = (REPO / "docs" / "scenario.md").read_text()
+    keys = [*FAULT_KINDS, *(f.name for f in dataclasses.fields(SiemPlan))]
+    missing = [k for k in keys if f"`{k}`" not in text]
+    assert not missing, missing
