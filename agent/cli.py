@@ -535,7 +535,13 @@ def _report_bytes(report: Any, fmt: str, steps: list[str], labels: dict[str, str
         return (to_markdown(report) + "\n" + "\n".join(extra)).encode()
     if fmt == "text":
         return (reconcile_text(report, labels, steps) + "\n").encode()
-    return to_html(report).encode()
+    page = to_html(report)
+    if steps and "</body>" in page:
+        from html import escape
+
+        items = "".join(f"<li><code>{escape(step)}</code></li>" for step in steps)
+        page = page.replace("</body>", f"<section><h2>What to do next</h2><ul>{items}</ul></section></body>", 1)
+    return page.encode()
 
 
 def cmd_audit_collector(args: argparse.Namespace) -> int:

@@ -114,3 +114,39 @@ def test_status_names_a_stalled_stream_and_exits_1(env: Env, tmp_path: Path) -> 
     time.sleep(1.5)
     r = on_tty(["status", "--config", str(cfg)])
     assert r.returncode == 1 and "stalled" in r.out
+
+
+def test_next_step_query_lists_exactly_what_the_siem_lacks(env: Env) -> None:
+    """The KQL the report gives, run as the user would against the (emulated) workspace: no rows for
+    the missing ids; the same query with a present id returns it."""
+    doc = json.loads(piped(_reconcile(env)).out)
+    steps = doc["next_steps"]
+    i = next(n for n, s in enumerate(steps) if s.startswith("graph.signins.interactive: in Log Analytics workspace"))
+    kql = steps[i + 1].strip()
+    info = env.emu.info
+    s = env.emu.session()
+    token = s.post(f"{info['login']}/{info['tenant_id']}/oauth2/v2.0/token", timeout=30, data={
+        "grant_type": "client_credentials", "client_id": info["client_id"], "client_secret": info["client_secret"],
+        "scope": "https://api.loganalytics.io/.default"}).json()["access_token"]
+
+    def rows(query: str) -> list[list[object]]:
+        resp = s.post(f"{info['loganalytics']}/v1/workspaces/{info['workspace_id']}/query", timeout=60,
+                      json={"query": query}, headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 200, resp.text[:500]
+        return list(resp.json()["tables"][0]["rows"])
+
+    assert rows(kql) == []
+    stream = next(x for x in doc["streams"] if x["stream"] == "graph.signins.interactive")
+    missing = sorted(stream["missing_in_siem"])[0]
+    present = next(r["id"] for r in env.emu.truth() if r["stream"] == "graph.signins.interactive" and r["in_siem"]
+                   and stream["gaps"][0]["start"] <= r["event_time"] < stream["gaps"][0]["end"])
+    assert rows(kql.replace(missing, present)) == [[present]]
+    assert any("Gap intervals are whole 1h buckets" in s for s in steps)
+
+
+def test_markdown_and_html_reports_end_with_what_to_do_next(env: Env, tmp_path: Path) -> None:
+    for fmt in ("md", "html"):
+        out = tmp_path / f"r.{fmt}"
+        piped(_reconcile(env, "--format", fmt, "--out", str(out)))
+        text = out.read_text()
+        assert "What to do next" in text and "--backfill --dry-run" in text
