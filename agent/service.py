@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import socket
-import statistics
 import sys
 import threading
 import time
@@ -34,7 +33,6 @@ from agent.collect import Collector, StreamOutcome
 from agent.config import Config, TenantConfig
 from agent.errors import AgentError
 from agent.http import HttpClient, Response, backoff
-from agent.layout import Partition
 from agent.logs import event, scrub
 from agent.metrics import CONTENT_TYPE, Metrics
 from agent.sources.management_ledger import gap_key
@@ -324,7 +322,10 @@ class Service:
         hour = settled_hour(stream, self.clock())
         if h.quiet_checked == hour:
             return  # this hour already reached its baseline; archive counts only grow
-        if not await is_silent(archive, tenant.id, stream, self.clock(), self.cfg.service.silence_ratio):
+        from agent import silence
+
+        verdict = await silence.check(archive, tenant.id, stream, hour, self.cfg.service.silence_ratio)
+        if not verdict.silent:
             h.quiet_checked, h.silent_since = hour, None
             self.metrics.silent.labels(*labels).set(0)
             return
@@ -333,10 +334,10 @@ class Service:
         # Identity: the episode (its first silent hour), so a silence lasting hours alerts once.
         await self.alerter.send(Alert(
             "stream_silent", f"stream_silent:{tenant.id}:{stream}:{h.silent_since:%Y-%m-%dT%H}", "Stream is silent",
-            f"{stream} of tenant {tenant.label} delivered far fewer records in the hour from "
-            f"{hour:%Y-%m-%d %H:00Z} than in the same hour of the days before: the shape of a silent "
-            "upstream loss (as in September 2024). Collection itself works.",
-            fields={"tenant": tenant.label, "stream": stream, "hour": f"{hour:%Y-%m-%dT%H:00Z}"}))
+            f"{stream} of tenant {tenant.label}: {verdict.describe()}. The shape of a silent upstream loss "
+            "(as in September 2024); collection itself works.",
+            fields={"tenant": tenant.label, "stream": stream, "hour": f"{hour:%Y-%m-%dT%H:00Z}",
+                    "seen": verdict.seen, "expected": round(verdict.expected or 0)}))
 
     async def _start_listener(self, stack: AsyncExitStack) -> None:
         app = web.Application()
@@ -436,18 +437,8 @@ def settled_hour(stream: str, now: datetime) -> datetime:
     return (now - settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
-async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float,
-                    min_baseline: int = 20, days: int = 7) -> bool:
-    """True when the last settled hour holds far fewer records than the same hour on the days before.
+async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float) -> bool:
+    """True when the last settled hour is silent (agent/silence.py: baseline and count model)."""
+    from agent import silence
 
-    The baseline is the median of that hour of day over the previous `days` days (activity follows
-    the working day, so a night hour is compared with nights); a baseline under `min_baseline`
-    records is too small to call anything silent.
-    """
-    last = settled_hour(stream, now)
-
-    async def count(hour: datetime) -> int:
-        return sum(s.count for s in await archive.segments(Partition(tenant, stream, hour)))
-
-    baseline = statistics.median([await count(last - timedelta(days=d)) for d in range(1, days + 1)])
-    return baseline >= min_baseline and await count(last) < ratio * baseline
+    return (await silence.check(archive, tenant, stream, settled_hour(stream, now), ratio)).silent
