@@ -47,3 +47,14 @@ def test_scenario_reference_documents_every_key() -> None:
     keys = [*FAULT_KINDS, *(f.name for f in dataclasses.fields(SiemPlan))]
     missing = [k for k in keys if f"`{k}`" not in text]
     assert not missing, missing
+
+
+def test_metrics_reference_matches_what_the_service_registers() -> None:
+    from agent.metrics import Metrics
+
+    families = {ln.split()[2] for ln in Metrics().render().decode().splitlines() if ln.startswith("# TYPE agent_")}
+    kinds = {ln.split()[2]: ln.split()[3] for ln in Metrics().render().decode().splitlines()
+             if ln.startswith("# TYPE agent_")}
+    wire = {f"{f}_total" if kinds[f] == "counter" else f for f in families}
+    documented = set(re.findall(r"^\| `(agent_[a-z_]+)`", (REPO / "docs" / "metrics.md").read_text(), re.M))
+    assert documented == wire, (sorted(documented - wire), sorted(wire - documented))
