@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _window_args(p)
     p.add_argument("--format", choices=("json", "md", "html", "text"),
-                   help="report format (default: a summary on a terminal, json otherwise and with --out)")
+                   help="report format (default: from the --out file's extension, else a summary on a "
+                   "terminal and json when piped)")
     p.add_argument("--out", help="write the report to this file (default: stdout)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on stdout; the exit code says it")
     p.add_argument("--full", action="store_true", help="fetch ids of every bucket, not only where counts differ")
@@ -509,7 +510,7 @@ def _write_report(report: Any, args: argparse.Namespace, cfg: config.Config, sie
     from agent.render import next_steps, reconcile_text
 
     steps = next_steps(report, siem_cfg, args.config)
-    fmt = args.format or ("text" if sys.stdout.isatty() and not args.out else "json")
+    fmt = args.format or _format_of(args.out) or ("text" if sys.stdout.isatty() and not args.out else "json")
     data = _report_bytes(report, fmt, steps, _labels(cfg), args.out)
     if args.out:
         from pathlib import Path
@@ -520,6 +521,14 @@ def _write_report(report: Any, args: argparse.Namespace, cfg: config.Config, sie
     elif not args.quiet:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+
+
+def _format_of(out: str | None) -> str | None:
+    """`--out report.html` without --format means HTML (and .md Markdown, .json JSON, .txt text)."""
+    if not out:
+        return None
+    return {".html": "html", ".htm": "html", ".md": "md", ".json": "json", ".txt": "text"}.get(
+        os.path.splitext(out)[1].lower())
 
 
 def _report_bytes(report: Any, fmt: str, steps: list[str], labels: dict[str, str], out: str | None) -> bytes:
