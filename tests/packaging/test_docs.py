@@ -58,3 +58,20 @@ def test_metrics_reference_matches_what_the_service_registers() -> None:
     wire = {f"{f}_total" if kinds[f] == "counter" else f for f in families}
     documented = set(re.findall(r"^\| `(agent_[a-z_]+)`", (REPO / "docs" / "metrics.md").read_text(), re.M))
     assert documented == wire, (sorted(documented - wire), sorted(wire - documented))
+
+
+def test_alert_rules_use_only_exposed_metrics() -> None:
+    import pytest
+
+    yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with moto's test deps)")
+    from agent.alerts import KINDS
+    from agent.metrics import Metrics
+
+    text = Metrics().render().decode()
+    kinds = {ln.split()[2]: ln.split()[3] for ln in text.splitlines() if ln.startswith("# TYPE agent_")}
+    wire = {f"{f}_total" if k == "counter" else f for f, k in kinds.items()}
+    rules = yaml.safe_load((REPO / "packaging" / "prometheus" / "alerts.yaml").read_text())
+    used = {m for g in rules["groups"] for r in g["rules"] for m in re.findall(r"\bagent_[a-z_]+", r["expr"])}
+    assert used and used <= wire, used - wire
+    catalogue = (REPO / "docs" / "alerts.md").read_text()
+    assert all(f"| `{k}` |" in catalogue for k in KINDS), [k for k in KINDS if f"| `{k}` |" not in catalogue]
