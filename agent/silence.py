@@ -18,6 +18,7 @@ arrive than usual. The check compares the hour's count with a baseline and a cou
 
 from __future__ import annotations
 
+import asyncio
 import math
 import statistics
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ async def check(archive: Any, tenant: str, stream: str, hour: datetime, ratio: f
 
     recent_hours = [hour - timedelta(hours=n) for n in range(1, RECENT_HOURS + 1)]
     day_hours = [hour - timedelta(days=d) for d in range(1, DAYS + 1)]
-    counts = {h: await count(h) for h in sorted(set(recent_hours + day_hours))}
+    hours = sorted(set(recent_hours + day_hours))
+    counts = dict(zip(hours, await asyncio.gather(*(count(h) for h in hours)), strict=True))  # S3: one LIST each
     with_data = [h for h, n in counts.items() if n]
     if not with_data:
         return judge(hour, await count(hour), [], [], ratio)
