@@ -16,13 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
 from agent.codec import format_time, parse_time
 from agent.config import AlertsConfig, Webhook
 from agent.errors import AgentError, ObjectNotFound
-from agent.http import HttpClient, backoff
+from agent.http import HttpClient, backoff, redact_url
 from agent.layout import META
 from agent.logs import event, register_secret
 from agent.metrics import Metrics
@@ -73,6 +74,20 @@ class Alert:
                 "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]}
 
 
+ATTEMPTS = 4
+
+
+def _host(url: str) -> str:
+    """Only the host of a webhook: its path and query are the credential (Slack, Teams, PagerDuty)."""
+    return urlsplit(url).hostname or "?"
+
+
+def _reason(exc: AgentError, url: str, host: str) -> str:
+    """The error with the webhook's URL replaced by its host (the errno and cause stay)."""
+    text = str(exc).replace(redact_url(url), host).replace(url, host)
+    return f"{type(exc).__name__}: {text}"
+
+
 class Alerter:
     def __init__(self, cfg: AlertsConfig, http: HttpClient, store: Store, metrics: Metrics | None = None,
                  shard: tuple[int, int] = (0, 1)) -> None:
@@ -85,6 +100,8 @@ class Alerter:
         self.key = SENT_KEY if shard == (0, 1) else f"{SENT_PREFIX}-shard{shard[0]}of{shard[1]}.json"
         self._sent: dict[str, str] | None = None
         self._recent: dict[str, deque[float]] = {}
+        # webhook -> why its last delivery failed; `/readyz` lists them until a delivery succeeds
+        self.failing: dict[str, str] = {}
 
     async def _load(self) -> dict[str, str]:
         if self._sent is None:
@@ -133,21 +150,29 @@ class Alerter:
             return False
         payload = {"generic": alert.generic, "teams": alert.teams, "slack": alert.slack}[hook.kind]()
         url = register_secret(hook.url.reveal())
-        for attempt in range(4):
+        name, host = hook.name or hook.kind, _host(url)
+        reason = ""
+        for attempt in range(ATTEMPTS):
             try:
                 resp = await self.http.request("POST", url, data=orjson.dumps(payload),
                                                headers={"Content-Type": "application/json"})
                 if 200 <= resp.status < 300:
                     window.append(now)
+                    self.failing.pop(name, None)
                     return True
                 reason = f"HTTP {resp.status}"
             except AgentError as exc:
-                reason = type(exc).__name__
-            event(log, logging.WARNING, "Alert delivery failed, retrying.", webhook=hook.name or hook.kind,
-                  reason=reason, attempt=attempt + 1)
-            await asyncio.sleep(backoff(attempt, base=0.5, cap=5))
-        event(log, logging.ERROR, "Alert could not be delivered.", webhook=hook.name or hook.kind,
-              alert_kind=alert.kind)
+                reason = _reason(exc, url, host)
+            if attempt + 1 < ATTEMPTS:
+                event(log, logging.INFO, "Alert delivery failed, retrying.", webhook=name, host=host,
+                      reason=reason, attempt=attempt + 1)
+                await asyncio.sleep(backoff(attempt, base=0.5, cap=5))
+        # The channel that should say "records are missing" is itself down: say so everywhere else.
+        event(log, logging.ERROR, "Alert could not be delivered.", webhook=name, host=host, reason=reason,
+              attempts=ATTEMPTS, alert_kind=alert.kind)
+        self.failing[name] = f"{host}: {reason}"
+        if self.metrics is not None:
+            self.metrics.alerts_failed.labels(alert.kind, name).inc()
         return False
 
     async def _persist(self, sent: dict[str, str]) -> None:

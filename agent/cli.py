@@ -1,5 +1,5 @@
-"""The `agent` command line (contract 4): run, collect, reconcile, triangulate, export, verify, status,
-check, demo, emulator, audit-collector. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
+"""The `agent` command line: run, collect, reconcile, triangulate, export, verify, status, check, demo,
+emulator, audit-collector. Exit codes: 0 ok, 1 failure, 2 usage or config error, 3 reconcile found gaps."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from agent import __version__, config
-from agent.errors import AgentError, ConfigError, StoreError
+from agent.errors import AgentError, ConfigError
 from agent.logs import event, scrub
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_GAPS = 0, 1, 2, 3
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="one pass, then exit (default: keep polling)")
     p.add_argument("--wait", action="store_true",
                    help="if another collector holds a tenant of this store, wait for it instead of exiting 1")
+    p.add_argument("--format", choices=("text", "json"),
+                   help="--once result per stream on stderr: a table (default on a terminal) or JSON lines")
+    p.add_argument("--quiet", "-q", action="store_true", help="with --once: no result lines; the exit code says it")
 
     p = sub.add_parser("run", help="the service: collect continuously, reconcile on schedule, serve metrics")
     _common(p)
@@ -80,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reconcile", help="compare the archive with the SIEM record by record (exit 3: gaps)")
     _common(p)
     _window_args(p)
-    p.add_argument("--format", choices=("json", "md", "html"), default="json", help="report format")
+    p.add_argument("--format", choices=("json", "md", "html", "text"),
+                   help="report format (default: from the --out file's extension, else a summary on a "
+                   "terminal and json when piped)")
     p.add_argument("--out", help="write the report to this file (default: stdout)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on stdout; the exit code says it")
     p.add_argument("--full", action="store_true", help="fetch ids of every bucket, not only where counts differ")
     p.add_argument("--include-unsettled", action="store_true",
                    help="also compare the window younger than [siem] settle (the SIEM may still be ingesting)")
@@ -207,6 +213,16 @@ def _load(args: argparse.Namespace) -> config.Config:
     return cfg
 
 
+def _preflight(cfg: config.Config) -> None:
+    """A secret file that is missing or unreadable is a config error (exit 2) before any work starts,
+    as `agent check` reports it, not a collection failure later."""
+    from agent import preflight
+
+    found = preflight.problems(cfg)
+    if found:
+        raise ConfigError("; ".join(found))
+
+
 def _select(cfg: config.Config, args: argparse.Namespace) -> config.Config:
     if not getattr(args, "tenant", None):
         return cfg
@@ -221,23 +237,64 @@ async def cmd_collect(args: argparse.Namespace) -> int:
     from agent.store import open_store
 
     cfg = _select(_load(args), args)
-    for s in args.stream or ():
-        if not any(s in t.streams for t in cfg.tenants):
-            raise ConfigError(f"--stream {s}: no configured tenant collects it")
+    _known_streams(cfg, args)
+    _preflight(cfg)
     store = open_store(cfg.store)
     try:
         async with HttpClient(cfg.http) as http:
             collector = Collector(cfg, Archive(store), http, wait=args.wait)
             while True:
-                outcomes = await collector.collect(args.stream, args.since, args.until)
+                bar = _collect_progress(cfg, args)
+                collector.progress = bar
+                try:
+                    outcomes = await collector.collect(args.stream, args.since, args.until)
+                finally:
+                    if bar is not None:
+                        bar.end()
                 failed = [o for o in outcomes if not o.ok]
                 if args.once:
-                    for o in outcomes:
-                        print(orjson.dumps(o.as_dict()).decode(), file=sys.stderr)
+                    _print_outcomes(cfg, [o.as_dict() for o in outcomes], args)
                     return EXIT_FAILURE if failed else EXIT_OK
                 await asyncio.sleep(cfg.collection.poll_interval.total_seconds())
     finally:
         await store.aclose()
+
+
+def _known_streams(cfg: config.Config, args: argparse.Namespace) -> None:
+    """A misspelt --stream is a usage error, never an empty answer that looks like "nothing stored"."""
+    for s in args.stream or ():
+        if not any(s in t.streams for t in cfg.tenants):
+            from agent.streams import STREAMS
+
+            hint = "" if s in STREAMS else f"; valid: {', '.join(STREAMS)}"
+            raise ConfigError(f"--stream {s}: no configured tenant collects it{hint}")
+
+
+def _collect_progress(cfg: config.Config, args: argparse.Namespace) -> Any:
+    """A progress line for a `collect` pass, only when stderr is a terminal and not --quiet."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from agent.render import CollectProgress
+
+    streams = sum(1 for t in cfg.tenants for s in t.streams if not args.stream or s in args.stream)
+    return CollectProgress(sys.stderr, streams, args.until)
+
+
+def _labels(cfg: config.Config) -> dict[str, str]:
+    return {t.id: t.label for t in cfg.tenants}
+
+
+def _print_outcomes(cfg: config.Config, outcomes: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """`collect --once`: JSON lines on stderr for scripts (unchanged), a table for a person."""
+    if args.quiet:
+        return
+    if args.format == "json" or (args.format is None and not sys.stderr.isatty()):
+        for o in outcomes:
+            print(orjson.dumps(o).decode(), file=sys.stderr)
+        return
+    from agent.render import collect_text
+
+    print(collect_text(outcomes, _labels(cfg)), file=sys.stderr)
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
@@ -246,6 +303,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = config.load(args.config)
     logs.setup(cfg.log.level, cfg.log.format, stream=sys.stdout)  # services log JSON lines on stdout
+    _preflight(cfg)
     return await Service(cfg, shard=args.shard, hard_exit=True).run()
 
 
@@ -255,6 +313,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
     from agent.store import open_store
 
     cfg = _select(_load(args), args)
+    _known_streams(cfg, args)
     store = open_store(cfg.store)
     archive = Archive(store)
     out = sys.stdout.buffer
@@ -276,67 +335,35 @@ async def cmd_verify(args: argparse.Namespace) -> int:
     from agent.verify import run_verify
 
     cfg = _load(args)
+    _known_streams(cfg, args)
     ns = argparse.Namespace(**{**vars(args), "tenant": (args.tenant or [None])[0],
                                "stream": (args.stream or [None])[0]})
     return await run_verify(cfg, ns)
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
-    from agent.checkpoint import Checkpoints
+    from agent import status
     from agent.store import open_store
 
     cfg = _load(args)
     store = open_store(cfg.store)
-    rows: list[dict[str, Any]] = []
-    store_problem: str | None = None
+    now = datetime.now(UTC)
     try:
-        # A failure that could not be written (disk full, S3 refusing writes) is not in any status
-        # document: probe the store so a clean-looking table cannot hide it.
-        try:
-            probe = getattr(store, "check", None)
-            if probe is not None:
-                await probe()
-        except StoreError as exc:
-            store_problem = str(exc)
-        cps = Checkpoints(store)
-        for tenant in cfg.tenants:
-            for stream in tenant.streams:
-                st = await cps.load_status(tenant.id, stream)
-                cur = await cps.load(tenant.id, stream)
-                rows.append({"tenant": tenant.label, "stream": stream,
-                             "cursor": st.get("cursor") or (cur and cur.position.isoformat()),
-                             "last_success": st.get("last_success"),
-                             "records": st.get("records_stored", 0), "last_error": st.get("last_error"),
-                             "last_error_at": st.get("last_error_at"), "gaps": st.get("gaps", [])})
+        store_problem = await status.probe(store)
+        rows = await status.rows(cfg, store, now)
     finally:
         await store.aclose()
     if args.json:
-        print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        print(orjson.dumps([r.as_dict() for r in rows], option=orjson.OPT_INDENT_2).decode())
     else:
-        print(_status_table(rows))
+        print(status.table(rows, now))
     if store_problem:
         print(f"agent: store: {store_problem} (stream failures since then may be missing above)", file=sys.stderr)
-    return EXIT_FAILURE if store_problem or any(r["last_error"] or _open_gaps(r) for r in rows) else EXIT_OK
-
-
-def _open_gaps(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """Gaps not recovered through another API (recovered ones stay listed, with how, in --json)."""
-    return [g for g in row["gaps"] if not g.get("recovered")]
-
-
-def _status_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'tenant':<38} {'stream':<32} {'cursor':<22} {'records':>9}  last error"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        gaps, closed = _open_gaps(r), len(r["gaps"]) - len(_open_gaps(r))
-        err = r["last_error"] or (f"{len(gaps)} gap(s)" if gaps else "") or \
-            (f"{closed} gap(s) recovered" if closed else "")
-        lines.append(f"{r['tenant']:<38} {r['stream']:<32} {str(r['cursor'] or '-')[:20]:<22} "
-                     f"{r['records']:>9}  {err}")
-    return "\n".join(lines)
+    return EXIT_FAILURE if store_problem or any(r.needs_attention for r in rows) else EXIT_OK
 
 
 async def cmd_check(args: argparse.Namespace) -> int:
+    from agent import preflight
     from agent.auth import TokenProvider
     from agent.store import open_store
 
@@ -345,8 +372,13 @@ async def cmd_check(args: argparse.Namespace) -> int:
         from agent.siem.config import from_config
 
         from_config(cfg)  # the [siem] table's own keys, validated by the adapter that owns them
+    found = preflight.problems(cfg)
+    for problem in found:
+        print(f"agent: config error: {problem}", file=sys.stderr)
+    if found:
+        return EXIT_USAGE
     store = open_store(cfg.store)
-    hec = ""
+    siem = ""
     try:
         probe = getattr(store, "check", None)
         if probe is not None:
@@ -354,13 +386,45 @@ async def cmd_check(args: argparse.Namespace) -> int:
         if args.online:
             for tenant in cfg.tenants:
                 await TokenProvider(tenant, tenant.endpoints.graph, cfg.http).token()
-            hec = await _check_hec(cfg)
+            siem = await _check_siem(cfg)
     finally:
         await store.aclose()
     print(f"config ok: {len(cfg.tenants)} tenant(s), store {cfg.store.type} writable"
           + (f", SIEM {cfg.siem.get('type')}" if cfg.siem else "")
-          + (", tokens obtained" if args.online else "") + hec)
+          + (", tokens obtained" if args.online else "") + siem)
     return EXIT_OK
+
+
+async def _check_siem(cfg: config.Config) -> str:
+    """`check --online`: one real query against the SIEM, and its write path when backfill is configured."""
+    if cfg.siem is None:
+        return ""
+    from agent.http import HttpClient
+    from agent.siem import open_siem
+    from agent.siem.base import SiemError
+    from agent.siem.config import from_config
+
+    siem_cfg = from_config(cfg)
+    async with HttpClient(cfg.http) as http:
+        siem = open_siem(siem_cfg, cfg, http)
+        try:
+            await siem.check()
+        except ConfigError:
+            raise
+        except AgentError as exc:
+            raise SiemError(f"SIEM {siem_cfg.type} query failed: {exc}") from None
+        finally:
+            await siem.aclose()
+    text = ", SIEM query ok"
+    if siem_cfg.type == "sentinel" and siem_cfg.backfill.ingestion_endpoint:
+        from agent.backfill.writers import SentinelWriter, open_writer
+
+        async with HttpClient(cfg.http) as http:
+            writer = open_writer(siem_cfg, cfg, http)
+            if isinstance(writer, SentinelWriter):
+                await writer.token()
+        text += ", Logs Ingestion token obtained"
+    return text + await _check_hec(cfg)
 
 
 async def _check_hec(cfg: config.Config) -> str:
@@ -411,17 +475,20 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
             try:
                 report = await reconcile(cfg, archive, siem, streams, args.since, args.until, options=opts,
                                          recollect=None if args.no_recollect else _recollector(cfg, archive, http),
-                                         progress=_progress_bar() if sys.stderr.isatty() else None)
+                                         progress=_steps("reconcile", "streams", args))
                 if backfill:
                     from agent.backfill import run_backfill
 
                     await run_backfill(cfg, siem_cfg, report, archive, siem, http, dry_run=args.dry_run,
-                                       progress=_record_bar() if sys.stderr.isatty() else None)
+                                       progress=_steps("backfill", "records", args))
+                from agent.status import record_siem_state
+
+                await record_siem_state(store, report)
             finally:
                 await siem.aclose()
     finally:
         await store.aclose()
-    _write_report(report, args.format, args.out)
+    _write_report(report, args, cfg, siem_cfg)
     if not report.complete:  # the report says it too; this line is for cron and CI logs
         reasons = report.unverified_reasons()
         print(f"agent: {report.unverified_summary()}. Reason: {' '.join(reasons[0].split()) if reasons else 'unknown'}",
@@ -490,44 +557,62 @@ def _recollector(cfg: config.Config, archive: Any, http: Any) -> Any:
     return recollect
 
 
-def _progress_bar() -> Callable[[int, int, str], None]:
-    def show(done: int, total: int, stream: str) -> None:
-        width = 30
-        filled = width * done // max(1, total)
-        end = "\n" if done >= total else ""
-        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {stream:<32}", end=end, file=sys.stderr,
-              flush=True)
+def _steps(what: str, unit: str, args: argparse.Namespace) -> Any:
+    """Progress with rate and ETA on a terminal; nothing in pipes, files, logs or with --quiet."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from agent.render import steps
 
-    return show
+    return steps(sys.stderr, what, unit)
 
 
-def _record_bar() -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(1, total)
-        end = "\n" if done >= total else ""
-        print(f"\rbackfill [{'#' * filled}{'.' * (width - filled)}] {done}/{total} records", end=end,
-              file=sys.stderr, flush=True)
+def _write_report(report: Any, args: argparse.Namespace, cfg: config.Config, siem_cfg: Any) -> None:
+    """The report to --out or stdout in the asked format; on a terminal, without --format, a summary
+    (and with --out, the summary and where the file went). Piped output is JSON as before."""
+    from agent.render import next_steps, reconcile_text
 
-    return show
-
-
-def _write_report(report: Any, fmt: str, out: str | None) -> None:
-    from agent.reconcile import to_html, to_markdown
-
-    if fmt == "json":
-        data = report.to_json() + b"\n"
-    elif fmt == "md":
-        data = to_markdown(report).encode()
-    else:
-        data = to_html(report).encode()
-    if out:
+    steps = next_steps(report, siem_cfg, args.config)
+    fmt = args.format or _format_of(args.out) or ("text" if sys.stdout.isatty() and not args.out else "json")
+    data = _report_bytes(report, fmt, steps, _labels(cfg), args.out)
+    if args.out:
         from pathlib import Path
 
-        Path(out).write_bytes(data)
-    else:
+        Path(args.out).write_bytes(data)
+        if not args.quiet and sys.stdout.isatty():
+            print(reconcile_text(report, _labels(cfg), steps, out=args.out, fmt=fmt))
+    elif not args.quiet:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
+
+
+def _format_of(out: str | None) -> str | None:
+    """`--out report.html` without --format means HTML (and .md Markdown, .json JSON, .txt text)."""
+    if not out:
+        return None
+    return {".html": "html", ".htm": "html", ".md": "md", ".json": "json", ".txt": "text"}.get(
+        os.path.splitext(out)[1].lower())
+
+
+def _report_bytes(report: Any, fmt: str, steps: list[str], labels: dict[str, str], out: str | None) -> bytes:
+    from agent.reconcile import to_html, to_markdown
+    from agent.render import reconcile_text
+
+    if fmt == "json":
+        return orjson.dumps({**report.as_dict(), "next_steps": steps}, option=orjson.OPT_INDENT_2) + b"\n"
+    if fmt == "md":
+        from agent.reconcile.report import md_code
+
+        extra = ["## What to do next", "", *(f"- {md_code(step)}" for step in steps), ""] if steps else []
+        return (to_markdown(report) + "\n" + "\n".join(extra)).encode()
+    if fmt == "text":
+        return (reconcile_text(report, labels, steps) + "\n").encode()
+    page = to_html(report)
+    if steps and "</body>" in page:
+        from html import escape
+
+        items = "".join(f"<li><code>{escape(step)}</code></li>" for step in steps)
+        page = page.replace("</body>", f"<section><h2>What to do next</h2><ul>{items}</ul></section></body>", 1)
+    return page.encode()
 
 
 def cmd_audit_collector(args: argparse.Namespace) -> int:

@@ -158,6 +158,8 @@ class Collector:
         self._adopted: set[tuple[str, str]] = set()
         self._passes = asyncio.Semaphore(cfg.collection.concurrent_streams)
         self._active = 0  # passes running now: each may buffer its share of buffer_records
+        # `collect` on a terminal: told of every batch and window (agent/render.py draws it; never logged)
+        self.progress: Callable[[StreamOutcome, Window], None] | None = None
 
     async def collect(self, streams: Sequence[str] | None = None, since: datetime | None = None,
                       until: datetime | None = None) -> list[StreamOutcome]:
@@ -256,6 +258,8 @@ class Collector:
                       stream=stream, cursor=format_time(out.cursor), start=format_time(window.covered_from))
             out.cursor = saved.position
             out.windows += 1
+            if self.progress is not None:
+                self.progress(out, window)
             await self.checkpoints.update_status(
                 tenant.id, stream, add={"records_stored": out.stored - before},
                 last_success=format_time(self.clock()), cursor=format_time(out.cursor) if out.cursor else None,
@@ -270,6 +274,8 @@ class Collector:
         async for batch in source.batches(stream, window):
             out.fetched += len(batch)
             buffer.extend(batch)
+            if self.progress is not None:
+                self.progress(out, window)
             if len(buffer) >= self.flush_at():
                 await self._flush(tenant, stream, buffer, out, window)
                 buffer = []

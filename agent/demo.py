@@ -308,6 +308,11 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
         lines.append(f"{r.stream:<32} {r.agent_count:>8} {r.siem_count:>7} {len(r.missing_in_siem):>16} "
                      f"{len(r.missing_in_agent):>15}  {gaps}")
     lost = sum(len(r.missing_in_siem) for r in report.streams)
+    late = sum(len(r.missing_in_agent) for r in report.streams)
+    if late:  # the scenario's late records: visible only after their window was collected
+        lines += ["", f"'not in archive' ({late}): records the API served late, after the collector had passed "
+                  "their window (the SIEM's copy has them); the next collection pass re-scans recent windows and "
+                  "stores them. See docs/scenario.md, late records."]
     lines += ["", f"The SIEM silently lost {lost} records; every one is named in the report: {html_path}"]
     b = report.backfill or {}
     lines += ["", "Backfill through the Logs Ingestion API into the <Table>_Backfill_CL tables:", "",

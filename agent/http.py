@@ -8,6 +8,7 @@ per-tenant pacing so Microsoft's quotas are respected instead of bounced off.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import ssl
@@ -25,6 +26,10 @@ from agent.config import HttpConfig
 from agent.errors import RetryableError, ThrottledError, TlsError, TokenRejected, TransientApiError
 
 log = logging.getLogger("agent.http")
+# Process-wide retry counts by error class (ThrottledError, TransientApiError, ...): read by the
+# service's metrics at scrape time, so a retry counts whichever component made it.
+RETRIES: collections.Counter[str] = collections.Counter()
+EXHAUSTED: collections.Counter[str] = collections.Counter()
 T = TypeVar("T")
 USER_AGENT = f"ms-log-agent/{__version__}"
 
@@ -97,9 +102,17 @@ class HttpClient:
             raise TlsError(f"TLS verification of {redact_url(url)} failed; if a TLS-inspecting proxy is in the "
                            f"path, set [http] ca_file to its CA bundle") from None
         except aiohttp.ClientConnectionError as exc:
-            raise TransientApiError(f"connection to {redact_url(url)} failed: {type(exc).__name__}") from None
+            raise TransientApiError(f"connection to {redact_url(url)} failed: {_os_reason(exc)}") from None
         except TimeoutError:
             raise TransientApiError(f"request to {redact_url(url)} timed out") from None
+
+
+def _os_reason(exc: aiohttp.ClientConnectionError) -> str:
+    """The class and, when the OS said why, its errno and text ("[Errno 111] Connect call failed")."""
+    os_error = getattr(exc, "os_error", None)
+    if isinstance(os_error, OSError) and (os_error.errno or os_error.strerror):
+        return f"{type(exc).__name__} [Errno {os_error.errno}] {os_error.strerror or os_error}"
+    return type(exc).__name__
 
 
 class RateLimiter:
@@ -165,13 +178,22 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, what:
                        on_token_rejected: Callable[[], Awaitable[None]] | None = None,
                        limiter: RateLimiter | None = None,
                        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> T:
-    """Run `call` until it succeeds, retrying only RetryableError, at most `attempts` times."""
+    """Run `call` until it succeeds, retrying only RetryableError, at most `attempts` times.
+
+    A retry is routine (Graph throttles, Microsoft's front ends reset connections): it is logged at
+    INFO and counted (`RETRIES`, exported as `agent_http_retries_total`); only retries that ran out
+    are a WARNING, since that is when a window fails."""
     for attempt in range(attempts):
         try:
             return await call()
         except RetryableError as exc:
+            reason = type(exc).__name__
             if attempt + 1 >= attempts:
+                EXHAUSTED[reason] += 1
+                log.warning("Request failed; retries exhausted.", extra={"fields": {
+                    "what": what, "attempts": attempts, "error": str(exc)}})
                 raise
+            RETRIES[reason] += 1
             if isinstance(exc, TokenRejected) and on_token_rejected is not None:
                 await on_token_rejected()
             throttled = isinstance(exc, ThrottledError)
@@ -183,7 +205,7 @@ async def with_retries(call: Callable[[], Awaitable[T]], *, attempts: int, what:
                 delay = max(1.0, backoff(attempt + 1, base=2.0))
             else:
                 delay = backoff(attempt)
-            log.warning("Request failed, retrying.", extra={"fields": {
+            log.info("Request failed, retrying.", extra={"fields": {
                 "what": what, "attempt": attempt + 1, "error": str(exc), "delay_s": round(delay, 2)}})
             await sleep(delay)
     raise AssertionError("unreachable")

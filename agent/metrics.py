@@ -73,10 +73,34 @@ class Metrics:
                                       "(last triangulation).", _TS, registry=r)
         self.restarts = Counter("agent_task_restarts", "Service tasks restarted after a crash (a bug).", ("task",),
                                 registry=r)
+        # Series carry the tenant GUID (stable, what the APIs and the archive use); this one maps it to
+        # the config's name, so a dashboard can show labels: `* on(tenant) group_left(name) agent_tenant_info`.
+        self.tenant_info = Gauge("agent_tenant_info", "1 per configured tenant: its GUID and name (label).",
+                                 ("tenant", "name"), registry=r)
+        self.alerts_failed = Counter("agent_alerts_failed", "Alert deliveries that failed after every retry.",
+                                     ("kind", "webhook"), registry=r)
         r.register(ProcessCollector())
+        r.register(RetryCollector())
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))  # type: ignore[no-untyped-call]
+
+
+class RetryCollector(Collector):
+    """`agent_http_retries_total{reason}` (retries made) and `agent_http_retries_exhausted_total{reason}`
+    (requests that failed after their last attempt), from the process-wide counts in agent.http."""
+
+    def collect(self) -> Iterator[Metric]:
+        from agent.http import EXHAUSTED, RETRIES
+
+        for name, doc, counts in (
+                ("agent_http_retries", "Requests retried after a retryable error (logged at INFO).", RETRIES),
+                ("agent_http_retries_exhausted", "Requests that failed after every attempt (logged at WARNING).",
+                 EXHAUSTED)):
+            family = CounterMetricFamily(name, doc, labels=("reason",))
+            for reason, n in sorted(counts.items()):
+                family.add_metric([reason], n)
+            yield family
 
 
 class ProcessCollector(Collector):

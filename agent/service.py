@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
 import signal
 import socket
-import statistics
 import sys
 import threading
 import time
@@ -31,8 +31,8 @@ from agent.alerts import Alert, Alerter
 from agent.archive import Archive
 from agent.collect import Collector, StreamOutcome
 from agent.config import Config, TenantConfig
+from agent.errors import AgentError
 from agent.http import HttpClient, Response, backoff
-from agent.layout import Partition
 from agent.logs import event, scrub
 from agent.metrics import CONTENT_TYPE, Metrics
 from agent.sources.management_ledger import gap_key
@@ -99,6 +99,7 @@ class Health:
     store_error: str | None = None
     siem_unverified_since: float | None = None  # first scheduled reconcile of the "could not verify" episode
     siem_unverified_reason: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # tenant GUID -> its label, as status shows it
 
     def stalled(self, threshold: float, now: float | None = None) -> list[tuple[str, str]]:
         """Streams without a successful pass for longer than `threshold` (since start if never).
@@ -111,9 +112,10 @@ class Health:
 
     def problems(self, threshold: float) -> list[str]:
         out = [f"store: {self.store_error}"] if not self.store_ok else []
-        out += [f"credentials: {t}/{s}: {h.last_error}" for (t, s), h in self.streams.items()
+        name = self.labels.get
+        out += [f"credentials: {name(t, t)}/{s}: {h.last_error}" for (t, s), h in self.streams.items()
                 if h.last_error_kind == "AuthError"]
-        out += [f"stalled: {t}/{s}" for t, s in self.stalled(threshold)]
+        out += [f"stalled: {name(t, t)}/{s}" for t, s in self.stalled(threshold)]
         if self.siem_unverified_since is not None:  # reconcile runs but cannot check: not "all good"
             since = datetime.fromtimestamp(self.siem_unverified_since, UTC)
             out.append(f"siem: could not verify since {since:%Y-%m-%dT%H:%M:%SZ}: {self.siem_unverified_reason}")
@@ -137,6 +139,8 @@ class Service:
         self.listen_port: int | None = None
         self._pending: set[asyncio.Task[bool]] = set()
         for t in self.cfg.tenants:
+            self.metrics.tenant_info.labels(t.id, t.label).set(1)
+            self.health.labels[t.id] = t.label
             for s in t.streams:
                 self.health.streams[(t.id, s)] = StreamHealth()
                 # every series exists from the start: an absent series cannot be alerted on
@@ -355,12 +359,15 @@ class Service:
             await self.alerter.send(Alert(
                 "stream_stalled", f"stream_stalled:{tenant.id}:{stream}:{int(since)}", "Stream is stalled",
                 f"{stream} of tenant {tenant.label} has had no successful collection since "
-                f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%SZ}. Last error: {h.last_error}",
+                f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%SZ}. {_stall_cause(h)}",
                 fields={"tenant": tenant.label, "stream": stream, "error_kind": h.last_error_kind or ""}))
         hour = settled_hour(stream, self.clock())
         if h.quiet_checked == hour:
             return  # this hour already reached its baseline; archive counts only grow
-        if not await is_silent(archive, tenant.id, stream, self.clock(), self.cfg.service.silence_ratio):
+        from agent import silence
+
+        verdict = await silence.check(archive, tenant.id, stream, hour, self.cfg.service.silence_ratio)
+        if not verdict.silent:
             h.quiet_checked, h.silent_since = hour, None
             self.metrics.silent.labels(*labels).set(0)
             return
@@ -369,10 +376,10 @@ class Service:
         # Identity: the episode (its first silent hour), so a silence lasting hours alerts once.
         await self.alerter.send(Alert(
             "stream_silent", f"stream_silent:{tenant.id}:{stream}:{h.silent_since:%Y-%m-%dT%H}", "Stream is silent",
-            f"{stream} of tenant {tenant.label} delivered far fewer records in the hour from "
-            f"{hour:%Y-%m-%d %H:00Z} than in the same hour of the days before: the shape of a silent "
-            "upstream loss (as in September 2024). Collection itself works.",
-            fields={"tenant": tenant.label, "stream": stream, "hour": f"{hour:%Y-%m-%dT%H:00Z}"}))
+            f"{stream} of tenant {tenant.label}: {verdict.describe()}. The shape of a silent upstream loss "
+            "(as in September 2024); collection itself works.",
+            fields={"tenant": tenant.label, "stream": stream, "hour": f"{hour:%Y-%m-%dT%H:00Z}",
+                    "seen": verdict.seen, "expected": round(verdict.expected or 0)}))
 
     async def _start_listener(self, stack: AsyncExitStack) -> None:
         app = web.Application()
@@ -384,7 +391,12 @@ class Service:
         stack.push_async_callback(runner.cleanup)
         host, _, port = self.cfg.service.listen.rpartition(":")
         site = web.TCPSite(runner, host.strip("[]"), int(port))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # e.g. a second `agent run` on the same port: one line, not a bug report
+            why = "address already in use (is another `agent run` listening?)" if exc.errno == errno.EADDRINUSE \
+                else (exc.strerror or str(exc))
+            raise AgentError(f"cannot listen on {self.cfg.service.listen} ([service] listen): {why}") from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.listen_port = sockets[0].getsockname()[1] if sockets else int(port)
@@ -397,7 +409,11 @@ class Service:
 
     async def _readyz(self, _: web.Request) -> web.Response:
         problems = self.health.problems(self.cfg.service.stall_threshold.total_seconds())
-        return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
+        failing = getattr(getattr(self, "alerter", None), "failing", {})
+        problems += [f"alerts: webhook {hook} failing: {why}" for hook, why in failing.items()]
+        return web.json_response({"ready": not problems, "problems": problems,
+                                  "tenants": {t.label: t.id for t in self.cfg.tenants}},
+                                 status=503 if problems else 200)
 
 
 EXIT_MARGIN = 5.0  # after shutdown_timeout, for closing the store, the listener and the HTTP sessions
@@ -445,6 +461,15 @@ def licence_alert(label: str, tenant_id: str, api: str) -> Alert:
                  "P1 or P2).", severity="warning", fields={"tenant": label, "api": api})
 
 
+def _stall_cause(h: StreamHealth) -> str:
+    """Why a stream is stalled, as far as the service knows: its last error, or that no pass ended."""
+    if h.last_error:
+        return f"Last error: {h.last_error}"
+    if not h.passes:
+        return "No pass has finished since the service started (a request or the store may be hanging)."
+    return "No pass has failed; the current one has not finished (a request or the store may be hanging)."
+
+
 def _failure_alert(tenant: TenantConfig, o: StreamOutcome) -> Alert:
     kinds = {"AuthError": "credentials_failing", "SubscriptionDisabled": "subscription_disabled",
              "StoreError": "store_failing", "ObjectExists": "store_failing"}
@@ -469,18 +494,8 @@ def settled_hour(stream: str, now: datetime) -> datetime:
     return (now - settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
-async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float,
-                    min_baseline: int = 20, days: int = 7) -> bool:
-    """True when the last settled hour holds far fewer records than the same hour on the days before.
+async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float) -> bool:
+    """True when the last settled hour is silent (agent/silence.py: baseline and count model)."""
+    from agent import silence
 
-    The baseline is the median of that hour of day over the previous `days` days (activity follows
-    the working day, so a night hour is compared with nights); a baseline under `min_baseline`
-    records is too small to call anything silent.
-    """
-    last = settled_hour(stream, now)
-
-    async def count(hour: datetime) -> int:
-        return sum(s.count for s in await archive.segments(Partition(tenant, stream, hour)))
-
-    baseline = statistics.median([await count(last - timedelta(days=d)) for d in range(1, days + 1)])
-    return baseline >= min_baseline and await count(last) < ratio * baseline
+    return (await silence.check(archive, tenant, stream, settled_hour(stream, now), ratio)).silent

@@ -36,7 +36,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="agent emulator", description="Emulate Microsoft's log APIs on loopback."
     )
-    p.add_argument("--scenario", required=True, type=Path, help="scenario TOML (contract 7)")
+    p.add_argument("--scenario", required=True, type=Path, help="scenario TOML (reference: docs/scenario.md)")
     p.add_argument("--truth", type=Path, help="write the NDJSON ground truth here")
     p.add_argument("--write-config", type=Path, help="write an agent config pointing at this emulator")
     p.add_argument("--store-dir", type=Path, help="the local store path for --write-config")

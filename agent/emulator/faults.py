@@ -67,11 +67,14 @@ class FaultInjector:
         line.update(covers)
         request[FAULT_KEY] = kind
         with self._lock:
+            if self._log.closed:  # a handler still running after shutdown closed the log (SIGTERM)
+                return
             self._log.write(orjson.dumps(line) + b"\n")
             self._log.flush()
 
     def close(self) -> None:
-        self._log.close()
+        with self._lock:
+            self._log.close()
 
     async def corrupt(self, request: web.Request, kind: str, response: web.Response) -> web.StreamResponse:
         """Send `response` damaged: `reset` drops the connection mid-body; `truncated` cuts the body

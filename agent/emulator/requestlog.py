@@ -62,11 +62,14 @@ class RequestLog:
 
     def write(self, line: dict[str, object]) -> None:
         with self._lock:
+            if self._file.closed:  # a request still in flight when shutdown closed the log (SIGTERM)
+                return
             self._file.write(orjson.dumps(line) + b"\n")
             self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        with self._lock:
+            self._file.close()
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

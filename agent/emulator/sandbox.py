@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
         "mount (and network) namespace: own /etc/hosts, own CA bundle, nothing changed on the machine.",
         usage="agent emulator exec --scenario FILE [options] -- COMMAND [ARGS...]",
     )
-    p.add_argument("--scenario", required=True, type=Path, help="scenario TOML (contract 7)")
+    p.add_argument("--scenario", required=True, type=Path, help="scenario TOML (reference: docs/scenario.md)")
     p.add_argument("--truth", type=Path, help="write the NDJSON ground truth here")
     p.add_argument("--state-dir", type=Path, help="keys and logs (default: a new temp dir, kept and printed)")
     p.add_argument("--fault-log", type=Path, help="default STATE_DIR/faults.ndjson")

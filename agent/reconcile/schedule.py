@@ -57,6 +57,9 @@ async def reconcile_once(service: Service, archive: Archive) -> ReconcileReport:
 
 async def publish(service: Service, report: ReconcileReport) -> None:
     """Metrics per stream, and one alert per gap interval (its identity is stream + interval)."""
+    from agent.status import record_siem_state
+
+    await record_siem_state(service.alerter.store, report)  # what `agent status` shows as the SIEM's state
     m = service.metrics
     now = service.clock().timestamp()
     # A lost Defender alert is a lost detection: security streams go first (ahead of any webhook's
@@ -77,7 +80,8 @@ async def publish(service: Service, report: ReconcileReport) -> None:
             # The window slides and a growing outage extends its gap, so the gap's own bounds change
             # from run to run: it is alerted only when it covers an hour bucket no earlier alert named.
             covers = [f"siem_gap:{r.tenant}:{r.stream}:{b}" for b in range(gap.start, gap.end, report.bucket_us)]
-            await service.alerter.send(_gap_alert(r.tenant, r.stream, gap), covers=covers)
+            label = service.health.labels.get(r.tenant, r.tenant)
+            await service.alerter.send(_gap_alert(r.tenant, label, r.stream, gap), covers=covers)
     await note_verification(service, report.unverified_reasons(),
                             [(r.tenant, r.stream, r.agent_count) for r in report.streams if not r.verified])
 
@@ -113,10 +117,10 @@ def _is_security(stream: str) -> bool:
     return spec(stream).source == "graph_security"
 
 
-def _gap_alert(tenant: str, stream: str, gap: Gap) -> Alert:
+def _gap_alert(tenant: str, label: str, stream: str, gap: Gap) -> Alert:
     """One SIEM gap; Defender alerts and incidents the SIEM lacks are worded (and ranked) as lost detections."""
     where = f"between {iso(gap.start)} and {iso(gap.end)}"
-    fields = {"tenant": tenant, "stream": stream, "start": iso(gap.start), "end": iso(gap.end),
+    fields = {"tenant": label, "tenant_id": tenant, "stream": stream, "start": iso(gap.start), "end": iso(gap.end),
               "missing": gap.missing, "priority": "high" if _is_security(stream) else "normal"}
     key = f"siem_gap:{tenant}:{stream}:{gap.start}:{gap.end}"
     if _is_security(stream):

@@ -91,12 +91,30 @@ class LocalStore:
             raise ObjectNotFound(key) from None
 
     async def check(self) -> None:
-        """Probe that the root is writable, the way real writes are made."""
-        probe = f"_meta/probe/{uuid.uuid4().hex}"
-        await self.put(probe, b"probe")
-        if await self.get(probe) != b"probe":
-            raise StoreError(f"store at {self.root} returned different bytes than written")
-        await self.delete(probe)
+        """Probe that the root is writable, the way real writes are made, leaving nothing behind: no
+        directory is created, so `agent check` run as root cannot leave a root-owned `_meta` that
+        the service user then cannot write into. A root that does not exist yet is checked through
+        the directory that will hold it (the first collection creates it)."""
+        await asyncio.to_thread(self._check_sync)
+
+    def _check_sync(self) -> None:
+        if not self.root.is_dir():
+            parent = next((p for p in self.root.parents if p.is_dir()), None)
+            if self.root.exists() or parent is None:
+                raise StoreError(f"store.path {self.root} is not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise StoreError(f"cannot create the store under {parent}: not writable by this user "
+                                 f"(uid {os.geteuid()}); create {self.root} owned by the service user")
+            return
+        probe = self.root / f".check-{uuid.uuid4().hex}"
+        try:
+            write_new(probe, b"probe", self.file_mode)
+            if probe.read_bytes() != b"probe":
+                raise StoreError(f"store at {self.root} returned different bytes than written")
+        except OSError as exc:
+            raise StoreError(_describe(exc, self.root)) from None
+        finally:
+            probe.unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         return None

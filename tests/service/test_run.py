@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.emulator_fixture import running_emulator
+from tests.emulator_fixture import REPO, running_emulator
 from tests.service.harness import (
     Agent,
     NotifySocket,
@@ -132,7 +132,11 @@ async def test_agent_run_end_to_end(tmp_path: Path) -> None:
             print(f"SIGTERM -> exit {code} in {seconds:.2f} s")
             assert code == 0 and seconds < SIGTERM_BOUND
 
-            # ---- metrics
+            # ---- metrics: every agent_* series a running service exposes is in the reference
+            reference = (REPO / "docs" / "metrics.md").read_text()
+            exposed = {name for name, _ in metrics.samples
+                       if name.startswith("agent_") and not name.endswith("_created")}
+            assert exposed and not [n for n in exposed if f"`{n}`" not in reference]
             for s in STREAMS:
                 labels = {"tenant": TENANT, "stream": s}
                 assert metrics.get("agent_records_stored_total", **labels) == len(want[s])
