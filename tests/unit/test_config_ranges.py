@@ -32,7 +32,8 @@ streams = ["graph.signins.interactive"]
 LOCAL = '[store]\ntype = "local"\npath = "archive"\n'
 S3 = '[store]\ntype = "s3"\nbucket = "b"\n'
 SIEM = {"elastic": '[siem]\ntype = "elastic"\nurl = "https://siem.example"\napi_key_env = "K"\n',
-        "splunk": '[siem]\ntype = "splunk"\nurl = "https://siem.example"\ntoken_env = "K"\n'}
+        "splunk": '[siem]\ntype = "splunk"\nurl = "https://siem.example"\ntoken_env = "K"\n',
+        "sentinel": '[siem]\ntype = "sentinel"\nworkspace_id = "7c759f10-1111-4222-8333-944455566677"\n'}
 NUMERIC = {"timedelta", "int", "float"}
 
 
@@ -48,6 +49,7 @@ def _keys(cls: type, table: str, prefix: str = "") -> list[tuple[str, str, str]]
 
 
 _HEC = {"hec_ack_timeout", "hec_ack_interval"}  # splunk-only keys, without the backfill_ prefix
+_SENTINEL = {"ingestion_lag"}  # sentinel-only keys
 KEYS = (_keys(config.CollectionConfig, "collection") + _keys(config.HttpConfig, "http")
         + _keys(config.ServiceConfig, "service") + _keys(config.AlertsConfig, "alerts")
         + _keys(config.S3StoreConfig, "store") + _keys(siem_config.SiemConfig, "siem")
@@ -58,7 +60,7 @@ BAD = ("-7200", "nan", "inf", "-inf", "1e308", str(2**62), "-1")
 
 def _load(tmp_path: Path, table: str, key: str, value: str) -> Any:
     (tmp_path / "secret").write_text("s")
-    siem = SIEM["splunk" if key in _HEC else "elastic"]
+    siem = SIEM["splunk" if key in _HEC else "sentinel" if key in _SENTINEL else "elastic"]
     if table == "siem":
         text = BASE + LOCAL + siem + f"{key} = {value}\n"
     elif table == "store":
