@@ -35,7 +35,7 @@ SENT_KEY = f"{SENT_PREFIX}.json"
 _REMEMBER = timedelta(days=30)
 KINDS = ("siem_gap", "agent_gap", "stream_stalled", "stream_silent", "subscription_disabled",
          "credentials_failing", "store_failing", "service_notice", "window_failed", "task_failed",
-         "siem_unverified")
+         "siem_unverified", "licence_refused", "upstream_gap")
 
 
 @dataclass(frozen=True)

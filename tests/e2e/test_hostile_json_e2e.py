@@ -71,7 +71,7 @@ def test_hostile_but_valid_json_is_collected_exported_equal_and_verified(tmp_pat
                 'corpus_times = "keep"\n[quota]\ngraph_requests_per_10s = 0\n')
     cfg = tmp_path / "agent.toml"
     with running_emulator(scenario, tmp_path, extra_args=start_args(tmp_path)):
-        edit_config(cfg, "collection", window="740000d")  # one window, back to year 1
+        edit_config(cfg, "collection", window="36500d")  # the longest window allowed: back to year 1 in 21
         proc = run_agent(["collect", "--once", "--since", "0001-01-01T00:00:00Z", "--stream", STREAM,
                           "--config", str(cfg)])
         assert proc.returncode == 0, proc.stderr[-3000:]

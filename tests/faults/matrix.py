@@ -53,6 +53,9 @@ _KINDS = {
     "token_expiry": ("401 on a token the agent thought valid", "drops the cached token, fetches a new one, retries"),
     "empty_page": ("empty page whose next link repeats itself (Graph `@odata.nextLink`, Management "
                    "`NextPageUri`)", "follows it again (bounded by `max_attempts` in a row)"),
+    "licence_error": ("403 Authentication_RequestFromNonPremiumTenantOrB2CTenant on a Graph report list "
+                      "(Graph only; the Management API never answers it)",
+                      "retries after a pause; a list that has answered is never concluded unlicensed"),
 }
 for _kind, (_fault, _behaviour) in _KINDS.items():
     row(EMU, f"emulator.{_kind}", f"`[faults] {_kind}` = 0.3: {_fault}", "emulator, every data request",

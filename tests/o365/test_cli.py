@@ -58,6 +58,7 @@ def patched(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(Sources, "_build", build)
     monkeypatch.setattr("agent.logs.setup", lambda *a, **k: None)  # keep pytest's log capture intact
+    monkeypatch.setenv("O365_TEST_UNUSED_SECRET", "unused")  # `collect` refuses an unset secret (preflight)
 
 
 async def test_collect_once_fails_when_a_blob_expired_and_status_keeps_the_gap(
@@ -82,4 +83,5 @@ async def test_collect_once_fails_when_a_blob_expired_and_status_keeps_the_gap(
     # The next pass adds nothing new, so it succeeds; the recorded gap stays visible in status.
     assert await cli.cmd_collect(parser.parse_args(["collect", "--once", "-c", config])) == cli.EXIT_OK
     assert await cli.cmd_status(parser.parse_args(["status", "-c", config])) == cli.EXIT_FAILURE
-    assert "1 gap(s)" in capsys.readouterr().out
+    row = next(ln for ln in capsys.readouterr().out.splitlines() if "o365.exchange" in ln)
+    assert "archive gap" in row and "2  1  " in row  # state; records 2, gaps 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,6 +12,7 @@ from agent.alerts import Alert
 from agent.reconcile.diff import Gap
 from agent.reconcile.report import ReconcileReport, StreamReport
 from agent.reconcile.schedule import publish
+from agent.store.local import LocalStore
 
 HOUR_US = 3600 * 1_000_000
 
@@ -23,21 +26,25 @@ class _Gauge:
 
 
 class _Alerter:
-    def __init__(self) -> None:
+    def __init__(self, store: Any) -> None:
         self.sent: list[Alert] = []
+        self.store = store  # where the reconcile's SIEM state is recorded for `agent status`
 
     async def send(self, alert: Alert, covers: Any = ()) -> bool:
         self.sent.append(alert)
         return True
 
 
-def test_security_gaps_go_first_with_high_priority() -> None:
+def test_security_gaps_go_first_with_high_priority(tmp_path: Path) -> None:
     report = ReconcileReport(since=0, until=10 * HOUR_US, siem="sentinel", bucket_us=HOUR_US, generated_at=0)
     for stream in ("graph.signins.interactive", "o365.exchange", "graph.security_alerts"):
-        report.streams.append(StreamReport("t", stream, gaps=[Gap(HOUR_US, 2 * HOUR_US, 3)]))
-    alerter = _Alerter()
+        report.streams.append(StreamReport("t", stream, gaps=[Gap(HOUR_US, 2 * HOUR_US, 3)], siem_answered=True))
+    alerter = _Alerter(LocalStore(tmp_path))
     service = SimpleNamespace(metrics=SimpleNamespace(**{n: _Gauge() for n in (
-        "reconcile_checked", "reconcile_missing", "reconcile_agent_missing", "reconcile_coverage")}), alerter=alerter)
+        "reconcile_checked", "reconcile_missing", "reconcile_agent_missing", "reconcile_coverage",
+        "reconcile_unverified", "reconcile_last_complete")}), alerter=alerter,
+        clock=lambda: datetime.now(UTC),
+        health=SimpleNamespace(labels={}, siem_unverified_since=None, siem_unverified_reason=None))
     asyncio.run(publish(service, report))  # type: ignore[arg-type]
     first, *rest = alerter.sent
     assert first.fields["stream"] == "graph.security_alerts" and first.fields["priority"] == "high"
