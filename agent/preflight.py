@@ -51,6 +51,8 @@ def _references(cfg: Config) -> Iterator[tuple[str, Secret | Path]]:
     yield from _walk(cfg.http, "http")
     for i, hook in enumerate(cfg.alerts.webhooks):
         yield from _walk(hook, f"alerts.webhooks[{i}]")
+    for i, mail in enumerate(cfg.alerts.email):
+        yield from _walk(mail, f"alerts.email[{i}]")
     for name, table in cfg.extra.items():
         yield from _walk(table, name)
     if cfg.siem is not None:

@@ -192,6 +192,20 @@ def test_each_anchor_alternative_loads(blocks: list[Block], tmp_path: Path, cred
     assert cfg.anchors[2].index == "ms-log-agent-chain-heads"
 
 
+def test_each_alert_channel_alternative_loads(blocks: list[Block], tmp_path: Path, creds_dir: Path) -> None:
+    def one_source(block: Block) -> dict[str, Any]:  # *_file and *_env are alternatives
+        return {k: v for k, v in block.off.items() if not (k.endswith("_env") and f"{k[:-4]}_file" in block.off)}
+
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["alerts"]["webhooks"] = [one_source(b) for b in blocks if b.table == "alerts.webhooks"]
+    data["alerts"]["email"] = [one_source(b) for b in blocks if b.table == "alerts.email"]
+    alerts = _load(data, tmp_path).alerts
+    assert [h.kind for h in alerts.webhooks] == ["teams", "pagerduty"]
+    assert alerts.webhooks[1].routing_key is not None and alerts.webhooks[1].endpoint == config.PAGERDUTY_URL
+    assert alerts.email[0].tls == "starttls" and alerts.email[0].to == ("secops@contoso.example",)
+    assert alerts.email[0].password is not None and alerts.email[0].password.reveal() == "not-a-real-secret"
+
+
 def _keys(blocks: list[Block], table: str) -> set[str]:
     out: set[str] = set()
     for b in blocks:
@@ -219,8 +233,10 @@ def test_example_documents_exactly_the_keys_config_accepts(blocks: list[Block]) 
         "http": _fields(config.HttpConfig),
         "log": _fields(config.LogConfig),
         "service": _fields(config.ServiceConfig),
-        "alerts": _fields(config.AlertsConfig, "webhooks"),
-        "alerts.webhooks": {"kind", "name", "url_file", "url_env"},
+        "alerts": _fields(config.AlertsConfig, "webhooks", "email"),
+        "alerts.webhooks": {"kind", "name", "url_file", "url_env", "url", "routing_key_file", "routing_key_env"},
+        "alerts.email": _fields(config.EmailChannel, "sender", "password", "kind") | {"from", "password_file",
+                                                                                     "password_env"},
         "anchors": {"type", "path", "bucket", "prefix", "region", "endpoint_url", "addressing_style",
                     "object_lock_mode", "object_lock_days", "index"},
     }
