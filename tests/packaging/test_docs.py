@@ -75,3 +75,35 @@ def test_alert_rules_use_only_exposed_metrics() -> None:
     assert used and used <= wire, used - wire
     catalogue = (REPO / "docs" / "alerts.md").read_text()
     assert all(f"| `{k}` |" in catalogue for k in KINDS), [k for k in KINDS if f"| `{k}` |" not in catalogue]
+
+
+def _strings_under(node: object, keys: set[str]) -> list[str]:
+    """Every string value held (at any depth) under one of `keys` in a parsed JSON document."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k in keys and isinstance(v, str):
+                found.append(v)
+            found += _strings_under(v, keys)
+    elif isinstance(node, list):
+        for v in node:
+            found += _strings_under(v, keys)
+    return found
+
+
+def test_grafana_dashboard_uses_only_exposed_metrics() -> None:
+    import json
+
+    from agent.metrics import Metrics
+
+    text = Metrics().render().decode()
+    kinds = {ln.split()[2]: ln.split()[3] for ln in text.splitlines() if ln.startswith("# TYPE agent_")}
+    wire = {f"{f}_total" if k == "counter" else f for f, k in kinds.items()}
+    dashboard = json.loads((REPO / "packaging" / "grafana" / "ms-log-agent.json").read_text())
+    queries = _strings_under(dashboard, {"expr", "query", "definition"})
+    used = {m for q in queries for m in re.findall(r"\bagent_[a-z_]+", q)}
+    assert used and used <= wire, sorted(used - wire)
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert all(t.get("expr") for p in panels for t in p["targets"]) and all(p["targets"] for p in panels)
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    assert "packaging/grafana/ms-log-agent.json" in (REPO / "docs" / "metrics.md").read_text()
