@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from agent.errors import ConfigError
 from agent.streams import GRAPH_STREAMS, MANAGEMENT_STREAMS, STREAMS
@@ -264,7 +264,7 @@ class EmailChannel:
     username: str = ""
     password: Secret | None = None
     name: str = ""
-    kind: str = "email"
+    kind: ClassVar[str] = "email"  # beside Webhook.kind: names the channel in logs and metrics
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ def test_example_documents_exactly_the_keys_config_accepts(blocks: list[Block]) 
         "service": _fields(config.ServiceConfig),
         "alerts": _fields(config.AlertsConfig, "webhooks", "email"),
         "alerts.webhooks": {"kind", "name", "url_file", "url_env", "url", "routing_key_file", "routing_key_env"},
-        "alerts.email": _fields(config.EmailChannel, "sender", "password", "kind") | {"from", "password_file",
+        "alerts.email": _fields(config.EmailChannel, "sender", "password") | {"from", "password_file",
                                                                                      "password_env"},
         "anchors": {"type", "path", "bucket", "prefix", "region", "endpoint_url", "addressing_style",
                     "object_lock_mode", "object_lock_days", "index"},
