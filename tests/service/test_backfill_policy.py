@@ -207,3 +207,16 @@ def test_config_keys_are_checked() -> None:
             parse({**base, "service": bad, "siem": {"type": "elastic"}})
     with pytest.raises(ConfigError, match=r"\[siem\]"):
         parse({**base, "service": {"backfill": "alert"}})
+
+
+def test_a_policy_without_the_siem_write_keys_is_a_config_error_before_the_service_starts(tmp_path: Path) -> None:
+    from agent import preflight
+    from agent.config import parse
+
+    data: dict[str, Any] = {
+        "tenants": [{"id": TENANT, "client_id": "c", "client_secret_env": "PATH"}],
+        "store": {"type": "local", "path": str(tmp_path)},
+        "siem": {"type": "splunk", "url": "https://127.0.0.1:9", "token_env": "PATH"}}  # no hec_url
+    assert not preflight.problems(parse(data))
+    found = preflight.problems(parse({**data, "service": {"backfill": "alert"}}))
+    assert len(found) == 1 and "service.backfill" in found[0] and "siem.hec_url" in found[0]
