@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="emulator + collection + reconcile, end to end, in a temp directory")
     p.add_argument("--dir", help="keep the demo's files here instead of a temp directory")
+
+    p = sub.add_parser("completion", help="print a shell completion script: source <(agent completion bash)")
+    p.add_argument("shell", choices=("bash", "zsh"))
     return parser
 
 
@@ -627,6 +630,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return int(run_demo(args.dir))
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from agent.completion import script
+
+    sys.stdout.write(script(build_parser(), args.shell))
+    return EXIT_OK
+
+
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {
     "run": cmd_run,
@@ -639,4 +649,5 @@ COMMANDS: dict[str, Handler] = {
     "check": cmd_check,
     "demo": cmd_demo,
     "audit-collector": cmd_audit_collector,
+    "completion": cmd_completion,
 }

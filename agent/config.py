@@ -236,6 +236,8 @@ class ServiceConfig:
     silence_ratio: float = 0.1  # an hour below 10 % of its usual volume looks like the 2024 loss
     notices: bool = True  # forward Microsoft service notices about logging to the alert channels
     notices_interval: timedelta = timedelta(minutes=15)  # notices change over minutes; costs ~2 requests
+    backfill: str = "off"  # after a scheduled reconcile with SIEM gaps: "off", "alert" (dry run) or "on"
+    backfill_max_records: int = 10_000  # at most this many records per scheduled backfill
 
 
 # PagerDuty Events API v2 (developer.pagerduty.com, "Send an Alert Event"); the EU service region
@@ -648,6 +650,9 @@ def _service(t: Table) -> ServiceConfig:
         silence_ratio=float(ratio),
         notices=t.boolean("notices", d.notices),
         notices_interval=t.duration("notices_interval", d.notices_interval, positive=True, maximum=_DAY),
+        backfill=t.string("backfill", d.backfill, ("off", "alert", "on")),
+        backfill_max_records=t.integer("backfill_max_records", d.backfill_max_records, minimum=1,
+                                       maximum=1_000_000),
     )
 
 
@@ -742,6 +747,8 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
         t.finish()
     anchors = tuple(_anchor(d, i, base, store, data.get("siem")) for i, d in enumerate(root._get("anchors", list, [])))
     siem = dict(root._get("siem", dict, {})) or None
+    if service.backfill != "off" and siem is None:
+        raise ConfigError(f"service.backfill = {service.backfill!r} needs a [siem] table to reconcile and backfill")
     extra = {}
     for name, validator in EXTRA_TABLES.items():
         if name in data:

@@ -32,7 +32,24 @@ def problems(cfg: Config) -> list[str]:
         problem = _reference_problem(key, value)
         if problem:
             found.append(f"{where}{problem}")
+    found += [f"{where}{p}" for p in _backfill_policy(cfg)]
     return found
+
+
+def _backfill_policy(cfg: Config) -> Iterator[str]:
+    """`[service] backfill` other than "off" needs the SIEM's write keys, as `reconcile --backfill` does:
+    said now, not as a failing scheduled backfill hours after the service started."""
+    if cfg.service.backfill == "off" or cfg.siem is None:
+        return
+    from agent.backfill.writers import open_writer
+    from agent.errors import AgentError
+    from agent.http import HttpClient
+    from agent.siem.config import from_config
+
+    try:
+        open_writer(from_config(cfg), cfg, HttpClient(cfg.http))  # builds the writer only: no session, no request
+    except AgentError as exc:
+        yield f"service.backfill = {cfg.service.backfill!r}: {exc}"
 
 
 def _placeholders(cfg: Config) -> Iterator[str]:

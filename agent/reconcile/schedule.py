@@ -145,6 +145,9 @@ async def reconcile_loop(service: Service, archive: Archive) -> None:
             event(log, logging.INFO if report.complete else logging.WARNING, "Scheduled reconcile done.",
                   streams=len(report.streams), missing=sum(len(r.missing_in_siem) for r in report.streams),
                   unverified=len(report.unverified_streams()))
+            from agent.backfill.policy import after_reconcile
+
+            await after_reconcile(service, archive, report)  # [service] backfill; never raises
         except AgentError as exc:
             event(log, logging.ERROR, "Scheduled reconcile failed; will retry.", error=str(exc))
             await run_failed(service, str(exc))
