@@ -79,7 +79,9 @@ async def test_stalled_and_silent_streams(tmp_path: Path) -> None:
 
                 # ---- before the stall: ready; the silent stream is alerted, and is no readiness problem
                 await wait_for("the silence alert", lambda: _true(bool(hook.of("stream_silent"))), timeout=20)
-                assert (await readyz())[0] == 200
+                status, body = await readyz()
+                # ready, unless a loaded machine let the stall window begin already (it is checked below)
+                assert status == 200 or all(STALLED in str(p) for p in body["problems"]), body  # type: ignore[union-attr]
                 assert time.monotonic() - t0 < 25, "the test machine is too slow for the stall schedule"
 
                 # ---- the stall: alert once, unready, naming the stream
