@@ -510,11 +510,14 @@ async def cmd_triangulate(args: argparse.Namespace) -> int:
     from agent.triangulate_report import to_html, to_markdown, to_text
 
     cfg = _select(_load(args), args)
+    from agent.witness import witnessed
+
     tenants = [(t.id, t.streams) for t in cfg.tenants]
-    if not any(pairs_for(streams, args.stream) for _, streams in tenants):
-        raise ConfigError("no tenant collects a pair of sibling streams"
+    if not any(pairs_for(streams, args.stream) or witnessed(list(streams), args.stream) for _, streams in tenants):
+        raise ConfigError("no tenant collects a pair of sibling streams or a witnessed stream"
                           + (" in --stream" if args.stream else "")
-                          + " (graph.directory_audits or graph.signins.interactive with o365.azure_active_directory)")
+                          + " (graph.directory_audits or graph.signins.interactive with o365.azure_active_directory;"
+                          + " graph.signins.noninteractive, .serviceprincipal or .managedidentity)")
     until = args.until or datetime.now(UTC)
     since = args.since or until - CONTEXT
     if since >= until:
@@ -522,6 +525,7 @@ async def cmd_triangulate(args: argparse.Namespace) -> int:
     store = open_store(cfg.store)
     try:
         report = await triangulate(Archive(store), tenants, since, until, args.stream)
+        report.pairs += await _witness_pairs(cfg, Archive(store), args.stream, since, until)
     finally:
         await store.aclose()
     render = {"json": lambda r: r.to_json().decode() + "\n", "md": to_markdown, "html": to_html, "text": to_text}
@@ -533,6 +537,32 @@ async def cmd_triangulate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+async def _witness_pairs(cfg: config.Config, archive: Any, streams: list[str] | None, since: datetime,
+                         until: datetime) -> list[Any]:
+    """The count witness (agent/witness.py) of every witnessed stream a tenant collects; a summary
+    that cannot be read leaves its pair unjudged (exit 1), never "all good"."""
+    from agent.auth import TokenProvider
+    from agent.http import HttpClient
+    from agent.triangulate import PairResult
+    from agent.witness import compare, spec_for, summary_counts, witnessed
+
+    out = []
+    now = datetime.now(UTC)
+    async with HttpClient(cfg.http) as http:
+        for tenant in cfg.tenants:
+            tokens = TokenProvider(tenant, tenant.endpoints.graph, cfg.http)
+            for stream in witnessed(list(tenant.streams), streams):
+                try:
+                    summary = await summary_counts(http, tokens, tenant, stream)
+                except AgentError as exc:
+                    print(f"agent: {tenant.label}/{stream}: the summarized sign-ins could not be read: {exc}",
+                          file=sys.stderr)
+                    out.append(PairResult(tenant.id, spec_for(stream)))
+                    continue
+                out.append(await compare(archive, summary, tenant.id, stream, since, until, now))
+    return out
 
 
 def _emit(data: bytes, out: str | None) -> None:

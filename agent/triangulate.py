@@ -104,7 +104,7 @@ class PairResult:
     @property
     def judged(self) -> int:
         """Hours actually judged: an unsettled hour or one with no learned relation is not."""
-        return sum(b.verdict not in ("unsettled", "no_baseline") for b in self.buckets)
+        return sum(b.verdict not in ("unsettled", "no_baseline", "not_collected") for b in self.buckets)
 
     def as_dict(self) -> dict[str, Any]:
         return {

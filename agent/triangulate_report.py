@@ -12,11 +12,16 @@ from collections import Counter
 from agent.triangulate import PairResult, Report
 
 
+def _kind(p: PairResult) -> str:
+    """The b side's RecordType, or "count witness" for Entra's summarized counts (agent/witness.py)."""
+    return f"RecordType {p.spec.record_type}" if p.spec.record_type else "count witness"
+
+
 def _summary(p: PairResult) -> str:
     verdicts = Counter(b.verdict for b in p.buckets)
     parts = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
     ratio = "unknown" if p.ratio is None else f"{p.ratio:.3f}"
-    return (f"{p.spec.a} <-> {p.spec.b} (RecordType {p.spec.record_type}), tenant {p.tenant}: "
+    return (f"{p.spec.a} <-> {p.spec.b} ({_kind(p)}), tenant {p.tenant}: "
             f"{p.spec.mapping}-level mapping, confidence {p.spec.confidence}; b/a ratio {ratio}; hours: {parts}")
 
 
@@ -56,7 +61,7 @@ def to_markdown(report: Report) -> str:
     w = report.as_dict()["window"]
     out = [f"# Triangulation {w['since']} to {w['until']}", ""]
     for p in report.pairs:
-        out += [f"## {p.spec.a} ↔ {p.spec.b} (RecordType {p.spec.record_type}) · tenant {p.tenant}", "",
+        out += [f"## {p.spec.a} ↔ {p.spec.b} ({_kind(p)}) · tenant {p.tenant}", "",
                 f"Mapping: {p.spec.mapping} (confidence {p.spec.confidence}). {p.spec.evidence}.", ""]
         gaps = p.gaps()
         out += [f"- **gap**: {_gap_line(p, g)}" for g in gaps] or ["No pipeline lacks what its sibling has."]
@@ -98,7 +103,7 @@ def to_html(report: Report) -> str:
     w = report.as_dict()["window"]
     body = [f"<h1>Triangulation {e(w['since'])} to {e(w['until'])}</h1>"]
     for p in report.pairs:
-        body.append(f"<h2>{e(p.spec.a)} &harr; {e(p.spec.b)} (RecordType {p.spec.record_type}), "
+        body.append(f"<h2>{e(p.spec.a)} &harr; {e(p.spec.b)} ({_kind(p)}), "
                     f"tenant {e(p.tenant)}</h2><p>{e(p.spec.mapping)}-level mapping, confidence "
                     f"{e(p.spec.confidence)}. {e(p.spec.evidence)}.</p>")
         body += [f"<p class=gap>{e(_gap_line(p, g))}</p>" for g in p.gaps()]

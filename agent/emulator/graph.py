@@ -21,7 +21,7 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from agent.emulator import announcements, odata, security
+from agent.emulator import announcements, odata, security, summarized
 from agent.emulator.audit_search import AuditSearch
 from agent.emulator.catalog import EVENT_TYPES
 from agent.emulator.clock import TICKS_PER_SECOND, http_date_short, now_ticks, rfc3339
@@ -367,6 +367,8 @@ class GraphService:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         version = request.match_info["version"]
         path = request.match_info["path"].rstrip("/").lower()
+        if (call := summarized.parse_call(path)) is not None:
+            return self._summarized(request, version, call)
         known = path in _RESOURCES or path in _ANNOUNCEMENTS or path in security.PATHS
         if version not in ("v1.0", "beta") or not known:
             return error_response(
@@ -402,6 +404,29 @@ class GraphService:
             self.state.faults.log(request, "graph", fault, 200, claims.tenant, **self._covers(request))
             return await self.state.faults.corrupt(request, fault, response)
         return response
+
+    def _summarized(self, request: web.Request, version: str, call: tuple[str, str]) -> web.Response:
+        """Summarized sign-ins (agent/emulator/summarized.py): beta only, a documented window only."""
+        try:
+            if version != "beta":  # the functions exist in the beta metadata only
+                segment = call[0] or "getSummarized"
+                raise GraphError(400, "BadRequest", f"Resource not found for the segment '{segment}'.")
+            claims = self._gate(request, reports=True)
+            name, window = call
+            if not name or window not in summarized.WINDOWS:
+                raise GraphError(400, "BadRequest",
+                                 f"Invalid aggregationWindow '{window}': expected 'h1', 'h6' or 'd1'.")
+            params = options(request, version)
+            if set(params) - {"$skiptoken"}:
+                raise GraphError(400, "invalidRequest",
+                                 f"Query option '{sorted(set(params) - {'$skiptoken'})[0]}' is not supported.")
+            skip = params.get("$skiptoken", "0")
+            if not skip.isdigit():
+                raise GraphError(400, "invalidRequest", "Invalid $skiptoken.")
+        except GraphError as err:
+            return error_response(request, err)
+        sd = self.state.dataset.get(claims.tenant, summarized.FUNCTIONS[name])
+        return summarized.respond(request, sd, window, claims.tenant, int(skip))
 
     def _gate(self, request: web.Request, reports: bool) -> Claims:
         """Token, then the identity-and-access-reports quota (announcements are not under it)."""

@@ -127,7 +127,8 @@ path = "archive"
 
 
 def test_no_sibling_pair_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = _config(tmp_path, ["graph.signins.noninteractive", "o365.azure_active_directory"])
+    # provisioning has neither a sibling pipeline nor a count witness
+    cfg = _config(tmp_path, ["graph.provisioning", "o365.azure_active_directory"])
     assert main(["triangulate", "--config", str(cfg)]) == 2
     assert "sibling" in capsys.readouterr().err
 
