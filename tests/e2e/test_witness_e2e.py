@@ -99,3 +99,9 @@ def test_clean_world_exits_zero(tmp_path: Path) -> None:
     first = min(b["start"] for b in pair["buckets"] if b["a"] > 0)
     assert all(b["verdict"] == "not_collected" for b in pair["buckets"] if b["start"] < first)
     assert pair["gaps"] == []
+    # Microsoft unreachable now (the emulator has stopped): the witness is unjudged, never "clean"
+    down = run_agent(["triangulate", "--format", "json", "--config", str(tmp_path / "agent.toml")])
+    assert down.returncode == 1 and "Traceback" not in down.stderr, down.stderr[-2000:]
+    assert "summarized sign-ins could not be read" in down.stderr
+    (unread,) = [p for p in orjson.loads(down.stdout)["pairs"] if p["a"] == NONINT]
+    assert unread["judged_hours"] == 0 and unread["buckets"] == [] and unread["gaps"] == []
