@@ -87,7 +87,7 @@ def _chart(p: PairResult) -> str:
         x = i * w
         if b.verdict.startswith("missing"):
             parts.append(f'<rect x="{x}" y="0" width="{w}" height="{h}" fill="#fdd"/>')
-        elif b.verdict == "unsettled":
+        elif b.verdict in ("unsettled", "not_collected"):
             parts.append(f'<rect x="{x}" y="0" width="{w}" height="{h}" fill="#eee"/>')
         for dx, n, color in ((1, b.a, "#235"), (4, b.b, "#69c")):
             bh = round(h * n / top)
