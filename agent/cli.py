@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("completion", help="print a shell completion script: source <(agent completion bash)")
     p.add_argument("shell", choices=("bash", "zsh"))
+
+    from agent.help_topics import TOPICS
+
+    p = sub.add_parser("help", help="short help on a topic: agent help TOPIC; the topics: agent help")
+    p.add_argument("topic", nargs="?", choices=tuple(TOPICS), help="one of: " + ", ".join(TOPICS))
     return parser
 
 
@@ -637,6 +642,13 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_help(args: argparse.Namespace) -> int:
+    from agent import help_topics
+
+    sys.stdout.write(help_topics.text(args.topic) + "\n" if args.topic else help_topics.index())
+    return EXIT_OK
+
+
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {
     "run": cmd_run,
@@ -650,4 +662,5 @@ COMMANDS: dict[str, Handler] = {
     "demo": cmd_demo,
     "audit-collector": cmd_audit_collector,
     "completion": cmd_completion,
+    "help": cmd_help,
 }
