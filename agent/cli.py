@@ -611,10 +611,10 @@ def _report_bytes(report: Any, fmt: str, steps: list[str], labels: dict[str, str
         from agent.reconcile.report import md_code
 
         extra = ["## What to do next", "", *(f"- {md_code(step)}" for step in steps), ""] if steps else []
-        return (to_markdown(report) + "\n" + "\n".join(extra)).encode()
+        return (to_markdown(report, labels=labels) + "\n" + "\n".join(extra)).encode()
     if fmt == "text":
         return (reconcile_text(report, labels, steps) + "\n").encode()
-    page = to_html(report)
+    page = to_html(report, labels)
     if steps and "</body>" in page:
         from html import escape
 
