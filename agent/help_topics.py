@@ -52,7 +52,7 @@ Validate before starting: `agent check` (offline: keys, secret files, a probe wr
 Every key with its default: packaging/agent.example.toml; deployment: docs/deployment.md."""),
     "streams": ("the stream names and where each comes from", ""),
     "exit-codes": ("what each exit code means", """\
-Exit codes, the same for every command:
+Exit codes, the same for every command (audit-collector adds two):
 
   0  ok
   1  failure: a pass, a request or a check failed (the error is printed in one line);
@@ -61,7 +61,8 @@ Exit codes, the same for every command:
      secret file (the message names the key and the file)
   3  gaps found: reconcile - the SIEM lacks records the archive holds (or still lacks them after
      --backfill); triangulate - a Microsoft pipeline lacks what its sibling has;
-     audit-collector - the audited collector lost records
+     audit-collector - the audited collector missed records
+  4  audit-collector: duplicates only;  5  audit-collector: invented records, none missed
 
 "Could not check" is never 0: a SIEM bucket that could not be verified is exit 1.
 Scripts: `agent reconcile --quiet` prints nothing; the exit code says it."""),

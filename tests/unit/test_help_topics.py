@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,3 +68,20 @@ def test_bash_completes_help_topics(path_with_agent: dict[str, str], tmp_path: P
     assert set(_complete(path_with_agent, "agent help ", tmp_path)) == set(TOPICS)
     assert _complete(path_with_agent, "agent help deep", tmp_path) == ["deep-history"]
     assert "help" in _complete(path_with_agent, "agent he", tmp_path)
+
+
+def test_names_in_the_topics_exist(capsys: pytest.CaptureFixture[str]) -> None:
+    """What the short texts name is real: metrics in the metrics reference (itself checked against the
+    service), config tables and keys in the documented example config."""
+    cli.main(["help", "metrics"])
+    metrics_doc = (REPO / "docs" / "metrics.md").read_text()
+    for metric in set(re.findall(r"\bagent_[a-z_]+", capsys.readouterr().out)):
+        assert f"`{metric}`" in metrics_doc, metric
+    example = (REPO / "packaging" / "agent.example.toml").read_text()
+    for topic in ("config", "backfill", "deep-history", "alerts"):
+        cli.main(["help", topic])
+        out = capsys.readouterr().out
+        for table in re.findall(r"\[\[?[a-z.]+\]\]?", out):
+            assert table in example, f"{topic}: {table}"
+        for table, key in re.findall(r"\[([a-z]+)\] ([a-z]+_[a-z_]+|[a-z]+(?= =))", out):
+            assert re.search(rf"^#?{key} = ", example.split(f"[{table}]", 1)[1], re.M), f"{topic}: [{table}] {key}"
