@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("completion", help="print a shell completion script: source <(agent completion bash)")
     p.add_argument("shell", choices=("bash", "zsh"))
+
+    from agent.help_topics import TOPICS
+
+    p = sub.add_parser("help", help="short help on a topic: agent help TOPIC; the topics: agent help")
+    p.add_argument("topic", nargs="?", choices=tuple(TOPICS), help="one of: " + ", ".join(TOPICS))
     return parser
 
 
@@ -636,10 +641,10 @@ def _report_bytes(report: Any, fmt: str, steps: list[str], labels: dict[str, str
         from agent.reconcile.report import md_code
 
         extra = ["## What to do next", "", *(f"- {md_code(step)}" for step in steps), ""] if steps else []
-        return (to_markdown(report) + "\n" + "\n".join(extra)).encode()
+        return (to_markdown(report, labels=labels) + "\n" + "\n".join(extra)).encode()
     if fmt == "text":
         return (reconcile_text(report, labels, steps) + "\n").encode()
-    page = to_html(report)
+    page = to_html(report, labels)
     if steps and "</body>" in page:
         from html import escape
 
@@ -667,6 +672,13 @@ def cmd_completion(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_help(args: argparse.Namespace) -> int:
+    from agent import help_topics
+
+    sys.stdout.write(help_topics.text(args.topic) + "\n" if args.topic else help_topics.index())
+    return EXIT_OK
+
+
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]] | Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Handler] = {
     "run": cmd_run,
@@ -680,4 +692,5 @@ COMMANDS: dict[str, Handler] = {
     "demo": cmd_demo,
     "audit-collector": cmd_audit_collector,
     "completion": cmd_completion,
+    "help": cmd_help,
 }

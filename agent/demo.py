@@ -300,7 +300,8 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
                 await siem.aclose()
     finally:
         await store.aclose()
-    await asyncio.to_thread(html_path.write_text, to_html(report), encoding="utf-8")
+    labels = {t.id: t.label for t in cfg.tenants}
+    await asyncio.to_thread(html_path.write_text, to_html(report, labels), encoding="utf-8")
     lines = ["", "Reconcile against the emulated Microsoft Sentinel (Log Analytics query API):", "",
              f"{'stream':<32} {'archive':>8} {'SIEM':>7} {'missing in SIEM':>16} {'not in archive':>15}  gaps"]
     for r in report.streams:

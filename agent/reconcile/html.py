@@ -7,10 +7,11 @@ except inside escaped lists.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 
 from agent.reconcile.diff import US
-from agent.reconcile.report import ReconcileReport, StreamReport, iso
+from agent.reconcile.report import ReconcileReport, StreamReport, iso, tenant_shown
 
 _W, _H, _LEFT, _BOTTOM, _TOP = 960, 170, 56, 28, 12
 _CSS = """
@@ -74,7 +75,20 @@ def _ids(label: str, ids: set[str] | dict[str, int], limit: int = 200) -> str:
     return f"<details><summary>{escape(label)}: {len(ids)}{more}</summary><p>{items}</p></details>"
 
 
-def _section(s: StreamReport, report: ReconcileReport) -> str:
+def _tenant(tenant: str, labels: Mapping[str, str] | None) -> str:
+    """The tenant as `agent status` names it: its label (GUID in a tooltip too), then the GUID."""
+    label, guid = tenant_shown(tenant, labels)
+    if not label:
+        return escape(guid)
+    return f'<span class="tenant" title="{escape(guid)}">{escape(label)}</span> ({escape(guid)})'
+
+
+def _tenant_h2(tenant: str, labels: Mapping[str, str] | None) -> str:
+    shown = _tenant(tenant, labels)
+    return shown if tenant_shown(tenant, labels)[0] else f"({shown})"
+
+
+def _section(s: StreamReport, report: ReconcileReport, labels: Mapping[str, str] | None = None) -> str:
     if s.has_gaps:
         status = '<span class="bad">gaps</span>'
     elif s.unverified:
@@ -88,7 +102,7 @@ def _section(s: StreamReport, report: ReconcileReport) -> str:
     notes = "".join(f"<li>{escape(n)}</li>" for n in s.notes)
     lists = f"<ul>{gaps}{unverified}{notes}</ul>" if gaps or unverified or notes else ""
     return (f'<section class="stream" id="{escape(s.tenant)}-{escape(s.stream)}" data-stream="{escape(s.stream)}">'
-            f"<h2>{escape(s.stream)} <small>({escape(s.tenant)})</small> — {status}</h2>"
+            f"<h2>{escape(s.stream)} <small>{_tenant_h2(s.tenant, labels)}</small> — {status}</h2>"
             f"{_bars(s, report)}{lists}"
             f"{_ids('missing in the SIEM', s.missing_in_siem)}{_ids('missing in the archive', s.missing_in_agent)}"
             f"{_ids('duplicated in the SIEM', s.duplicates_in_siem)}</section>")
@@ -137,10 +151,11 @@ def _verdict(report: ReconcileReport) -> str:
     return '<p class="verdict ok" id="verdict">No gaps: the SIEM holds every archived record.</p>'
 
 
-def to_html(report: ReconcileReport) -> str:
-    """The whole page; open it anywhere, it needs nothing else."""
+def to_html(report: ReconcileReport, labels: Mapping[str, str] | None = None) -> str:
+    """The whole page; open it anywhere, it needs nothing else. `labels` (tenant GUID -> the
+    config's name) shows tenants as `agent status` does, GUID beside."""
     rows = "".join(
-        f"<tr><td>{escape(s.tenant)}</td><td>{escape(s.stream)}</td><td>{s.agent_count}</td>"
+        f"<tr><td>{_tenant(s.tenant, labels)}</td><td>{escape(s.stream)}</td><td>{s.agent_count}</td>"
         f'<td class="{"" if s.verified else "warn"}">{escape(s.siem_cell())}</td>'
         f'<td class="{"bad" if s.missing_in_siem else ""}">{len(s.missing_in_siem)}</td>'
         f'<td class="{"bad" if s.missing_in_agent else ""}">{len(s.missing_in_agent)}</td>'
@@ -163,4 +178,4 @@ def to_html(report: ReconcileReport) -> str:
             f"<table><thead><tr><th>tenant</th><th>stream</th><th>archive</th><th>SIEM rows</th>"
             f"<th>missing in SIEM</th><th>missing in archive</th><th>duplicated</th><th>gaps</th></tr></thead>"
             f"<tbody>{rows}</tbody></table>{_backfill(report)}{legend}"
-            f'{"".join(_section(s, report) for s in report.streams)}</body></html>')
+            f'{"".join(_section(s, report, labels) for s in report.streams)}</body></html>')

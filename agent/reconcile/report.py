@@ -8,6 +8,7 @@ rendering lives in `reconcile/html.py`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +44,18 @@ def md_code(value: object, table: bool = False) -> str:
     fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def tenant_shown(tenant: str, labels: Mapping[str, str] | None) -> tuple[str, str]:
+    """(label, GUID) of a tenant as `agent status` names it: the config's `name`, with the GUID kept
+    beside it; ("", GUID) when the tenant has no label of its own (or none was given)."""
+    label = (labels or {}).get(tenant, "")
+    return ("" if label == tenant else label), tenant
+
+
+def tenant_md(tenant: str, labels: Mapping[str, str] | None) -> str:
+    label, guid = tenant_shown(tenant, labels)
+    return f"{md_text(label)} ({md_text(guid)})" if label else md_text(guid)
 
 
 def iso(us: int) -> str:
@@ -190,8 +203,9 @@ class ReconcileReport:
         return orjson.dumps(self.as_dict(), option=orjson.OPT_INDENT_2)
 
 
-def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
-    """A human summary: one table row per stream, then gaps and sample ids for streams with gaps."""
+def to_markdown(report: ReconcileReport, max_ids: int = 20, labels: Mapping[str, str] | None = None) -> str:
+    """A human summary: one table row per stream, then gaps and sample ids for streams with gaps.
+    `labels` (tenant GUID -> the config's name) shows tenants as `agent status` does, GUID beside."""
     lines = [f"# Reconciliation against {report.siem}", "",
              f"Window {iso(report.since)} to {iso(report.until)}, buckets of {report.bucket_us // US} s.", ""]
     lines += headline_markdown(report)
@@ -200,12 +214,12 @@ def to_markdown(report: ReconcileReport, max_ids: int = 20) -> str:
     lines += ["", "| tenant | stream | archive | SIEM | missing in SIEM | missing in archive | duplicated in SIEM |",
               "|---|---|---:|---:|---:|---:|---:|"]
     for s in report.streams:
-        lines.append(f"| {s.tenant} | {s.stream} | {s.agent_count} | {s.siem_cell()} | {len(s.missing_in_siem)} "
-                     f"| {len(s.missing_in_agent)} | {len(s.duplicates_in_siem)} |")
+        lines.append(f"| {tenant_md(s.tenant, labels)} | {s.stream} | {s.agent_count} | {s.siem_cell()} "
+                     f"| {len(s.missing_in_siem)} | {len(s.missing_in_agent)} | {len(s.duplicates_in_siem)} |")
     for s in report.streams:
         if not (s.has_gaps or s.unverified or s.notes):
             continue
-        lines += ["", f"## {s.stream} ({s.tenant})", ""]
+        lines += ["", f"## {s.stream} ({tenant_md(s.tenant, labels)})", ""]
         lines += [f"- gap {iso(g.start)} to {iso(g.end)}: {g.missing} missing in the SIEM" for g in s.gaps]
         lines += [f"- unverified {iso(a)} to {iso(b)}: {md_text(why)}" for a, b, why in s.unverified]
         lines += [f"- note: {md_text(n)}" for n in s.notes]
