@@ -550,24 +550,15 @@ async def _witness_pairs(cfg: config.Config, archive: Any, streams: list[str] | 
     that cannot be read leaves its pair unjudged (exit 1), never "all good"."""
     from agent.auth import TokenProvider
     from agent.http import HttpClient
-    from agent.triangulate import PairResult
-    from agent.witness import compare, spec_for, summary_counts, witnessed
+    from agent.witness import witness_pairs
 
-    out = []
-    now = datetime.now(UTC)
+    def unread(tenant: config.TenantConfig, stream: str, exc: AgentError) -> None:
+        print(f"agent: {tenant.label}/{stream}: the summarized sign-ins could not be read: {exc}", file=sys.stderr)
+
     async with HttpClient(cfg.http) as http:
-        for tenant in cfg.tenants:
-            tokens = TokenProvider(tenant, tenant.endpoints.graph, cfg.http)
-            for stream in witnessed(list(tenant.streams), streams):
-                try:
-                    summary = await summary_counts(http, tokens, tenant, stream)
-                except AgentError as exc:
-                    print(f"agent: {tenant.label}/{stream}: the summarized sign-ins could not be read: {exc}",
-                          file=sys.stderr)
-                    out.append(PairResult(tenant.id, spec_for(stream)))
-                    continue
-                out.append(await compare(archive, summary, tenant.id, stream, since, until, now))
-    return out
+        return list(await witness_pairs(
+            archive, http, cfg.tenants, lambda t: (TokenProvider(t, t.endpoints.graph, cfg.http), None),
+            streams, since, until, datetime.now(UTC), unread))
 
 
 def _emit(data: bytes, out: str | None) -> None:

@@ -206,8 +206,10 @@ class Service:
             jobs.append(("reconcile", lambda: reconcile_loop(self, archive)))
         from agent.triangulate import pairs_for
         from agent.triangulate_schedule import triangulate_loop
+        from agent.witness import witnessed
 
-        if any(pairs_for(t.streams, None) for t in self.cfg.tenants):  # Microsoft's sibling pipelines
+        # Microsoft's sibling pipelines, or a stream Entra's summarized sign-ins count
+        if any(pairs_for(t.streams, None) or witnessed(t.streams, None) for t in self.cfg.tenants):
             jobs.append(("triangulate", lambda: triangulate_loop(self, archive)))
         if self.cfg.service.notices:
             from agent.notices import notices_loop

@@ -1,19 +1,24 @@
 """Scheduled triangulation for `agent run`: every `reconcile_interval`, compare Microsoft's sibling
-pipelines over the last 7 days, publish `agent_upstream_missing`, and alert each loss episode once."""
+pipelines and the count witness (agent/witness.py) over the last 7 days, publish
+`agent_upstream_missing`, and alert each loss episode once."""
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from agent.alerts import Alert, Alerter
 from agent.archive import Archive
+from agent.auth import TokenProvider
+from agent.config import TenantConfig
 from agent.errors import AgentError
+from agent.http import RateLimiter
 from agent.logs import event
 from agent.metrics import Metrics
-from agent.triangulate import CONTEXT, Report, triangulate
+from agent.triangulate import CONTEXT, PairResult, Report, triangulate
+from agent.witness import is_witness, witness_pairs, witnessed
 
 if TYPE_CHECKING:
     from agent.service import Service
@@ -29,13 +34,18 @@ async def publish(report: Report, metrics: Metrics, alerter: Alerter) -> int:
     lacking: dict[tuple[str, str], int] = defaultdict(int)
     sent = 0
     for p in report.pairs:
+        if not p.buckets:  # a witness that could not be read: its stream's last known count stays
+            continue
+        witness = is_witness(p.spec)
         lacking[(p.tenant, p.spec.a)] += sum(b.missing_a for b in p.buckets)
-        lacking[(p.tenant, p.spec.b)] += sum(b.missing_b for b in p.buckets)
+        if not witness:  # a witness's b side is Entra's count, not a stream that can lack anything
+            lacking[(p.tenant, p.spec.b)] += sum(b.missing_b for b in p.buckets)
         for g in p.gaps():
             stream, other = (p.spec.a, p.spec.b) if g["side"] == "a" else (p.spec.b, p.spec.a)
             sent += bool(await alerter.send(Alert(
                 "upstream_gap", f"upstream_gap:{p.tenant}:{p.spec.a}:{p.spec.b}:{g['side']}:{g['start']}",
                 "A Microsoft pipeline lost records",
+                _witness_text(stream, other, g) if witness else
                 f"{stream} lacks about {g['missing']} records from {g['start']} that its sibling pipeline "
                 f"{other} has: Microsoft lost them before its API served them, so neither the archive nor "
                 f"the SIEM holds them. The sibling's copy is the only one; see `agent triangulate`.",
@@ -44,6 +54,30 @@ async def publish(report: Report, metrics: Metrics, alerter: Alerter) -> int:
     for (tenant, stream), n in lacking.items():
         metrics.upstream_missing.labels(tenant, stream).set(n)
     return sent
+
+
+def _witness_text(stream: str, witness: str, g: dict[str, object]) -> str:
+    return (f"{stream} lacks about {g['missing']} records from {g['start']} to {g['end']} that Entra's own count "
+            f"({witness}) has: Microsoft's list lost them before serving them, so neither the archive nor the "
+            "SIEM holds them, and no sibling pipeline keeps a copy. Only the count is known; see "
+            "`agent triangulate`.")
+
+
+async def witnesses(service: Service, archive: Archive, now: datetime) -> list[PairResult]:
+    """The count witness of every witnessed stream, read with the tenant's Graph token and pacer
+    (shared with collection). A summary that cannot be read is logged and left unjudged."""
+    def graph(tenant: TenantConfig) -> tuple[TokenProvider, RateLimiter | None]:
+        source = service.collector.sources.for_graph(tenant)
+        return source.tokens, source.limiter
+
+    def unread(tenant: TenantConfig, stream: str, exc: AgentError) -> None:
+        event(log, logging.ERROR, "The summarized sign-ins could not be read; this stream's witness is not "
+              "judged until they can.", tenant=tenant.label, stream=stream, error=str(exc))
+
+    if not any(witnessed(t.streams, None) for t in service.cfg.tenants):
+        return []
+    return await witness_pairs(archive, service.collector.sources.http, service.cfg.tenants, graph, None,
+                               now - CONTEXT, now, now, unread)
 
 
 async def triangulate_loop(service: Service, archive: Archive) -> None:
@@ -57,6 +91,7 @@ async def triangulate_loop(service: Service, archive: Archive) -> None:
         try:
             now = service.clock()
             report = await triangulate(archive, tenants, now - CONTEXT, now, now=now)
+            report.pairs += await witnesses(service, archive, now)
             await publish(report, service.metrics, service.alerter)
             event(log, logging.INFO, "Scheduled triangulation done.", pairs=len(report.pairs),
                   gaps=sum(len(p.gaps()) for p in report.pairs))

@@ -13,6 +13,7 @@ counts"; that it counts from Entra's store rather than from the list is an infer
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,11 @@ def spec_for(stream: str) -> PairSpec:
     return PairSpec(stream, f"entra.{FUNCTIONS[stream]}", 0, "count", "medium", EVIDENCE)
 
 
+def is_witness(spec: PairSpec) -> bool:
+    """True for a witness pair: its b side is a count Entra computes, not a stream the archive holds."""
+    return spec.b.removeprefix("entra.") in FUNCTIONS.values()
+
+
 def tolerance(summary: int) -> int:
     """Hourly shortfall still called "ok": 2 records or 2% of the summary, whichever is more, so a
     sign-in at an hour's edge or a rounding in Entra's aggregation does not raise an alarm."""
@@ -64,11 +70,12 @@ def judge(archived: int, summary: int) -> tuple[str, int]:
 
 
 async def summary_counts(http: HttpClient, tokens: TokenProvider, tenant: TenantConfig,
-                         stream: str) -> dict[int, int]:
-    """Hour start (us) -> summed signInCount, following every `@odata.nextLink`."""
+                         stream: str, limiter: RateLimiter | None = None) -> dict[int, int]:
+    """Hour start (us) -> summed signInCount, following every `@odata.nextLink`. In `agent run` the
+    tenant's Graph pacer is passed, so the witness shares the reports quota with collection."""
     url: str | None = (f"{tenant.endpoints.graph}/beta/auditLogs/{FUNCTIONS[stream]}"
                        "(aggregationWindow='h1')")
-    limiter, seen = RateLimiter(5, 10.0), set()
+    limiter, seen = limiter or RateLimiter(5, 10.0), set()
     out: dict[int, int] = defaultdict(int)
     while url is not None and url not in seen:
         seen.add(url)
@@ -119,3 +126,30 @@ async def compare(archive: Archive, summary: dict[int, int], tenant: str, stream
         verdict, missing = judge(a, b)
         res.buckets.append(Bucket(h, a, b, float(b), verdict, missing, 0))
     return res
+
+
+Unread = Callable[[TenantConfig, str, AgentError], None]
+
+
+async def witness_pairs(archive: Archive, http: HttpClient, tenants: Iterable[TenantConfig],
+                        graph: Callable[[TenantConfig], tuple[TokenProvider, RateLimiter | None]],
+                        streams: list[str] | None, since: datetime, until: datetime, now: datetime,
+                        unread: Unread) -> list[PairResult]:
+    """The witness pair of every witnessed stream each tenant collects (`agent triangulate` and the
+    scheduled triangulation of `agent run`). A summary that cannot be read is reported to `unread`
+    and leaves its pair without buckets: unjudged, never "all good"."""
+    out = []
+    for tenant in tenants:
+        names = witnessed(list(tenant.streams), streams)
+        if not names:
+            continue
+        tokens, limiter = graph(tenant)
+        for stream in names:
+            try:
+                summary = await summary_counts(http, tokens, tenant, stream, limiter)
+            except AgentError as exc:
+                unread(tenant, stream, exc)
+                out.append(PairResult(tenant.id, spec_for(stream)))
+                continue
+            out.append(await compare(archive, summary, tenant.id, stream, since, until, now))
+    return out

@@ -9,15 +9,18 @@ exit 3; the same world without the gap exits 0.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from tests.e2e.helpers import edit_config, parse_rfc3339, run_agent
 from tests.e2e.test_graph_e2e import start_args
 from tests.emulator_fixture import running_emulator
+from tests.service.harness import Metrics as Scraped
 
 NONINT = "graph.signins.noninteractive"
 WITNESS = "entra.getSummarizedNonInteractiveSignIns"
@@ -105,3 +108,70 @@ def test_clean_world_exits_zero(tmp_path: Path) -> None:
     assert "summarized sign-ins could not be read" in down.stderr
     (unread,) = [p for p in orjson.loads(down.stdout)["pairs"] if p["a"] == NONINT]
     assert unread["judged_hours"] == 0 and unread["buckets"] == [] and unread["gaps"] == []
+
+
+async def _scheduled(cfg_path: Path, runs: int) -> bytes:
+    """`agent run`'s scheduled triangulation (its real loop, HTTP client, Graph tokens and pacer),
+    `runs` times over the same archive; returns the metrics it leaves."""
+    from agent.alerts import Alerter
+    from agent.archive import Archive
+    from agent.collect import Collector
+    from agent.config import load
+    from agent.http import HttpClient
+    from agent.service import Service
+    from agent.store import open_store
+    from agent.triangulate_schedule import triangulate_loop
+
+    cfg = load(cfg_path)
+    service = Service(cfg)
+    store = open_store(cfg.store)
+    archive = Archive(store)
+
+    async def once(_: float) -> None:
+        service.stop.set()
+
+    try:
+        async with HttpClient(cfg.http) as http:
+            service.collector = Collector(cfg, archive, http)
+            service.alerter = Alerter(cfg.alerts, http, store, service.metrics)
+            service.first_pass.set()
+            service._sleep = once  # type: ignore[method-assign]
+            for _ in range(runs):
+                service.stop.clear()
+                await asyncio.wait_for(triangulate_loop(service, archive), 60)
+    finally:
+        await store.aclose()
+    return service.metrics.render()
+
+
+def test_agent_run_alerts_the_witnessed_loss_once_and_exports_it(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The scheduled triangulation reads the summarized sign-ins too: the hours Graph's list lost are
+    one `upstream_gap` alert per episode (not repeated by the next run), and `agent_upstream_missing`
+    counts them for the archived stream only (Entra's count is no stream)."""
+    cfg = tmp_path / "agent.toml"
+    with running_emulator(scenario(GAP), tmp_path, extra_args=start_args(tmp_path)) as emu:
+        edit_config(cfg, "collection", initial_lookback="24h")
+        proc = run_agent(["collect", "--once", "--config", str(cfg)])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        with caplog.at_level("WARNING"):
+            first = asyncio.run(_scheduled(cfg, runs=1))
+            alerts = [r for r in caplog.records if getattr(r, "fields", {}).get("alert_kind") == "upstream_gap"]
+            asyncio.run(_scheduled(cfg, runs=1))  # a new process, the same episode: no second alert
+        again = [r for r in caplog.records if getattr(r, "fields", {}).get("alert_kind") == "upstream_gap"]
+        truth = emu.truth()
+    assert "could not be read" not in caplog.text, caplog.text[-2000:]
+    lost: dict[datetime, int] = {}
+    for t in truth:
+        if t["stream"] == NONINT and t["upstream_lost"]:
+            lost[_hour(t["event_time"])] = lost.get(_hour(t["event_time"]), 0) + 1
+    assert alerts and again == alerts, (alerts, again)
+    fields = [r.fields for r in alerts]  # type: ignore[attr-defined]
+    assert {(f["stream"], f["sibling"], f["mapping"]) for f in fields} == {(NONINT, WITNESS, "count")}
+    assert all(parse_rfc3339(f["start"]) in lost for f in fields), (fields, sorted(lost))
+    missing = sum(int(f["missing"]) for f in fields)
+    assert sum(n for n in lost.values() if n > 2) <= missing <= sum(lost.values())
+    scraped = Scraped.parse(first.decode())
+    assert scraped.get("agent_upstream_missing", tenant=fields[0]["tenant"], stream=NONINT) == missing
+    assert "entra." not in "".join(line for line in first.decode().splitlines()
+                                   if line.startswith("agent_upstream_missing"))
