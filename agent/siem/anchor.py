@@ -30,7 +30,6 @@ from agent.errors import AgentError, ConfigError, StoreError
 from agent.http import HttpClient
 from agent.siem.base import SiemError, answer_shape, valid_name
 from agent.siem.config import SiemConfig
-from agent.siem.transport import SiemHttp
 
 DATASET = "ms_log_agent.chain_head"
 SOURCETYPE = "ms-log-agent:chain_head"
@@ -57,16 +56,18 @@ class ElasticAnchor:
     """Chain heads as documents `{"@timestamp", "event": {"dataset"}, "chain_head": {...}}`."""
 
     def __init__(self, cfg: SiemConfig, http: HttpClient, api_key: str, index: str) -> None:
+        from agent.siem.elastic import ElasticSiem
+
         self.cfg = cfg
         self.http = http
         self.api_key = api_key
         self.index = valid_name(index, "anchors.index")
         self.label = f"siem:elastic:{index}"
 
-        async def headers() -> dict[str, str]:
-            return {"Authorization": f"ApiKey {api_key}", "Content-Type": "application/json"}
+        async def token() -> str:
+            return api_key
 
-        self.transport = SiemHttp(http, headers, attempts=cfg.max_attempts)
+        self.search = ElasticSiem(cfg, http, token)  # its requests: retries, partial answers refused
 
     async def publish(self, head: Any, manifest_key: str) -> None:
         """Write the head once (409: it is there already); raises StoreError when the SIEM did not take it."""
@@ -96,7 +97,7 @@ class ElasticAnchor:
     async def _sources(self, tenant: str | None, stream: str | None) -> list[dict[str, Any]]:
         filters: list[dict[str, Any]] = [{"term": {"event.dataset": DATASET}}]
         filters += [{"term": {f"chain_head.{k}": v}} for k, v in (("tenant", tenant), ("stream", stream)) if v]
-        opened = await self._post(f"/{quote(self.index, safe='-._')}/_pit?keep_alive=1m", None, ok=(200, 404))
+        opened = await self.search.request(f"/{quote(self.index, safe='-._')}/_pit?keep_alive=1m", None, ok=(200, 404))
         if (opened.get("error") or {}).get("type") == "index_not_found_exception":
             return []  # no head published yet; verify lists such streams as not checked, never as intact
         pit = opened.get("id")
@@ -111,7 +112,7 @@ class ElasticAnchor:
                                         "query": {"bool": {"filter": filters}}}
                 if after is not None:
                     body["search_after"] = after
-                doc = await self._post("/_search", body)
+                doc = await self.search.request("/_search", body)
                 pit = doc.get("pit_id", pit) if isinstance(doc.get("pit_id"), str) else pit
                 with answer_shape("Elasticsearch"):
                     hits = list((doc.get("hits") or {}).get("hits", []))
@@ -121,21 +122,7 @@ class ElasticAnchor:
                     return out
         finally:
             with contextlib.suppress(AgentError):
-                await self._post("/_pit", {"id": pit}, method="DELETE", ok=(200, 404))
-
-    async def _post(self, path: str, body: dict[str, Any] | None, method: str = "POST",
-                    ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
-        data = orjson.dumps(body) if body is not None else None
-        resp = await self.transport.send(method, f"{self.cfg.url}{path}", body=data, ok=ok, what="Elasticsearch")
-        try:
-            doc = orjson.loads(resp.body)
-        except orjson.JSONDecodeError:
-            raise SiemError("Elasticsearch answered with a body that is not JSON") from None
-        if not isinstance(doc, dict):
-            raise SiemError("Elasticsearch answered with an unexpected body")
-        if doc.get("timed_out") or (doc.get("_shards") or {}).get("failed"):
-            raise SiemError("Elasticsearch answered partially; the heads cannot be read in full")
-        return doc
+                await self.search.request("/_pit", {"id": pit}, method="DELETE", ok=(200, 404))
 
     async def aclose(self) -> None:
         return None

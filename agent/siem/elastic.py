@@ -75,8 +75,10 @@ class ElasticSiem:
     def stats(self) -> Any:
         return self.transport.stats
 
-    async def _post(self, path: str, body: dict[str, Any] | None, method: str = "POST",
+    async def request(self, path: str, body: dict[str, Any] | None, method: str = "POST",
                     ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        """One JSON exchange with the cluster; a partial answer (timed out, failed shards) raises, so it
+        is never read as complete (the chain-head anchor reads heads through it too)."""
         data = orjson.dumps(body) if body is not None else None
         resp = await self.transport.send(method, f"{self.cfg.url}{path}", body=data, ok=ok, what="Elasticsearch")
         try:
@@ -99,7 +101,7 @@ class ElasticSiem:
 
     async def check(self) -> None:
         stream = next(iter(self.cfg.targets))
-        await self._post(f"/{self._index(stream)}/_search", {"size": 0, "track_total_hits": False})
+        await self.request(f"/{self._index(stream)}/_search", {"size": 0, "track_total_hits": False})
 
     async def count_buckets(self, tenant: str, stream: str, window: Window,
                             bucket: timedelta) -> dict[datetime, tuple[int, int]]:
@@ -109,14 +111,14 @@ class ElasticSiem:
                                                   "fixed_interval": f"{int(bucket.total_seconds())}s",
                                                   "min_doc_count": 1},
                                "aggs": {"d": {"cardinality": {"field": t.id_field, "precision_threshold": 40000}}}}}}
-        doc = await self._post(f"/{self._index(stream)}/_search", body)
+        doc = await self.request(f"/{self._index(stream)}/_search", body)
         with answer_shape("Elasticsearch"):
             buckets = ((doc.get("aggregations") or {}).get("b") or {}).get("buckets", [])
             return {datetime.fromtimestamp(b["key"] / 1000, UTC): (int(b["doc_count"]), int(b["d"]["value"]))
                     for b in buckets}
 
     async def _open_pit(self, stream: str) -> str:
-        pit = (await self._post(f"/{self._index(stream)}/_pit?keep_alive={KEEP_ALIVE}", None)).get("id")
+        pit = (await self.request(f"/{self._index(stream)}/_pit?keep_alive={KEEP_ALIVE}", None)).get("id")
         if not isinstance(pit, str) or not pit:
             raise SiemError("Elasticsearch opened no point in time (no 'id' in the _pit answer)")
         self.open_pits.add(pit)
@@ -142,7 +144,7 @@ class ElasticSiem:
                                         "track_total_hits": False, "query": base_query(t, tenant, window)}
                 if after is not None:
                     body["search_after"] = after
-                doc = await self._post("/_search", body, ok=(200, 404))
+                doc = await self.request("/_search", body, ok=(200, 404))
                 if _pit_expired(doc):
                     reopened += 1
                     if reopened > MAX_PIT_REOPENS:
@@ -182,7 +184,7 @@ class ElasticSiem:
     async def _close_pit(self, pit: str) -> None:
         self.open_pits.discard(pit)
         with contextlib.suppress(SiemError):  # it expires after keep_alive anyway; nothing to conclude
-            await self._post("/_pit", {"id": pit}, method="DELETE", ok=(200, 404))
+            await self.request("/_pit", {"id": pit}, method="DELETE", ok=(200, 404))
 
     async def present(self, tenant: str, stream: str, ids: Sequence[str], window: Window) -> set[str]:
         checked = [i for i in ids if valid_id(stream, i)]
@@ -191,7 +193,7 @@ class ElasticSiem:
         t = self.cfg.targets[stream]
         query = base_query(t, tenant, window)
         query["bool"]["filter"].append({"terms": {t.id_field: checked}})
-        doc = await self._post(f"/{self._index(stream)}/_search", {
+        doc = await self.request(f"/{self._index(stream)}/_search", {
             "size": min(len(checked) * 2, 10_000), "_source": False, "fields": [t.id_field],
             "track_total_hits": False, "query": query})
         with answer_shape("Elasticsearch"):
