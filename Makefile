@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/agent demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent tests
+	$(BIN)/ruff check agent emulator tests
 	$(BIN)/mypy
 
 # Most end-to-end tests wait on emulated clocks, quotas and subprocesses, not on the CPU: four

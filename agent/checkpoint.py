@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from agent.codec import format_time, parse_time
+from agent.archive.codec import format_time, parse_time
+from agent.archive.layout import META, checkpoint_key
 from agent.errors import CheckpointRegression, ObjectNotFound
-from agent.layout import META, checkpoint_key
 from agent.store.base import Store
 
 VERSION = 1

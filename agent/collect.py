@@ -17,19 +17,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.anchors import Anchors
-from agent.archive import Archive
+from agent.archive.anchors import Anchors
+from agent.archive.archive import Archive
+from agent.archive.codec import Record, format_time
+from agent.archive.lease import StoreLocked, TenantLeases
 from agent.auth import TokenProvider
 from agent.checkpoint import Checkpoints
-from agent.codec import Record, format_time
 from agent.config import Config, TenantConfig
 from agent.errors import AgentError, StoreError
 from agent.http import HttpClient, RateLimiter
-from agent.lease import StoreLocked, TenantLeases
 from agent.logs import event
 from agent.sources.base import Source, Window
-from agent.sources.graph import GraphSource
-from agent.sources.management_ledger import gap, gap_key, is_open, record_gaps
+from agent.sources.graph.source import GraphSource
+from agent.sources.management_activity.ledger import gap, gap_key, is_open, record_gaps
 from agent.streams import spec
 
 log = logging.getLogger("agent.collect")
@@ -120,14 +120,14 @@ class Sources:
             pacer = RateLimiter(c.graph_requests_per_10s, 10.0, within=self.app_pacer(tenant.client_id))
             return GraphSource(tenant, self.http, tokens, pacer, c, Checkpoints(self.archive.store))
         if kind == "graph_security":  # Graph's token, its own pacer (a different service and quota)
-            from agent.sources.security import SecuritySource, security_pacer
+            from agent.sources.graph.security import SecuritySource, security_pacer
 
             return SecuritySource(tenant, self.http, self.for_graph(tenant).tokens, security_pacer(), c,
                                   Checkpoints(self.archive.store))
         if kind == "management_activity":
-            from agent.sources.audit_search import AuditSearchSource
-            from agent.sources.history import WithDeepHistory
-            from agent.sources.management_activity import ManagementActivitySource
+            from agent.sources.deep_history.api import AuditSearchSource
+            from agent.sources.deep_history.source import WithDeepHistory
+            from agent.sources.management_activity.source import ManagementActivitySource
 
             tokens = TokenProvider(tenant, tenant.endpoints.management, self.cfg.http)
             limiter = RateLimiter(c.management_requests_per_minute, 60.0)
@@ -150,7 +150,7 @@ class Collector:
         self.cfg = cfg
         self.archive = archive
         self.checkpoints = Checkpoints(archive.store)
-        # One writer per tenant of a store (agent/lease.py); `wait` waits for a holder instead of failing.
+        # One writer per tenant of a store (agent/archive/lease.py); `wait` waits for a holder instead of failing.
         self.leases = TenantLeases(archive.store, wait=wait)
         self.sources = Sources(cfg, http, archive, dict(app_share or {}))
         self.anchors = Anchors(cfg.anchors, cfg, http)
@@ -158,7 +158,7 @@ class Collector:
         self._adopted: set[tuple[str, str]] = set()
         self._passes = asyncio.Semaphore(cfg.collection.concurrent_streams)
         self._active = 0  # passes running now: each may buffer its share of buffer_records
-        # `collect` on a terminal: told of every batch and window (agent/render.py draws it; never logged)
+        # `collect` on a terminal: told of every batch and window (agent/cli/render.py draws it; never logged)
         self.progress: Callable[[StreamOutcome, Window], None] | None = None
 
     async def collect(self, streams: Sequence[str] | None = None, since: datetime | None = None,

@@ -172,7 +172,7 @@ StoreConfig = LocalStoreConfig | S3StoreConfig
 
 @dataclass(frozen=True)
 class AnchorConfig:
-    """One `[[anchors]]` table: where chain heads are published (`agent.anchors`). `store` is the
+    """One `[[anchors]]` table: where chain heads are published (`agent.archive.anchors`). `store` is the
     create-only place they go: a directory (`local`) or an Object Lock bucket/prefix (`s3`)."""
 
     type: str

@@ -142,8 +142,8 @@ def _demo_config(path: Path) -> None:
 
 async def _collect_and_compare(cfg_path: Path) -> tuple[list[str], bool]:
     from agent import config
-    from agent.archive import Archive
-    from agent.codec import format_time
+    from agent.archive.archive import Archive
+    from agent.archive.codec import format_time
     from agent.collect import Collector
     from agent.http import HttpClient
     from agent.store import open_store
@@ -206,10 +206,10 @@ def _triangulate_step(workdir: Path) -> bool:
     from datetime import timedelta
 
     from agent import config
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.store import open_store
-    from agent.triangulate import triangulate
-    from agent.triangulate_report import to_html, to_text
+    from agent.triangulate.engine import triangulate
+    from agent.triangulate.report import to_html, to_text
 
     cfg = config.load(workdir / "agent.toml")
 
@@ -233,7 +233,7 @@ def _triangulate_step(workdir: Path) -> bool:
 
 async def _lost_detection(archive: Any, report: Any, after: Any) -> list[str]:
     """One Defender alert the SIEM lost, named as the SOC would see it, and whether it is back."""
-    from agent.codec import parse_time
+    from agent.archive.codec import parse_time
 
     lost = next((r for r in report.streams if r.stream == "graph.security_alerts" and r.missing_in_siem), None)
     if lost is None:
@@ -269,7 +269,7 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
     from datetime import timedelta
 
     from agent import config
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.backfill import run_backfill
     from agent.http import HttpClient
     from agent.reconcile import options_from, reconcile

@@ -11,7 +11,7 @@ Reusable by any end-to-end test::
             emu.session()                # requests.Session trusting the emulator CA, env ignored
             emu.truth()                  # parsed ground truth (always written to emu.truth_path)
 
-The subprocess is `python -m agent.emulator`, stopped with SIGTERM on exit (killed after 10 s).
+The subprocess is `python -m emulator`, stopped with SIGTERM on exit (killed after 10 s).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _read_first_line(proc: subprocess.Popen[bytes], timeout: float, stderr_path:
 def running_emulator(
     scenario_text: str, tmp_path: Path, extra_args: Sequence[str] = (), timeout: float = 60.0
 ) -> Iterator[EmulatorInfo]:
-    """Start `python -m agent.emulator` on `scenario_text`, yield once its first line is read, stop it."""
+    """Start `python -m emulator` on `scenario_text`, yield once its first line is read, stop it."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     scenario = tmp_path / "scenario.toml"
     scenario.write_text(scenario_text)
@@ -120,7 +120,7 @@ def running_emulator(
             [
                 sys.executable,
                 "-m",
-                "agent.emulator",
+                "emulator",
                 "--scenario",
                 str(scenario),
                 "--state-dir",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.config import Config
 from agent.http import HttpClient
 from agent.reconcile.report import ReconcileReport

@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.archive import Archive
+from agent.archive.archive import Archive
+from agent.archive.layout import Partition
 from agent.errors import IntegrityError
-from agent.layout import Partition
 from agent.logs import event
 from agent.reconcile.diff import US
 from agent.reconcile.report import ReconcileReport, StreamReport

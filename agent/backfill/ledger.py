@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from agent.codec import format_time, parse_time
+from agent.archive.codec import format_time, parse_time
+from agent.archive.layout import META
 from agent.errors import ObjectNotFound
-from agent.layout import META
 from agent.store.base import Store
 
 VERSION = 1

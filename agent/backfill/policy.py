@@ -21,11 +21,11 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from agent.alerts import Alert
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.errors import AgentError
 from agent.logs import event
 from agent.reconcile.report import ReconcileReport, StreamReport, iso
+from agent.service.alerts import Alert
 from agent.siem import open_siem
 from agent.siem.config import from_config
 from agent.streams import spec
@@ -34,7 +34,7 @@ from .engine import Backfill, ledger_for
 from .writers import open_writer
 
 if TYPE_CHECKING:
-    from agent.service import Service
+    from agent.service.supervisor import Service
 
 log = logging.getLogger("agent.backfill")
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from agent import json_exact
-from agent.codec import format_time, parse_time
+from agent.archive.codec import format_time, parse_time
 from agent.siem.base import Target
 from agent.streams import spec
 

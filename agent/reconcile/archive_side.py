@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
-from agent.archive import Archive
-from agent.layout import Partition
+from agent.archive.archive import Archive
+from agent.archive.layout import Partition
 from agent.reconcile.diff import US, floor_to
 from agent.streams import spec
 

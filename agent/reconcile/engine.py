@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.errors import AuthError, IntegrityError, RetryableError, TlsError
 from agent.logs import event
 from agent.reconcile.archive_side import ArchiveSide

@@ -13,19 +13,19 @@ import math
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from agent.alerts import Alert
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.errors import AgentError
 from agent.logs import event
 from agent.reconcile.diff import Gap
 from agent.reconcile.engine import options_from, reconcile
 from agent.reconcile.report import ReconcileReport, iso
+from agent.service.alerts import Alert
 from agent.siem import open_siem
 from agent.siem.config import from_config
 from agent.streams import spec
 
 if TYPE_CHECKING:
-    from agent.service import Service
+    from agent.service.supervisor import Service
 
 log = logging.getLogger("agent.reconcile")
 
@@ -57,7 +57,7 @@ async def reconcile_once(service: Service, archive: Archive) -> ReconcileReport:
 
 async def publish(service: Service, report: ReconcileReport) -> None:
     """Metrics per stream, and one alert per gap interval (its identity is stream + interval)."""
-    from agent.status import record_siem_state
+    from agent.service.status import record_siem_state
 
     await record_siem_state(service.alerter.store, report)  # what `agent status` shows as the SIEM's state
     m = service.metrics
@@ -135,7 +135,7 @@ def _gap_alert(tenant: str, label: str, stream: str, gap: Gap) -> Alert:
 
 
 async def reconcile_loop(service: Service, archive: Archive) -> None:
-    from agent.service import wait_first_pass
+    from agent.service.supervisor import wait_first_pass
 
     interval = service.cfg.service.reconcile_interval.total_seconds()
     await wait_first_pass(service, within=interval)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from agent.codec import parse_time
+from agent.archive.codec import parse_time
 from agent.errors import ConfigError
 from agent.http import HttpClient, RateLimiter
 from agent.siem.base import (

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from agent.codec import parse_time
+from agent.archive.codec import parse_time
 from agent.errors import ConfigError
 from agent.http import HttpClient
 from agent.siem.base import Filter, IncompleteResult, SiemError, Target, TokenSource, answer_shape, valid_id

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent import json_exact
-from agent.archive import Unreadable
+from agent.archive.archive import Unreadable
+from agent.archive.codec import Record, format_time
 from agent.checkpoint import Cursor
-from agent.codec import Record, format_time
 from agent.errors import TransientApiError
 
 

@@ -22,8 +22,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agent import codec  # noqa: E402
-from agent.emulator.records import GENERATORS  # noqa: E402
+from agent.archive import codec  # noqa: E402
+from emulator.world.records import GENERATORS  # noqa: E402
 from tests.bench.common import Result, command  # noqa: E402
 
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"

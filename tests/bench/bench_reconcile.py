@@ -28,7 +28,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from agent.emulator.siem_copy import SiemPlan  # noqa: E402
+from emulator.siems.siem_copy import SiemPlan  # noqa: E402
 from tests.bench.common import Result, command  # noqa: E402
 from tests.siem.fixtures import TENANT, WORKSPACE, Gap, Scenario  # noqa: E402
 
@@ -57,7 +57,7 @@ def chunks(items: list[dict[str, object]], n: int) -> Iterator[list[dict[str, ob
 
 
 async def setup(directory: Path, records: int) -> None:
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.store.local import LocalStore
 
     scn = scenario(records).generate()
@@ -75,7 +75,7 @@ async def serve(directory: Path, records: int) -> None:
     import trustme
     from aiohttp import web
 
-    from agent.emulator import loganalytics as la
+    from emulator.siems import loganalytics as la
     from tests.siem.fixtures import Tls
 
     scn = scenario(records).generate()
@@ -94,7 +94,7 @@ async def serve(directory: Path, records: int) -> None:
 
 
 async def measure(directory: Path, url: str) -> dict[str, object]:
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.config import HttpConfig
     from agent.http import HttpClient
     from agent.reconcile import Options, reconcile
@@ -128,7 +128,7 @@ async def measure(directory: Path, url: str) -> dict[str, object]:
 
 async def naive(directory: Path, url: str, http: object, truth: dict[str, list[str]]) -> dict[str, object]:
     """Pull every id of the window (in 6-hour slices, under the 500,000-row limit) and diff in memory."""
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.reconcile.archive_side import ArchiveSide
     from agent.siem.config import parse
     from agent.siem.sentinel import SentinelSiem, ids_query

@@ -17,7 +17,7 @@ def _emulator_under_own_name(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     real = subprocess.Popen
 
     def popen(args: Any, *a: Any, **kw: Any) -> Any:
-        if isinstance(args, list) and args[1:3] == ["-m", "agent.emulator"]:
+        if isinstance(args, list) and args[1:3] == ["-m", "emulator"]:
             args = [args[0], "-m", "tests.e2e.witness", *args[3:]]
         return real(args, *a, **kw)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from agent import codec
+from agent.archive import codec
 from tests.e2e.helpers import edit_config, export, run_agent
 from tests.emulator_fixture import running_emulator
 

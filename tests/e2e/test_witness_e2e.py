@@ -2,7 +2,7 @@
 by comparing the archive with Entra's summarized sign-in counts (no sibling pipeline needed).
 
 `[[upstream.gaps]]` on graph.signins.noninteractive removes records from `auditLogs/signIns`; the
-emulator's `getSummarizedNonInteractiveSignIns` still counts them (agent/emulator/summarized.py).
+emulator's `getSummarizedNonInteractiveSignIns` still counts them (emulator/microsoft/summarized.py).
 `agent collect --once` then `agent triangulate` must name exactly the hours that lost records and
 exit 3; the same world without the gap exits 0.
 """
@@ -113,14 +113,14 @@ def test_clean_world_exits_zero(tmp_path: Path) -> None:
 async def _scheduled(cfg_path: Path, runs: int) -> bytes:
     """`agent run`'s scheduled triangulation (its real loop, HTTP client, Graph tokens and pacer),
     `runs` times over the same archive; returns the metrics it leaves."""
-    from agent.alerts import Alerter
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.collect import Collector
     from agent.config import load
     from agent.http import HttpClient
-    from agent.service import Service
+    from agent.service.alerts import Alerter
+    from agent.service.supervisor import Service
     from agent.store import open_store
-    from agent.triangulate_schedule import triangulate_loop
+    from agent.triangulate.schedule import triangulate_loop
 
     cfg = load(cfg_path)
     service = Service(cfg)

@@ -93,7 +93,7 @@ def test_bad_scenario_exits_2_with_the_key(tmp_path: Path, text: str, message: s
         [
             sys.executable,
             "-m",
-            "agent.emulator",
+            "emulator",
             "--scenario",
             str(path),
             "--state-dir",

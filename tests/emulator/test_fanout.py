@@ -8,8 +8,8 @@ import tomllib
 import orjson
 import pytest
 
-from agent.emulator import dataset, scenario, truth
-from agent.emulator.clock import TICKS_PER_SECOND, parse_iso
+from emulator.world import dataset, scenario, truth
+from emulator.world.clock import TICKS_PER_SECOND, parse_iso
 
 ORIGIN = parse_iso("2026-11-01T12:00:00Z")
 TENANT = "6f1c0000-0000-4000-8000-000000000001"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from agent.emulator.sandbox import bundle_paths, unshare_flags
+from emulator.runtime.sandbox import bundle_paths, unshare_flags
 
 REPO = Path(__file__).resolve().parents[2]
 CLIENT = Path(__file__).with_name("collector_client.py")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.emulator import odata
-from agent.emulator.clock import parse_iso
+from emulator.microsoft import odata
+from emulator.world.clock import parse_iso
 
 
 def test_event_type_and_window() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.emulator import dataset, scenario
-from agent.emulator.clock import TICKS_PER_SECOND, parse_iso
+from emulator.world import dataset, scenario
+from emulator.world.clock import TICKS_PER_SECOND, parse_iso
 
 ORIGIN = parse_iso("2026-11-01T12:00:00Z")
 

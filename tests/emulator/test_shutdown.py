@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from agent.emulator.requestlog import RequestLog
+from emulator.runtime.requestlog import RequestLog
 from tests.emulator_fixture import REPO
 
 SCENARIO = """\

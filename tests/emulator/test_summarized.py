@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.emulator import summarized
-from agent.emulator.clock import TICKS_PER_SECOND
+from emulator.microsoft import summarized
+from emulator.world.clock import TICKS_PER_SECOND
 from tests.emulator.helpers import bearer, graph_all, token
 from tests.emulator.test_fanout import ORIGIN, TENANT, build
 from tests.emulator_fixture import running_emulator

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from agent.emulator.scenario import FAULT_KINDS
+from emulator.world.scenario import FAULT_KINDS
 from tests.emulator_fixture import EmulatorInfo, running_emulator
 from tests.faults.harness import agent, exported_ids, status, tune
 from tests.faults.matrix import FAILURE, RETRIED

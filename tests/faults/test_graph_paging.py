@@ -14,12 +14,12 @@ import orjson
 import pytest
 import zstandard
 
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.collect import Collector, StreamOutcome
 from agent.config import CollectionConfig, Config, Credential, Endpoints, LocalStoreConfig, TenantConfig
 from agent.http import RateLimiter, Response
 from agent.logs import register_secret
-from agent.sources.graph import GraphSource
+from agent.sources.graph.source import GraphSource
 from agent.store.local import LocalStore
 from tests.faults.matrix import FAILURE, GAP, RETRIED
 
@@ -194,7 +194,7 @@ async def test_records_past_year_9999_or_without_an_id_are_named_in_the_status(t
 
 
 async def _quarantined(archive: Archive, key: str) -> AsyncIterator[dict[str, Any]]:
-    from agent import codec
+    from agent.archive import codec
 
     for r in codec.decode(await archive.store.get(key)):
         yield r
@@ -220,7 +220,7 @@ async def test_an_intermittent_licence_answer_costs_a_pause_never_a_record(
     """microsoft-graph-docs#14120, microsoft-graph-docs-contrib#3759: premium tenants get
     Authentication_RequestFromNonPremiumTenantOrB2CTenant on some requests. Two in a row on the first
     page, then on every other request, even three in a row once the list has answered: all retried."""
-    monkeypatch.setattr("agent.sources.graph.LICENCE_DELAY", 0.0)
+    monkeypatch.setattr("agent.sources.graph.source.LICENCE_DELAY", 0.0)
     refusal = orjson.dumps({"error": {"code": "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
                                       "message": "Neither tenant is B2C or tenant doesn't have premium license"}})
     script = {"FIRST": [403, 403, 200], f"{BASE}/p2": [403, 403, 403, 200], f"{BASE}/p3": [200]}

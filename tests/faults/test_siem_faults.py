@@ -86,7 +86,7 @@ async def test_siem_errors_never_read_as_missing_records(kind: str, fault: str, 
     injected = Injected(status, body, ctype, 1 if mode == "once" else -1)
     app = emulator_app(kind, scn.copy())
     if kind == "sentinel":  # the harness' app checks a fixed token; ours is a registered secret
-        from agent.emulator import loganalytics as la_emu
+        from emulator.siems import loganalytics as la_emu
 
         app = la_emu.app(scn.copy(), token_ok=lambda t: t == LA_TOKEN)
     app.middlewares.append(middleware(kind, injected))  # type: ignore[arg-type]

@@ -9,12 +9,12 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent.codec import parse_time
+from agent.archive.codec import parse_time
 from agent.errors import AgentError
 from agent.http import Response, parse_retry_after
 from agent.logs import register_secret
-from agent.sources import graph
-from agent.sources import management_api as m
+from agent.sources.graph import source as graph
+from agent.sources.management_activity import api as m
 from tests.fuzz.strategies import SECRET, bodies, headers, json_values, statuses
 
 register_secret(SECRET)

@@ -13,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent import config
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.errors import ConfigError
 from agent.logs import register_secret
 from agent.siem import config as siem_config

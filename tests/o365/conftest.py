@@ -26,12 +26,12 @@ import pytest
 import trustme
 from aiohttp import web
 
-from agent.archive import Archive
-from agent.codec import format_time
+from agent.archive.archive import Archive
+from agent.archive.codec import format_time
 from agent.collect import Collector, StreamOutcome
 from agent.config import CollectionConfig, Config, Credential, Endpoints, HttpConfig, LocalStoreConfig, TenantConfig
 from agent.http import HttpClient, RateLimiter
-from agent.sources.management_activity import ManagementActivitySource
+from agent.sources.management_activity.source import ManagementActivitySource
 from agent.store.local import LocalStore
 from agent.streams import spec
 

@@ -9,7 +9,7 @@ import pytest
 
 from agent.errors import ApiError, FatalError, ThrottledError, TokenRejected, TransientApiError
 from agent.http import Response
-from agent.sources.management_api import (
+from agent.sources.management_activity.api import (
     AF_ACTIONS,
     ContentExpired,
     ContentMissing,

@@ -10,11 +10,11 @@ import orjson
 import pytest
 import trustme
 
-from agent import cli
+from agent.cli import main as cli
 from agent.collect import Sources
 from agent.config import TenantConfig
 from agent.http import RateLimiter
-from agent.sources.management_activity import ManagementActivitySource
+from agent.sources.management_activity.source import ManagementActivitySource
 from tests.o365.conftest import PUBLISHER, TENANT, FakeManagementApi, FakeTokens
 
 EXO = "o365.exchange"

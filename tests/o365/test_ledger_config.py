@@ -12,8 +12,8 @@ from agent.checkpoint import Checkpoints
 from agent.config import parse
 from agent.errors import ConfigError
 from agent.sources.base import Window
-from agent.sources.management_api import Content
-from agent.sources.management_ledger import LOST, StreamLedger, gap, record_gaps
+from agent.sources.management_activity.api import Content
+from agent.sources.management_activity.ledger import LOST, StreamLedger, gap, record_gaps
 from agent.store.local import LocalStore
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)

@@ -7,7 +7,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 
 from agent.sources.base import Window
-from agent.sources.management_windows import (
+from agent.sources.management_activity.windows import (
     MAX_WINDOW,
     grid_split,
     oldest_listable,

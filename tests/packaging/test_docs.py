@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.emulator.scenario import FAULT_KINDS
-from agent.emulator.siem_copy import SiemPlan
+from emulator.siems.siem_copy import SiemPlan
+from emulator.world.scenario import FAULT_KINDS
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -50,7 +50,7 @@ def test_scenario_reference_documents_every_key() -> None:
 
 
 def test_metrics_reference_matches_what_the_service_registers() -> None:
-    from agent.metrics import Metrics
+    from agent.service.metrics import Metrics
 
     families = {ln.split()[2] for ln in Metrics().render().decode().splitlines() if ln.startswith("# TYPE agent_")}
     kinds = {ln.split()[2]: ln.split()[3] for ln in Metrics().render().decode().splitlines()
@@ -64,8 +64,8 @@ def test_alert_rules_use_only_exposed_metrics() -> None:
     import pytest
 
     yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (it comes with moto's test deps)")
-    from agent.alerts import KINDS
-    from agent.metrics import Metrics
+    from agent.service.alerts import KINDS
+    from agent.service.metrics import Metrics
 
     text = Metrics().render().decode()
     kinds = {ln.split()[2]: ln.split()[3] for ln in text.splitlines() if ln.startswith("# TYPE agent_")}
@@ -94,7 +94,7 @@ def _strings_under(node: object, keys: set[str]) -> list[str]:
 def test_grafana_dashboard_uses_only_exposed_metrics() -> None:
     import json
 
-    from agent.metrics import Metrics
+    from agent.service.metrics import Metrics
 
     text = Metrics().render().decode()
     kinds = {ln.split()[2]: ln.split()[3] for ln in text.splitlines() if ln.startswith("# TYPE agent_")}

@@ -157,7 +157,11 @@ MDWE_WORKLOAD = textwrap.dedent("""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.serialization import pkcs12
-    from agent import archive, auth, checkpoint, cli, codec, collect, config, http, layout, logs
+    from agent import auth, checkpoint, collect, config, http, logs
+    from agent.archive import archive
+    from agent.cli import main as cli
+    from agent.archive import codec
+    from agent.archive import layout
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

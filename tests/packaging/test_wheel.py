@@ -21,7 +21,7 @@ def test_wheel_builds_installs_into_a_new_venv_and_runs(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = dist.glob("ms_log_agent-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.startswith("agent/emulator/") for n in names) and not any(n.startswith("tests/") for n in names)
+    assert any(n.startswith("emulator/") for n in names) and not any(n.startswith("tests/") for n in names)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     installed = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)],
@@ -33,3 +33,6 @@ def test_wheel_builds_installs_into_a_new_venv_and_runs(tmp_path: Path) -> None:
     topic = subprocess.run([str(venv / "bin" / "agent"), "help", "streams"], capture_output=True, text=True,
                            timeout=60, check=False, cwd=tmp_path)
     assert topic.returncode == 0 and "graph.signins.interactive" in topic.stdout, topic.stderr
+    emulator = subprocess.run([str(venv / "bin" / "agent"), "emulator", "--help"], capture_output=True, text=True,
+                              timeout=60, check=False, cwd=tmp_path)
+    assert emulator.returncode == 0 and "--scenario" in emulator.stdout, emulator.stderr

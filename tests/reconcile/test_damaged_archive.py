@@ -10,7 +10,7 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.reconcile import Options, reconcile
 from agent.store.local import LocalStore
 from tests.siem.fixtures import TENANT, Gap, Scenario

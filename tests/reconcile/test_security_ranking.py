@@ -8,10 +8,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from agent.alerts import Alert
 from agent.reconcile.diff import Gap
 from agent.reconcile.report import ReconcileReport, StreamReport
 from agent.reconcile.schedule import publish
+from agent.service.alerts import Alert
 from agent.store.local import LocalStore
 
 HOUR_US = 3600 * 1_000_000

@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.store.local import LocalStore
 from agent.streams import spec
 

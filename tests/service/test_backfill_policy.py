@@ -15,8 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from agent.alerts import Alert, Alerter
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.backfill import policy
 from agent.backfill.writers import Item, SendResult
 from agent.collect import Collector, StreamOutcome
@@ -24,7 +23,8 @@ from agent.config import CollectionConfig, Config, Credential, LocalStoreConfig,
 from agent.errors import ConfigError
 from agent.reconcile import schedule
 from agent.reconcile.report import ReconcileReport, StreamReport
-from agent.service import Service
+from agent.service.alerts import Alert, Alerter
+from agent.service.supervisor import Service
 from agent.sources.base import Window
 from agent.store.local import LocalStore
 from tests.service.harness import Metrics as Scraped

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from agent.alerts import Alert, Alerter
 from agent.collect import Collector, StreamOutcome
 from agent.config import (
     AlertsConfig,
@@ -23,8 +22,9 @@ from agent.config import (
     TenantConfig,
 )
 from agent.http import HttpClient
-from agent.metrics import Metrics, ProcessCollector
-from agent.service import Service, sd_notify
+from agent.service.alerts import Alert, Alerter
+from agent.service.metrics import Metrics, ProcessCollector
+from agent.service.supervisor import Service, sd_notify
 from agent.store.local import LocalStore
 from tests.service.harness import Metrics as Scraped
 
@@ -163,7 +163,7 @@ async def hang(self, tenant, stream, *a):
     await asyncio.to_thread(time.sleep, 120)  # e.g. an S3 put stuck in boto3's thread pool
 
 Collector.collect_stream = hang
-from agent.cli import main
+from agent.cli.main import main
 sys.exit(main(["run", "--config", sys.argv[1]]))
 """
 

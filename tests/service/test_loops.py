@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.alerts import Alert, Alerter
 from agent.collect import Collector, StreamOutcome
 from agent.config import CollectionConfig, Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
 from agent.reconcile import schedule
 from agent.reconcile.report import ReconcileReport
-from agent.service import Service
+from agent.service.alerts import Alert, Alerter
+from agent.service.supervisor import Service
 from tests.service.harness import Metrics as Scraped
 
 TENANT = "00000000-0000-0000-0000-000000000001"

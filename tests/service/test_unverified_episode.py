@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from agent.alerts import Alerter
 from agent.config import AlertsConfig, Config, Credential, HttpConfig, LocalStoreConfig, ServiceConfig, TenantConfig
 from agent.http import HttpClient
 from agent.reconcile.schedule import note_verification
-from agent.service import Service
+from agent.service.alerts import Alerter
+from agent.service.supervisor import Service
 from agent.store.local import LocalStore
 
 TENANT = "00000000-0000-0000-0000-000000000001"

@@ -21,9 +21,9 @@ import orjson
 import trustme
 from aiohttp import web
 
-from agent.archive import Archive
-from agent.emulator.siem_copy import TICKS_PER_SECOND, SiemCopy, SiemPlan, copy_stream
+from agent.archive.archive import Archive
 from agent.store.local import LocalStore
+from emulator.siems.siem_copy import TICKS_PER_SECOND, SiemCopy, SiemPlan, copy_stream
 
 TENANT = "6f1c8a52-3a1e-4d6b-9c2f-0d7b1e2a3c4d"
 OTHER_TENANT = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

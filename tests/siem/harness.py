@@ -13,16 +13,16 @@ from typing import Any
 from aiohttp import web
 
 from agent.config import HttpConfig
-from agent.emulator import elastic as elastic_emu
-from agent.emulator import loganalytics as la_emu
-from agent.emulator import splunk as splunk_emu
-from agent.emulator.siem_copy import SiemCopy
 from agent.http import HttpClient
 from agent.siem.base import Siem
 from agent.siem.config import parse
 from agent.siem.elastic import ElasticSiem
 from agent.siem.sentinel import SentinelSiem
 from agent.siem.splunk import SplunkSiem
+from emulator.siems import elastic as elastic_emu
+from emulator.siems import loganalytics as la_emu
+from emulator.siems import splunk as splunk_emu
+from emulator.siems.siem_copy import SiemCopy
 from tests.siem.fixtures import TENANT, WORKSPACE, make_tls, serve
 
 KINDS = ("sentinel", "splunk", "elastic")

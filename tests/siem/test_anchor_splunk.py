@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from agent import config
-from agent.anchors import Anchors, Head, open_anchor
-from agent.archive import Archive
-from agent.emulator import splunk as splunk_emu
-from agent.emulator.siem_copy import SiemCopy, SiemPlan
+from agent.archive.anchors import Anchors, Head, open_anchor
+from agent.archive.archive import Archive
+from agent.archive.verify import verify
 from agent.http import HttpClient
 from agent.siem.anchor import SOURCETYPE
 from agent.store.local import LocalStore
-from agent.verify import verify
+from emulator.siems import splunk as splunk_emu
+from emulator.siems.siem_copy import SiemCopy, SiemPlan
 from tests.siem.fixtures import TENANT, WORKSPACE, make_tls, serve
 
 S = "graph.signins.interactive"

@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.emulator import kql
-from agent.emulator import loganalytics as la
-from agent.emulator.siem_copy import SiemPlan, parse_plan
+from emulator.siems import kql
+from emulator.siems import loganalytics as la
+from emulator.siems.siem_copy import SiemPlan, parse_plan
 from tests.siem.fixtures import WORKSPACE, Scenario, make_tls, serve
 from tests.siem.test_reconcile_emulated import END, START
 

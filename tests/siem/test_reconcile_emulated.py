@@ -12,12 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.emulator import elastic as elastic_emu
-from agent.emulator import loganalytics as la_emu
-from agent.emulator.siem_copy import SiemPlan
 from agent.reconcile.diff import US, floor_to, merge_gaps
 from agent.reconcile.engine import Options, reconcile
 from agent.reconcile.report import ReconcileReport
+from emulator.siems import elastic as elastic_emu
+from emulator.siems import loganalytics as la_emu
+from emulator.siems.siem_copy import SiemPlan
 from tests.siem.fixtures import OTHER_TENANT, TENANT, Entry, Gap, Scenario, make_record, ticks_of
 from tests.siem.harness import KINDS, running
 
@@ -166,7 +166,7 @@ async def test_unsettled_window_is_skipped(tmp_path: Path) -> None:
 
 
 async def test_splunk_falls_back_to_v1_export(tmp_path: Path) -> None:
-    from agent.emulator import splunk as splunk_emu
+    from emulator.siems import splunk as splunk_emu
     from tests.siem import harness
 
     scn = Scenario(START, END, {"o365.exchange": 200}, gaps=[Gap("*", h(1), h(2))]).generate()

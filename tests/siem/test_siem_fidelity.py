@@ -17,10 +17,10 @@ import orjson
 import pytest
 
 import agent.siem.elastic as elastic_adapter
-from agent.emulator import elastic as elastic_emu
-from agent.emulator.siem_copy import TICKS_PER_SECOND, SiemPlan
 from agent.reconcile.engine import Options, reconcile
 from agent.sources.base import Window
+from emulator.siems import elastic as elastic_emu
+from emulator.siems.siem_copy import TICKS_PER_SECOND, SiemPlan
 from tests.siem.fixtures import TENANT, Scenario
 from tests.siem.harness import ELASTIC_KEY, KINDS, running
 

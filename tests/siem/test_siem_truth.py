@@ -13,12 +13,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from agent.codec import parse_time
-from agent.emulator.siem_copy import SiemPlan
-from agent.emulator.splunk import STATE as SPLUNK
+from agent.archive.codec import parse_time
 from agent.reconcile.diff import US
 from agent.reconcile.engine import Options, reconcile
 from agent.siem.splunk import results
+from emulator.siems.siem_copy import SiemPlan
+from emulator.siems.splunk import STATE as SPLUNK
 from tests.siem.fixtures import TENANT, ticks_of
 from tests.siem.harness import running
 from tests.siem.test_reconcile_emulated import END, NOW, START, mixed_scenario
@@ -143,10 +143,10 @@ def test_ingestion_lag_is_range_checked_and_sentinel_only() -> None:
 
 def test_kql_extend_coalesce_over_a_fuzzy_union() -> None:
     """The backfill table lacks CreatedDateTime: coalesce() falls back to its TimeGenerated."""
-    from agent.emulator import kql
-    from agent.emulator.ingestion import CustomTable
-    from agent.emulator.loganalytics import LaTable
-    from agent.emulator.siem_copy import Row, StreamCopy
+    from emulator.siems import kql
+    from emulator.siems.ingestion import CustomTable
+    from emulator.siems.loganalytics import LaTable
+    from emulator.siems.siem_copy import Row, StreamCopy
 
     t0 = ticks_of(START)
     table = LaTable("SigninLogs", "ws", [(StreamCopy(TENANT, "graph.signins.interactive",

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from agent.anchors import open_anchor
-from agent.archive import Archive
+from agent.archive.anchors import open_anchor
+from agent.archive.archive import Archive
+from agent.archive.codec import Record
 from agent.checkpoint import Cursor
-from agent.codec import Record
 from agent.collect import Collector
 from agent.config import AnchorConfig, Config, Credential, LocalStoreConfig, TenantConfig
 from agent.sources.base import Window
@@ -72,7 +72,7 @@ async def test_each_pass_that_moves_the_chain_publishes_its_head(tmp_path: Path)
 
 async def test_verify_command_reads_the_configured_anchors(tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.verify import run_verify
+    from agent.archive.verify import run_verify
 
     cfg, collector, source = setup(tmp_path)
     source.records = [audit(1)]

@@ -152,7 +152,7 @@ def test_no_aws_environment_leaks_in() -> None:
 
 async def test_archive_holds_an_id_once_across_hours_and_processes(make_store: Factory) -> None:
     """Contract 3 on every store: the per-stream id index survives a new process on the same data."""
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
 
     def rec(hour: int) -> dict[str, str]:
         return {"id": "same-id", "createdDateTime": f"2026-11-01T{hour:02d}:30:00Z"}

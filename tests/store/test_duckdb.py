@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.store.base import Store
 from agent.store.local import LocalStore
 from agent.store.s3 import S3Store

@@ -1,4 +1,4 @@
-"""Collection leases (agent/lease.py) on real stores: local disk and SeaweedFS.
+"""Collection leases (agent/archive/lease.py) on real stores: local disk and SeaweedFS.
 
 What must hold: one holder per tenant at a time, the second told who it is; a holder that died on
 this host (SIGKILL, pid reused) frees the lease at once; one on another host only at its expiry;
@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 import pytest
 
-from agent.codec import format_time
-from agent.lease import LeaseLost, StoreLocked, TenantLeases, lease_prefix, this_holder, try_acquire
+from agent.archive.codec import format_time
+from agent.archive.lease import LeaseLost, StoreLocked, TenantLeases, lease_prefix, this_holder, try_acquire
 from agent.store.base import Store
 from agent.store.local import LocalStore
 from agent.store.s3 import S3Store

@@ -17,17 +17,17 @@ from typing import Any
 import orjson
 import pytest
 
-from agent import codec
-from agent.anchors import Anchor, Anchors, open_anchor
-from agent.archive import Archive, _sidecar_doc
+from agent.archive import codec
+from agent.archive.anchors import Anchor, Anchors, open_anchor
+from agent.archive.archive import Archive, _sidecar_doc
+from agent.archive.layout import parse_segment_key
+from agent.archive.manifest import Manifest, manifest_key, sha256_hex
+from agent.archive.verify import VerifyReport, verify
 from agent.checkpoint import Checkpoints
 from agent.config import AnchorConfig, LocalStoreConfig
-from agent.layout import parse_segment_key
-from agent.manifest import Manifest, manifest_key, sha256_hex
 from agent.store.base import Store
 from agent.store.local import LocalStore
 from agent.store.s3 import S3Store
-from agent.verify import VerifyReport, verify
 from tests.store.servers import new_bucket, store_config
 
 T = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
@@ -341,7 +341,7 @@ async def test_a_published_s3_head_cannot_be_removed_or_replaced(seaweed: Any) -
     """With the anchor's own credentials (an agent-host attacker holds them): COMPLIANCE refuses."""
     from botocore.exceptions import ClientError
 
-    from agent.anchors import Head
+    from agent.archive.anchors import Head
     from agent.errors import ObjectExists
 
     bucket = new_bucket(seaweed.client, lock=True)

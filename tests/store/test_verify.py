@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.archive import Archive
-from agent.manifest import Manifest, ManifestEntry, ManifestRef, append_manifest, chain_head, manifest_key
+from agent.archive.archive import Archive
+from agent.archive.manifest import Manifest, ManifestEntry, ManifestRef, append_manifest, chain_head, manifest_key
+from agent.archive.verify import ChainBreak, verify
 from agent.store.base import Store
 from agent.store.s3 import S3Store
-from agent.verify import ChainBreak, verify
 from tests.store.memory import MemoryStore
 from tests.store.servers import new_bucket, store_config
 
@@ -208,9 +208,9 @@ async def test_empty_append_writes_nothing() -> None:
 async def test_run_verify_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import argparse
 
+    from agent.archive.verify import run_verify
     from agent.config import LocalStoreConfig
     from agent.store.local import LocalStore
-    from agent.verify import run_verify
 
     built = await build(LocalStore(tmp_path))
 

@@ -20,14 +20,14 @@ import orjson
 import pytest
 from aiohttp import web
 
-import agent.alerts as alerts_module
+import agent.service.alerts as alerts_module
 from agent import config
-from agent.alerts import Alert, Alerter
-from agent.emulator import tls
 from agent.errors import ConfigError
 from agent.http import HttpClient
-from agent.metrics import Metrics
+from agent.service.alerts import Alert, Alerter
+from agent.service.metrics import Metrics
 from agent.store.local import LocalStore
+from emulator.runtime import tls
 from tests.service.harness import Metrics as Scraped
 
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"

@@ -11,7 +11,6 @@ import orjson
 import pytest
 from aiohttp import web
 
-from agent.alerts import Alert, Alerter
 from agent.config import (
     AlertsConfig,
     Config,
@@ -24,8 +23,9 @@ from agent.config import (
     Webhook,
 )
 from agent.http import HttpClient
-from agent.metrics import Metrics
-from agent.service import Service
+from agent.service.alerts import Alert, Alerter
+from agent.service.metrics import Metrics
+from agent.service.supervisor import Service
 from agent.store.local import LocalStore
 from tests.service.harness import Metrics as Scraped
 
@@ -43,7 +43,7 @@ async def test_failed_delivery_counts_names_host_and_errno_and_marks_not_ready(
     (tmp_path / "hook").write_text(f"http://127.0.0.1:{_closed_port()}/services/{secret_path}")
     cfg = AlertsConfig(webhooks=(Webhook("slack", Secret(f"file:{tmp_path / 'hook'}"), name="secops"),))
     metrics = Metrics()
-    caplog.set_level(logging.INFO, logger="agent.alerts")
+    caplog.set_level(logging.INFO, logger="agent.service.alerts")
     async with HttpClient(HttpConfig()) as http:
         alerter = Alerter(cfg, http, LocalStore(tmp_path / "store"), metrics)
         assert not await alerter.send(Alert("siem_gap", "siem_gap:x", "SIEM lost records", "3 missing"))

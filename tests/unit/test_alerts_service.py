@@ -8,12 +8,12 @@ import orjson
 import pytest
 from aiohttp import web
 
-from agent.alerts import Alert, Alerter
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.config import AlertsConfig, Credential, HttpConfig, Secret, TenantConfig, Webhook
 from agent.http import HttpClient
-from agent.notices import is_relevant, to_alert
-from agent.service import Health, StreamHealth, app_shares, is_silent, settled_hour, shard_tenants
+from agent.service.alerts import Alert, Alerter
+from agent.service.supervisor import Health, StreamHealth, app_shares, is_silent, settled_hour, shard_tenants
+from agent.sources.graph.notices import is_relevant, to_alert
 from agent.store.local import LocalStore
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent import codec
-from agent.archive import Adoption, Archive
+from agent.archive import codec
+from agent.archive.archive import Adoption, Archive
+from agent.archive.layout import Partition
 from agent.checkpoint import Checkpoints
 from agent.errors import CheckpointRegression, ObjectExists
-from agent.layout import Partition
 from agent.store.local import LocalStore
 
 T = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
@@ -86,7 +86,7 @@ async def test_checkpoint_never_moves_backwards(tmp_path: Path) -> None:
 
 
 async def test_segment_left_unchained_by_a_crash_is_adopted_and_verifies(tmp_path: Path) -> None:
-    from agent.verify import verify
+    from agent.archive.verify import verify
 
     store = LocalStore(tmp_path)
     archive = Archive(store)
@@ -103,7 +103,7 @@ async def test_segment_left_unchained_by_a_crash_is_adopted_and_verifies(tmp_pat
 async def _plant(store: LocalStore, name: str, records: list[dict[str, object]]) -> str:
     """A forged segment with a sidecar of its own, dropped into an hour folder: what an attacker with
     write access to the store does (no intent: this agent never meant to write it)."""
-    from agent.archive import _sidecar_doc
+    from agent.archive.archive import _sidecar_doc
 
     part = Partition.of(T, S, BASE)
     key, sidecar = part.segment_key(name), part.sidecar_key(name)
@@ -115,7 +115,7 @@ async def _plant(store: LocalStore, name: str, records: list[dict[str, object]])
 
 
 async def test_planted_segment_is_quarantined_never_read_chained_or_exported(tmp_path: Path) -> None:
-    from agent.verify import verify
+    from agent.archive.verify import verify
 
     store = LocalStore(tmp_path)
     await Archive(store).write(T, S, [rec(1)])
@@ -162,7 +162,7 @@ async def test_same_id_in_another_hour_is_not_stored_again_in_a_later_batch_or_p
 
 
 async def test_archive_written_before_the_id_index_is_indexed_once(tmp_path: Path) -> None:
-    from agent.idindex import index_prefix
+    from agent.archive.idindex import index_prefix
 
     store = LocalStore(tmp_path)
     await Archive(store).write(T, S, [rec(1), rec(2, 61)])
@@ -175,7 +175,7 @@ async def test_archive_written_before_the_id_index_is_indexed_once(tmp_path: Pat
 
 async def test_crash_between_index_and_segment_costs_nothing(tmp_path: Path) -> None:
     """The index is written first; ids it names that never reached a segment are still stored later."""
-    from agent.idindex import IdIndex
+    from agent.archive.idindex import IdIndex
 
     store = LocalStore(tmp_path)
     await Archive(store).write(T, S, [rec(1)])
@@ -186,7 +186,7 @@ async def test_crash_between_index_and_segment_costs_nothing(tmp_path: Path) -> 
 
 
 async def test_id_index_deltas_are_merged_and_still_answer(tmp_path: Path) -> None:
-    from agent.idindex import IdIndex, index_prefix
+    from agent.archive.idindex import IdIndex, index_prefix
 
     store = LocalStore(tmp_path)
     archive = Archive(store)
@@ -214,7 +214,7 @@ async def _stored_ids(archive: Archive) -> list[str]:
 
 async def test_year_one_event_time_lands_where_export_and_verify_look(tmp_path: Path) -> None:
     """.NET's default time (0001-01-01T00:00:00Z) is a real value Microsoft has served."""
-    from agent.verify import verify
+    from agent.archive.verify import verify
 
     store = LocalStore(tmp_path)
     archive = Archive(store)
@@ -264,7 +264,7 @@ async def test_segments_written_before_intents_are_read_through_the_chain(tmp_pa
 
 async def test_crash_before_the_sidecar_is_adopted_without_a_sidecar_alarm(tmp_path: Path) -> None:
     """Killed after intent and segment, before the sidecar: the rebuilt sidecar is the one intended."""
-    from agent.verify import verify
+    from agent.archive.verify import verify
 
     store = LocalStore(tmp_path)
     archive = Archive(store)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.audit_collector import DEFAULT_ID_FIELDS, audit, read_records, read_truth, to_text
+from emulator.audit.collector import DEFAULT_ID_FIELDS, audit, read_records, read_truth, to_text
 
 REPO = Path(__file__).resolve().parents[2]
 T = "11111111-1111-4111-8111-111111111111"
@@ -187,7 +187,7 @@ def test_streams_asked_for_but_not_written_count_as_missed(tmp_path: Path) -> No
     assert d["streams"]["o365.exchange"]["missed"] == 5
     # sign-in event types come from the filter; an unrelated stream is not asked for
     ni = [_request("/beta/auditLogs/signIns?filter=signInEventTypes/any(t:%20t%20eq%20'nonInteractiveUser')")]
-    from agent.audit_requests import asked_streams
+    from emulator.audit.requests import asked_streams
 
     assert asked_streams(ni, {}) == {"graph.signins.noninteractive"}
     text = to_text(audit(truth, got, [], requests))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.cli.main import main
 
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli
+from agent.cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
@@ -27,18 +27,18 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch: pytest.Monk
     seen: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = seen.append  # type: ignore[method-assign]
-    logging.getLogger("agent.cli").addHandler(handler)
+    logging.getLogger("agent.cli.main").addHandler(handler)
     try:
         code = cli.main(["status", "--config", "unused.toml"])
     finally:
-        logging.getLogger("agent.cli").removeHandler(handler)
+        logging.getLogger("agent.cli.main").removeHandler(handler)
     err = capsys.readouterr().err
     assert code == 1
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("agent: unexpected error (RuntimeError at test_cli_errors.py:")
     assert "boom and a second line" in err
     trace = next(r for r in seen if r.levelno == logging.ERROR).fields["trace"]  # type: ignore[attr-defined]
-    assert "cli.py" in trace and "test_cli_errors.py" in trace and "broken" in trace
+    assert "main.py" in trace and "test_cli_errors.py" in trace and "broken" in trace
 
 
 def test_a_duration_that_overflows_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,7 +66,7 @@ def test_a_damaged_checkpoint_reaches_the_user_as_one_line(tmp_path: Path) -> No
 
 async def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path: Path) -> None:
     """`agent export | head`: the closed pipe ends the export quietly with exit 1, as `cat` does."""
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.store.local import LocalStore
 
     (tmp_path / "secret").write_text("x")

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agent import codec
-from agent.layout import Partition, parse_segment_key
+from agent.archive import codec
+from agent.archive.layout import Partition, parse_segment_key
 
 
 @pytest.mark.parametrize(("text", "expected"), [

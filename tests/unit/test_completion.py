@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import COMMANDS, build_parser
-from agent.completion import commands
+from agent.cli.completion import commands
+from agent.cli.main import COMMANDS, build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def test_bash_registers_and_completes_subcommands_options_and_choices(
 
 def test_the_script_follows_the_parser() -> None:
     """Every subcommand and option string of the parser is in the script: none is hand-maintained."""
-    from agent.completion import script
+    from agent.cli.completion import script
 
     text = script(build_parser(), "bash")
     for cmd in commands(build_parser()):

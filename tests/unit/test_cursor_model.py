@@ -23,15 +23,15 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from agent import codec
-from agent.archive import Archive
-from agent.codec import Record, format_time
+from agent.archive import codec
+from agent.archive.archive import Archive
+from agent.archive.codec import Record, format_time
+from agent.archive.layout import parse_segment_key
 from agent.collect import Collector
 from agent.config import CollectionConfig, Config, Credential, Endpoints, LocalStoreConfig, TenantConfig
 from agent.http import RateLimiter
-from agent.layout import parse_segment_key
 from agent.sources.base import Window
-from agent.sources.graph import GraphSource
+from agent.sources.graph.source import GraphSource
 from agent.store.local import LocalStore
 
 TENANT = "6f1c8a2e-1111-4222-8333-944455556666"

@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from agent.archive import Archive
+from agent.archive.archive import Archive
 from agent.checkpoint import Checkpoints
 from agent.collect import Collector
 from agent.config import CollectionConfig, Config, Credential, Endpoints, LocalStoreConfig, TenantConfig
 from agent.http import RateLimiter
-from agent.sources.graph import GraphSource
+from agent.sources.graph.source import GraphSource
 from agent.store.local import LocalStore
 from tests.faults.test_graph_paging import BASE, NOW, STREAM, TENANT, ScriptedHttp, Tokens, page
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli
-from agent.alerts import KINDS
-from agent.help_topics import TOPICS
+from agent.cli import main as cli
+from agent.cli.help_topics import TOPICS
+from agent.service.alerts import KINDS
 from agent.streams import STREAMS
 from tests.unit.test_completion import _complete, path_with_agent  # noqa: F401 - a fixture
 

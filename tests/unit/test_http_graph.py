@@ -13,7 +13,7 @@ from agent.checkpoint import Cursor
 from agent.config import CollectionConfig
 from agent.errors import ApiError, LicenseError, ThrottledError, TokenRejected, TransientApiError
 from agent.http import RateLimiter, Response, parse_retry_after, with_retries
-from agent.sources.graph import GraphSource, classify, list_url
+from agent.sources.graph.source import GraphSource, classify, list_url
 from agent.streams import spec
 
 NOW = datetime(2026, 11, 28, 12, 0, 30, 500, tzinfo=UTC)
@@ -178,7 +178,7 @@ def test_plan_uses_lookback_then_cursor_minus_overlap() -> None:
 
 
 def test_tenants_of_one_app_share_its_pacer_and_passes_share_the_buffer(tmp_path: Path) -> None:
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.collect import Collector
     from agent.config import Config, Credential, LocalStoreConfig, TenantConfig
     from agent.store.local import LocalStore
@@ -202,7 +202,7 @@ async def test_passes_start_round_robin_over_tenants_and_report_in_config_order(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each tenant has its own quota: when passes queue, those running belong to as many tenants as
     possible (tenant by tenant, 12 passes were 6 tenants: a quarter of a 40-tenant app's budget)."""
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.collect import Collector, StreamOutcome
     from agent.config import Config, Credential, LocalStoreConfig, TenantConfig
     from agent.store.local import LocalStore

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import codec, json_exact
+from agent import json_exact
+from agent.archive import codec
 from agent.json_exact import JsonError
 
 EXAMPLES = settings(max_examples=150, deadline=None)

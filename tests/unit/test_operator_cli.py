@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main
+from agent.cli.main import main
 from tests.unit.test_check import _config
 
 
@@ -26,8 +26,8 @@ async def test_stall_alert_names_the_cause_never_none(tmp_path: Path) -> None:
     from datetime import timedelta
 
     from agent import config
-    from agent.archive import Archive
-    from agent.service import Service
+    from agent.archive.archive import Archive
+    from agent.service.supervisor import Service
     from agent.store.local import LocalStore
 
     (tmp_path / "secret").write_text("x")

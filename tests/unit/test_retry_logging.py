@@ -9,7 +9,7 @@ import pytest
 
 from agent.errors import ThrottledError, TransientApiError
 from agent.http import EXHAUSTED, RETRIES, with_retries
-from agent.metrics import Metrics
+from agent.service.metrics import Metrics
 from tests.service.harness import Metrics as Scraped
 
 

@@ -8,7 +8,7 @@ from agent.checkpoint import Cursor
 from agent.config import CollectionConfig, Credential, Endpoints, TenantConfig
 from agent.http import RateLimiter
 from agent.sources.base import Window
-from agent.sources.security import SecuritySource, list_url, security_pacer
+from agent.sources.graph.security import SecuritySource, list_url, security_pacer
 from agent.streams import spec
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)

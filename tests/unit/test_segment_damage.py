@@ -10,8 +10,8 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import codec
-from agent.archive import Archive
+from agent.archive import codec
+from agent.archive.archive import Archive
 from agent.errors import DamagedSegment
 from agent.store.local import LocalStore
 

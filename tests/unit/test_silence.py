@@ -1,4 +1,4 @@
-"""Silence baseline (agent/silence.py): the same hour on earlier days, or the recent hours on a new
+"""Silence baseline (agent/service/silence.py): the same hour on earlier days, or the recent hours on a new
 install; a Poisson lower bound so quiet streams can be judged and tiny ones are not false alarms."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import silence
-from agent.archive import Archive
-from agent.service import is_silent
+from agent.archive.archive import Archive
+from agent.service import silence
+from agent.service.supervisor import is_silent
 from agent.store.local import LocalStore
 
 NOW = datetime(2026, 11, 28, 12, 40, tzinfo=UTC)

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from agent.cli import main
-from agent.triangulate import (
+from agent.cli.main import main
+from agent.triangulate.engine import (
     HOUR_US,
     MATCH_SLACK_US,
     Bucket,
@@ -160,7 +160,7 @@ async def _lossy_archive(tmp_path: Path, now: Any) -> tuple[Any, Any]:
     """Two days of directory events, one an hour; the audit log lost the last five hours."""
     from datetime import timedelta
 
-    from agent.archive import Archive
+    from agent.archive.archive import Archive
     from agent.checkpoint import Checkpoints
     from agent.store.local import LocalStore
 
@@ -185,11 +185,11 @@ async def test_service_alerts_an_upstream_gap_once_per_episode_and_exports_the_m
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from agent.alerts import Alerter
     from agent.config import AlertsConfig
-    from agent.metrics import Metrics
-    from agent.triangulate import triangulate
-    from agent.triangulate_schedule import publish
+    from agent.service.alerts import Alerter
+    from agent.service.metrics import Metrics
+    from agent.triangulate.engine import triangulate
+    from agent.triangulate.schedule import publish
     from tests.service.harness import Metrics as Scraped
 
     tenant = TENANT
@@ -219,9 +219,9 @@ async def test_the_service_schedules_triangulation_only_for_sibling_pairs(tmp_pa
     from types import SimpleNamespace
 
     from agent.config import Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
-    from agent.metrics import Metrics
-    from agent.service import Service
-    from agent.triangulate_schedule import triangulate_loop
+    from agent.service.metrics import Metrics
+    from agent.service.supervisor import Service
+    from agent.triangulate.schedule import triangulate_loop
 
     def cfg(streams: tuple[str, ...]) -> Config:
         tenant = TenantConfig(id=TENANT, client_id="c", credential=Credential(), streams=streams)
@@ -258,7 +258,7 @@ async def test_the_service_schedules_triangulation_only_for_sibling_pairs(tmp_pa
 def test_an_inexact_id_mapping_is_learned_and_only_a_standout_hour_is_a_gap() -> None:
     """If some Graph events never reach the audit log (5 % here), every hour has unjoined records;
     only the hour the audit log really lost is a gap, though every unjoined id is still listed."""
-    from agent.triangulate import PAIRS, PairResult, _compare_ids
+    from agent.triangulate.engine import PAIRS, PairResult, _compare_ids
 
     rng = random.Random(4)
     a_items, b_items = [], []

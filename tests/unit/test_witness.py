@@ -1,4 +1,4 @@
-"""The count witness's hourly rule (agent/witness.py)."""
+"""The count witness's hourly rule (agent/triangulate/witness.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agent.witness import judge, tolerance, witnessed
+from agent.triangulate.witness import judge, tolerance, witnessed
 
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
 NONINT = "graph.signins.noninteractive"
@@ -38,7 +38,7 @@ def test_tolerance_and_the_witnessed_streams() -> None:
 
 def test_the_service_schedules_triangulation_for_a_witnessed_stream_alone(tmp_path: Path) -> None:
     from agent.config import Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
-    from agent.service import Service
+    from agent.service.supervisor import Service
 
     tenant = TenantConfig(id=TENANT, client_id="c", credential=Credential(), streams=(NONINT,))
     cfg = Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "s"),
@@ -50,10 +50,10 @@ async def test_publish_counts_a_witnessed_loss_for_the_archived_stream_and_keeps
         tmp_path: Path) -> None:
     """Entra's count is no stream: only the archived one gets `agent_upstream_missing`. A summary that
     could not be read (a pair without buckets) leaves the last known value, never a reassuring 0."""
-    from agent.metrics import Metrics
-    from agent.triangulate import HOUR_US, Bucket, PairResult, Report
-    from agent.triangulate_schedule import publish
-    from agent.witness import spec_for
+    from agent.service.metrics import Metrics
+    from agent.triangulate.engine import HOUR_US, Bucket, PairResult, Report
+    from agent.triangulate.schedule import publish
+    from agent.triangulate.witness import spec_for
     from tests.service.harness import Metrics as Scraped
 
     sent: list[Any] = []

@@ -1,0 +1,524 @@
+"""`agent verify`: prove the archive is whole by re-reading every manifest and segment.
+
+Each segment listed in a manifest must exist with the sha256 recorded for it (a segment replaced
+by another valid one fails this too); each manifest must hash to the `prev` its successor recorded
+and sit at the seq it claims; and no segment may exist under the layout without a manifest listing
+it. Damage is reported by kind, naming each object, so an operator knows exactly what to restore.
+
+The store alone cannot show what was removed consistently (the newest manifest with its segments,
+a whole stream, a rollback, a chain rebuilt forward), so verify also checks the chain against the
+heads published to the anchors: every anchored head must be in the chain with the same hash and
+record count, and a stream with anchored heads must exist. It checks every sidecar against the hash
+its manifest recorded, reports segments quarantined as not written by this agent, and on S3 lists
+object versions to find objects hidden behind delete markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent.archive import codec
+from agent.archive.anchors import Head, Sink, open_anchor
+from agent.archive.layout import META, SEGMENT_SUFFIX, parse_segment_key, stream_prefix
+from agent.archive.manifest import Manifest, ManifestEntry, manifest_prefix, parse_manifest_key, sha256_hex
+from agent.config import Config
+from agent.errors import ObjectNotFound, StoreError
+from agent.store.base import Store
+
+_CONCURRENCY = 8  # segments read at once: bounds memory to a few segments
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentProblem:
+    """A segment that is missing or altered, and the manifest that vouches for it."""
+
+    tenant: str
+    stream: str
+    key: str
+    manifest: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """A broken link in a stream's manifest chain.
+
+    kind: "missing" (no manifest at this seq), "altered" (its bytes differ from the hash its
+    successor recorded), "misplaced" (its content claims another seq, tenant or stream),
+    "unreadable" (not a manifest), "genesis" (seq 0 claims a predecessor).
+    """
+
+    tenant: str
+    stream: str
+    seq: int
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorProblem:
+    """The chain disagrees with the heads an anchor holds.
+
+    kind: "stream-missing" (anchored heads, no manifest: the stream was deleted), "truncated" (the
+    chain ends before the newest anchored head: tail cut or store rolled back), "rewritten" (a
+    manifest hashes differently than anchored: edited and re-hashed forward), "miscounted" (the
+    chain's cumulative record count differs from the anchored one).
+    """
+
+    tenant: str
+    stream: str
+    anchor: str
+    seq: int
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HiddenObject:
+    """An S3 object whose current version is a delete marker while a stored version still exists."""
+
+    key: str
+    marker_version: str
+    kept_version: str
+
+    def restore(self, bucket: str, prefix: str) -> str:
+        return (f"aws s3api delete-object --bucket {bucket} --key {prefix}{self.key} "
+                f"--version-id {self.marker_version}")
+
+
+# What verify cannot see from the store alone; said plainly when no anchor is configured.
+UNDETECTABLE_WITHOUT_ANCHORS = (
+    "tail truncation (the newest manifest removed with its segments and sidecars)",
+    "deletion of a whole stream",
+    "a record removed with its segment, sidecar and the newest manifest rewritten consistently",
+    "an old segment edited and the whole chain re-hashed forward",
+    "a rollback of the store (and its checkpoints) to an older consistent state",
+)
+
+
+@dataclass(slots=True)
+class VerifyReport:
+    streams: int = 0
+    manifests: int = 0
+    segments: int = 0
+    missing: list[SegmentProblem] = field(default_factory=list)
+    altered: list[SegmentProblem] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    broken_links: list[ChainBreak] = field(default_factory=list)
+    sidecars: list[SegmentProblem] = field(default_factory=list)  # missing or altered id indexes
+    anchor_problems: list[AnchorProblem] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # segments refused as not written by this agent
+    hidden: list[HiddenObject] = field(default_factory=list)  # S3 delete markers over kept versions
+    anchors: int = 0  # anchors consulted
+    unanchored: dict[str, int] = field(default_factory=dict)  # "tenant/stream" -> manifests past the newest head
+    unhashed_sidecars: int = 0  # sidecars of manifests written before sidecar hashes: not checkable
+    never_anchored: list[str] = field(default_factory=list)  # "tenant/stream" with a chain but no anchored head
+    versions_unchecked: str = ""  # why object versions (S3 delete markers) could not be listed
+    restore_bucket: str = ""
+    restore_prefix: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.altered or self.unexpected or self.broken_links or self.sidecars
+                    or self.anchor_problems or self.quarantined or self.hidden)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok,
+                "checked": {"streams": self.streams, "manifests": self.manifests, "segments": self.segments,
+                            "anchors": self.anchors},
+                "missing": [asdict(p) for p in self.missing], "altered": [asdict(p) for p in self.altered],
+                "unexpected": list(self.unexpected), "broken_links": [asdict(b) for b in self.broken_links],
+                "sidecars": [asdict(p) for p in self.sidecars],
+                "anchor_problems": [asdict(p) for p in self.anchor_problems],
+                "quarantined": list(self.quarantined),
+                "hidden": [{**asdict(h), "restore": h.restore(self.restore_bucket, self.restore_prefix)}
+                           for h in self.hidden],
+                "unanchored_manifests": dict(self.unanchored), "unhashed_sidecars": self.unhashed_sidecars,
+                "never_anchored": list(self.never_anchored), "versions_unchecked": self.versions_unchecked,
+                "undetectable": [] if self.anchors else list(UNDETECTABLE_WITHOUT_ANCHORS)}
+
+    def summary(self) -> str:
+        checked = (f"{self.streams} streams, {self.manifests} manifests, {self.segments} segments checked"
+                   f" against {self.anchors} anchor{'s' if self.anchors != 1 else ''}")
+        if self.ok and (self.never_anchored or self.versions_unchecked):
+            lines = [f"Archive consistent, but not every check could run; see NOT CHECKED below ({checked})."]
+        elif self.ok:
+            lines = [f"Archive intact: {checked}."]
+        else:
+            lines = [f"Archive DAMAGED: {len(self.missing)} segments missing, {len(self.altered)} altered, "
+                     f"{len(self.unexpected)} unexpected, {len(self.broken_links)} broken chain links, "
+                     f"{len(self.sidecars)} sidecars damaged, {len(self.anchor_problems)} anchor mismatches, "
+                     f"{len(self.quarantined)} quarantined, {len(self.hidden)} hidden by delete markers "
+                     f"({checked})."]
+        lines += [f"  missing     {p.key} (listed in {p.manifest})" for p in self.missing]
+        lines += [f"  altered     {p.key}: {p.detail} (listed in {p.manifest})" for p in self.altered]
+        lines += [f"  sidecar     {p.key}: {p.detail} (listed in {p.manifest})" for p in self.sidecars]
+        lines += [f"  unexpected  {k} (in no manifest)" for k in self.unexpected]
+        lines += [f"  quarantined {k} (not written by this agent; never read, exported or backfilled)"
+                  for k in self.quarantined]
+        lines += [f"  chain       tenant={b.tenant} stream={b.stream} seq {b.seq}: {b.kind}: {b.detail}"
+                  for b in self.broken_links]
+        lines += [f"  anchor      tenant={p.tenant} stream={p.stream} seq {p.seq}: {p.kind}: {p.detail} "
+                  f"(anchor {p.anchor})" for p in self.anchor_problems]
+        lines += [f"  deleted     {h.key}: a delete marker hides version {h.kept_version}; restore with "
+                  f"`{h.restore(self.restore_bucket, self.restore_prefix)}`" for h in self.hidden]
+        lines += self._notes()
+        return "\n".join(lines)
+
+    def _notes(self) -> list[str]:
+        notes = [f"  note        {pair}: {n} newest manifest(s) not anchored yet (published at the next pass)"
+                 for pair, n in sorted(self.unanchored.items())]
+        if self.unhashed_sidecars:
+            notes.append(f"  note        {self.unhashed_sidecars} sidecars predate sidecar hashes and could not "
+                         "be checked")
+        notes += [f"  NOT CHECKED {pair}: no anchor holds a head of this stream yet (the next pass publishes "
+                  "one); truncation, rollback or a rewritten chain would not show" for pair in self.never_anchored]
+        if self.versions_unchecked:
+            notes.append(f"  NOT CHECKED delete markers: {self.versions_unchecked}")
+        if not self.anchors:
+            notes.append("  NOT CHECKED no [[anchors]] configured, so verify cannot detect:")
+            notes += [f"                - {what}" for what in UNDETECTABLE_WITHOUT_ANCHORS]
+            notes.append("              configure [[anchors]] (docs/integrity.md)")
+        return notes
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    since: datetime | None
+    until: datetime | None
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        return (self.since is None or end >= self.since) and (self.until is None or start < self.until)
+
+    def has_hour(self, hour: datetime) -> bool:
+        return self.overlaps(hour, hour + timedelta(hours=1) - timedelta(microseconds=1))
+
+    def has_entry(self, e: ManifestEntry) -> bool:
+        try:
+            return self.overlaps(codec.parse_time(e.min_time), codec.parse_time(e.max_time))
+        except ValueError:
+            return True  # an unparsable span cannot excuse a segment from being checked
+
+
+Anchored = dict[tuple[str, str], list[tuple[str, Head]]]  # (tenant, stream) -> (anchor label, head)
+
+
+async def verify(store: Store, *, tenant: str | None = None, stream: str | None = None,
+                 since: datetime | None = None, until: datetime | None = None,
+                 anchors: Sequence[Sink] = ()) -> VerifyReport:
+    """Check every chain and segment (optionally one tenant/stream; segments within [since, until)),
+    and every chain against the heads `anchors` hold."""
+    report = VerifyReport(anchors=len(anchors))
+    window = _Window(since, until)
+    heads = await _anchored(anchors, tenant, stream)
+    chained = await _chained_streams(store, tenant, stream)
+    done: set[tuple[str, str]] = set()
+    async for pair, keys in _segments_by_stream(store, tenant, stream):
+        await _verify_stream(store, pair, keys, window, report, heads.get(pair, []))
+        done.add(pair)
+    for pair in sorted((chained | set(heads)) - done):
+        await _verify_stream(store, pair, [], window, report, heads.get(pair, []))
+    report.quarantined = await _quarantined(store, tenant, stream)
+    await _hidden_objects(store, tenant, stream, report)
+    return report
+
+
+async def _anchored(anchors: Sequence[Sink], tenant: str | None, stream: str | None) -> Anchored:
+    out: Anchored = {}
+    for anchor in anchors:
+        for head in await anchor.heads(tenant, stream):
+            out.setdefault((head.tenant, head.stream), []).append((anchor.label, head))
+    return out
+
+
+async def _quarantined(store: Store, tenant: str | None, stream: str | None) -> list[str]:
+    """Segments `adopt_orphans` refused, while they are still in the layout (an operator who removed
+    one after investigating it is not told about it forever)."""
+    prefix = f"{META}/quarantine/segments/" + (stream_prefix(tenant, stream) if tenant and stream
+                                               else f"tenant={tenant}/" if tenant else "")
+    found = []
+    async for key in store.list(prefix):
+        segment = key[len(f"{META}/quarantine/segments/"):].removesuffix(".json") + SEGMENT_SUFFIX
+        parsed = parse_segment_key(segment)
+        if parsed is not None and (stream is None or parsed[0].stream == stream) and await store.exists(segment):
+            found.append(segment)
+    return found
+
+
+async def _hidden_objects(store: Store, tenant: str | None, stream: str | None, report: VerifyReport) -> None:
+    """On S3: archive objects whose current version is a delete marker over a version still kept
+    (Object Lock refuses to delete versions, but a plain DeleteObject still hides them)."""
+    s3: Any = getattr(store, "inner", store)
+    if not hasattr(s3, "versions"):
+        return
+    report.restore_bucket, report.restore_prefix = s3.bucket, s3.prefix
+    scope = stream_prefix(tenant, stream) if tenant and stream else (f"tenant={tenant}/" if tenant else "tenant=")
+    prefixes = [scope] + [f"{META}/{kind}/{scope}" for kind in ("index", "intents")] + [
+        f"{META}/manifests/" + (scope if tenant else "")]
+    for prefix in prefixes:
+        by_key: dict[str, list[Any]] = {}
+        try:
+            versions = await s3.versions(prefix)
+        except StoreError as exc:  # e.g. no s3:ListBucketVersions: said plainly, never read as "none hidden"
+            report.versions_unchecked = f"cannot list object versions ({exc})"
+            return
+        for v in versions:
+            by_key.setdefault(v.key, []).append(v)
+        for key, versions in sorted(by_key.items()):
+            if stream is not None and f"stream={stream}/" not in key:
+                continue
+            latest = next((v for v in versions if v.latest), None)
+            kept = [v for v in versions if not v.delete_marker]
+            if latest is not None and latest.delete_marker and kept:
+                newest = max(kept, key=lambda v: v.modified or datetime.min.replace(tzinfo=UTC))
+                report.hidden.append(HiddenObject(key, latest.version_id, newest.version_id))
+
+
+async def _chained_streams(store: Store, tenant: str | None, stream: str | None) -> set[tuple[str, str]]:
+    prefix = f"{META}/manifests/" + (f"tenant={tenant}/" if tenant else "")
+    pairs = set()
+    async for key in store.list(prefix):
+        parsed = parse_manifest_key(key)
+        if parsed and (stream is None or parsed[1] == stream):
+            pairs.add(parsed[:2])
+    return pairs
+
+
+async def _segments_by_stream(store: Store, tenant: str | None, stream: str | None
+                              ) -> AsyncIterator[tuple[tuple[str, str], list[str]]]:
+    """Segment keys under the layout, one stream at a time (the listing is sorted, so they are
+    contiguous and only one stream's keys are held)."""
+    prefix = stream_prefix(tenant, stream) if tenant and stream else (f"tenant={tenant}/" if tenant else "tenant=")
+    current: tuple[str, str] | None = None
+    keys: list[str] = []
+    async for key in store.list(prefix):
+        parsed = parse_segment_key(key)
+        if parsed is None or (stream is not None and parsed[0].stream != stream):
+            continue
+        pair = (parsed[0].tenant, parsed[0].stream)
+        if pair != current and current is not None:
+            yield current, keys
+            keys = []
+        current = pair
+        keys.append(key)
+    if current is not None:
+        yield current, keys
+
+
+async def _verify_stream(store: Store, pair: tuple[str, str], present: Sequence[str], window: _Window,
+                         report: VerifyReport, heads: Sequence[tuple[str, Head]]) -> None:
+    tenant, stream = pair
+    report.streams += 1
+    manifests = await _load_chain(store, tenant, stream)
+    report.manifests += len(manifests)
+    report.broken_links += _check_links(tenant, stream, manifests)
+    totals = _cumulative(manifests)
+    report.broken_links += _check_totals(tenant, stream, manifests, totals)
+    if heads:
+        report.anchor_problems += _check_anchors(tenant, stream, manifests, totals, heads)
+        newest = max(h.seq for _, h in heads)
+        if manifests and max(manifests) > newest:
+            report.unanchored[f"{tenant}/{stream}"] = max(manifests) - newest
+    elif manifests and report.anchors:  # anchors configured, none holds this stream: say so, never "intact"
+        report.never_anchored.append(f"{tenant}/{stream}")
+    listed: dict[str, tuple[ManifestEntry, str]] = {}
+    for _seq, (key, data) in sorted(manifests.items()):
+        for entry in _entries(data):
+            listed.setdefault(entry.key, (entry, key))
+    await _check_segments(store, tenant, stream, listed, window, report)
+    for key in present:
+        parsed = parse_segment_key(key)
+        if key not in listed and parsed is not None and window.has_hour(parsed[0].hour):
+            report.unexpected.append(key)
+
+
+async def _load_chain(store: Store, tenant: str, stream: str) -> dict[int, tuple[str, bytes]]:
+    """seq -> (key, bytes) for every manifest object of the stream."""
+    chain: dict[int, tuple[str, bytes]] = {}
+    async for key in store.list(manifest_prefix(tenant, stream)):
+        parsed = parse_manifest_key(key)
+        if parsed and parsed[:2] == (tenant, stream):
+            try:
+                chain[parsed[2]] = (key, await store.get(key))
+            except ObjectNotFound:
+                continue  # deleted while we listed: reported as missing below
+    return chain
+
+
+def _entries(data: bytes) -> tuple[ManifestEntry, ...]:
+    try:
+        return Manifest.decode(data).segments
+    except ValueError:
+        return ()
+
+
+def _check_links(tenant: str, stream: str, chain: dict[int, tuple[str, bytes]]) -> list[ChainBreak]:
+    """Walk seq 0..newest: every seq present, in place, and hashing to its successor's `prev`."""
+    breaks: list[ChainBreak] = []
+    for seq in range(max(chain, default=-1) + 1):
+        if seq not in chain:
+            breaks.append(ChainBreak(tenant, stream, seq, "missing", "no manifest at this seq; the chain "
+                                     f"skips from {seq - 1} to a later one"))
+            continue
+        key, data = chain[seq]
+        try:
+            m = Manifest.decode(data)
+        except ValueError as exc:
+            breaks.append(ChainBreak(tenant, stream, seq, "unreadable", f"{key}: {exc}"))
+            continue
+        if (m.tenant, m.stream, m.seq) != (tenant, stream, seq):
+            breaks.append(ChainBreak(tenant, stream, seq, "misplaced", f"{key} holds the manifest of "
+                                     f"tenant={m.tenant} stream={m.stream} seq {m.seq}"))
+        breaks += _check_prev(tenant, stream, seq, m.prev, chain)
+    return breaks
+
+
+def _check_prev(tenant: str, stream: str, seq: int, prev: str | None,
+                chain: dict[int, tuple[str, bytes]]) -> list[ChainBreak]:
+    if seq == 0:
+        return [] if prev is None else [ChainBreak(tenant, stream, 0, "genesis",
+                                                   "the first manifest names a predecessor")]
+    if seq - 1 not in chain:
+        return []  # already reported as missing
+    key, data = chain[seq - 1]
+    if sha256_hex(data) == prev:
+        return []
+    return [ChainBreak(tenant, stream, seq - 1, "altered",
+                       f"{key} does not hash to the prev recorded by manifest {seq}")]
+
+
+def _cumulative(chain: dict[int, tuple[str, bytes]]) -> dict[int, int]:
+    """seq -> records in the chain through it, as far as every earlier manifest is readable."""
+    totals: dict[int, int] = {}
+    running = 0
+    for seq in range(max(chain, default=-1) + 1):
+        if seq not in chain:
+            break
+        try:
+            running += sum(e.count for e in Manifest.decode(chain[seq][1]).segments)
+        except ValueError:
+            break
+        totals[seq] = running
+    return totals
+
+
+def _check_totals(tenant: str, stream: str, chain: dict[int, tuple[str, bytes]],
+                  totals: dict[int, int]) -> list[ChainBreak]:
+    """Each manifest's declared cumulative count must be its predecessor's plus its own segments'
+    (checked link by link, so one edited manifest is named once, not with every successor)."""
+    breaks = []
+    for seq, total in totals.items():
+        declared = Manifest.decode(chain[seq][1]).records
+        before = Manifest.decode(chain[seq - 1][1]).records if seq else 0
+        expected = total - totals.get(seq - 1, 0) + (before if before is not None else totals.get(seq - 1, 0))
+        if declared is not None and declared != expected:
+            breaks.append(ChainBreak(tenant, stream, seq, "miscounted", f"{chain[seq][0]} declares {declared} "
+                                     f"records through it, its predecessor and segments make {expected}"))
+    return breaks
+
+
+def _check_anchors(tenant: str, stream: str, chain: dict[int, tuple[str, bytes]], totals: dict[int, int],
+                   heads: Sequence[tuple[str, Head]]) -> list[AnchorProblem]:
+    """Every anchored head in the chain, same hash and count; one problem per anchor and kind, at the
+    first seq that shows it (a rollback leaves many heads missing; naming the first is enough)."""
+    found: dict[tuple[str, str], AnchorProblem] = {}
+    end = max(chain, default=-1)
+    for label, head in sorted(heads, key=lambda lh: lh[1].seq):
+        problem: tuple[str, str] | None = None
+        if not chain:
+            problem = ("stream-missing", f"anchored up to seq {head.seq} ({head.records} records) but the store "
+                       "holds no manifest of this stream: the stream was deleted")
+        elif head.seq not in chain:
+            problem = ("truncated", f"anchored head seq {head.seq} ({head.records} records) is not in the store, "
+                       f"whose chain ends at seq {end}: its tail was cut or the store was rolled back")
+        elif sha256_hex(chain[head.seq][1]) != head.sha256:
+            problem = ("rewritten", f"{chain[head.seq][0]} hashes to {sha256_hex(chain[head.seq][1])}, the "
+                       f"anchor recorded {head.sha256}: the chain was rewritten from here on")
+        elif totals.get(head.seq) != head.records:
+            problem = ("miscounted", f"the chain holds {totals.get(head.seq)} records through seq {head.seq}, "
+                       f"the anchor recorded {head.records}")
+        if problem is not None and (label, problem[0]) not in found:
+            found[(label, problem[0])] = AnchorProblem(tenant, stream, label, head.seq, *problem)
+    return list(found.values())
+
+
+async def _check_segments(store: Store, tenant: str, stream: str, listed: dict[str, tuple[ManifestEntry, str]],
+                          window: _Window, report: VerifyReport) -> None:
+    gate = asyncio.Semaphore(_CONCURRENCY)
+
+    async def check(entry: ManifestEntry, manifest: str) -> None:
+        async with gate:
+            try:
+                data = await store.get(entry.key)
+            except ObjectNotFound:
+                report.missing.append(SegmentProblem(tenant, stream, entry.key, manifest, "not in the store"))
+                return
+        actual = sha256_hex(data)
+        if actual != entry.sha256:
+            report.altered.append(SegmentProblem(tenant, stream, entry.key, manifest,
+                                                 f"sha256 {actual} != recorded {entry.sha256}"))
+        await check_sidecar(entry, manifest)
+
+    async def check_sidecar(entry: ManifestEntry, manifest: str) -> None:
+        if not entry.sidecar_sha256:
+            report.unhashed_sidecars += 1
+            return
+        async with gate:
+            try:
+                data = await store.get(entry.sidecar)
+            except ObjectNotFound:
+                report.sidecars.append(SegmentProblem(tenant, stream, entry.sidecar, manifest, "not in the store"))
+                return
+        actual = sha256_hex(data)
+        if actual != entry.sidecar_sha256:
+            report.sidecars.append(SegmentProblem(tenant, stream, entry.sidecar, manifest,
+                                                  f"sha256 {actual} != recorded {entry.sidecar_sha256}"))
+
+    todo = [(e, m) for e, m in listed.values() if window.has_entry(e)]
+    report.segments += len(todo)
+    await asyncio.gather(*(check(e, m) for e, m in todo))
+    report.missing.sort(key=lambda p: p.key)
+    report.altered.sort(key=lambda p: p.key)
+    report.sidecars.sort(key=lambda p: p.key)
+
+
+async def run_verify(config: Config, args: argparse.Namespace) -> int:
+    """CLI body for `agent verify` (--tenant, --stream, --since, --until, --format json|text):
+    exit 0 when intact, 1 on damage."""
+    from agent.http import HttpClient
+    from agent.store import open_store
+
+    store = open_store(config.store)
+    configured = getattr(config, "anchors", ())
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            http = None
+            if any(c.type == "siem" for c in configured):  # only a SIEM anchor sends HTTP requests
+                http = await stack.enter_async_context(HttpClient(config.http))
+            anchors = [open_anchor(c, config, http) for c in configured]
+            try:
+                report = await verify(store, tenant=getattr(args, "tenant", None),
+                                      stream=getattr(args, "stream", None), since=getattr(args, "since", None),
+                                      until=getattr(args, "until", None), anchors=anchors)
+            finally:
+                for anchor in anchors:
+                    await anchor.aclose()
+    finally:
+        await store.aclose()
+    if getattr(args, "format", "text") == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
+def main_verify(config: Config, args: argparse.Namespace) -> int:
+    """Synchronous entry point for callers outside an event loop."""
+    return asyncio.run(run_verify(config, args))

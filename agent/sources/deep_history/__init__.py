@@ -1,0 +1,1 @@
+"""Deep history: records older than the live APIs keep, read through the audit log query API."""

@@ -1,0 +1,1 @@
+"""The Office 365 Management Activity API source: its client, content-blob ledger and window grid."""

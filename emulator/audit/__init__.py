@@ -1,0 +1,1 @@
+"""The collector audit: another collector's records compared with the emulator's ground truth."""
