@@ -207,9 +207,10 @@ def _triangulate_step(workdir: Path) -> bool:
 
     from agent import config
     from agent.archive.archive import Archive
+    from agent.cli.render import triangulate_text
     from agent.store import open_store
     from agent.triangulate.engine import triangulate
-    from agent.triangulate.report import to_html, to_text
+    from agent.triangulate.report import to_html
 
     cfg = config.load(workdir / "agent.toml")
 
@@ -226,7 +227,7 @@ def _triangulate_step(workdir: Path) -> bool:
     (workdir / "triangulation.html").write_text(to_html(report), encoding="utf-8")
     print("\nTriangulation: Graph against the unified audit log, the records neither the archive nor the SIEM "
           "could have (Microsoft lost them before its API served them):\n")
-    print(to_text(report), end="")
+    print(triangulate_text(report), end="")
     print(f"\nReport: {workdir / 'triangulation.html'}")
     return any(g["side"] == "b" for p in report.pairs for g in p.gaps())
 

@@ -15,178 +15,21 @@ object versions to find objects hidden behind delete markers.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.archive import codec
-from agent.archive.anchors import Head, Sink, open_anchor
+from agent.archive.anchors import Head, Sink
 from agent.archive.layout import META, SEGMENT_SUFFIX, parse_segment_key, stream_prefix
 from agent.archive.manifest import Manifest, ManifestEntry, manifest_prefix, parse_manifest_key, sha256_hex
-from agent.config import Config
+from agent.archive.verify_report import AnchorProblem, ChainBreak, HiddenObject, SegmentProblem, VerifyReport
 from agent.errors import ObjectNotFound, StoreError
 from agent.store.base import Store
 
 _CONCURRENCY = 8  # segments read at once: bounds memory to a few segments
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentProblem:
-    """A segment that is missing or altered, and the manifest that vouches for it."""
-
-    tenant: str
-    stream: str
-    key: str
-    manifest: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class ChainBreak:
-    """A broken link in a stream's manifest chain.
-
-    kind: "missing" (no manifest at this seq), "altered" (its bytes differ from the hash its
-    successor recorded), "misplaced" (its content claims another seq, tenant or stream),
-    "unreadable" (not a manifest), "genesis" (seq 0 claims a predecessor).
-    """
-
-    tenant: str
-    stream: str
-    seq: int
-    kind: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class AnchorProblem:
-    """The chain disagrees with the heads an anchor holds.
-
-    kind: "stream-missing" (anchored heads, no manifest: the stream was deleted), "truncated" (the
-    chain ends before the newest anchored head: tail cut or store rolled back), "rewritten" (a
-    manifest hashes differently than anchored: edited and re-hashed forward), "miscounted" (the
-    chain's cumulative record count differs from the anchored one).
-    """
-
-    tenant: str
-    stream: str
-    anchor: str
-    seq: int
-    kind: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class HiddenObject:
-    """An S3 object whose current version is a delete marker while a stored version still exists."""
-
-    key: str
-    marker_version: str
-    kept_version: str
-
-    def restore(self, bucket: str, prefix: str) -> str:
-        return (f"aws s3api delete-object --bucket {bucket} --key {prefix}{self.key} "
-                f"--version-id {self.marker_version}")
-
-
-# What verify cannot see from the store alone; said plainly when no anchor is configured.
-UNDETECTABLE_WITHOUT_ANCHORS = (
-    "tail truncation (the newest manifest removed with its segments and sidecars)",
-    "deletion of a whole stream",
-    "a record removed with its segment, sidecar and the newest manifest rewritten consistently",
-    "an old segment edited and the whole chain re-hashed forward",
-    "a rollback of the store (and its checkpoints) to an older consistent state",
-)
-
-
-@dataclass(slots=True)
-class VerifyReport:
-    streams: int = 0
-    manifests: int = 0
-    segments: int = 0
-    missing: list[SegmentProblem] = field(default_factory=list)
-    altered: list[SegmentProblem] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    broken_links: list[ChainBreak] = field(default_factory=list)
-    sidecars: list[SegmentProblem] = field(default_factory=list)  # missing or altered id indexes
-    anchor_problems: list[AnchorProblem] = field(default_factory=list)
-    quarantined: list[str] = field(default_factory=list)  # segments refused as not written by this agent
-    hidden: list[HiddenObject] = field(default_factory=list)  # S3 delete markers over kept versions
-    anchors: int = 0  # anchors consulted
-    unanchored: dict[str, int] = field(default_factory=dict)  # "tenant/stream" -> manifests past the newest head
-    unhashed_sidecars: int = 0  # sidecars of manifests written before sidecar hashes: not checkable
-    never_anchored: list[str] = field(default_factory=list)  # "tenant/stream" with a chain but no anchored head
-    versions_unchecked: str = ""  # why object versions (S3 delete markers) could not be listed
-    restore_bucket: str = ""
-    restore_prefix: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.altered or self.unexpected or self.broken_links or self.sidecars
-                    or self.anchor_problems or self.quarantined or self.hidden)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ok": self.ok,
-                "checked": {"streams": self.streams, "manifests": self.manifests, "segments": self.segments,
-                            "anchors": self.anchors},
-                "missing": [asdict(p) for p in self.missing], "altered": [asdict(p) for p in self.altered],
-                "unexpected": list(self.unexpected), "broken_links": [asdict(b) for b in self.broken_links],
-                "sidecars": [asdict(p) for p in self.sidecars],
-                "anchor_problems": [asdict(p) for p in self.anchor_problems],
-                "quarantined": list(self.quarantined),
-                "hidden": [{**asdict(h), "restore": h.restore(self.restore_bucket, self.restore_prefix)}
-                           for h in self.hidden],
-                "unanchored_manifests": dict(self.unanchored), "unhashed_sidecars": self.unhashed_sidecars,
-                "never_anchored": list(self.never_anchored), "versions_unchecked": self.versions_unchecked,
-                "undetectable": [] if self.anchors else list(UNDETECTABLE_WITHOUT_ANCHORS)}
-
-    def summary(self) -> str:
-        checked = (f"{self.streams} streams, {self.manifests} manifests, {self.segments} segments checked"
-                   f" against {self.anchors} anchor{'s' if self.anchors != 1 else ''}")
-        if self.ok and (self.never_anchored or self.versions_unchecked):
-            lines = [f"Archive consistent, but not every check could run; see NOT CHECKED below ({checked})."]
-        elif self.ok:
-            lines = [f"Archive intact: {checked}."]
-        else:
-            lines = [f"Archive DAMAGED: {len(self.missing)} segments missing, {len(self.altered)} altered, "
-                     f"{len(self.unexpected)} unexpected, {len(self.broken_links)} broken chain links, "
-                     f"{len(self.sidecars)} sidecars damaged, {len(self.anchor_problems)} anchor mismatches, "
-                     f"{len(self.quarantined)} quarantined, {len(self.hidden)} hidden by delete markers "
-                     f"({checked})."]
-        lines += [f"  missing     {p.key} (listed in {p.manifest})" for p in self.missing]
-        lines += [f"  altered     {p.key}: {p.detail} (listed in {p.manifest})" for p in self.altered]
-        lines += [f"  sidecar     {p.key}: {p.detail} (listed in {p.manifest})" for p in self.sidecars]
-        lines += [f"  unexpected  {k} (in no manifest)" for k in self.unexpected]
-        lines += [f"  quarantined {k} (not written by this agent; never read, exported or backfilled)"
-                  for k in self.quarantined]
-        lines += [f"  chain       tenant={b.tenant} stream={b.stream} seq {b.seq}: {b.kind}: {b.detail}"
-                  for b in self.broken_links]
-        lines += [f"  anchor      tenant={p.tenant} stream={p.stream} seq {p.seq}: {p.kind}: {p.detail} "
-                  f"(anchor {p.anchor})" for p in self.anchor_problems]
-        lines += [f"  deleted     {h.key}: a delete marker hides version {h.kept_version}; restore with "
-                  f"`{h.restore(self.restore_bucket, self.restore_prefix)}`" for h in self.hidden]
-        lines += self._notes()
-        return "\n".join(lines)
-
-    def _notes(self) -> list[str]:
-        notes = [f"  note        {pair}: {n} newest manifest(s) not anchored yet (published at the next pass)"
-                 for pair, n in sorted(self.unanchored.items())]
-        if self.unhashed_sidecars:
-            notes.append(f"  note        {self.unhashed_sidecars} sidecars predate sidecar hashes and could not "
-                         "be checked")
-        notes += [f"  NOT CHECKED {pair}: no anchor holds a head of this stream yet (the next pass publishes "
-                  "one); truncation, rollback or a rewritten chain would not show" for pair in self.never_anchored]
-        if self.versions_unchecked:
-            notes.append(f"  NOT CHECKED delete markers: {self.versions_unchecked}")
-        if not self.anchors:
-            notes.append("  NOT CHECKED no [[anchors]] configured, so verify cannot detect:")
-            notes += [f"                - {what}" for what in UNDETECTABLE_WITHOUT_ANCHORS]
-            notes.append("              configure [[anchors]] (docs/integrity.md)")
-        return notes
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,13 +53,24 @@ class _Window:
 Anchored = dict[tuple[str, str], list[tuple[str, Head]]]  # (tenant, stream) -> (anchor label, head)
 
 
-async def verify(store: Store, *, tenant: str | None = None, stream: str | None = None,
+async def verify(store: Store, *, tenants: Sequence[str] = (), streams: Sequence[str] = (),
                  since: datetime | None = None, until: datetime | None = None,
                  anchors: Sequence[Sink] = ()) -> VerifyReport:
-    """Check every chain and segment (optionally one tenant/stream; segments within [since, until)),
-    and every chain against the heads `anchors` hold."""
+    """Check every chain and segment (optionally only the named tenants and streams, each one of them;
+    segments within [since, until)), and every chain against the heads `anchors` hold."""
     report = VerifyReport(anchors=len(anchors))
     window = _Window(since, until)
+    tenant_scope: list[str | None] = list(dict.fromkeys(tenants)) or [None]
+    stream_scope: list[str | None] = list(dict.fromkeys(streams)) or [None]
+    for tenant in tenant_scope:
+        for stream in stream_scope:
+            await _verify_scope(store, tenant, stream, window, anchors, report)
+    return report
+
+
+async def _verify_scope(store: Store, tenant: str | None, stream: str | None, window: _Window,
+                        anchors: Sequence[Sink], report: VerifyReport) -> None:
+    """One tenant and one stream (None: every one); scopes of distinct names never overlap."""
     heads = await _anchored(anchors, tenant, stream)
     chained = await _chained_streams(store, tenant, stream)
     done: set[tuple[str, str]] = set()
@@ -225,9 +79,8 @@ async def verify(store: Store, *, tenant: str | None = None, stream: str | None 
         done.add(pair)
     for pair in sorted((chained | set(heads)) - done):
         await _verify_stream(store, pair, [], window, report, heads.get(pair, []))
-    report.quarantined = await _quarantined(store, tenant, stream)
+    report.quarantined += await _quarantined(store, tenant, stream)
     await _hidden_objects(store, tenant, stream, report)
-    return report
 
 
 async def _anchored(anchors: Sequence[Sink], tenant: str | None, stream: str | None) -> Anchored:
@@ -487,38 +340,3 @@ async def _check_segments(store: Store, tenant: str, stream: str, listed: dict[s
     report.missing.sort(key=lambda p: p.key)
     report.altered.sort(key=lambda p: p.key)
     report.sidecars.sort(key=lambda p: p.key)
-
-
-async def run_verify(config: Config, args: argparse.Namespace) -> int:
-    """CLI body for `agent verify` (--tenant, --stream, --since, --until, --format json|text):
-    exit 0 when intact, 1 on damage."""
-    from agent.http import HttpClient
-    from agent.store import open_store
-
-    store = open_store(config.store)
-    configured = getattr(config, "anchors", ())
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            http = None
-            if any(c.type == "siem" for c in configured):  # only a SIEM anchor sends HTTP requests
-                http = await stack.enter_async_context(HttpClient(config.http))
-            anchors = [open_anchor(c, config, http) for c in configured]
-            try:
-                report = await verify(store, tenant=getattr(args, "tenant", None),
-                                      stream=getattr(args, "stream", None), since=getattr(args, "since", None),
-                                      until=getattr(args, "until", None), anchors=anchors)
-            finally:
-                for anchor in anchors:
-                    await anchor.aclose()
-    finally:
-        await store.aclose()
-    if getattr(args, "format", "text") == "json":
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(report.summary())
-    return 0 if report.ok else 1
-
-
-def main_verify(config: Config, args: argparse.Namespace) -> int:
-    """Synchronous entry point for callers outside an event loop."""
-    return asyncio.run(run_verify(config, args))

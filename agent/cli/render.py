@@ -1,5 +1,6 @@
-"""What a person at a terminal reads: tables for `reconcile`, `collect --once` and `status`, and the
-"what to do next" a reconcile report ends with.
+"""What a person at a terminal reads: tables for `reconcile`, `collect --once` and `status`, the text of
+`verify` and `triangulate`, and the progress lines (the "what to do next" a reconcile report ends with
+is `next_steps.py`).
 
 Machine output (JSON, the report formats of contract 4) is owned by the commands and the report
 module; this module only turns their results into text for a terminal, so a script that pipes a
@@ -9,18 +10,20 @@ else the GUID); the GUID stays in every JSON output.
 
 from __future__ import annotations
 
-import shlex
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import orjson
-
+from agent.archive.codec import parse_time
+from agent.archive.verify_report import UNDETECTABLE_WITHOUT_ANCHORS, VerifyReport
 from agent.reconcile.diff import US
 from agent.reconcile.report import ReconcileReport, StreamReport, iso
 
-MAX_QUERY_IDS = 10
+if TYPE_CHECKING:
+    from agent.service.status import Row
+    from agent.triangulate.engine import PairResult, Report
 
 
 def table(head: Sequence[str], rows: Iterable[Sequence[object]], right: Sequence[int] = ()) -> list[str]:
@@ -44,7 +47,7 @@ def reconcile_text(report: ReconcileReport, labels: Mapping[str, str], steps: Se
                    out: str | None = None, fmt: str = "json") -> str:
     """The summary a terminal shows: a table per stream, the gaps, the verdict, where the report went."""
     lines = [f"Reconcile against {report.siem}: {_when(report.since)} to {_when(report.until)} UTC, "
-             f"buckets of {_duration(report.bucket_us // US)}", ""]
+             f"buckets of {duration(report.bucket_us // US)}", ""]
     lines += table(("tenant", "stream", "archive", "SIEM", "missing in SIEM", "not in archive", "duplicated", "state"),
                    [(labels.get(s.tenant, s.tenant), s.stream, s.agent_count, s.siem_count, len(s.missing_in_siem),
                      len(s.missing_in_agent), len(s.duplicates_in_siem), _state(s)) for s in report.streams],
@@ -109,79 +112,11 @@ def _backfill_text(report: ReconcileReport) -> list[str]:
     return lines
 
 
-def _duration(seconds: int) -> str:
+def duration(seconds: int) -> str:
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
-
-
-# ---------------------------------------------------------------- what to do next
-def next_steps(report: ReconcileReport, siem_cfg: Any, config_path: str | None) -> list[str]:
-    """Commands and queries that act on this report: the backfill, a query per stream that shows the
-    SIEM lacks the named ids (it must return no rows), where the stream lives in the SIEM, and what a
-    gap interval means (whole buckets, not record times)."""
-    steps: list[str] = []
-    missing = [s for s in report.streams if s.missing_in_siem]
-    base = ["agent", "reconcile"] + (["--config", config_path] if config_path else []) + [
-        "--since", iso(report.since), "--until", iso(report.until)]
-    streams = sorted({s.stream for s in missing})
-    for name in streams:
-        base += ["--stream", name]
-    if missing and report.backfill is None:
-        steps.append(f"Preview the backfill:  {shlex.join([*base, '--backfill', '--dry-run'])}")
-        steps.append(f"Send it:               {shlex.join([*base, '--backfill'])}")
-    elif missing and report.backfill is not None and report.backfill.get("dry_run"):
-        steps.append(f"Send it:  {shlex.join([*base, '--backfill'])}")
-    for s in missing:
-        where, query = siem_query(siem_cfg, s)
-        if query:
-            steps.append(f"{s.stream}: in {where}, this query must return no rows (ids missing in the SIEM):")
-            steps.append(f"    {query}")
-    if report.has_gaps:
-        steps.append(f"Gap intervals are whole {_duration(report.bucket_us // US)} buckets ([siem] bucket): a gap "
-                     "says which buckets lack records, the ids say exactly which records.")
-    if not report.complete:
-        steps.append("Unverified buckets were not compared (the SIEM did not answer them in full): run the "
-                     "reconcile again for that window; until then they are not known to be complete.")
-    if any(s.missing_in_agent for s in report.streams):
-        steps.append("Records the SIEM has and the archive lacks: `agent collect --since` the window re-fetches "
-                     "them while the API still serves them (Graph 7-30 days, Management Activity 7 days).")
-    return steps
-
-
-def siem_query(siem_cfg: Any, s: StreamReport) -> tuple[str, str]:
-    """(where the stream lives, a query returning which of up to MAX_QUERY_IDS missing ids the SIEM holds)."""
-    from agent.sources.base import Window
-
-    target = siem_cfg.targets.get(s.stream) if siem_cfg is not None else None
-    if target is None:
-        return "", ""
-    ids = sorted(s.missing_in_siem)[:MAX_QUERY_IDS]
-    starts = [g.start for g in s.gaps] or [min(s.missing_at.get(i, 0) for i in ids)]
-    ends = [g.end for g in s.gaps] or [max(starts) + 3600 * US]
-    window = Window(datetime.fromtimestamp(min(starts) / US, UTC), datetime.fromtimestamp(max(ends) / US, UTC))
-    more = f" (first {len(ids)} of {len(s.missing_in_siem)})" if len(s.missing_in_siem) > len(ids) else ""
-    try:
-        if siem_cfg.type == "sentinel":
-            from agent.siem.sentinel import present_query
-
-            return (f"Log Analytics workspace {siem_cfg.workspace_id}, table {target.source}{more}",
-                    present_query(target, s.tenant, window, ids))
-        if siem_cfg.type == "splunk":
-            from agent.siem.splunk import present_search
-
-            return (f"Splunk index {target.index or 'main'}, sourcetype {target.source}{more}",
-                    f"{present_search(target, s.tenant, ids)} earliest={int(window.start.timestamp())} "
-                    f"latest={int(window.end.timestamp())}")
-        from agent.siem.elastic import base_query
-
-        query = base_query(target, s.tenant, window)
-        query["bool"]["filter"].append({"terms": {target.id_field: ids}})
-        body = orjson.dumps({"_source": False, "fields": [target.id_field], "query": query}).decode()
-        return f"Elasticsearch index {target.source}{more}", f"GET /{target.source}/_search {body}"
-    except Exception:  # noqa: BLE001 - an id the query builder refuses: name the place, no query
-        return f"{siem_cfg.type} {target.source}", ""
 
 
 # ---------------------------------------------------------------- collect --once
@@ -196,6 +131,129 @@ def collect_text(outcomes: Sequence[Mapping[str, Any]], labels: Mapping[str, str
     lines += ["", f"{len(outcomes)} stream(s), {stored} record(s) stored"
               + (f", {failed} FAILED (exit 1; `agent status` shows why)" if failed else ", all ok")]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- status
+def ago(text: str | None, now: datetime) -> str:
+    if not text:
+        return "never"
+    seconds = int((now - parse_time(text)).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{max(seconds, 0)}s ago"
+
+
+def status_text(data: Sequence[Row], now: datetime) -> str:
+    """`agent status` on a terminal: one row per stream, then which GUID each tenant label stands for."""
+
+    def siem(r: Row) -> str:
+        s = r.siem
+        if not s:
+            return "not reconciled"
+        if s["state"] == "gap":
+            return f"{s['missing_in_siem']} missing ({ago(s['checked_at'], now)})"
+        return f"{s['state']} ({ago(s['checked_at'], now)})"
+
+    def gaps(r: Row) -> str:
+        closed = len(r.gaps) - len(r.open_gaps)
+        return f"{len(r.open_gaps)}" + (f" (+{closed} recovered)" if closed else "") if r.gaps else "0"
+
+    lines = table(("tenant", "stream", "state", "last success", "cursor", "records", "gaps", "SIEM", "last error"),
+                  [(r.tenant, r.stream, ", ".join(r.states), ago(r.last_success, now), (r.cursor or "")[:19],
+                    r.records, gaps(r), siem(r), (r.last_error or "")[:80]) for r in data], right=(5,))
+    ids = {(r.tenant, r.tenant_id) for r in data if r.tenant != r.tenant_id}
+    lines += [f"tenant {label} = {tid}" for label, tid in sorted(ids)]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- verify
+def verify_text(r: VerifyReport) -> str:
+    """`agent verify` on a terminal: the verdict with what was checked, each damaged object, then what
+    could not be checked (never shown as intact)."""
+    checked = (f"{r.streams} streams, {r.manifests} manifests, {r.segments} segments checked"
+               f" against {r.anchors} anchor{'s' if r.anchors != 1 else ''}")
+    if r.ok and (r.never_anchored or r.versions_unchecked):
+        lines = [f"Archive consistent, but not every check could run; see NOT CHECKED below ({checked})."]
+    elif r.ok:
+        lines = [f"Archive intact: {checked}."]
+    else:
+        lines = [f"Archive DAMAGED: {len(r.missing)} segments missing, {len(r.altered)} altered, "
+                 f"{len(r.unexpected)} unexpected, {len(r.broken_links)} broken chain links, "
+                 f"{len(r.sidecars)} sidecars damaged, {len(r.anchor_problems)} anchor mismatches, "
+                 f"{len(r.quarantined)} quarantined, {len(r.hidden)} hidden by delete markers "
+                 f"({checked})."]
+    lines += [f"  missing     {p.key} (listed in {p.manifest})" for p in r.missing]
+    lines += [f"  altered     {p.key}: {p.detail} (listed in {p.manifest})" for p in r.altered]
+    lines += [f"  sidecar     {p.key}: {p.detail} (listed in {p.manifest})" for p in r.sidecars]
+    lines += [f"  unexpected  {k} (in no manifest)" for k in r.unexpected]
+    lines += [f"  quarantined {k} (not written by this agent; never read, exported or backfilled)"
+              for k in r.quarantined]
+    lines += [f"  chain       tenant={b.tenant} stream={b.stream} seq {b.seq}: {b.kind}: {b.detail}"
+              for b in r.broken_links]
+    lines += [f"  anchor      tenant={p.tenant} stream={p.stream} seq {p.seq}: {p.kind}: {p.detail} "
+              f"(anchor {p.anchor})" for p in r.anchor_problems]
+    lines += [f"  deleted     {h.key}: a delete marker hides version {h.kept_version}; restore with "
+              f"`{h.restore(r.restore_bucket, r.restore_prefix)}`" for h in r.hidden]
+    lines += _verify_notes(r)
+    return "\n".join(lines)
+
+
+def _verify_notes(r: VerifyReport) -> list[str]:
+    notes = [f"  note        {pair}: {n} newest manifest(s) not anchored yet (published at the next pass)"
+             for pair, n in sorted(r.unanchored.items())]
+    if r.unhashed_sidecars:
+        notes.append(f"  note        {r.unhashed_sidecars} sidecars predate sidecar hashes and could not "
+                     "be checked")
+    notes += [f"  NOT CHECKED {pair}: no anchor holds a head of this stream yet (the next pass publishes "
+              "one); truncation, rollback or a rewritten chain would not show" for pair in r.never_anchored]
+    if r.versions_unchecked:
+        notes.append(f"  NOT CHECKED delete markers: {r.versions_unchecked}")
+    if not r.anchors:
+        notes.append("  NOT CHECKED no [[anchors]] configured, so verify cannot detect:")
+        notes += [f"                - {what}" for what in UNDETECTABLE_WITHOUT_ANCHORS]
+        notes.append("              configure [[anchors]] (docs/integrity.md)")
+    return notes
+
+
+# ---------------------------------------------------------------- triangulate
+def triangulate_text(report: Report) -> str:
+    """`agent triangulate --format text`: per pair, the verdict of its hours, each gap and the ids lacking."""
+    from agent.triangulate.report import gap_line
+
+    lines = [f"Triangulation {report.as_dict()['window']['since']} to {report.as_dict()['window']['until']}"]
+    for p in report.pairs:
+        lines.append(_pair_summary(p))
+        gaps = p.gaps()
+        for g in gaps:
+            lines.append("  GAP: " + gap_line(p, g))
+        if p.missing_in_a:
+            lines.append(f"  {p.spec.b} records whose {p.spec.a} sibling is missing: " + _first_ids(p.missing_in_a))
+        if p.missing_in_b:
+            lines.append(f"  {p.spec.a} records whose {p.spec.b} sibling is missing: " + _first_ids(p.missing_in_b))
+        if not p.judged:
+            lines.append("  NOT CHECKED: no hour is settled and collected on both sides yet")
+        elif not gaps:
+            lines.append(f"  no pipeline lacks what its sibling has in the {p.judged} judged hours")
+    if not report.pairs:
+        lines.append("no pair of sibling streams in the selection")
+    return "\n".join(lines) + "\n"
+
+
+def _pair_summary(p: PairResult) -> str:
+    from agent.triangulate.report import kind
+
+    verdicts = Counter(b.verdict for b in p.buckets)
+    parts = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+    ratio = "unknown" if p.ratio is None else f"{p.ratio:.3f}"
+    return (f"{p.spec.a} <-> {p.spec.b} ({kind(p)}), tenant {p.tenant}: "
+            f"{p.spec.mapping}-level mapping, confidence {p.spec.confidence}; b/a ratio {ratio}; hours: {parts}")
+
+
+def _first_ids(ids: list[str], shown: int = 20) -> str:
+    """The first ids on a terminal; every one is in the JSON, Markdown and HTML reports."""
+    more = f" ... and {len(ids) - shown} more (all in --format json)" if len(ids) > shown else ""
+    return " ".join(ids[:shown]) + more
 
 
 # ---------------------------------------------------------------- progress (terminal only)

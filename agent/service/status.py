@@ -4,7 +4,8 @@ A stream's collection status (cursor, last success, last error, gaps) is written
 the SIEM's side (gaps found, buckets that could not be verified) by every reconcile, into its own
 object beside it so the two writers never overwrite each other. Stalled and silent are computed
 here from the same facts and with the same rules the service alerts on, so `status` shows what
-the alerts said, including when the service is not running.
+the alerts said, including when the service is not running. The table a terminal shows is drawn
+by `agent.cli.render.status_text`.
 """
 
 from __future__ import annotations
@@ -144,47 +145,11 @@ async def _silent(cfg: Config, archive: Any, row: Row, now: datetime) -> bool:
         return False  # a damaged segment is `agent verify`'s to report; status stays readable
 
 
-def ago(text: str | None, now: datetime) -> str:
-    if not text:
-        return "never"
-    seconds = int((now - parse_time(text)).total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{max(seconds, 0)}s ago"
-
-
-def table(data: list[Row], now: datetime) -> str:
-    from agent.cli.render import table as render
-
-    def siem(r: Row) -> str:
-        s = r.siem
-        if not s:
-            return "not reconciled"
-        if s["state"] == "gap":
-            return f"{s['missing_in_siem']} missing ({ago(s['checked_at'], now)})"
-        return f"{s['state']} ({ago(s['checked_at'], now)})"
-
-    def gaps(r: Row) -> str:
-        closed = len(r.gaps) - len(r.open_gaps)
-        return f"{len(r.open_gaps)}" + (f" (+{closed} recovered)" if closed else "") if r.gaps else "0"
-
-    lines = render(("tenant", "stream", "state", "last success", "cursor", "records", "gaps", "SIEM", "last error"),
-                   [(r.tenant, r.stream, ", ".join(r.states), ago(r.last_success, now), (r.cursor or "")[:19],
-                     r.records, gaps(r), siem(r), (r.last_error or "")[:80]) for r in data], right=(5,))
-    ids = {(r.tenant, r.tenant_id) for r in data if r.tenant != r.tenant_id}
-    lines += [f"tenant {label} = {tid}" for label, tid in sorted(ids)]
-    return "\n".join(lines)
-
-
 async def probe(store: Store) -> str | None:
     """A failure that could not be written (disk full, S3 refusing writes) is not in any status
     document: probe the store so a clean-looking table cannot hide it."""
-    check = getattr(store, "check", None)
-    if check is None:
-        return None
     try:
-        await check()
+        await store.check()
     except StoreError as exc:
         return str(exc)
     return None

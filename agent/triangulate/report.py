@@ -1,4 +1,5 @@
-"""The triangulation report as text, Markdown or HTML (JSON is `Report.to_json`).
+"""The triangulation report as Markdown or HTML (JSON is `Report.to_json`; the text a terminal shows is
+drawn by `agent.cli.render.triangulate_text`).
 
 Every format says what was judged and what was not: unsettled hours are listed as such, so a quiet
 report never hides an hour that simply could not be checked yet.
@@ -7,64 +8,29 @@ report never hides an hour that simply could not be checked yet.
 from __future__ import annotations
 
 import html
-from collections import Counter
 
 from agent.triangulate.engine import PairResult, Report
 
 
-def _kind(p: PairResult) -> str:
+def kind(p: PairResult) -> str:
     """The b side's RecordType, or "count witness" for Entra's summarized counts (agent/triangulate/witness.py)."""
     return f"RecordType {p.spec.record_type}" if p.spec.record_type else "count witness"
 
 
-def _summary(p: PairResult) -> str:
-    verdicts = Counter(b.verdict for b in p.buckets)
-    parts = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
-    ratio = "unknown" if p.ratio is None else f"{p.ratio:.3f}"
-    return (f"{p.spec.a} <-> {p.spec.b} ({_kind(p)}), tenant {p.tenant}: "
-            f"{p.spec.mapping}-level mapping, confidence {p.spec.confidence}; b/a ratio {ratio}; hours: {parts}")
-
-
-def _gap_line(p: PairResult, g: dict[str, object]) -> str:
+def gap_line(p: PairResult, g: dict[str, object]) -> str:
     lacking = p.spec.a if g["side"] == "a" else p.spec.b
     other = p.spec.b if g["side"] == "a" else p.spec.a
     return f"{lacking} lacks {g['missing']} record(s) that {other} has, {g['start']} to {g['end']}"
-
-
-def _ids(ids: list[str], shown: int = 20) -> str:
-    """The first ids on a terminal; every one is in the JSON, Markdown and HTML reports."""
-    more = f" ... and {len(ids) - shown} more (all in --format json)" if len(ids) > shown else ""
-    return " ".join(ids[:shown]) + more
-
-
-def to_text(report: Report) -> str:
-    lines = [f"Triangulation {report.as_dict()['window']['since']} to {report.as_dict()['window']['until']}"]
-    for p in report.pairs:
-        lines.append(_summary(p))
-        gaps = p.gaps()
-        for g in gaps:
-            lines.append("  GAP: " + _gap_line(p, g))
-        if p.missing_in_a:
-            lines.append(f"  {p.spec.b} records whose {p.spec.a} sibling is missing: " + _ids(p.missing_in_a))
-        if p.missing_in_b:
-            lines.append(f"  {p.spec.a} records whose {p.spec.b} sibling is missing: " + _ids(p.missing_in_b))
-        if not p.judged:
-            lines.append("  NOT CHECKED: no hour is settled and collected on both sides yet")
-        elif not gaps:
-            lines.append(f"  no pipeline lacks what its sibling has in the {p.judged} judged hours")
-    if not report.pairs:
-        lines.append("no pair of sibling streams in the selection")
-    return "\n".join(lines) + "\n"
 
 
 def to_markdown(report: Report) -> str:
     w = report.as_dict()["window"]
     out = [f"# Triangulation {w['since']} to {w['until']}", ""]
     for p in report.pairs:
-        out += [f"## {p.spec.a} ↔ {p.spec.b} ({_kind(p)}) · tenant {p.tenant}", "",
+        out += [f"## {p.spec.a} ↔ {p.spec.b} ({kind(p)}) · tenant {p.tenant}", "",
                 f"Mapping: {p.spec.mapping} (confidence {p.spec.confidence}). {p.spec.evidence}.", ""]
         gaps = p.gaps()
-        out += [f"- **gap**: {_gap_line(p, g)}" for g in gaps] or ["No pipeline lacks what its sibling has."]
+        out += [f"- **gap**: {gap_line(p, g)}" for g in gaps] or ["No pipeline lacks what its sibling has."]
         out += ["", "| hour | a | b | expected b | verdict |", "|---|---|---|---|---|"]
         for b in p.buckets:
             d = b.as_dict()
@@ -103,10 +69,10 @@ def to_html(report: Report) -> str:
     w = report.as_dict()["window"]
     body = [f"<h1>Triangulation {e(w['since'])} to {e(w['until'])}</h1>"]
     for p in report.pairs:
-        body.append(f"<h2>{e(p.spec.a)} &harr; {e(p.spec.b)} ({_kind(p)}), "
+        body.append(f"<h2>{e(p.spec.a)} &harr; {e(p.spec.b)} ({kind(p)}), "
                     f"tenant {e(p.tenant)}</h2><p>{e(p.spec.mapping)}-level mapping, confidence "
                     f"{e(p.spec.confidence)}. {e(p.spec.evidence)}.</p>")
-        body += [f"<p class=gap>{e(_gap_line(p, g))}</p>" for g in p.gaps()]
+        body += [f"<p class=gap>{e(gap_line(p, g))}</p>" for g in p.gaps()]
         body.append(f"<p>Records per hour: {e(p.spec.a)} (dark) and {e(p.spec.b)} (light); red: a side lacks "
                     f"records, grey: not judged yet.</p>{_chart(p)}")
         rows = "".join(

@@ -11,6 +11,9 @@ import pytest
 import trustme
 
 from agent.cli import main as cli
+from agent.cli.collect import cmd_collect
+from agent.cli.common import EXIT_FAILURE, EXIT_OK
+from agent.cli.status import cmd_status
 from agent.collect import Sources
 from agent.config import TenantConfig
 from agent.http import RateLimiter
@@ -72,16 +75,16 @@ async def test_collect_once_fails_when_a_blob_expired_and_status_keeps_the_gap(
     config = str(write_config(tmp_path, fake, ca[1]))
     parser = cli.build_parser()
 
-    assert await cli.cmd_collect(parser.parse_args(["collect", "--once", "-c", config])) == cli.EXIT_FAILURE
+    assert await cmd_collect(parser.parse_args(["collect", "--once", "-c", config])) == EXIT_FAILURE
     [outcome] = [orjson.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     assert outcome["gaps"] == 1 and outcome["error"] is None and outcome["stored"] == 2
 
-    assert await cli.cmd_status(parser.parse_args(["status", "--json", "-c", config])) == cli.EXIT_FAILURE
+    assert await cmd_status(parser.parse_args(["status", "--json", "-c", config])) == EXIT_FAILURE
     [row] = orjson.loads(capsys.readouterr().out)
     assert [g["content_id"] for g in row["gaps"]] == [gone.content_id]
 
     # The next pass adds nothing new, so it succeeds; the recorded gap stays visible in status.
-    assert await cli.cmd_collect(parser.parse_args(["collect", "--once", "-c", config])) == cli.EXIT_OK
-    assert await cli.cmd_status(parser.parse_args(["status", "-c", config])) == cli.EXIT_FAILURE
+    assert await cmd_collect(parser.parse_args(["collect", "--once", "-c", config])) == EXIT_OK
+    assert await cmd_status(parser.parse_args(["status", "-c", config])) == EXIT_FAILURE
     row = next(ln for ln in capsys.readouterr().out.splitlines() if "o365.exchange" in ln)
     assert "archive gap" in row and "2  1  " in row  # state; records 2, gaps 1

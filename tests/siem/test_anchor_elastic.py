@@ -15,6 +15,7 @@ from agent import config
 from agent.archive.anchors import Anchors, Head, open_anchor
 from agent.archive.archive import Archive
 from agent.archive.verify import verify
+from agent.cli.render import verify_text
 from agent.http import HttpClient
 from agent.siem.anchor import DATASET
 from agent.store.local import LocalStore
@@ -66,7 +67,7 @@ async def test_heads_go_to_the_siem_and_verify_reads_them(rig: Any, tmp_path: Pa
     await store.delete(refs[1].key)
     report = await verify(store, anchors=[anchor])
     assert [(p.seq, p.kind) for p in report.anchor_problems] == [(1, "truncated")]
-    assert "siem:elastic:ms-log-agent-chain-heads" in report.summary()
+    assert "siem:elastic:ms-log-agent-chain-heads" in verify_text(report)
 
 
 async def test_a_head_is_one_create_only_document(rig: Any, tmp_path: Path) -> None:

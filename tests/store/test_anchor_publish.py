@@ -3,7 +3,6 @@ head per change), and `agent verify --config` reads the anchors the config names
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,18 +71,17 @@ async def test_each_pass_that_moves_the_chain_publishes_its_head(tmp_path: Path)
 
 async def test_verify_command_reads_the_configured_anchors(tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from agent.archive.verify import run_verify
+    from agent.cli.verify import run_verify
 
     cfg, collector, source = setup(tmp_path)
     source.records = [audit(1)]
     await collector.collect()
-    args = argparse.Namespace(tenant=None, stream=None, since=None, until=None, format="text")
-    assert await run_verify(cfg, args) == 0
+    assert await run_verify(cfg) == 0
     assert capsys.readouterr().out.startswith("Archive intact: 1 streams, 1 manifests, 1 segments checked "
                                               "against 1 anchor.")
     for key in [k async for k in collector.archive.store.list("_meta/manifests/")]:
         await collector.archive.store.delete(key)  # the whole chain of the stream, gone
-    assert await run_verify(cfg, args) == 1
+    assert await run_verify(cfg) == 1
     assert "stream-missing" in capsys.readouterr().out
 
 

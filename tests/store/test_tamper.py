@@ -22,8 +22,10 @@ from agent.archive.anchors import Anchor, Anchors, open_anchor
 from agent.archive.archive import Archive, _sidecar_doc
 from agent.archive.layout import parse_segment_key
 from agent.archive.manifest import Manifest, manifest_key, sha256_hex
-from agent.archive.verify import VerifyReport, verify
+from agent.archive.verify import verify
+from agent.archive.verify_report import VerifyReport
 from agent.checkpoint import Checkpoints
+from agent.cli.render import verify_text
 from agent.config import AnchorConfig, LocalStoreConfig
 from agent.store.base import Store
 from agent.store.local import LocalStore
@@ -115,10 +117,10 @@ def kinds(report: VerifyReport) -> set[tuple[int, str]]:
 
 async def test_intact_anchored_archive_verifies_clean(rig: Rig) -> None:
     report = await rig.verify()
-    assert report.ok, report.summary()
+    assert report.ok, verify_text(report)
     assert (report.anchors, report.manifests, report.segments) == (1, 3, 6)
     assert report.unanchored == {} and report.unhashed_sidecars == 0
-    assert report.summary().startswith("Archive intact") and "NOT CHECKED" not in report.summary()
+    assert verify_text(report).startswith("Archive intact") and "NOT CHECKED" not in verify_text(report)
     heads = await rig.anchor().heads(T, S)
     assert [h.seq for h in heads] == [0, 1, 2] and heads[-1].records == 18
 
@@ -129,7 +131,7 @@ async def test_tail_truncation_is_detected(rig: Rig) -> None:
     report = await rig.verify()
     assert not report.ok
     assert kinds(report) == {(2, "truncated")}
-    assert "truncated" in report.summary() and "seq 2" in report.summary()
+    assert "truncated" in verify_text(report) and "seq 2" in verify_text(report)
 
 
 async def test_stream_deletion_is_detected(rig: Rig) -> None:
@@ -139,7 +141,7 @@ async def test_stream_deletion_is_detected(rig: Rig) -> None:
     await delete_all(rig.store, keys)
     report = await rig.verify()
     assert kinds(report) == {(0, "stream-missing")}
-    assert "the stream was deleted" in report.summary()
+    assert "the stream was deleted" in verify_text(report)
 
 
 async def test_consistent_record_removal_is_detected(rig: Rig) -> None:
@@ -202,7 +204,7 @@ async def test_sidecar_id_removal_is_detected(rig: Rig) -> None:
     await overwrite(rig.store, victim, orjson.dumps(doc))
     report = await rig.verify()
     assert [p.key for p in report.sidecars] == [victim]
-    assert "sidecar" in report.summary() and not report.ok
+    assert "sidecar" in verify_text(report) and not report.ok
 
 
 async def test_planted_segment_is_detected_and_never_exported(rig: Rig) -> None:
@@ -228,8 +230,8 @@ async def test_crash_between_manifest_and_anchor_is_no_alarm_and_is_repaired(rig
     result = await Archive(rig.store).write(T, S, [signin(99, 30)])  # the process dies before publishing
     assert result.manifest is not None and result.manifest.seq == 3
     report = await rig.verify()
-    assert report.ok, report.summary()
-    assert report.unanchored == {f"{T}/{S}": 1} and "not anchored yet" in report.summary()
+    assert report.ok, verify_text(report)
+    assert report.unanchored == {f"{T}/{S}": 1} and "not anchored yet" in verify_text(report)
     anchors = Anchors([rig.anchor_cfg])  # the next pass (a new process)
     store = reopen(rig.store)
     await anchors.publish(store, T, S)
@@ -262,7 +264,7 @@ async def test_without_anchors_verify_says_what_it_cannot_detect(rig: Rig) -> No
         assert report.ok  # the store alone looks consistent: exactly the hole anchors close
     else:  # Object Lock kept the versions: the delete markers still show, anchors or not
         assert not report.ok and len(report.hidden) == 1 + 2 * len(rig.segments[2])
-    text = report.summary()
+    text = verify_text(report)
     assert "NOT CHECKED no [[anchors]] configured" in text and "tail truncation" in text
     assert "rollback" in text and report.to_json()["undetectable"]
 
@@ -287,11 +289,11 @@ async def test_delete_markers_over_locked_versions_are_reported_with_the_restore
     assert sorted(h.key for h in report.hidden) == sorted(victims)
     assert kinds(report) == {(0, "stream-missing")}
     assert f"aws s3api delete-object --bucket {bucket} --key archive/{result.manifest.key} --version-id" \
-        in report.summary()
+        in verify_text(report)
     for hidden in report.hidden:  # the restore the report prints: remove the delete marker
         seaweed.client.delete_object(Bucket=bucket, Key=f"archive/{hidden.key}", VersionId=hidden.marker_version)
     report = await verify(store, anchors=[anchor])
-    assert report.ok, report.summary()
+    assert report.ok, verify_text(report)
     await store.aclose()
 
 
@@ -305,8 +307,8 @@ async def test_an_anchor_without_heads_is_never_reported_as_checked(rig: Rig, tm
     empty.mkdir()
     report = await verify(rig.store, anchors=[Anchor(LocalStore(empty), "local:empty")])
     assert report.never_anchored == [f"{T}/{S}"]
-    assert report.summary().startswith("Archive consistent, but not every check could run")
-    assert f"NOT CHECKED {T}/{S}: no anchor holds a head" in report.summary()
+    assert verify_text(report).startswith("Archive consistent, but not every check could run")
+    assert f"NOT CHECKED {T}/{S}: no anchor holds a head" in verify_text(report)
 
 
 async def test_a_missing_anchor_directory_is_an_error_not_an_empty_anchor(rig: Rig, tmp_path: Path) -> None:
@@ -331,8 +333,8 @@ async def test_versions_that_cannot_be_listed_are_not_checked_not_clean(seaweed:
     monkeypatch.setattr(store, "versions", denied)
     report = await verify(store)
     assert report.ok and report.versions_unchecked.startswith("cannot list object versions")
-    assert report.summary().startswith("Archive consistent, but not every check could run")
-    assert "NOT CHECKED delete markers" in report.summary()
+    assert verify_text(report).startswith("Archive consistent, but not every check could run")
+    assert "NOT CHECKED delete markers" in verify_text(report)
     await store.aclose()
 
 

@@ -5,6 +5,7 @@ middle, edited manifest, planted segment) is reported exactly, nothing more.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ import pytest
 
 from agent.archive.archive import Archive
 from agent.archive.manifest import Manifest, ManifestEntry, ManifestRef, append_manifest, chain_head, manifest_key
-from agent.archive.verify import ChainBreak, verify
+from agent.archive.verify import verify
+from agent.archive.verify_report import ChainBreak
+from agent.cli.render import verify_text
 from agent.store.base import Store
 from agent.store.s3 import S3Store
 from tests.store.memory import MemoryStore
@@ -23,6 +26,7 @@ from tests.store.servers import new_bucket, store_config
 
 T = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
 S = "graph.signins.interactive"
+S2 = "graph.signins.noninteractive"
 BASE = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
 
 
@@ -54,13 +58,13 @@ class Built:
     segments: list[list[str]]  # per manifest seq, its segment keys
 
 
-async def build(store: Store) -> Built:
+async def build(store: Store, stream: str = S) -> Built:
     """Three collection rounds, each writing two hourly segments and then (inside write) its manifest."""
     archive = Archive(store)
     built = Built([], [])
     for round_ in range(3):
         records = [signin(round_ * 10 + i, minutes=round_ * 5 + i * 20) for i in range(6)]  # 10:xx-11:xx
-        result = await archive.write(T, S, records)
+        result = await archive.write(T, stream, records)
         ref = result.manifest
         assert ref is not None
         built.refs.append(ref)
@@ -87,9 +91,9 @@ async def test_chain_links_each_manifest_to_the_previous(store: Store) -> None:
 async def test_clean_archive_verifies(store: Store) -> None:
     await build(store)
     report = await verify(store)
-    assert report.ok, report.summary()
+    assert report.ok, verify_text(report)
     assert (report.streams, report.manifests, report.segments) == (1, 3, 6)
-    assert report.summary().startswith("Archive intact")
+    assert verify_text(report).startswith("Archive intact")
 
 
 async def test_flipped_byte_is_reported_as_altered(store: Store) -> None:
@@ -170,8 +174,8 @@ async def test_window_and_stream_filters(store: Store) -> None:
     await store.delete(built.segments[0][0])  # the 10:00 hour
     later = await verify(store, since=BASE + timedelta(hours=1), until=BASE + timedelta(hours=2))
     assert later.ok and later.segments == 3
-    assert not (await verify(store, tenant=T, stream=S)).ok
-    other = await verify(store, tenant=T, stream="graph.directory_audits")
+    assert not (await verify(store, tenants=[T], streams=[S])).ok
+    other = await verify(store, tenants=[T], streams=["graph.directory_audits"])
     assert other.ok and other.streams == 0
 
 
@@ -206,22 +210,61 @@ async def test_empty_append_writes_nothing() -> None:
 
 
 async def test_run_verify_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import argparse
-
-    from agent.archive.verify import run_verify
-    from agent.config import LocalStoreConfig
+    from agent.cli.verify import run_verify
+    from agent.config import Config, LocalStoreConfig
     from agent.store.local import LocalStore
 
     built = await build(LocalStore(tmp_path))
-
-    class Cfg:
-        store = LocalStoreConfig(path=tmp_path)
-
-    args = argparse.Namespace(tenant=None, stream=None, since=None, until=None, format="json")
-    assert await run_verify(Cfg(), args) == 0  # type: ignore[arg-type]
+    cfg = Config(tenants=(), store=LocalStoreConfig(path=tmp_path))
+    assert await run_verify(cfg, fmt="json") == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True
     (tmp_path / built.segments[0][0]).unlink()
-    args.format = "text"
-    assert await run_verify(Cfg(), args) == 1  # type: ignore[arg-type]
+    assert await run_verify(cfg, fmt="text") == 1
     out = capsys.readouterr().out
     assert out.startswith("Archive DAMAGED: 1 segments missing") and built.segments[0][0] in out
+
+
+def _two_stream_archive(tmp_path: Path) -> tuple[Path, Built]:
+    """A config collecting two sign-in streams of tenant "contoso", both archived, a segment of the second
+    deleted: only a verify that reaches the second stream finds the damage."""
+    from agent.store.local import LocalStore
+
+    async def write() -> Built:
+        store = LocalStore(tmp_path / "archive")
+        await build(store)
+        other = await build(store, S2)
+        await store.delete(other.segments[0][0])
+        await store.aclose()
+        return other
+
+    other = asyncio.run(write())
+    (tmp_path / "secret").write_text("x")
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(f'[[tenants]]\nid = "{T}"\nname = "contoso"\nclient_id = "c"\nclient_secret_file = "secret"\n'
+                   f'streams = ["{S}", "{S2}"]\n[store]\npath = "archive"\n')
+    return cfg, other
+
+
+def test_verify_command_checks_every_stream_given(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--stream a --stream b` checks both streams; it used to check only `a` and call the archive intact."""
+    from agent.cli.main import main
+
+    cfg, other = _two_stream_archive(tmp_path)
+    code = main(["verify", "--config", str(cfg), "--stream", S, "--stream", S2, "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["checked"]["streams"] == 2
+    assert [m["key"] for m in doc["missing"]] == [other.segments[0][0]]
+    assert code == 1
+
+
+def test_verify_command_takes_a_tenant_by_its_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--tenant NAME` verifies that tenant, as every command takes it; it used to check no stream at all
+    and report "Archive intact: 0 streams"."""
+    from agent.cli.main import main
+
+    cfg, other = _two_stream_archive(tmp_path)
+    code = main(["verify", "--config", str(cfg), "--tenant", "contoso"])
+    out = capsys.readouterr().out
+    assert out.startswith("Archive DAMAGED: 1 segments missing") and other.segments[0][0] in out
+    assert "2 streams, 6 manifests, 12 segments checked" in out
+    assert code == 1

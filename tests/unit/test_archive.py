@@ -11,6 +11,7 @@ from agent.archive import codec
 from agent.archive.archive import Adoption, Archive
 from agent.archive.layout import Partition
 from agent.checkpoint import Checkpoints
+from agent.cli.render import verify_text
 from agent.errors import CheckpointRegression, ObjectExists
 from agent.store.local import LocalStore
 
@@ -133,7 +134,7 @@ async def test_planted_segment_is_quarantined_never_read_chained_or_exported(tmp
     assert await Archive(store).adopt_orphans(T, S) == Adoption(adopted=0, quarantined=0)
     report = await verify(store)
     assert not report.ok and report.unexpected == [planted] and report.quarantined == [planted]
-    assert "quarantined" in report.summary() and planted in report.summary()
+    assert "quarantined" in verify_text(report) and planted in verify_text(report)
     # a record the forged segment claimed is still stored when the API serves it (no dedupe against it)
     assert (await Archive(store).write(T, S, [rec(2)])).stored == 1
     # once the operator has removed the planted segment, verify is clean again
@@ -276,4 +277,4 @@ async def test_crash_before_the_sidecar_is_adopted_without_a_sidecar_alarm(tmp_p
     restarted = LocalStore(tmp_path)  # a new process: nothing cached
     assert await Archive(restarted).adopt_orphans(T, S) == Adoption(adopted=1)
     report = await verify(restarted)
-    assert report.ok and report.sidecars == [], report.summary()
+    assert report.ok and report.sidecars == [], verify_text(report)
