@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from agent.streams import STREAMS
 
@@ -16,6 +17,35 @@ from agent.streams import STREAMS
 VALUES: dict[str, tuple[str, ...]] = {"--stream": tuple(STREAMS)}
 # Options whose value is a path: completed with file names.
 FILES = frozenset({"--config", "-c", "--out", "--dir", "--truth", "--records", "--scenario"})
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that keeps what completion reads in public attributes of its own: every argument
+    added (`arguments`), its subcommands (`commands`) and the help each was added with (`summary`).
+    argparse holds these only in private attributes, which a new Python may rename."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.arguments: list[argparse.Action] = []  # set first: ArgumentParser.__init__ adds -h through add_argument
+        self.commands: dict[str, Parser] = {}
+        self.summary = ""
+        self._subcommands: Any = None
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self.arguments.append(action)
+        return action
+
+    def add_commands(self, **kwargs: Any) -> None:
+        """The COMMAND positional (`add_subparsers(**kwargs)`); then `add_command` for each one."""
+        self._subcommands = self.add_subparsers(**kwargs)
+
+    def add_command(self, name: str, **kwargs: Any) -> Parser:
+        """A subcommand, as `add_parser(name, **kwargs)` builds it (a Parser too), remembered with its help."""
+        parser = cast(Parser, self._subcommands.add_parser(name, **kwargs))
+        parser.summary = kwargs.get("help", "")
+        self.commands[name] = parser
+        return parser
 
 
 @dataclass
@@ -28,14 +58,12 @@ class Command:
     choices: tuple[str, ...] = ()  # of its first positional argument
 
 
-def commands(parser: argparse.ArgumentParser) -> list[Command]:
+def commands(parser: Parser) -> list[Command]:
     """Every subcommand of `parser`, with its options and the values they accept."""
-    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {a.dest: a.help or "" for a in subs._choices_actions}
     out = []
-    for name, p in subs.choices.items():
-        cmd = Command(name, helps.get(name, ""))
-        for a in p._actions:
+    for name, p in parser.commands.items():
+        cmd = Command(name, p.summary)
+        for a in p.arguments:
             if not a.option_strings:
                 if a.choices and not cmd.choices:
                     cmd.choices = tuple(str(c) for c in a.choices)
@@ -50,7 +78,7 @@ def commands(parser: argparse.ArgumentParser) -> list[Command]:
     return out
 
 
-def script(parser: argparse.ArgumentParser, shell: str) -> str:
+def script(parser: Parser, shell: str) -> str:
     return (_bash if shell == "bash" else _zsh)(parser.prog, commands(parser))
 
 

@@ -20,6 +20,7 @@ from agent import __version__, config
 from agent.cli.check import cmd_check
 from agent.cli.collect import cmd_collect, cmd_run
 from agent.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from agent.cli.completion import Parser
 from agent.cli.export import cmd_export
 from agent.cli.reconcile import cmd_reconcile
 from agent.cli.status import cmd_status
@@ -68,12 +69,12 @@ def _shard(text: str) -> tuple[int, int]:
     return int(i), int(n)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="agent", description=__doc__)
+def build_parser() -> Parser:
+    parser = Parser(prog="agent", description=__doc__)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_commands(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("collect", help="collect records into the archive")
+    p = parser.add_command("collect", help="collect records into the archive")
     _common(p)
     _window_args(p)
     p.add_argument("--once", action="store_true", help="one pass, then exit (default: keep polling)")
@@ -83,12 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--once result per stream on stderr: a table (default on a terminal) or JSON lines")
     p.add_argument("--quiet", "-q", action="store_true", help="with --once: no result lines; the exit code says it")
 
-    p = sub.add_parser("run", help="the service: collect continuously, reconcile on schedule, serve metrics")
+    p = parser.add_command("run", help="the service: collect continuously, reconcile on schedule, serve metrics")
     _common(p)
     p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
                    help="collect only tenants i, i+n, ... (config order) so n agents can share one bucket")
 
-    p = sub.add_parser("reconcile", help="compare the archive with the SIEM record by record (exit 3: gaps)")
+    p = parser.add_command("reconcile", help="compare the archive with the SIEM record by record (exit 3: gaps)")
     _common(p)
     _window_args(p)
     p.add_argument("--format", choices=("json", "md", "html", "text"),
@@ -106,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="with --backfill: show what would be sent, send nothing (implies --backfill)")
 
-    p = sub.add_parser(
+    p = parser.add_command(
         "triangulate", help="compare Microsoft's sibling pipelines in the archive (exit 3: one lacks what another has)",
         description="Per hour, compare Graph with the unified audit log (Management Activity API) as archived: "
         "directory audits with RecordType 8 record by record, interactive sign-ins with RecordType 15 by learned "
@@ -118,27 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json", "md", "html"), default="text", help="report format")
     p.add_argument("--out", help="write the report to this file (default: stdout)")
 
-    p = sub.add_parser("export", help="stored records as NDJSON on stdout, one per id")
+    p = parser.add_command("export", help="stored records as NDJSON on stdout, one per id")
     _common(p)
     _window_args(p)
 
-    p = sub.add_parser("verify", help="re-hash segments and walk the manifest chains; exit 1 on damage")
+    p = parser.add_command("verify", help="re-hash segments and walk the manifest chains; exit 1 on damage")
     _common(p)
     _window_args(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    p = sub.add_parser("status", help="per stream: cursor, last success, records, last error")
+    p = parser.add_command("status", help="per stream: cursor, last success, records, last error")
     _common(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("check", help="validate the config and probe the store (and tokens with --online)")
+    p = parser.add_command("check", help="validate the config and probe the store (and tokens with --online)")
     _common(p)
     p.add_argument("--online", action="store_true", help="also obtain a token for every tenant")
 
-    p = sub.add_parser("emulator", help="serve emulated Microsoft and SIEM APIs on loopback", add_help=False)
+    p = parser.add_command("emulator", help="serve emulated Microsoft and SIEM APIs on loopback", add_help=False)
     p.add_argument("args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser(
+    p = parser.add_command(
         "audit-collector",
         help="what another collector lost: its records against the emulator's truth (exit 3 losses, "
         "4 duplicates only, 5 invented)",
@@ -151,15 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     _audit_arguments(p)
 
-    p = sub.add_parser("demo", help="emulator + collection + reconcile, end to end, in a temp directory")
+    p = parser.add_command("demo", help="emulator + collection + reconcile, end to end, in a temp directory")
     p.add_argument("--dir", help="keep the demo's files here instead of a temp directory")
 
-    p = sub.add_parser("completion", help="print a shell completion script: source <(agent completion bash)")
+    p = parser.add_command("completion", help="print a shell completion script: source <(agent completion bash)")
     p.add_argument("shell", choices=("bash", "zsh"))
 
     from agent.cli.help_topics import TOPICS
 
-    p = sub.add_parser("help", help="short help on a topic: agent help TOPIC; the topics: agent help")
+    p = parser.add_command("help", help="short help on a topic: agent help TOPIC; the topics: agent help")
     p.add_argument("topic", nargs="?", choices=tuple(TOPICS), help="one of: " + ", ".join(TOPICS))
     return parser
 
