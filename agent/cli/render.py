@@ -135,6 +135,7 @@ def collect_text(outcomes: Sequence[Mapping[str, Any]], labels: Mapping[str, str
 
 # ---------------------------------------------------------------- status
 def ago(text: str | None, now: datetime) -> str:
+    """How long before `now` the RFC 3339 `text` was, coarsely ("3h ago"); "never" when there is none."""
     if not text:
         return "never"
     seconds = int((now - parse_time(text)).total_seconds())
