@@ -27,6 +27,8 @@ _DEFENDER = {"graph.security_alerts": "alert", "graph.security_incidents": "inci
 _RECORD_NAMES = {1: "ExchangeAdmin", 4: "SharePoint", 6: "SharePointFileOperation", 8: "AzureActiveDirectory",
                  11: "ComplianceDLPSharePoint", 13: "ComplianceDLPExchange", 14: "SharePointSharingOperation",
                  15: "AzureActiveDirectoryStsLogon", 25: "MicrosoftTeams", 50: "ExchangeItemAggregated"}
+
+
 def timestamp(ticks: int) -> str:
     """`@timestamp` text (UTC, milliseconds) of a time in ticks."""
     ms = ticks // 10_000
