@@ -1,4 +1,5 @@
-"""`python -m emulator` (until the lead wires `agent emulator` to `cli.main`)."""
+"""`python -m emulator`: the same command line as `agent emulator` (which forwards here), for
+running the emulator without the agent's entry point."""
 
 import sys
 

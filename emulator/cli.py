@@ -1,6 +1,6 @@
 """`agent emulator`: parse options, build the scenario's world, listen, print the first line, serve.
 
-The first stdout line is JSON (contract 6) so a caller can wait for it; everything else goes to
+The first stdout line is JSON (docs/emulator.md) so a caller can wait for it; everything else goes to
 stderr. Exit codes: 0 after SIGTERM/SIGINT, 2 for a bad scenario or usage.
 """
 

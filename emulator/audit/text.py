@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulator.audit.collector import Audit
+    from emulator.audit.verdict import Audit
 
 
 def _ids(ids: list[str], show: int) -> str:

@@ -4,99 +4,37 @@ Root `/api/v1.0/{tenant}/activity/feed` (the `/api/v1/` form of NextPageUri is a
 Listings are windowed on `contentCreated` (inclusive start, exclusive end) with the 24 h and 7-day
 rules, paged through the `NextPageUri` header; errors are `{"error":{"code":"AFxxxxx",...}}`
 (protocols.md §2). Query parameter names are matched case-insensitively.
+
+This module is the listener: routing, the token/tenant/quota/fault gate, subscriptions, the
+content listing and blob fetches. The window and nextPage rules are `management_paging.py`, the
+AF error answers `management_errors.py`.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from emulator.microsoft.blobs import Blob
+from emulator.microsoft.management_errors import JSON, AfError, error_response, unauthorized
+from emulator.microsoft.management_paging import next_page, page_after, page_token, param, window
 from emulator.world.catalog import CONTENT_TYPES
-from emulator.world.clock import TICKS_PER_SECOND, content_time, now_ticks, rfc3339
+from emulator.world.clock import content_time, now_ticks, rfc3339
 from emulator.world.faults import HTML_ERROR, stall
 from emulator.world.scenario import GUID_RE
 from emulator.world.state import State
 
-DAY = 86400 * TICKS_PER_SECOND
-# startTime/endTime: the reference documents YYYY-MM-DD, YYYY-MM-DDTHH:MM and YYYY-MM-DDTHH:MM:SS (UTC);
-# the service is ASP.NET and binds them as a .NET DateTime, so what real clients send works too:
-# fractions of any length (JavaScript 3 digits, Python 6, .NET 7, Go up to 9), a `Z` or a numeric
-# offset (Python `isoformat()`: `+00:00`; also `+0000`, `+00`), a space instead of `T` (Python
-# `str(datetime)`). An unencoded `+` in the query arrives as a space (form decoding) and is still
-# read as the offset sign: connectors that send `...+00:00` unencoded collect with the real service.
-# Anything else (no date, out-of-range fields, epoch numbers) is AF20002.
-_TIME_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})"
-    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?)?"
-    r"\s*(?:([Zz])|([+ -])(\d{2})(?::?(\d{2}))?)?$"
-)
-_WINDOW_TEXT = (
-    "must both be specified (or both omitted) and must be less than or equal to 24 hours apart, "
-    "with the start time no more than 7 days in the past."
-)
-_JSON = "application/json"
-_PAGE_RE = re.compile(r"^(\d{17})R(\d{12})$")
-# The form seen in the wild (counteractive/o365beat#39): `<digits>$<the window start as digits>$na0022`.
-_OBSERVED_PAGE_RE = re.compile(r"^(\d{17})(\d{6,})\$\d{23}\$[a-z]{2}\d{4}$")
-
-
-class AfError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def parse_window_time(name: str, value: str) -> int:
-    """A listing's startTime/endTime in ticks (UTC), in any form `_TIME_RE` accepts; else AF20002."""
-    m = _TIME_RE.match(value.strip())
-    try:
-        if m is None:
-            raise ValueError(value)
-        y, mo, d, h, mi, s, frac, _, sign, oh, om = m.groups()
-        dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=UTC)
-        if sign is not None:
-            offset = timedelta(hours=int(oh), minutes=int(om or 0))
-            if offset > timedelta(hours=14):
-                raise ValueError(value)
-            dt -= offset if sign in "+ " else -offset
-    except ValueError:
-        raise AfError(400, "AF20002", f"Invalid parameter type: {name}. Expected type: datetime") from None
-    return int(dt.timestamp()) * TICKS_PER_SECOND + int((frac or "0").ljust(7, "0")[:7])
-
-
-def error_response(err: AfError) -> web.Response:
-    return web.Response(
-        status=err.status,
-        content_type=_JSON,
-        body=orjson.dumps({"error": {"code": err.code, "message": err.message}}),
-    )
-
-
-def _unauthorized() -> web.Response:
-    return web.Response(
-        status=401,
-        content_type=_JSON,
-        headers={"WWW-Authenticate": "Bearer"},
-        body=orjson.dumps({"Message": "Authorization has been denied for this request."}),
-    )
-
 
 @dataclass
+
+
 class Subscription:
     status: str  # "enabled" or "disabled"
     webhook: dict[str, str] | None = None
-
-
-def _page_token(blob: Blob) -> str:
-    return f"{blob.created // 10_000:017d}R{blob.seq:012d}"
 
 
 class ManagementService:
@@ -143,7 +81,7 @@ class ManagementService:
         """Token, tenant, quota and fault checks shared by every operation; (tenant, fault) or a response."""
         claims = self.state.tokens.check(request.headers.get("Authorization"), "management")
         if isinstance(claims, str):
-            return _unauthorized()
+            return unauthorized()
         tenant = request.match_info["tenant"].lower()
         if not GUID_RE.match(tenant):
             return error_response(
@@ -160,7 +98,7 @@ class ManagementService:
                 )
             )
         if self.state.management_quota.admit(tenant, now_ticks()) is not None:
-            publisher = self._param(request, "PublisherIdentifier") or "00000000-0000-0000-0000-000000000000"
+            publisher = param(request, "PublisherIdentifier") or "00000000-0000-0000-0000-000000000000"
             self.state.faults.log(
                 request,
                 "management",
@@ -185,13 +123,13 @@ class ManagementService:
         faults = self.state.faults
         response: web.Response
         if fault == "throttle":
-            publisher = self._param(request, "PublisherIdentifier") or "00000000-0000-0000-0000-000000000000"
+            publisher = param(request, "PublisherIdentifier") or "00000000-0000-0000-0000-000000000000"
             status = self.state.scenario.management.throttle_status
             response = error_response(
                 AfError(status, "AF429", f"Too many requests. Method={method}, PublisherId={publisher}")
             )
         elif fault == "token_expiry":
-            response = _unauthorized()
+            response = unauthorized()
         elif fault == "html_error":
             response = web.Response(
                 status=faults.choice((502, 503, 504)), body=HTML_ERROR, content_type="text/html"
@@ -224,27 +162,20 @@ class ManagementService:
             blob = self.by_id.get(tenant, {}).get(cid)
             stream = CONTENT_TYPES.get(blob.content_type) if blob is not None else None
             return {"stream": stream, "content_id": cid}
-        stream = CONTENT_TYPES.get(self._param(request, "contentType") or "")
+        stream = CONTENT_TYPES.get(param(request, "contentType") or "")
         if stream is None or not request.path.endswith("/subscriptions/content"):
             return {"stream": stream} if stream else {}
         try:
-            lo, hi = self._window(request, now_ticks())
-            after = self._after(self._param(request, "nextPage"))
+            lo, hi = window(request, now_ticks())
+            after = page_after(param(request, "nextPage"))
         except AfError:
             return {"stream": stream}
         if after is not None:
             lo = max(lo, after[0] * 10_000)
         return {"stream": stream, "created_from": rfc3339(lo), "created_to": rfc3339(hi)}
 
-    @staticmethod
-    def _param(request: web.Request, name: str) -> str | None:
-        for key, value in request.query.items():
-            if key.lower() == name.lower():
-                return value
-        return None
-
     def _content_type(self, request: web.Request) -> str:
-        ct = self._param(request, "contentType")
+        ct = param(request, "contentType")
         if not ct:
             raise AfError(400, "AF20001", "Missing parameter: contentType.")
         if ct not in CONTENT_TYPES:
@@ -280,7 +211,7 @@ class ManagementService:
                     webhook = {"status": "enabled", **{k: str(v) for k, v in hook.items()}}
         self.subs[tenant][ct] = Subscription("enabled", webhook)
         body = orjson.dumps({"contentType": ct, "status": "enabled", "webhook": webhook})
-        return await self._finish(request, fault, tenant, web.Response(body=body, content_type=_JSON))
+        return await self._finish(request, fault, tenant, web.Response(body=body, content_type=JSON))
 
     def _start_interval(self, request: web.Request, tenant: str) -> None:
         """The API reference asks for 15 minutes between subscription start requests (protocols.md
@@ -290,7 +221,7 @@ class ManagementService:
         interval, now = self.state.scenario.management.start_interval, now_ticks()
         last = self.last_start.get(tenant)
         if interval and last is not None and now - last < interval:
-            publisher = self._param(request, "PublisherIdentifier") or "00000000-0000-0000-0000-000000000000"
+            publisher = param(request, "PublisherIdentifier") or "00000000-0000-0000-0000-000000000000"
             status = self.state.scenario.management.throttle_status
             self.state.faults.log(request, "management", "start_interval", status, tenant)
             raise AfError(status, "AF429",
@@ -323,7 +254,7 @@ class ManagementService:
             for ct, s in sorted(self.subs[tenant].items())
         ]
         return await self._finish(
-            request, fault, tenant, web.Response(body=orjson.dumps(items), content_type=_JSON)
+            request, fault, tenant, web.Response(body=orjson.dumps(items), content_type=JSON)
         )
 
     async def notifications(self, request: web.Request) -> web.StreamResponse:
@@ -335,7 +266,7 @@ class ManagementService:
             self._subscribed(tenant, self._content_type(request))
         except AfError as err:
             return error_response(err)
-        return await self._finish(request, fault, tenant, web.Response(body=b"[]", content_type=_JSON))
+        return await self._finish(request, fault, tenant, web.Response(body=b"[]", content_type=JSON))
 
     def _subscribed(self, tenant: str, ct: str) -> None:
         if ct in self.admin_disabled:
@@ -346,25 +277,6 @@ class ManagementService:
 
     # -- content --------------------------------------------------------------------------------
 
-    def _window(self, request: web.Request, now: int) -> tuple[int, int]:
-        start, end = self._param(request, "startTime"), self._param(request, "endTime")
-        if (start is None) != (end is None):
-            raise AfError(400, "AF20030", f"Start time and end time {_WINDOW_TEXT}")
-        if start is None or end is None:
-            return now - DAY, now
-        lo, hi = (parse_window_time(name, value) for name, value in (("startTime", start), ("endTime", end)))
-        if lo >= hi:
-            raise AfError(
-                400,
-                "AF20055",
-                "Start time and end time must both be specified (or both omitted) and "
-                "must be less than or equal to 24 hours apart, with the start time prior "
-                "to end time and start time no more than 7 days in the past.",
-            )
-        if hi - lo > DAY or lo < now - 7 * DAY:
-            raise AfError(400, "AF20030", f"Start time and end time {_WINDOW_TEXT}")
-        return lo, hi
-
     async def content(self, request: web.Request) -> web.StreamResponse:
         gate = self._gate(request, "ListContent", listing=True)
         if isinstance(gate, web.Response):
@@ -374,8 +286,8 @@ class ManagementService:
         try:
             ct = self._content_type(request)
             self._subscribed(tenant, ct)
-            lo, hi = self._window(request, now)
-            after = self._after(self._param(request, "nextPage"))
+            lo, hi = window(request, now)
+            after = page_after(param(request, "nextPage"))
         except AfError as err:
             return error_response(err)
         blobs = self.state.blobs.get((tenant, CONTENT_TYPES[ct]), [])
@@ -389,10 +301,10 @@ class ManagementService:
         size = self.state.scenario.management.page_size
         if fault == "empty_page":
             self.state.faults.log(request, "management", fault, 200, tenant, **self._covers(request, tenant))
-            page, more, token = [], True, self._param(request, "nextPage")
+            page, more, token = [], True, param(request, "nextPage")
         else:
             page, more = chosen[:size], len(chosen) > size
-            token = _page_token(page[-1]) if page else None
+            token = page_token(page[-1]) if page else None
         root = f"https://{request.host}/api/v1.0/{tenant}/activity/feed"
         items = [
             {
@@ -406,46 +318,10 @@ class ManagementService:
         ]
         headers = {}
         if more:
-            headers["NextPageUri"] = self._next_page(request, tenant, ct, token)
-        response = web.Response(body=orjson.dumps(items), content_type=_JSON, headers=headers)
+            form = self.state.scenario.management.next_page_form
+            headers["NextPageUri"] = next_page(request, tenant, ct, token, form)
+        response = web.Response(body=orjson.dumps(items), content_type=JSON, headers=headers)
         return await self._finish(request, None if fault == "empty_page" else fault, tenant, response)
-
-    @staticmethod
-    def _after(token: str | None) -> tuple[int, int] | None:
-        """A nextPage token of either form the service has been seen to emit (it accepts what it emits)."""
-        if token is None or token == "":
-            return None
-        m = _PAGE_RE.match(token) or _OBSERVED_PAGE_RE.match(token)
-        if not m:
-            raise AfError(400, "AF20031", f"Invalid nextPage Input: {token}.")
-        return int(m.group(1)), int(m.group(2))
-
-    def _next_page(self, request: web.Request, tenant: str, ct: str, token: str | None) -> str:
-        if self.state.scenario.management.next_page_form == "observed":
-            return self._observed_next_page(request, tenant, ct, token)
-        params = [("contentType", ct)]
-        for name in ("startTime", "endTime", "PublisherIdentifier"):
-            value = self._param(request, name)
-            if value is not None:
-                params.append((name, value))
-        params.append(("nextPage", token or ""))
-        query = "&".join(f"{k}={quote(v, safe=':-.')}" for k, v in params)
-        return f"https://{request.host}/api/v1/{tenant}/activity/feed/subscriptions/content?{query}"
-
-    def _observed_next_page(self, request: web.Request, tenant: str, ct: str, token: str | None) -> str:
-        """NextPageUri as logged from the real service (counteractive/o365beat#39), not as documented:
-        `/api/v1.0/`, lower-case parameter names, the window rewritten with seven fraction digits and
-        `Z` (filled in when the request gave none, as the reference says), no PublisherIdentifier,
-        and a `$`-separated page token. Elastic's o365 integration reads both `NextPageUri` and
-        `Nextpageuri`; header names are case-insensitive either way."""
-        lo, hi = self._window(request, now_ticks())
-        page = ""
-        if token:
-            m = _PAGE_RE.match(token) or _OBSERVED_PAGE_RE.match(token)
-            assert m is not None
-            page = f"{int(m.group(1)):017d}{int(m.group(2)):06d}${_digits(lo)}$na0022"
-        query = f"contenttype={ct}&endtime={_seven(hi)}&starttime={_seven(lo)}&nextpage={page}"
-        return f"https://{request.host}/api/v1.0/{tenant}/activity/feed/subscriptions/content?{query}"
 
     async def blob(self, request: web.Request) -> web.StreamResponse:
         gate = self._gate(request, "GetBlob")
@@ -470,17 +346,5 @@ class ManagementService:
                     request, "management", "unavailable_blob", 404, tenant, **self._covers(request, tenant)
                 )
             return error_response(AfError(404, "AF20050", f"The specified content ({cid}) does not exist."))
-        response = web.Response(body=blob.body, content_type=_JSON, headers={"request-id": str(uuid.uuid4())})
+        response = web.Response(body=blob.body, content_type=JSON, headers={"request-id": str(uuid.uuid4())})
         return await self._finish(request, fault, tenant, response)
-
-
-def _seven(ticks: int) -> str:
-    """`2020-02-19T10:46:42.0000000Z`: how the service rewrites window times in its links."""
-    text = rfc3339(ticks)  # ...SS[.fraction]Z
-    base, _, frac = text.rstrip("Z").partition(".")
-    return f"{base}.{frac.ljust(7, '0')[:7]}Z"
-
-
-def _digits(ticks: int) -> str:
-    """The window start as the 23 digits of the observed page tokens (`20200219104642000000000`)."""
-    return "".join(ch for ch in _seven(ticks) if ch.isdigit()) + "00"

@@ -30,7 +30,7 @@ from emulator.microsoft.tokens import TokenIssuer
 from emulator.runtime import tls
 from emulator.runtime.requestlog import RequestLog
 from emulator.siems import siem_copy, siem_services
-from emulator.world import dataset, scenario
+from emulator.world import dataset, scenario_parse
 from emulator.world.clock import now_ticks
 from emulator.world.faults import FaultInjector
 from emulator.world.state import State
@@ -68,7 +68,7 @@ class Options:
 def build_state(opts: Options) -> State:
     """Everything before listening: scenario, key material, data, blobs."""
     origin = opts.origin if opts.origin is not None else now_ticks()
-    scn = scenario.load(opts.scenario, origin)
+    scn = scenario_parse.load(opts.scenario, origin)
     material = tls.make(opts.state_dir, list(clouds.hosts(opts.impersonate)))
     # Hundreds of thousands of long-lived objects: collecting while building only rescans them
     # (it doubled start-up time), and freezing keeps later collections from walking them again.

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from emulator.microsoft.tokens import credentials
-from emulator.siems import kql
+from emulator.siems import kql_syntax
 from emulator.siems.siem_copy import Ingested, SiemCopy
 
 API_VERSIONS = ("2023-01-01", "2021-11-01-preview")
@@ -191,8 +191,8 @@ def _time(value: Any, default: int) -> int:
     """TimeGenerated as ticks; missing or unparseable → the ingestion time (as Azure Monitor does)."""
     if isinstance(value, str):
         try:
-            return kql.parse_datetime(value.replace("+00:00", "Z"))
-        except kql.KqlError:
+            return kql_syntax.parse_datetime(value.replace("+00:00", "Z"))
+        except kql_syntax.KqlError:
             return default
     return default
 

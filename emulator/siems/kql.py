@@ -7,82 +7,23 @@ Supported: `T`, `union [isfuzzy=true] T1, T2`; `| where` with `and`/`or`, parent
 ...)` (the first non-null value, as KQL's coalesce()). Anything else raises KqlError, which the
 endpoint turns into 400 BadArgumentError with a SyntaxError or SemanticError inner error, as
 Log Analytics does. Times are integer 100 ns ticks, like KQL's datetime.
+
+This module evaluates: the tables (`Table`), the frames between operators, each operator. The
+language (tokens, `Parser`, `where` expressions, `KqlError`) is `kql_syntax.py`.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-TICKS = 10_000_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_TOKEN_RE = re.compile(r"""
-    (?P<ws>\s+)
-  | (?P<datetime>datetime\(\s*(?P<dt>[^)]*?)\s*\))
-  | (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-  | (?P<timespan>\d+(?:\.\d+)?(?:ms|d|h|m|s)\b)
-  | (?P<number>\d+(?:\.\d+)?)
-  | (?P<op>==|!=|>=|<=|!in\b|[|,()=<>])
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-""", re.VERBOSE)
-_SPAN_UNITS = {"ms": TICKS // 1000, "s": TICKS, "m": 60 * TICKS, "h": 3600 * TICKS, "d": 86400 * TICKS}
-_DT_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?Z?$")
+from emulator.siems.kql_syntax import KqlError, Parser, Pred, expression, tokenize
 
-
-class KqlError(Exception):
-    """A query the subset cannot run; `kind` is "SyntaxError" or "SemanticError"."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def parse_datetime(text: str) -> int:
-    m = _DT_RE.match(text.strip())
-    if not m:
-        raise KqlError("SyntaxError", f"invalid datetime literal {text!r}")
-    y, mo, d, h, mi, s, frac = m.groups()
-    dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(s or 0), tzinfo=UTC)
-    return int((dt - _EPOCH).total_seconds()) * TICKS + int((frac or "0").ljust(7, "0")[:7])
-
-
-@dataclass(frozen=True, slots=True)
-class Tok:
-    kind: str
-    text: str
-    value: Any = None
-
-
-def tokenize(query: str) -> list[Tok]:
-    out, pos = [], 0
-    while pos < len(query):
-        m = _TOKEN_RE.match(query, pos)
-        if not m:
-            raise KqlError("SyntaxError", f"unexpected character {query[pos]!r} at {pos}")
-        pos = m.end()
-        kind = m.lastgroup or ""
-        text = m.group(0)
-        if kind == "ws":
-            continue
-        if kind == "dt":
-            kind = "datetime"
-        if kind == "datetime":
-            out.append(Tok("literal", text, ("datetime", parse_datetime(m.group("dt")))))
-        elif kind == "string":
-            out.append(Tok("literal", text, ("string", re.sub(r"\\(.)", r"\1", text[1:-1]))))
-        elif kind == "timespan":
-            num, unit = re.match(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)", text).groups()  # type: ignore[union-attr]
-            out.append(Tok("literal", text, ("timespan", round(float(num) * _SPAN_UNITS[unit]))))
-        elif kind == "number":
-            out.append(Tok("literal", text, ("number", float(text) if "." in text else int(text))))
-        else:
-            out.append(Tok(kind, text))
-    return out
+# The subset's public face: callers (the Log Analytics endpoint, tests) reach the language through here.
+__all__ = ["Frame", "KqlError", "Parser", "Table", "run", "tokenize"]
 
 
 class Table(Protocol):
@@ -102,32 +43,6 @@ class Frame:
     parts: list[tuple[Table, list[int]]] | None
     columns: list[tuple[str, str]]
     rows: list[list[Any]]
-
-
-class Parser:
-    def __init__(self, query: str) -> None:
-        self.toks = tokenize(query)
-        self.i = 0
-
-    def peek(self, offset: int = 0) -> Tok | None:
-        j = self.i + offset
-        return self.toks[j] if j < len(self.toks) else None
-
-    def take(self, kind: str | None = None, text: str | None = None) -> Tok:
-        tok = self.peek()
-        if tok is None or (kind and tok.kind != kind) or (text and tok.text.lower() != text):
-            want = text or kind or "token"
-            got = tok.text if tok else "end of query"
-            raise KqlError("SyntaxError", f"expected {want}, found {got!r}")
-        self.i += 1
-        return tok
-
-    def accept(self, text: str) -> bool:
-        tok = self.peek()
-        if tok is not None and tok.text.lower() == text and tok.kind in ("op", "ident"):
-            self.i += 1
-            return True
-        return False
 
 
 Resolve = Callable[[str], Table | None]
@@ -181,7 +96,7 @@ def _time_slice(table: Table, start: int | None, end: int | None, visible: int) 
 def _operator(p: Parser, frame: Frame) -> Frame:
     op = p.take("ident").text.lower()
     if op == "where":
-        return _where(frame, _expr(p))
+        return _where(frame, expression(p))
     if op == "project":
         return _project(p, frame)
     if op == "summarize":
@@ -203,44 +118,6 @@ def _operator(p: Parser, frame: Frame) -> Frame:
         m = _materialize(frame, None) if frame.parts is not None else frame
         return Frame(None, m.columns, m.rows[: int(lit[1])])
     raise KqlError("SyntaxError", f"operator {op!r} is not supported by this emulator")
-
-
-# ---------------------------------------------------------------- expressions
-Pred = tuple[str, Any, Any]  # ("and"|"or", left, right) or ("cmp", column, (op, literal or list))
-
-
-def _expr(p: Parser) -> Pred:
-    left = _and(p)
-    while p.accept("or"):
-        left = ("or", left, _and(p))
-    return left
-
-
-def _and(p: Parser) -> Pred:
-    left = _atom(p)
-    while p.accept("and"):
-        left = ("and", left, _atom(p))
-    return left
-
-
-def _atom(p: Parser) -> Pred:
-    if p.accept("("):
-        e = _expr(p)
-        p.take("op", ")")
-        return e
-    col = p.take("ident").text
-    tok = p.take()
-    op = tok.text.lower()
-    if op in ("in", "!in"):
-        p.take("op", "(")
-        values = [p.take("literal").value[1]]
-        while p.accept(","):
-            values.append(p.take("literal").value[1])
-        p.take("op", ")")
-        return ("cmp", col, (op, frozenset(values)))
-    if op not in ("==", "!=", "<", "<=", ">", ">="):
-        raise KqlError("SyntaxError", f"unsupported operator {tok.text!r} after {col}")
-    return ("cmp", col, (op, p.take("literal").value[1]))
 
 
 _CMP: dict[str, Callable[[Any, Any], bool]] = {

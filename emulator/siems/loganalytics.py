@@ -32,7 +32,7 @@ import orjson
 from aiohttp import web
 
 from emulator.microsoft.tokens import credentials
-from emulator.siems import kql
+from emulator.siems import kql, kql_syntax
 from emulator.siems.siem_copy import TICKS_PER_SECOND, Row, SiemCopy, SiemPlan, StreamCopy
 from emulator.world import jsontext
 
@@ -270,7 +270,7 @@ def _timespan(text: Any, now: int) -> tuple[int | None, int | None]:
         return None, None
     if "/" in text:
         a, b = text.split("/", 1)
-        return kql.parse_datetime(a), kql.parse_datetime(b)
+        return kql_syntax.parse_datetime(a), kql_syntax.parse_datetime(b)
     m = re.match(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$", text)
     if not m:
         raise kql.KqlError("SyntaxError", f"invalid timespan {text!r}")

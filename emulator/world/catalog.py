@@ -1,4 +1,4 @@
-"""The emulator's own table of the streams (contract 1): which API serves each and how.
+"""The emulator's own table of the streams the agent collects: which API serves each and how.
 
 Deliberately a copy, not an import of `agent.streams`: the witness must not share code with the
 agent it checks.

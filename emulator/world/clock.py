@@ -22,7 +22,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def now_ticks() -> int:
-    """The wall clock in ticks (the emulator runs on the real clock, contract 6)."""
+    """The wall clock in ticks (the emulator runs on the real clock, so a client's own clock and the data agree)."""
     return time.time_ns() // 100
 
 

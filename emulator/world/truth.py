@@ -1,7 +1,7 @@
 """Ground truth (`--truth FILE`): one NDJSON line per distinct record, drawn only from the scenario.
 
 Keys: stream, id, event_time, visible_at, in_siem, upstream_lost and, where the event has a record in
-the sibling pipeline, sibling {"stream", "id"} (contract 6), plus tenant; Management records also
+the sibling pipeline, sibling {"stream", "id"}, plus tenant; Management records also
 carry content_id (their first blob) and available (False when every blob holding the record stays
 unavailable until it expires: the gap the agent must report). An upstream-lost record is served by no
 API, so its visible_at is null.

@@ -8,7 +8,7 @@ import tomllib
 import orjson
 import pytest
 
-from emulator.world import dataset, scenario, truth
+from emulator.world import dataset, scenario, scenario_parse, truth
 from emulator.world.clock import TICKS_PER_SECOND, parse_iso
 
 ORIGIN = parse_iso("2026-11-01T12:00:00Z")
@@ -19,7 +19,7 @@ AUDITS, SIGNINS, AAD = "graph.directory_audits", "graph.signins.interactive", "o
 def build(streams: dict[str, int], gaps: str = "") -> tuple[scenario.Scenario, dataset.Dataset]:
     body = "".join(f'[streams."{s}"]\nrecords = {n}\n' for s, n in streams.items())
     text = f'seed = 5\nstart = "-24h"\nend = "-10m"\n[tenant]\nid = "{TENANT}"\n{body}{gaps}'
-    scn = scenario.parse(tomllib.loads(text), ORIGIN)
+    scn = scenario_parse.parse(tomllib.loads(text), ORIGIN)
     return scn, dataset.build(scn, ORIGIN)
 
 
@@ -109,7 +109,7 @@ def test_the_contract_example_with_an_upstream_gap_parses_as_written() -> None:
     text = CONTRACT_EXAMPLE + (
         '[[upstream.gaps]]\nstream = "o365.azure_active_directory"\nstart = "-30h"\nend = "-26h"\n'
         "drop_fraction = 1.0\n")
-    scn = scenario.parse(tomllib.loads(text), ORIGIN)
+    scn = scenario_parse.parse(tomllib.loads(text), ORIGIN)
     (gap,) = scn.upstream_gaps
     assert (gap.stream, gap.end - gap.start, gap.drop_fraction) == (AAD, 4 * 3600 * TICKS_PER_SECOND, 1.0)
     assert not any(sd.lost for sd in dataset.build(scn, ORIGIN).all())

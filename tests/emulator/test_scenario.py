@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator.world import dataset, scenario
+from emulator.world import dataset, scenario, scenario_parse
 from emulator.world.clock import TICKS_PER_SECOND, parse_iso
 
 ORIGIN = parse_iso("2026-11-01T12:00:00Z")
@@ -46,7 +46,7 @@ drop_fraction = 1.0
 
 
 def parse(text: str) -> scenario.Scenario:
-    return scenario.parse(tomllib.loads(text), ORIGIN)
+    return scenario_parse.parse(tomllib.loads(text), ORIGIN)
 
 
 def test_contract_example_parses_as_written() -> None:

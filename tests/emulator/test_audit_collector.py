@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from emulator.audit.collector import DEFAULT_ID_FIELDS, audit, read_records, read_truth, to_text
+from emulator.audit.inputs import DEFAULT_ID_FIELDS, read_records, read_truth
+from emulator.audit.text import to_text
+from emulator.audit.verdict import audit
 
 REPO = Path(__file__).resolve().parents[2]
 T = "11111111-1111-4111-8111-111111111111"
@@ -237,3 +239,25 @@ def test_a_fault_a_documented_client_gets_past_explains_nothing(tmp_path: Path) 
     assert d["faults"]["costless"] == 1 and [f["index"] for f in d["faults"]["explaining_losses"]] == [1]
     text = to_text(a)
     assert "1 dropped by the collector" in text and "cost a documented client nothing" in text
+
+
+def test_domain_function_takes_typed_keywords_and_gives_the_cli_bytes(tmp_path: Path) -> None:
+    """`audit_files` is the audit without argparse: the same report bytes and exit status as the
+    command, from typed keyword values (datetimes, paths, sets)."""
+    from datetime import UTC, datetime
+
+    from emulator.audit.collector import render
+    from emulator.audit.verdict import audit_files
+
+    truth = _truth(tmp_path)
+    records = _all_graph(tmp_path)
+    run = _cli("--truth", str(truth), "--records", str(records), "--stream", "o365.sharepoint", "--format", "json")
+    result = audit_files(
+        truth=truth,
+        records=[records],
+        id_fields=DEFAULT_ID_FIELDS,
+        streams={"o365.sharepoint"},
+        as_of=datetime(2026, 1, 5, tzinfo=UTC),
+    )
+    assert render(result, output_format="json", show=10).decode() == run.stdout
+    assert result.exit_status == run.returncode == 3
