@@ -275,8 +275,7 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
     from agent.reconcile import options_from, reconcile
     from agent.reconcile.html import to_html
     from agent.reconcile.report import iso
-    from agent.siem import open_siem
-    from agent.siem.config import from_config
+    from agent.siem.registry import from_config, open_siem
     from agent.store import open_store
 
     cfg = config.load(cfg_path)

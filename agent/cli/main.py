@@ -375,11 +375,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
     from agent.auth import TokenProvider
     from agent.store import open_store
 
-    cfg = _load(args)
-    if cfg.siem is not None:
-        from agent.siem.config import from_config
-
-        from_config(cfg)  # the [siem] table's own keys, validated by the adapter that owns them
+    cfg = _load(args)  # the [siem] table's own keys are parsed at load by the vendor that owns them
     found = preflight.problems(cfg)
     for problem in found:
         print(f"agent: config error: {problem}", file=sys.stderr)
@@ -398,7 +394,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     print(f"config ok: {len(cfg.tenants)} tenant(s), store {cfg.store.type} writable"
-          + (f", SIEM {cfg.siem.get('type')}" if cfg.siem else "")
+          + (f", SIEM {cfg.siem.type}" if cfg.siem else "")
           + (", tokens obtained" if args.online else "") + siem)
     return EXIT_OK
 
@@ -408,13 +404,12 @@ async def _check_siem(cfg: config.Config) -> str:
     if cfg.siem is None:
         return ""
     from agent.http import HttpClient
-    from agent.siem import open_siem
     from agent.siem.base import SiemError
-    from agent.siem.config import from_config
+    from agent.siem.registry import vendor
 
-    siem_cfg = from_config(cfg)
+    siem_cfg = cfg.siem
     async with HttpClient(cfg.http) as http:
-        siem = open_siem(siem_cfg, cfg, http)
+        siem = vendor(siem_cfg.type).open_reader(siem_cfg, cfg, http)
         try:
             await siem.check()
         except ConfigError:
@@ -423,43 +418,14 @@ async def _check_siem(cfg: config.Config) -> str:
             raise SiemError(f"SIEM {siem_cfg.type} query failed: {exc}") from None
         finally:
             await siem.aclose()
-    text = ", SIEM query ok"
-    if siem_cfg.type == "sentinel" and siem_cfg.backfill.ingestion_endpoint:
-        from agent.backfill.writers import SentinelWriter, open_writer
-
-        async with HttpClient(cfg.http) as http:
-            writer = open_writer(siem_cfg, cfg, http)
-            if isinstance(writer, SentinelWriter):
-                await writer.token()
-        text += ", Logs Ingestion token obtained"
-    return text + await _check_hec(cfg)
-
-
-async def _check_hec(cfg: config.Config) -> str:
-    """For a Splunk backfill target: whether its HEC token has indexer acknowledgement (Splunk Cloud has none)."""
-    if cfg.siem is None or cfg.siem.get("type") != "splunk":
-        return ""
-    from agent.backfill.writers import SplunkWriter
-    from agent.http import HttpClient
-    from agent.siem.config import from_config
-
-    siem_cfg = from_config(cfg)
-    if not siem_cfg.backfill.hec_url or siem_cfg.backfill.hec_token is None:
-        return ""
-    async with HttpClient(cfg.http) as http:
-        acks = await SplunkWriter(siem_cfg, http).ack_enabled()
-    if acks:
-        return ", HEC indexer acknowledgement on"
-    return (", HEC without indexer acknowledgement (as on Splunk Cloud): backfill confirms each batch by "
-            "searching for it" + ("; set siem.hec_ack = false" if siem_cfg.backfill.hec_ack else ""))
+        return ", SIEM query ok" + await vendor(siem_cfg.type).check_write(siem_cfg, cfg, http)
 
 
 async def cmd_reconcile(args: argparse.Namespace) -> int:
     from agent.archive.archive import Archive
     from agent.http import HttpClient
     from agent.reconcile import options_from, reconcile
-    from agent.siem import open_siem
-    from agent.siem.config import from_config
+    from agent.siem.registry import from_config, open_siem, open_writer
     from agent.store import open_store
 
     cfg = _select(_load(args), args)
@@ -471,8 +437,6 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     opts = options_from(siem_cfg, full=args.full, include_unsettled=args.include_unsettled)
     backfill = args.backfill or args.dry_run
     if backfill:
-        from agent.backfill.writers import open_writer
-
         async with HttpClient(cfg.http) as probe:  # missing backfill keys are a config error before any query
             open_writer(siem_cfg, cfg, probe)
     store = open_store(cfg.store)

@@ -1,5 +1,6 @@
-"""The Siem protocol every adapter implements, what a stream looks like inside a SIEM, and the
-validation that keeps anything but checked ids and times out of a SIEM query.
+"""The Siem protocol every reader implements, the Writer protocol every backfill writer implements,
+what a stream looks like inside a SIEM, and the validation that keeps anything but checked ids and
+times out of a SIEM query.
 
 Queries are text (KQL, SPL, Elasticsearch JSON), so an id copied from a record into a query could
 be an injection. Every value that reaches a query goes through `valid_id`, `valid_name` or
@@ -13,7 +14,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from agent.errors import AgentError, ConfigError
 from agent.sources.base import Window
@@ -135,6 +136,60 @@ class Siem(Protocol):
     async def aclose(self) -> None:
         """Release what the adapter holds (PITs, sessions it owns)."""
         ...
+
+
+Item = tuple[str, bytes]  # (record id, the encoded row / event / action+document)
+
+
+class TooLarge(Exception):
+    """The SIEM refused the request for its size; split the batch."""
+
+
+class BackfillRefused(AgentError):
+    """The SIEM refused the backfill in a way no retry fixes (credentials, DCR, stream, index, token)."""
+
+
+@dataclass
+class SendResult:
+    """What the SIEM answered for each id of one batch.
+
+    `acked` (it took it), `present` (it already had it), `failed` (it refused it: not stored),
+    `in_doubt` (the request may or may not have been stored: a 5xx after the body went out, a
+    dropped connection, an ack that never came).
+    """
+
+    acked: set[str] = field(default_factory=set)
+    present: set[str] = field(default_factory=set)
+    failed: dict[str, str] = field(default_factory=dict)
+    in_doubt: set[str] = field(default_factory=set)
+    # accepted by a SIEM that confirms nothing more (HEC without indexer acknowledgement): in doubt
+    # until a search finds them; a subset of `in_doubt`
+    unconfirmed: set[str] = field(default_factory=set)
+    requests: int = 0
+
+
+class Writer(Protocol):
+    """**Protocol:** the backfill write path of one SIEM.
+
+    A writer sends one batch and says, per id, what the SIEM answered (`SendResult`). It retries on
+    its own only what is certainly not stored (429, HEC "server is busy", `_bulk` item 429s) or
+    idempotent (`_bulk` `create` with `_id`). A batch over the SIEM's size limit raises TooLarge
+    (the engine splits it); an error no retry can fix (credentials, a DCR or index that does not
+    exist) raises BackfillRefused.
+    """
+
+    kind: ClassVar[str]
+    identity: str  # the ledger keeps one account per identity (endpoint + DCR, HEC URL + index, cluster)
+    # how long, and how often, the engine searches for records the SIEM took without confirming them
+    # (`SendResult.unconfirmed`), before leaving them in doubt for a later run
+    confirm_timeout: timedelta
+    confirm_interval: timedelta
+
+    def destination(self, stream: str) -> str: ...
+    def encode(self, tenant: str, stream: str, rec: dict[str, Any], now: datetime) -> bytes: ...
+    def body_size(self, items: Sequence[Item]) -> int: ...
+    def whole(self, stream: str, rec: dict[str, Any]) -> bool: ...
+    async def send(self, tenant: str, stream: str, items: Sequence[Item]) -> SendResult: ...
 
 
 def bucket_start(when: datetime, bucket: timedelta) -> datetime:
