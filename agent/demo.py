@@ -290,10 +290,10 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
             try:
                 archive = Archive(store)
                 report = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
-                                         options=opts, siem_name="sentinel")
+                                         options=opts, siem_name=siem_cfg.type)
                 await run_backfill(cfg, siem_cfg, report, archive, siem, http)
                 after = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
-                                        options=opts, siem_name="sentinel")
+                                        options=opts, siem_name=siem_cfg.type)
                 detection = await _lost_detection(archive, report, after)
             finally:
                 await siem.aclose()

@@ -10,28 +10,19 @@ be an injection. Every value that reaches a query goes through `valid_id`, `vali
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from agent.errors import AgentError, ConfigError
+from agent.errors import AgentError
+from agent.siem.targets import Filter, Target, valid_id, valid_name, valid_value
 from agent.sources.base import Window
 
 TokenSource = Callable[[], Awaitable[str]]
-
-_GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# directoryAudit ids are not GUIDs: Directory_<guid>_<5 chars>_<n>, SSGM_<guid>_MCDC4_88453290 (protocols §1.7).
-_TOKEN_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
-# directoryAudit ids are not GUIDs; nor are Defender ids ("da637551227677560813_-961444813", "2972395")
-_TOKEN_ID_STREAMS = frozenset({"graph.directory_audits", "graph.provisioning", "graph.security_alerts",
-                               "graph.security_incidents"})
-# Table, index, sourcetype and field names: letters, digits and the punctuation real names use.
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:*{}@-]{1,200}$")
-# Filter values (workload names, record types, categories): no quotes, spaces or operators.
-_VALUE_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
-
+__all__ = ["BackfillRefused", "Filter", "IncompleteResult", "Item", "SendResult", "Siem", "SiemError", "Target",
+           "TokenSource", "TooLarge", "Writer", "answer_shape", "bucket_start", "kql_time", "valid_id", "valid_name",
+           "valid_value"]
 
 class SiemError(AgentError):
     """The SIEM could not answer; nothing may be concluded about the window asked."""
@@ -58,53 +49,6 @@ def answer_shape(what: str) -> Iterator[None]:
         yield
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         raise SiemError(f"{what} answered in an unexpected shape ({type(exc).__name__})") from None
-
-
-def valid_id(stream: str, value: str) -> bool:
-    """True if `value` has the documented id form of the stream (GUID, or the directoryAudit form)."""
-    if _GUID_RE.match(value):
-        return True
-    return stream in _TOKEN_ID_STREAMS and bool(_TOKEN_ID_RE.match(value))
-
-
-def valid_name(value: str, what: str) -> str:
-    """A table, index, sourcetype or field name safe to put in a query; ConfigError otherwise."""
-    if not isinstance(value, str) or not _NAME_RE.match(value):
-        raise ConfigError(f"{what}: {value!r} is not a valid name (letters, digits, _ . : - * @ {{}})")
-    return value
-
-
-def valid_value(value: str, what: str) -> str:
-    """A filter value safe to quote in a query; ConfigError otherwise."""
-    if not isinstance(value, str) or not _VALUE_RE.match(value):
-        raise ConfigError(f"{what}: {value!r} is not a valid filter value (letters, digits, _ . : -)")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    """`field` in `values` (or not in, when `negate`): how one SIEM table holds several streams."""
-
-    field: str
-    values: tuple[str, ...]
-    negate: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where one stream lives in the SIEM and which columns hold its id, event time and tenant."""
-
-    source: str  # Sentinel table, Elasticsearch index pattern, Splunk sourcetype
-    id_field: str
-    time_field: str
-    tenant_field: str = ""  # "" = the SIEM holds one tenant only; no tenant filter
-    filters: tuple[Filter, ...] = ()
-    index: str = ""  # Splunk index (other SIEMs: unused)
-    extra_sources: tuple[str, ...] = field(default=())  # e.g. Sentinel backfill tables, unioned
-    backfill_to: str = ""  # where backfill writes: Sentinel DCR stream, Elasticsearch index (Splunk: source)
-    # Sentinel: the record's own event-time column (CreatedDateTime, ActivityDateTime) when
-    # `time_field` (TimeGenerated) may be arrival time; "" = `time_field` is the event time.
-    event_field: str = ""
 
 
 @runtime_checkable

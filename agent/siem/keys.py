@@ -31,7 +31,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from agent.config_table import Table
 from agent.errors import ConfigError
-from agent.siem.base import Filter, Target, valid_name, valid_value
+from agent.siem.targets import Filter, Target, valid_name, valid_value
 from agent.streams import SIEM_STREAMS as STREAMS
 
 

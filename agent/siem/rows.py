@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.archive.codec import parse_time
-from agent.siem.base import Filter, Target
+from agent.siem.targets import Filter, Target
 from agent.streams import spec
 
 MARK = "ms-log-agent"

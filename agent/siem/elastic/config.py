@@ -19,9 +19,9 @@ from typing import ClassVar
 
 from agent.config_table import Secret, Table
 from agent.errors import ConfigError
-from agent.siem.base import Target, valid_name
 from agent.siem.elastic import rows
 from agent.siem.keys import SiemConfig, https, shared, stream_target, targets
+from agent.siem.targets import Target, valid_name
 
 NAME = "elastic"
 _INDEX = re.compile(r"^[a-z0-9][a-z0-9._-]{0,199}$")

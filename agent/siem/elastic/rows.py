@@ -16,7 +16,6 @@ from typing import Any
 
 from agent import json_exact
 from agent.archive.codec import format_time
-from agent.siem.base import Filter, Target
 from agent.siem.rows import (
     DLP_NUMBERS,
     MARK,
@@ -27,6 +26,7 @@ from agent.siem.rows import (
     record_type_number,
     siem_id,
 )
+from agent.siem.targets import Filter, Target
 
 _CATEGORIES = {
     "graph.signins.interactive": "SignInLogs",

@@ -24,9 +24,9 @@ from typing import ClassVar
 
 from agent.config_table import GUID_RE, Table
 from agent.errors import ConfigError
-from agent.siem.base import Target, valid_name
 from agent.siem.keys import SiemConfig, https, optional_name, shared, stream_target, targets
 from agent.siem.sentinel import rows
+from agent.siem.targets import Target, valid_name
 
 NAME = "sentinel"
 # Past this, every bucket's scan would span weeks; such a lag needs a wider `bucket` instead.

@@ -20,7 +20,6 @@ from typing import Any
 
 from agent import json_exact
 from agent.archive.codec import format_time
-from agent.siem.base import Target
 from agent.siem.rows import (
     DLP_NAMES,
     Derived,
@@ -31,6 +30,7 @@ from agent.siem.rows import (
     record_type_name,
     siem_id,
 )
+from agent.siem.targets import Target
 
 _SIGNIN_TABLES = {
     "graph.signins.interactive": "SigninLogs",

@@ -23,9 +23,9 @@ from typing import ClassVar
 
 from agent.config_table import Secret, Table
 from agent.errors import ConfigError
-from agent.siem.base import Target, valid_name
 from agent.siem.keys import SiemConfig, https, optional_name, shared, stream_target, targets
 from agent.siem.splunk import rows
+from agent.siem.targets import Target, valid_name
 
 NAME = "splunk"
 _INDEX = re.compile(r"^[a-z0-9][a-z0-9._-]{0,199}$")

@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from agent.archive.codec import format_time
-from agent.siem.base import Filter, Target
 from agent.siem.rows import DLP_NUMBERS, MARK, Derived, event_time, filter_values, office_filters
+from agent.siem.targets import Filter, Target
 
 _SIGNIN = {
     "graph.signins.interactive": "interactiveUser",
