@@ -269,6 +269,8 @@ class Backfill:
         resent only if still absent). Never resent here: the SIEM may simply not have indexed it yet.
         """
         pending, self.unconfirmed = self.unconfirmed, {}
+        if not pending:
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.writer.confirm_timeout.total_seconds()
         while pending:
