@@ -53,8 +53,9 @@ class SiemHttp:
     """One SIEM endpoint: authenticated requests with retries; statuses become the agent's errors."""
 
     def __init__(self, http: HttpClient, headers: Headers, *, attempts: int, limiter: RateLimiter | None = None,
-                 on_token_rejected: Callable[[], Awaitable[None]] | None = None) -> None:
+                 on_token_rejected: Callable[[], Awaitable[None]] | None = None, sleep: Sleep = asyncio.sleep) -> None:
         self.http = http
+        self.sleep = sleep  # between retries (injected by tests)
         self.headers = headers
         self.attempts = attempts
         self.limiter = limiter
@@ -78,7 +79,7 @@ class SiemHttp:
             raise classify(resp, url)
 
         return await with_retries(once, attempts=self.attempts, what=what, limiter=self.limiter,
-                                  on_token_rejected=self.on_token_rejected)
+                                  on_token_rejected=self.on_token_rejected, sleep=self.sleep)
 
 
 def classify(resp: Response, url: str) -> Exception:
