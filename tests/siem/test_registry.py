@@ -68,7 +68,7 @@ async def test_sentinel_reads_as_a_configured_tenant(tmp_path: Path) -> None:
 def test_without_a_siem_table_reconcile_says_what_to_add(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match='reconcile needs type = "sentinel", "splunk" or "elastic"'):
         from_config(_agent(tmp_path, None))
-    with pytest.raises(ConfigError, match="siem.type: 'qradar' is not one of"):
+    with pytest.raises(ConfigError, match=r"siem\.type: 'qradar' is not one of"):
         vendor("qradar")
 
 
