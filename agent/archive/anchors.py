@@ -138,7 +138,7 @@ def _siem_anchor(cfg: AnchorConfig, agent_cfg: Config | None, http: HttpClient |
 
     if agent_cfg is None or http is None:
         raise ConfigError(f"anchor {cfg.label}: a SIEM anchor needs the [siem] connection")
-    return open_anchor(agent_cfg, http, cfg.index)
+    return open_anchor(agent_cfg, http, cfg.index, Head)
 
 
 class Anchors:

@@ -17,7 +17,7 @@ reach of the store's writer. Heads go through the backfill write path (`agent.si
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -33,14 +33,17 @@ def head_doc(head: Any, manifest_key: str) -> dict[str, Any]:
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def parse_heads(docs: Iterable[Any]) -> list[Any]:
-    """Heads from the SIEM's documents, once each, in (tenant, stream, seq) order."""
-    from agent.archive.anchors import Head
+# (tenant, stream, seq, sha256, records) -> the archive's Head: passed in by `agent.archive.anchors`,
+# which owns the type, so the SIEM side never imports the archive's anchors back
+MakeHead = Callable[[str, str, int, str, int], Any]
 
-    found: set[Head] = set()
+
+def parse_heads(docs: Iterable[Any], make: MakeHead) -> list[Any]:
+    """Heads from the SIEM's documents, once each, in (tenant, stream, seq) order."""
+    found: set[Any] = set()
     for h in docs:
         with answer_shape("the SIEM"):
-            found.add(Head(str(h["tenant"]), str(h["stream"]), int(h["seq"]), str(h["sha256"]), int(h["records"])))
+            found.add(make(str(h["tenant"]), str(h["stream"]), int(h["seq"]), str(h["sha256"]), int(h["records"])))
     return sorted(found, key=lambda h: (h.tenant, h.stream, h.seq))
 
 

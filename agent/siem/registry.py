@@ -15,7 +15,7 @@ from agent.config import Config
 from agent.errors import ConfigError
 from agent.http import HttpClient
 from agent.siem import config as siem_config
-from agent.siem.anchor import HeadSink
+from agent.siem.anchor import HeadSink, MakeHead
 from agent.siem.base import Siem, Target, Writer
 from agent.siem.elastic.vendor import VENDOR as ELASTIC
 from agent.siem.keys import SiemConfig
@@ -39,8 +39,9 @@ class Vendor(Protocol):
         """The backfill writer; ConfigError when the SIEM's write keys are missing."""
         ...
 
-    def open_anchor(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, index: str) -> HeadSink:
-        """Chain heads held by the SIEM in `index` ("" = the vendor's default)."""
+    def open_anchor(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, index: str,
+                    make_head: MakeHead) -> HeadSink:
+        """Chain heads held by the SIEM in `index` ("" = the vendor's default), read back as `make_head` builds them."""
         ...
 
     def missing_query(self, cfg: SiemConfig[Any], target: Target, tenant: str, window: Window,
@@ -80,7 +81,7 @@ def open_writer(cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient) -> Wr
     return vendor(cfg.type).open_writer(cfg, agent_cfg, http)
 
 
-def open_anchor(agent_cfg: Config, http: HttpClient, index: str) -> HeadSink:
+def open_anchor(agent_cfg: Config, http: HttpClient, index: str, make_head: MakeHead) -> HeadSink:
     """Chain heads held by the configured SIEM (`[[anchors]] type = "siem"`)."""
     cfg = from_config(agent_cfg)
-    return vendor(cfg.type).open_anchor(cfg, agent_cfg, http, index)
+    return vendor(cfg.type).open_anchor(cfg, agent_cfg, http, index, make_head)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agent import config
+from agent.archive.anchors import Head
 from agent.errors import ConfigError
 from agent.http import HttpClient
 from agent.siem.elastic.anchor import ElasticAnchor
@@ -51,8 +52,8 @@ async def test_the_vendor_builds_its_reader_and_writer(tmp_path: Path, kind: str
 
 async def test_the_vendor_builds_its_anchor_with_its_default_index(tmp_path: Path) -> None:
     async with HttpClient(config.HttpConfig()) as http:
-        splunk = open_anchor(_agent(tmp_path, siem("splunk")), http, "")
-        elastic = open_anchor(_agent(tmp_path, siem("elastic")), http, "heads")
+        splunk = open_anchor(_agent(tmp_path, siem("splunk")), http, "", Head)
+        elastic = open_anchor(_agent(tmp_path, siem("elastic")), http, "heads", Head)
     assert isinstance(splunk, SplunkAnchor) and splunk.label == "siem:splunk:main"
     assert isinstance(elastic, ElasticAnchor) and elastic.label == "siem:elastic:heads"
 

@@ -17,7 +17,7 @@ import orjson
 
 from agent.errors import AgentError, StoreError
 from agent.http import HttpClient
-from agent.siem.anchor import head_doc, parse_heads
+from agent.siem.anchor import MakeHead, head_doc, parse_heads
 from agent.siem.base import SiemError, answer_shape, valid_name
 from agent.siem.elastic.config import ElasticConfig
 from agent.siem.elastic.reader import ElasticSiem
@@ -31,7 +31,9 @@ _PAGE = 1000
 class ElasticAnchor:
     """Chain heads as documents `{"@timestamp", "event": {"dataset"}, "chain_head": {...}}`."""
 
-    def __init__(self, cfg: SiemConfig[ElasticConfig], http: HttpClient, api_key: str, index: str) -> None:
+    def __init__(self, cfg: SiemConfig[ElasticConfig], http: HttpClient, api_key: str, index: str,
+                 make_head: MakeHead) -> None:
+        self.make_head = make_head
         self.cfg = cfg
         self.http = http
         self.api_key = api_key
@@ -62,7 +64,7 @@ class ElasticAnchor:
         try:
             sources = await self._sources(tenant, stream)
             with answer_shape("Elasticsearch"):
-                return parse_heads(src["chain_head"] for src in sources)
+                return parse_heads((src["chain_head"] for src in sources), self.make_head)
         except AgentError as exc:
             raise StoreError(f"anchor {self.label}: cannot read the heads: {exc}") from None
 

@@ -13,7 +13,7 @@ import orjson
 from agent.config import Config
 from agent.http import HttpClient
 from agent.logs import register_secret
-from agent.siem.anchor import HeadSink
+from agent.siem.anchor import HeadSink, MakeHead
 from agent.siem.base import Siem, Target
 from agent.siem.elastic import config
 from agent.siem.elastic.config import ElasticConfig
@@ -40,11 +40,11 @@ class ElasticVendor:
         return ElasticWriter(cfg, http, register_secret(cfg.vendor.api_key.reveal()))
 
     def open_anchor(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient,
-                    index: str) -> HeadSink:
+                    index: str, make_head: MakeHead) -> HeadSink:
         from agent.siem.elastic.anchor import ElasticAnchor
 
         secret = register_secret(cfg.vendor.api_key.reveal())
-        return ElasticAnchor(cfg, http, secret, index or ElasticConfig.anchor_default)
+        return ElasticAnchor(cfg, http, secret, index or ElasticConfig.anchor_default, make_head)
 
     def missing_query(self, cfg: SiemConfig[ElasticConfig], target: Target, tenant: str, window: Window,
                       ids: Sequence[str]) -> tuple[str, str]:

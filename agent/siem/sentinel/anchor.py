@@ -20,7 +20,7 @@ from agent.auth import TokenProvider
 from agent.config import Config
 from agent.errors import AgentError, ConfigError, StoreError
 from agent.http import HttpClient
-from agent.siem.anchor import EPOCH, head_doc, parse_heads
+from agent.siem.anchor import EPOCH, MakeHead, head_doc, parse_heads
 from agent.siem.base import answer_shape, valid_name
 from agent.siem.keys import SiemConfig
 from agent.siem.sentinel.config import SentinelConfig
@@ -31,7 +31,9 @@ from agent.sources.base import Window
 class SentinelAnchor:
     """Chain heads as rows of a custom Log Analytics table, written through Logs Ingestion."""
 
-    def __init__(self, cfg: SiemConfig[SentinelConfig], agent_cfg: Config, http: HttpClient, table: str) -> None:
+    def __init__(self, cfg: SiemConfig[SentinelConfig], agent_cfg: Config, http: HttpClient, table: str,
+                 make_head: MakeHead) -> None:
+        self.make_head = make_head
         b = cfg.vendor
         if not b.ingestion_endpoint or not b.dcr_immutable_id:
             raise ConfigError("anchors: a Sentinel SIEM anchor writes through Logs Ingestion: set "
@@ -70,8 +72,8 @@ class SentinelAnchor:
         try:
             rows = await self.search.query(kql, window)
             with answer_shape("Log Analytics"):
-                heads = parse_heads({"tenant": r[0], "stream": r[1], "seq": r[2], "sha256": r[3], "records": r[4]}
-                                    for r in rows)
+                heads = parse_heads(({"tenant": r[0], "stream": r[1], "seq": r[2], "sha256": r[3], "records": r[4]}
+                                     for r in rows), self.make_head)
         except AgentError as exc:
             raise StoreError(f"anchor {self.label}: cannot read the heads: {exc}") from None
         return [h for h in heads if (tenant is None or h.tenant == tenant) and (stream is None or h.stream == stream)]

@@ -12,7 +12,7 @@ from typing import ClassVar
 from agent.config import Config, TenantConfig
 from agent.errors import ConfigError
 from agent.http import HttpClient
-from agent.siem.anchor import HeadSink
+from agent.siem.anchor import HeadSink, MakeHead
 from agent.siem.base import Siem, Target
 from agent.siem.keys import SiemConfig
 from agent.siem.sentinel import config
@@ -50,10 +50,10 @@ class SentinelVendor:
         return SentinelWriter(cfg, http, tokens.token, tokens.invalidate)
 
     def open_anchor(self, cfg: SiemConfig[SentinelConfig], agent_cfg: Config, http: HttpClient,
-                    index: str) -> HeadSink:
+                    index: str, make_head: MakeHead) -> HeadSink:
         from agent.siem.sentinel.anchor import SentinelAnchor
 
-        return SentinelAnchor(cfg, agent_cfg, http, index or SentinelConfig.anchor_default)
+        return SentinelAnchor(cfg, agent_cfg, http, index or SentinelConfig.anchor_default, make_head)
 
     def missing_query(self, cfg: SiemConfig[SentinelConfig], target: Target, tenant: str, window: Window,
                       ids: Sequence[str]) -> tuple[str, str]:

@@ -14,7 +14,7 @@ import orjson
 
 from agent.errors import AgentError, StoreError
 from agent.http import HttpClient
-from agent.siem.anchor import EPOCH, head_doc, parse_heads
+from agent.siem.anchor import EPOCH, MakeHead, head_doc, parse_heads
 from agent.siem.base import answer_shape, valid_name
 from agent.siem.keys import SiemConfig
 from agent.siem.splunk.config import SplunkConfig
@@ -28,7 +28,9 @@ SOURCETYPE = "ms-log-agent:chain_head"
 class SplunkAnchor:
     """Chain heads as HEC events (sourcetype `ms-log-agent:chain_head`), read back by search export."""
 
-    def __init__(self, cfg: SiemConfig[SplunkConfig], http: HttpClient, search_token: str, index: str) -> None:
+    def __init__(self, cfg: SiemConfig[SplunkConfig], http: HttpClient, search_token: str, index: str,
+                 make_head: MakeHead) -> None:
+        self.make_head = make_head
         self.cfg = cfg
         self.index = valid_name(index, "anchors.index")
         self.label = f"siem:splunk:{index}"
@@ -60,7 +62,7 @@ class SplunkAnchor:
         try:
             rows = await self.search.export(search, window)
             with answer_shape("Splunk export"):
-                heads = parse_heads(orjson.loads(r["_raw"]) for r in rows)
+                heads = parse_heads((orjson.loads(r["_raw"]) for r in rows), self.make_head)
         except (AgentError, orjson.JSONDecodeError) as exc:
             raise StoreError(f"anchor {self.label}: cannot read the heads: {exc}") from None
         return [h for h in heads if (tenant is None or h.tenant == tenant) and (stream is None or h.stream == stream)]

@@ -12,7 +12,7 @@ from typing import ClassVar
 from agent.config import Config
 from agent.http import HttpClient
 from agent.logs import register_secret
-from agent.siem.anchor import HeadSink
+from agent.siem.anchor import HeadSink, MakeHead
 from agent.siem.base import Siem, Target
 from agent.siem.keys import SiemConfig
 from agent.siem.splunk import config
@@ -39,11 +39,11 @@ class SplunkVendor:
         return SplunkWriter(cfg, http)
 
     def open_anchor(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient,
-                    index: str) -> HeadSink:
+                    index: str, make_head: MakeHead) -> HeadSink:
         from agent.siem.splunk.anchor import SplunkAnchor
 
         secret = register_secret(cfg.vendor.token.reveal())
-        return SplunkAnchor(cfg, http, secret, index or SplunkConfig.anchor_default)
+        return SplunkAnchor(cfg, http, secret, index or SplunkConfig.anchor_default, make_head)
 
     def missing_query(self, cfg: SiemConfig[SplunkConfig], target: Target, tenant: str, window: Window,
                       ids: Sequence[str]) -> tuple[str, str]:
