@@ -308,7 +308,7 @@ def _service(t: Table) -> ServiceConfig:
     )
 
 
-# Tables owned by other modules (SIEM adapters, service, alerts) register a validator here so that
+# Tables owned by other modules register a validator here so that
 # config.py stays the only reader of the file while each owner checks its own keys.
 TableValidator = Callable[[Table, Path | None], Any]
 EXTRA_TABLES: dict[str, TableValidator] = {}
