@@ -1,23 +1,37 @@
 """Configuration: one TOML file turned into frozen dataclasses; the only module that reads it.
 
-Every key is checked: unknown keys and bad values raise ConfigError naming the key, so a typo never
-silently falls back to a default. Secrets are referenced by file or environment variable and read
-lazily (`Secret.reveal()`), so a parsed config can be printed or logged without leaking them.
+Every key is checked at load: unknown keys and bad values raise ConfigError naming the key, so a
+typo never silently falls back to a default. Secrets are referenced by file or environment variable
+and read lazily (`Secret.reveal()`), so a parsed config can be printed or logged without leaking them.
+
+The tables are parsed where their keys are owned: `config_table` (the typed getters), `config_store`
+(`[store]`, `[[anchors]]`), `config_alerts` (`[alerts]`), and `[siem]` by the vendor its `type`
+names (`agent.siem.config`). This module holds the rest and re-exports their names.
 """
 
 from __future__ import annotations
 
-import math
-import os
 import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
+from agent.config_alerts import PAGERDUTY_URL, AlertsConfig, EmailChannel, Webhook, parse_alerts
+from agent.config_store import (
+    AnchorConfig,
+    LocalStoreConfig,
+    S3StoreConfig,
+    StoreConfig,
+    parse_anchor,
+    parse_store,
+)
+from agent.config_table import GUID_RE, MAX_DURATION, MAX_INTEGER, Secret, Table, parse_duration
 from agent.errors import ConfigError
+from agent.siem import config as siem_config
+from agent.siem.config import SiemConfig
 from agent.streams import GRAPH_STREAMS, MANAGEMENT_STREAMS, STREAMS
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - tomli stays declared for older interpreters
@@ -25,60 +39,10 @@ if sys.version_info >= (3, 11):  # noqa: UP036 - tomli stays declared for older 
 else:  # pragma: no cover
     import tomli as tomllib
 
-T = TypeVar("T")
 
 CLOUDS = ("global", "gcc", "gcc_high", "dod", "china")
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-# No duration the agent reads means anything beyond a century (the longest, initial_lookback,
-# reaches back to old samples); past this, date arithmetic overflows rather than being wrong.
-MAX_DURATION = timedelta(days=36500)
-MAX_INTEGER = 2**31 - 1  # counts, sizes and rates; keys that need more say so
 _HOUR, _DAY, _MONTH = timedelta(hours=1), timedelta(days=1), timedelta(days=30)
 _GRAPH_RETENTION = timedelta(days=30)  # Graph keeps sign-ins and audits 30 days: re-scanning further finds nothing
-
-
-def parse_duration(text: str, key: str = "duration") -> timedelta:
-    """Parse "90s", "15m", "6h", "7d" (what operators write) into a timedelta."""
-    m = _DURATION_RE.match(text) if isinstance(text, str) else None
-    if not m:
-        raise ConfigError(f"{key}: {text!r} is not a duration (use e.g. '30s', '15m', '6h', '7d')")
-    try:
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
-    except OverflowError:
-        raise ConfigError(f"{key}: {text!r} is too long a duration") from None
-
-
-def _show(d: timedelta) -> str:
-    """A bound as an operator writes it ("30d", "1h")."""
-    seconds = int(d.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A secret referenced by file or environment variable; read only when used, never printed."""
-
-    source: str  # "file:<path>" or "env:<NAME>" (the reference, not the value)
-
-    def reveal(self) -> str:
-        kind, _, ref = self.source.partition(":")
-        if kind == "env":
-            value = os.environ.get(ref)
-            if value is None:
-                raise ConfigError(f"environment variable {ref} (a secret reference) is not set")
-            return value.strip()
-        try:
-            return Path(ref).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read secret file {ref}: {exc.strerror}") from None
-
-    def __repr__(self) -> str:
-        return f"Secret({self.source})"
 
 
 @dataclass(frozen=True)
@@ -134,51 +98,6 @@ class TenantConfig:
     @property
     def publisher(self) -> str:
         return self.publisher_id or self.id
-
-
-@dataclass(frozen=True)
-class LocalStoreConfig:
-    path: Path
-    file_mode: int = 0o600  # records hold personal data: owner-only whatever the umask
-    dir_mode: int = 0o700
-    type: str = "local"
-
-
-@dataclass(frozen=True)
-class S3StoreConfig:
-    bucket: str
-    prefix: str = ""
-    region: str = "us-east-1"
-    endpoint_url: str | None = None
-    addressing_style: str = "auto"  # "path" for most S3-compatible servers
-    sse: str | None = None  # "AES256" or "aws:kms"
-    kms_key_id: str | None = None
-    object_lock_mode: str | None = None  # "COMPLIANCE" or "GOVERNANCE"
-    object_lock_days: int = 0
-    spool_dir: Path | None = None
-    spool_max_bytes: int = 1 << 30
-    multipart_threshold: int = 64 << 20
-    # Fail fast when S3 is unreachable so the outage spool takes over instead of stalling collection.
-    connect_timeout: timedelta = timedelta(seconds=10)
-    read_timeout: timedelta = timedelta(seconds=60)
-    max_attempts: int = 3  # botocore "standard" retries per call, before a put is spooled
-    file_mode: int = 0o600  # of the outage spool's files and directories (they hold records)
-    dir_mode: int = 0o700
-    type: str = "s3"
-
-
-StoreConfig = LocalStoreConfig | S3StoreConfig
-
-
-@dataclass(frozen=True)
-class AnchorConfig:
-    """One `[[anchors]]` table: where chain heads are published (`agent.archive.anchors`). `store` is the
-    create-only place they go: a directory (`local`) or an Object Lock bucket/prefix (`s3`)."""
-
-    type: str
-    label: str
-    store: StoreConfig | None = None
-    index: str = ""  # type = "siem": the index heads go to ("" = ms-log-agent-chain-heads / Splunk main)
 
 
 @dataclass(frozen=True)
@@ -240,43 +159,6 @@ class ServiceConfig:
     backfill_max_records: int = 10_000  # at most this many records per scheduled backfill
 
 
-# PagerDuty Events API v2 (developer.pagerduty.com, "Send an Alert Event"); the EU service region
-# answers at events.eu.pagerduty.com, so the URL can be set, while the routing key stays a secret.
-PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
-
-
-@dataclass(frozen=True)
-class Webhook:
-    kind: str  # "generic" (JSON), "teams", "slack" or "pagerduty"
-    url: Secret | None  # webhook URLs embed credentials, so they come from files/env like other secrets
-    name: str = ""
-    routing_key: Secret | None = None  # PagerDuty: the integration key is the credential, not the URL
-    endpoint: str = PAGERDUTY_URL  # PagerDuty only: where events are enqueued
-
-
-@dataclass(frozen=True)
-class EmailChannel:
-    """Alerts by SMTP: for teams whose on-call reads a mailbox, or where webhooks cannot leave."""
-
-    host: str
-    sender: str  # config key `from`
-    to: tuple[str, ...]
-    port: int = 587
-    tls: str = "starttls"  # "starttls", "implicit" (SMTPS, port 465) or "none" (a local relay only)
-    username: str = ""
-    password: Secret | None = None
-    name: str = ""
-    kind: ClassVar[str] = "email"  # beside Webhook.kind: names the channel in logs and metrics
-
-
-@dataclass(frozen=True)
-class AlertsConfig:
-    webhooks: tuple[Webhook, ...] = ()
-    email: tuple[EmailChannel, ...] = ()
-    min_interval: timedelta = timedelta(minutes=15)  # the same alert is not repeated more often
-    max_per_hour: int = 30  # across all alerts, per webhook
-
-
 @dataclass(frozen=True)
 class Config:
     tenants: tuple[TenantConfig, ...]
@@ -287,7 +169,7 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     anchors: tuple[AnchorConfig, ...] = ()
-    siem: Mapping[str, Any] | None = None  # validated by the SIEM adapter that owns the keys
+    siem: SiemConfig[Any] | None = None  # parsed by the vendor its `type` names
     extra: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # tables owned by other modules
     path: Path | None = None
 
@@ -296,121 +178,6 @@ class Config:
             if tenant_id in (t.id, t.name):
                 return t
         raise ConfigError(f"no tenant {tenant_id!r} in the config")
-
-
-class Table:
-    """Reads one TOML table, tracking which keys were used so leftovers can be rejected by name."""
-
-    def __init__(self, data: Mapping[str, Any], where: str) -> None:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{where} must be a table")
-        self.data = data
-        self.where = where
-        self.used: set[str] = set()
-
-    def _get(self, key: str, kind: type[T] | tuple[type, ...], default: Any) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if isinstance(value, bool) and bool not in kinds:
-            raise ConfigError(f"{self.where}.{key}: expected {kinds[0].__name__}, got a boolean")
-        if not isinstance(value, kinds):
-            raise ConfigError(f"{self.where}.{key}: expected {kinds[0].__name__}, got {type(value).__name__}")
-        return value
-
-    def string(self, key: str, default: str | None = None, choices: tuple[str, ...] = ()) -> Any:
-        value = self._get(key, str, default)
-        if choices and value is not None and value not in choices:
-            raise ConfigError(f"{self.where}.{key}: {value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def required(self, key: str) -> str:
-        value = self.string(key)
-        if not value:
-            raise ConfigError(f"{self.where}.{key} is required")
-        return str(value)
-
-    def integer(self, key: str, default: int, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
-        value: int = self._get(key, int, default)
-        if value < minimum:
-            raise ConfigError(f"{self.where}.{key}: {value} is below the minimum {minimum}")
-        if value > maximum:
-            raise ConfigError(f"{self.where}.{key}: {value} is above the maximum {maximum}")
-        return value
-
-    def number(self, key: str, default: float, minimum: float = 0.0, maximum: float = float(MAX_INTEGER)) -> float:
-        value = float(self._get(key, (int, float), default))
-        if not math.isfinite(value):
-            raise ConfigError(f"{self.where}.{key}: {value} is not a finite number")
-        if value < minimum:
-            raise ConfigError(f"{self.where}.{key}: {value} is below the minimum {minimum}")
-        if value > maximum:
-            raise ConfigError(f"{self.where}.{key}: {value} is above the maximum {maximum}")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        return bool(self._get(key, bool, default))
-
-    def duration(self, key: str, default: timedelta, *, positive: bool = False,
-                 maximum: timedelta = MAX_DURATION) -> timedelta:
-        """A duration ("15m", or a number of seconds): never negative, NaN or infinite, at most
-        `maximum`, and above zero when `positive` (an interval of 0 would spin)."""
-        name = f"{self.where}.{key}"
-        value = self._get(key, (str, int, float), None)
-        if value is None:
-            return default
-        if isinstance(value, str):
-            seconds = parse_duration(value, name).total_seconds()
-        elif math.isfinite(value):
-            seconds = float(value)
-        else:
-            raise ConfigError(f"{name}: {value} is not a duration (a finite number of seconds, or e.g. '15m')")
-        if seconds < 0:
-            raise ConfigError(f"{name}: {value!r} is negative; durations count forward (e.g. '2h')")
-        if positive and seconds == 0:
-            raise ConfigError(f"{name}: must be more than 0")
-        if seconds > maximum.total_seconds():
-            raise ConfigError(f"{name}: {value!r} is above the maximum {_show(maximum)}")
-        return timedelta(seconds=seconds)
-
-    def path(self, key: str, base: Path | None, default: Path | None = None) -> Any:
-        value = self.string(key)
-        if value is None:
-            return default
-        p = Path(os.path.expandvars(value)).expanduser()
-        return p if p.is_absolute() or base is None else (base / p)
-
-    def secret(self, key: str, base: Path | None) -> Secret | None:
-        """`<key>_file` (path, env vars expanded for systemd's $CREDENTIALS_DIRECTORY) or `<key>_env`."""
-        if key in self.data:
-            raise ConfigError(f"{self.where}.{key}: secrets are never written in the config; "
-                              f"use {key}_file or {key}_env")
-        path = self.path(f"{key}_file", base)
-        env = self.string(f"{key}_env")
-        if path and env:
-            raise ConfigError(f"{self.where}: set only one of {key}_file and {key}_env")
-        if path:
-            return Secret(f"file:{path}")
-        return Secret(f"env:{env}") if env else None
-
-    def list_of_str(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = self._get(key, list, None)
-        if value is None:
-            return default
-        if not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{self.where}.{key}: expected a list of strings")
-        return tuple(value)
-
-    def table(self, key: str) -> Table:
-        return Table(self._get(key, dict, {}), f"{self.where}.{key}" if self.where else key)
-
-    def finish(self) -> None:
-        extra = sorted(set(self.data) - self.used)
-        if extra:
-            where = f" in [{self.where}]" if self.where else ""
-            raise ConfigError(f"unknown key{'s' if len(extra) > 1 else ''}{where}: {', '.join(extra)}")
 
 
 def _url(table: Table, key: str, default: str) -> str:
@@ -462,121 +229,6 @@ def _tenant(data: Any, index: int, base: Path | None) -> TenantConfig:
                           endpoints=endpoints)
     t.finish()
     return tenant
-
-
-def _mode(t: Table, key: str, default: int, allowed: int) -> int:
-    """A permission mode written as an octal string ("0640"): a TOML integer would be read in
-    decimal by anyone who forgets the 0o prefix. The owner keeps read and write (and, for
-    directories, search): the agent itself must be able to use what it creates."""
-    text = t.string(key)
-    if text is None:
-        return default
-    owner = 0o700 if allowed == 0o777 else 0o600
-    try:
-        mode = int(text.removeprefix("0o"), 8)
-    except ValueError:
-        mode = -1
-    if mode < 0 or mode & ~allowed or mode & owner != owner:
-        raise ConfigError(f"{t.where}.{key}: {text!r} is not a mode between {owner:04o} and {allowed:04o} "
-                          "written in octal (e.g. \"0640\")")
-    return mode
-
-
-def _store(t: Table, base: Path | None) -> StoreConfig:
-    kind = t.string("type", "local", ("local", "s3"))
-    file_mode, dir_mode = _mode(t, "file_mode", 0o600, 0o666), _mode(t, "dir_mode", 0o700, 0o777)
-    if kind == "local":
-        path = t.path("path", base)
-        if path is None:
-            raise ConfigError("store.path is required for type = \"local\"")
-        return LocalStoreConfig(path=path, file_mode=file_mode, dir_mode=dir_mode)
-    bucket = t.required("bucket")
-    cfg = S3StoreConfig(
-        bucket=bucket,
-        prefix=t.string("prefix", "").strip("/"),
-        region=t.string("region", "us-east-1"),
-        endpoint_url=t.string("endpoint_url"),
-        addressing_style=t.string("addressing_style", "auto", ("auto", "path", "virtual")),
-        sse=t.string("sse", None, ("AES256", "aws:kms")),
-        kms_key_id=t.string("kms_key_id"),
-        object_lock_mode=t.string("object_lock_mode", None, ("COMPLIANCE", "GOVERNANCE")),
-        object_lock_days=t.integer("object_lock_days", 0, maximum=36500),
-        spool_dir=t.path("spool_dir", base),
-        spool_max_bytes=t.integer("spool_max_bytes", 1 << 30, minimum=1 << 20, maximum=1 << 50),
-        multipart_threshold=t.integer("multipart_threshold", 64 << 20, minimum=5 << 20,
-                                      maximum=5 << 30),  # S3 takes at most 5 GiB in one PUT
-        connect_timeout=t.duration("connect_timeout", timedelta(seconds=10), positive=True, maximum=_HOUR),
-        read_timeout=t.duration("read_timeout", timedelta(seconds=60), positive=True, maximum=_HOUR),
-        max_attempts=t.integer("max_attempts", 3, minimum=1, maximum=20),
-        file_mode=file_mode,
-        dir_mode=dir_mode,
-    )
-    if cfg.kms_key_id and cfg.sse != "aws:kms":
-        raise ConfigError("store.kms_key_id is only used with sse = \"aws:kms\"")
-    if cfg.object_lock_mode and cfg.object_lock_days < 1:
-        raise ConfigError("store.object_lock_days must be at least 1 when object_lock_mode is set")
-    return cfg
-
-
-def _anchor(data: Any, index: int, base: Path | None, store: StoreConfig, siem: Any) -> AnchorConfig:
-    """An anchor the store's writer cannot rewrite: never the store itself, and on S3 only with
-    Object Lock in COMPLIANCE mode (GOVERNANCE can be bypassed by a permission, and a plain bucket
-    by anyone holding its key)."""
-    t = Table(data, f"anchors[{index}]")
-    kind = t.string("type", None, ("local", "s3", "siem"))
-    if kind is None:
-        raise ConfigError(f"{t.where}.type is required (\"local\" or \"s3\")")
-    if kind == "siem":
-        siem_type = siem.get("type") if isinstance(siem, Mapping) else None
-        if siem_type not in ("elastic", "splunk", "sentinel"):
-            raise ConfigError(f"{t.where}: type = \"siem\" needs a [siem] table (configured: "
-                              f"{siem_type or 'none'}); or use a \"local\" (WORM or append-only directory) or "
-                              "\"s3\" (Object Lock) anchor")
-        default = {"elastic": "ms-log-agent-chain-heads", "splunk": "main", "sentinel": "MsLogAgentChainHeads_CL"}
-        name: str = t.string("index", default[siem_type])
-        if siem_type == "sentinel":
-            if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,60}_CL$", name):
-                raise ConfigError(f"{t.where}.index: {name!r} is not a custom table name (letters, digits, _CL)")
-        elif not re.match(r"^[a-z0-9][a-z0-9._-]{0,199}$", name):
-            raise ConfigError(f"{t.where}.index: {name!r} is not a valid index name")
-        t.finish()
-        return AnchorConfig("siem", f"siem:{siem_type}:{name}", None, name)
-    if kind == "local":
-        path = t.path("path", base)
-        if path is None:
-            raise ConfigError(f"{t.where}.path is required for type = \"local\"")
-        if isinstance(store, LocalStoreConfig) and _overlaps(Path(path), Path(store.path)):
-            raise ConfigError(f"{t.where}.path: {path} is inside the store (or holds it); the store's writer "
-                              "could rewrite it. Use another disk or a WORM mount")
-        t.finish()
-        return AnchorConfig("local", f"local:{path}", LocalStoreConfig(path=path))
-    s3 = _store(t, base)
-    t.finish()
-    assert isinstance(s3, S3StoreConfig)
-    if s3.object_lock_mode != "COMPLIANCE":
-        raise ConfigError(f"{t.where}: an S3 anchor needs object_lock_mode = \"COMPLIANCE\" (and "
-                          "object_lock_days) on a bucket with Object Lock; otherwise the key that writes it "
-                          "can rewrite it")
-    if s3.spool_dir is not None:
-        raise ConfigError(f"{t.where}.spool_dir: an anchor is published directly or retried next pass, "
-                          "never spooled")
-    if isinstance(store, S3StoreConfig) and store.bucket == s3.bucket and (
-            _prefix_overlaps(store.prefix, s3.prefix)):
-        raise ConfigError(f"{t.where}: prefix {s3.prefix!r} overlaps the store's prefix in bucket {s3.bucket!r}")
-    return AnchorConfig("s3", f"s3://{s3.bucket}/{s3.prefix}", s3)
-
-
-def _overlaps(a: Path, b: Path) -> bool:
-    try:
-        a, b = a.resolve(), b.resolve()
-    except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
-        raise ConfigError(f"anchors: path {a} cannot be resolved ({exc})") from None
-    return a == b or a.is_relative_to(b) or b.is_relative_to(a)
-
-
-def _prefix_overlaps(a: str, b: str) -> bool:
-    a, b = a.strip("/") + "/", b.strip("/") + "/"
-    return a == "/" or b == "/" or a.startswith(b) or b.startswith(a)
 
 
 def _collection(t: Table) -> CollectionConfig:
@@ -656,66 +308,7 @@ def _service(t: Table) -> ServiceConfig:
     )
 
 
-def _alerts(t: Table, base: Path | None) -> AlertsConfig:
-    d = AlertsConfig()
-    hooks = []
-    for i, raw in enumerate(t._get("webhooks", list, [])):
-        hooks.append(_webhook(Table(raw, f"alerts.webhooks[{i}]"), base))
-    emails = tuple(_email(Table(raw, f"alerts.email[{i}]"), base) for i, raw in enumerate(t._get("email", list, [])))
-    return AlertsConfig(webhooks=tuple(hooks), email=emails,
-                        min_interval=t.duration("min_interval", d.min_interval, maximum=_MONTH),
-                        max_per_hour=t.integer("max_per_hour", d.max_per_hour, minimum=1, maximum=3600))
-
-
-def _webhook(h: Table, base: Path | None) -> Webhook:
-    kind = h.string("kind", "generic", ("generic", "teams", "slack", "pagerduty"))
-    name = h.string("name", "")
-    if kind != "pagerduty":
-        url = h.secret("url", base)
-        if url is None:
-            raise ConfigError(f"{h.where}: url_file or url_env is required")
-        h.finish()
-        return Webhook(kind=kind, url=url, name=name)
-    key = h.secret("routing_key", base)
-    if key is None:
-        raise ConfigError(f"{h.where}: routing_key_file or routing_key_env is required for kind = \"pagerduty\"")
-    endpoint = h.string("url", PAGERDUTY_URL)
-    if not endpoint.startswith("https://"):
-        raise ConfigError(f"{h.where}.url: PagerDuty events go over https:// only")
-    h.finish()
-    return Webhook(kind=kind, url=None, name=name, routing_key=key, endpoint=endpoint)
-
-
-_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+$")  # one bare address: no display name, no header folding
-
-
-def _email(e: Table, base: Path | None) -> EmailChannel:
-    tls = e.string("tls", "starttls", ("starttls", "implicit", "none"))
-    host = e.required("host")
-    if not re.match(r"^[A-Za-z0-9.:\[\]-]+$", host):
-        raise ConfigError(f"{e.where}.host: {host!r} is not a host name or address")
-    sender = e.required("from")
-    to = e.list_of_str("to", ())
-    for key, address in (("from", sender), *(("to", a) for a in to)):
-        if not _ADDRESS.match(address):
-            raise ConfigError(f"{e.where}.{key}: {address!r} is not a single e-mail address")
-    if not to:
-        raise ConfigError(f"{e.where}.to: at least one recipient is required")
-    username = e.string("username", "")
-    password = e.secret("password", base)
-    if tls == "none" and (username or password):
-        raise ConfigError(f"{e.where}: a username or password needs tls = \"starttls\" or \"implicit\"; "
-                          "it would cross the network in clear")
-    if bool(username) != bool(password):
-        raise ConfigError(f"{e.where}: username and password_file/password_env go together")
-    port = e.integer("port", {"starttls": 587, "implicit": 465, "none": 25}[tls], minimum=1, maximum=65535)
-    channel = EmailChannel(host=host, sender=sender, to=to, port=port, tls=tls, username=username,
-                           password=password, name=e.string("name", ""))
-    e.finish()
-    return channel
-
-
-# Tables owned by other modules (SIEM adapters, service, alerts) register a validator here so that
+# Tables owned by other modules register a validator here so that
 # config.py stays the only reader of the file while each owner checks its own keys.
 TableValidator = Callable[[Table, Path | None], Any]
 EXTRA_TABLES: dict[str, TableValidator] = {}
@@ -735,18 +328,19 @@ def parse(data: Mapping[str, Any], path: Path | None = None) -> Config:
     if "store" not in data:
         raise ConfigError("a [store] table is required")
     store_t = root.table("store")
-    store = _store(store_t, base)
+    store = parse_store(store_t, base)
     store_t.finish()
     coll_t, http_t, log_t = root.table("collection"), root.table("http"), root.table("log")
     service_t, alerts_t = root.table("service"), root.table("alerts")
     collection, http = _collection(coll_t), _http(http_t, base)
-    service, alerts = _service(service_t), _alerts(alerts_t, base)
+    service, alerts = _service(service_t), parse_alerts(alerts_t, base)
     log = LogConfig(level=log_t.string("level", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
                     format=log_t.string("format", "auto", ("auto", "json", "text")))
     for t in (coll_t, http_t, log_t, service_t, alerts_t):
         t.finish()
-    anchors = tuple(_anchor(d, i, base, store, data.get("siem")) for i, d in enumerate(root._get("anchors", list, [])))
-    siem = dict(root._get("siem", dict, {})) or None
+    raw_siem = root._get("siem", dict, {})
+    siem = siem_config.parse(raw_siem, tenants=tuple(ids), base=base) if raw_siem else None
+    anchors = tuple(parse_anchor(d, i, base, store, siem) for i, d in enumerate(root._get("anchors", list, [])))
     if service.backfill != "off" and siem is None:
         raise ConfigError(f"service.backfill = {service.backfill!r} needs a [siem] table to reconcile and backfill")
     extra = {}
@@ -773,3 +367,34 @@ def load(path: Path | str) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p} is not valid TOML: {exc}") from None
     return parse(data, p.resolve())
+
+
+__all__ = [
+    "CLOUDS",
+    "CLOUD_ENDPOINTS",
+    "GUID_RE",
+    "MAX_DURATION",
+    "MAX_INTEGER",
+    "PAGERDUTY_URL",
+    "AlertsConfig",
+    "AnchorConfig",
+    "CollectionConfig",
+    "Config",
+    "Credential",
+    "EmailChannel",
+    "Endpoints",
+    "HttpConfig",
+    "LocalStoreConfig",
+    "LogConfig",
+    "S3StoreConfig",
+    "Secret",
+    "ServiceConfig",
+    "SiemConfig",
+    "StoreConfig",
+    "Table",
+    "TenantConfig",
+    "Webhook",
+    "load",
+    "parse",
+    "parse_duration",
+]

@@ -276,8 +276,7 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
     from agent.reconcile import options_from, reconcile
     from agent.reconcile.html import to_html
     from agent.reconcile.report import iso
-    from agent.siem import open_siem
-    from agent.siem.config import from_config
+    from agent.siem.registry import from_config, open_siem
     from agent.store import open_store
 
     cfg = config.load(cfg_path)
@@ -292,10 +291,10 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
             try:
                 archive = Archive(store)
                 report = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
-                                         options=opts, siem_name="sentinel")
+                                         options=opts, siem_name=siem_cfg.type)
                 await run_backfill(cfg, siem_cfg, report, archive, siem, http)
                 after = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
-                                        options=opts, siem_name="sentinel")
+                                        options=opts, siem_name=siem_cfg.type)
                 detection = await _lost_detection(archive, report, after)
             finally:
                 await siem.aclose()

@@ -41,13 +41,12 @@ def _backfill_policy(cfg: Config) -> Iterator[str]:
     said now, not as a failing scheduled backfill hours after the service started."""
     if cfg.service.backfill == "off" or cfg.siem is None:
         return
-    from agent.backfill.writers import open_writer
     from agent.errors import AgentError
     from agent.http import HttpClient
-    from agent.siem.config import from_config
+    from agent.siem.registry import open_writer
 
     try:
-        open_writer(from_config(cfg), cfg, HttpClient(cfg.http))  # builds the writer only: no session, no request
+        open_writer(cfg.siem, cfg, HttpClient(cfg.http))  # builds the writer only: no session, no request
     except AgentError as exc:
         yield f"service.backfill = {cfg.service.backfill!r}: {exc}"
 
@@ -72,12 +71,7 @@ def _references(cfg: Config) -> Iterator[tuple[str, Secret | Path]]:
         yield from _walk(mail, f"alerts.email[{i}]")
     for name, table in cfg.extra.items():
         yield from _walk(table, name)
-    if cfg.siem is not None:
-        from agent.siem.config import from_config
-
-        siem = from_config(cfg)
-        for key, value in _walk(siem, "siem"):
-            yield (key.replace("siem.token", "siem.api_key") if siem.type == "elastic" else key), value
+    yield from _walk(cfg.siem, "siem")
 
 
 def _walk(obj: Any, where: str) -> Iterator[tuple[str, Secret | Path]]:
@@ -92,7 +86,7 @@ def _walk(obj: Any, where: str) -> Iterator[tuple[str, Secret | Path]]:
         key = f"{where}.{_KEY.get(f.name, f.name)}"
         if isinstance(value, (Secret, Path)):
             yield key, value
-        elif f.name == "backfill" or f.name == "credential":
+        elif f.name in ("backfill", "credential", "vendor"):
             yield from _walk(value, where)  # flattened in the file: [siem] hec_token, [[tenants]] client_secret
         elif dataclasses.is_dataclass(value) or isinstance(value, (list, tuple)):
             yield from _walk(value, key)

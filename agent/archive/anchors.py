@@ -10,8 +10,8 @@ checks the chain against them (`agent.archive.verify`).
 
 Anchor types: `local` (another disk, a WORM or append-only directory: create-only files), `s3` (a
 bucket or prefix with Object Lock in COMPLIANCE mode: `If-None-Match: *` and a retention date on
-every head) and `siem` (a heartbeat record through the SIEM's write path, `agent.siem.anchor`:
-Elasticsearch and Splunk). A publish that fails is logged and retried on the next pass, which also
+every head) and `siem` (a heartbeat record through the SIEM's write path, `agent.siem.<vendor>.anchor`:
+Elasticsearch, Splunk and Sentinel). A publish that fails is logged and retried on the next pass, which also
 repairs a crash between the manifest write and the anchor write: the chain being ahead of its
 newest anchor is the normal state between the two and never an alarm.
 """
@@ -112,8 +112,7 @@ async def _parsed(store: Store, prefix: str) -> AsyncIterator[Head]:
 
 
 class Sink(Protocol):
-    """**Protocol:** an anchor: `Anchor` (a create-only store), `agent.siem.anchor.ElasticAnchor` or
-    `agent.siem.anchor.SplunkAnchor`."""
+    """**Protocol:** an anchor: `Anchor` (a create-only store) or a SIEM's (`agent.siem.anchor.HeadSink`)."""
 
     label: str
 
@@ -135,21 +134,11 @@ def open_anchor(cfg: AnchorConfig, agent_cfg: Config | None = None, http: HttpCl
 
 
 def _siem_anchor(cfg: AnchorConfig, agent_cfg: Config | None, http: HttpClient | None) -> Sink:
-    from agent.logs import register_secret
-    from agent.siem.anchor import ElasticAnchor, SentinelAnchor, SplunkAnchor
-    from agent.siem.config import from_config
+    from agent.siem.registry import open_anchor
 
     if agent_cfg is None or http is None:
         raise ConfigError(f"anchor {cfg.label}: a SIEM anchor needs the [siem] connection")
-    siem = from_config(agent_cfg)
-    if siem.type == "sentinel":
-        return SentinelAnchor(siem, agent_cfg, http, cfg.index or "MsLogAgentChainHeads_CL")
-    if siem.token is None:
-        raise ConfigError(f"anchors: a SIEM anchor on {siem.type} needs the [siem] token")
-    secret = register_secret(siem.token.reveal())
-    if siem.type == "splunk":
-        return SplunkAnchor(siem, http, secret, cfg.index or "main")
-    return ElasticAnchor(siem, http, secret, cfg.index or "ms-log-agent-chain-heads")
+    return open_anchor(agent_cfg, http, cfg.index, Head)
 
 
 class Anchors:

@@ -17,14 +17,14 @@ from agent.http import HttpClient
 from agent.reconcile.report import ReconcileReport
 from agent.siem.base import Siem
 from agent.siem.config import SiemConfig
+from agent.siem.registry import open_writer
 
 from .engine import Backfill, Progress, ledger_for
-from .writers import open_writer
 
 __all__ = ["Backfill", "run_backfill"]
 
 
-async def run_backfill(cfg: Config, siem_cfg: SiemConfig, report: ReconcileReport, archive: Archive, siem: Siem,
+async def run_backfill(cfg: Config, siem_cfg: SiemConfig[Any], report: ReconcileReport, archive: Archive, siem: Siem,
                        http: HttpClient, *, dry_run: bool = False, progress: Progress | None = None) -> dict[str, Any]:
     """Backfill what `report` found missing; returns the summary (also stored in `report.backfill`)."""
     writer = open_writer(siem_cfg, cfg, http)

@@ -35,14 +35,13 @@ from agent.errors import IntegrityError
 from agent.logs import event
 from agent.reconcile.diff import US
 from agent.reconcile.report import ReconcileReport, StreamReport
-from agent.siem.base import Siem, SiemError, valid_id
-from agent.siem.config import BackfillConfig
+from agent.siem.base import BackfillRefused, Item, Siem, SiemError, TooLarge, Writer, valid_id
+from agent.siem.keys import BackfillConfig
+from agent.siem.rows import event_time
 from agent.sources.base import Window
 from agent.streams import spec
 
 from .ledger import Ledger, target_key
-from .shape import event_time
-from .writers import BackfillRefused, Item, TooLarge, Writer
 
 log = logging.getLogger("agent.backfill")
 Progress = Callable[[int, int], None]
@@ -264,13 +263,16 @@ class Backfill:
     async def _confirm(self, sr: StreamReport, st: StreamStats) -> None:
         """Search for what a SIEM took without confirming it (HEC without indexer acknowledgement).
 
-        Polled every `hec_ack_interval` for up to `hec_ack_timeout`, like an ack; what is found is
+        Polled every `confirm_interval` for up to `confirm_timeout` of the writer (Splunk: `hec_ack_interval`,
+        `hec_ack_timeout`), like an ack; what is found is
         `present`, what is not stays in doubt for a later run (checked after `backfill_in_doubt_wait`,
         resent only if still absent). Never resent here: the SIEM may simply not have indexed it yet.
         """
         pending, self.unconfirmed = self.unconfirmed, {}
+        if not pending:
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.cfg.hec_ack_timeout.total_seconds()
+        deadline = loop.time() + self.writer.confirm_timeout.total_seconds()
         while pending:
             here = await self._present(sr, list(pending), list(pending.values()))
             if here:
@@ -279,7 +281,7 @@ class Backfill:
                     pending.pop(rid, None)
             if not pending or loop.time() >= deadline:
                 break
-            await asyncio.sleep(max(0.05, self.cfg.hec_ack_interval.total_seconds()))
+            await asyncio.sleep(max(0.05, self.writer.confirm_interval.total_seconds()))
         if pending:
             event(log, logging.WARNING, "Backfilled records not yet searchable; left in doubt for the next run.",
                   stream=sr.stream, records=len(pending))

@@ -26,12 +26,10 @@ from agent.errors import AgentError
 from agent.logs import event
 from agent.reconcile.report import ReconcileReport, StreamReport, iso
 from agent.service.alerts import Alert
-from agent.siem import open_siem
-from agent.siem.config import from_config
+from agent.siem.registry import from_config, open_siem, open_writer
 from agent.streams import spec
 
 from .engine import Backfill, ledger_for
-from .writers import open_writer
 
 if TYPE_CHECKING:
     from agent.service.supervisor import Service

@@ -15,11 +15,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
     from agent.auth import TokenProvider
     from agent.store import open_store
 
-    cfg = load(args.config)
-    if cfg.siem is not None:
-        from agent.siem.config import from_config
-
-        from_config(cfg)  # the [siem] table's own keys, validated by the adapter that owns them
+    cfg = load(args.config)  # the [siem] table's own keys are parsed at load by the vendor that owns them
     found = preflight.problems(cfg)
     for problem in found:
         print(f"agent: config error: {problem}", file=sys.stderr)
@@ -36,7 +32,7 @@ async def cmd_check(args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     print(f"config ok: {len(cfg.tenants)} tenant(s), store {cfg.store.type} writable"
-          + (f", SIEM {cfg.siem.get('type')}" if cfg.siem else "")
+          + (f", SIEM {cfg.siem.type}" if cfg.siem else "")
           + (", tokens obtained" if args.online else "") + siem)
     return EXIT_OK
 
@@ -46,13 +42,12 @@ async def _check_siem(cfg: config.Config) -> str:
     if cfg.siem is None:
         return ""
     from agent.http import HttpClient
-    from agent.siem import open_siem
     from agent.siem.base import SiemError
-    from agent.siem.config import from_config
+    from agent.siem.registry import vendor
 
-    siem_cfg = from_config(cfg)
+    siem_cfg = cfg.siem
     async with HttpClient(cfg.http) as http:
-        siem = open_siem(siem_cfg, cfg, http)
+        siem = vendor(siem_cfg.type).open_reader(siem_cfg, cfg, http)
         try:
             await siem.check()
         except ConfigError:
@@ -61,32 +56,4 @@ async def _check_siem(cfg: config.Config) -> str:
             raise SiemError(f"SIEM {siem_cfg.type} query failed: {exc}") from None
         finally:
             await siem.aclose()
-    text = ", SIEM query ok"
-    if siem_cfg.type == "sentinel" and siem_cfg.backfill.ingestion_endpoint:
-        from agent.backfill.writers import SentinelWriter, open_writer
-
-        async with HttpClient(cfg.http) as http:
-            writer = open_writer(siem_cfg, cfg, http)
-            if isinstance(writer, SentinelWriter):
-                await writer.token()
-        text += ", Logs Ingestion token obtained"
-    return text + await _check_hec(cfg)
-
-
-async def _check_hec(cfg: config.Config) -> str:
-    """For a Splunk backfill target: whether its HEC token has indexer acknowledgement (Splunk Cloud has none)."""
-    if cfg.siem is None or cfg.siem.get("type") != "splunk":
-        return ""
-    from agent.backfill.writers import SplunkWriter
-    from agent.http import HttpClient
-    from agent.siem.config import from_config
-
-    siem_cfg = from_config(cfg)
-    if not siem_cfg.backfill.hec_url or siem_cfg.backfill.hec_token is None:
-        return ""
-    async with HttpClient(cfg.http) as http:
-        acks = await SplunkWriter(siem_cfg, http).ack_enabled()
-    if acks:
-        return ", HEC indexer acknowledgement on"
-    return (", HEC without indexer acknowledgement (as on Splunk Cloud): backfill confirms each batch by "
-            "searching for it" + ("; set siem.hec_ack = false" if siem_cfg.backfill.hec_ack else ""))
+        return ", SIEM query ok" + await vendor(siem_cfg.type).check_write(siem_cfg, cfg, http)

@@ -7,8 +7,6 @@ import shlex
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from agent.cli.render import duration
 from agent.reconcile.diff import US
 from agent.reconcile.report import ReconcileReport, StreamReport, iso
@@ -61,23 +59,10 @@ def siem_query(siem_cfg: Any, s: StreamReport) -> tuple[str, str]:
     ends = [g.end for g in s.gaps] or [max(starts) + 3600 * US]
     window = Window(datetime.fromtimestamp(min(starts) / US, UTC), datetime.fromtimestamp(max(ends) / US, UTC))
     more = f" (first {len(ids)} of {len(s.missing_in_siem)})" if len(s.missing_in_siem) > len(ids) else ""
+    from agent.siem.registry import vendor
+
     try:
-        if siem_cfg.type == "sentinel":
-            from agent.siem.sentinel import present_query
-
-            return (f"Log Analytics workspace {siem_cfg.workspace_id}, table {target.source}{more}",
-                    present_query(target, s.tenant, window, ids))
-        if siem_cfg.type == "splunk":
-            from agent.siem.splunk import present_search
-
-            return (f"Splunk index {target.index or 'main'}, sourcetype {target.source}{more}",
-                    f"{present_search(target, s.tenant, ids)} earliest={int(window.start.timestamp())} "
-                    f"latest={int(window.end.timestamp())}")
-        from agent.siem.elastic import base_query
-
-        query = base_query(target, s.tenant, window)
-        query["bool"]["filter"].append({"terms": {target.id_field: ids}})
-        body = orjson.dumps({"_source": False, "fields": [target.id_field], "query": query}).decode()
-        return f"Elasticsearch index {target.source}{more}", f"GET /{target.source}/_search {body}"
+        where, query = vendor(siem_cfg.type).missing_query(siem_cfg, target, s.tenant, window, ids)
+        return where + more, query
     except Exception:  # noqa: BLE001 - an id the query builder refuses: name the place, no query
         return f"{siem_cfg.type} {target.source}", ""

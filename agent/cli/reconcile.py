@@ -20,8 +20,7 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     from agent.archive.archive import Archive
     from agent.http import HttpClient
     from agent.reconcile import options_from, reconcile
-    from agent.siem import open_siem
-    from agent.siem.config import from_config
+    from agent.siem.registry import from_config, open_siem, open_writer
     from agent.store import open_store
 
     cfg = select(load(args.config), args.tenant)
@@ -33,8 +32,6 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     opts = options_from(siem_cfg, full=args.full, include_unsettled=args.include_unsettled)
     backfill = args.backfill or args.dry_run
     if backfill:
-        from agent.backfill.writers import open_writer
-
         async with HttpClient(cfg.http) as probe:  # missing backfill keys are a config error before any query
             open_writer(siem_cfg, cfg, probe)
     store = open_store(cfg.store)

@@ -52,7 +52,7 @@ class Options:
     confirm: bool = True  # look up ids missing in the SIEM by id before reporting them
 
 
-def options_from(cfg: SiemConfig, **overrides: Any) -> Options:
+def options_from(cfg: SiemConfig[Any], **overrides: Any) -> Options:
     """Engine options from the validated `[siem]` table, with CLI overrides."""
     return Options(bucket=cfg.bucket, settle=cfg.settle, max_rows=cfg.max_rows,
                    refine_rows=min(5_000, cfg.max_rows), **overrides)

@@ -20,8 +20,7 @@ from agent.reconcile.diff import Gap
 from agent.reconcile.engine import options_from, reconcile
 from agent.reconcile.report import ReconcileReport, iso
 from agent.service.alerts import Alert
-from agent.siem import open_siem
-from agent.siem.config import from_config
+from agent.siem.registry import from_config, open_siem
 from agent.streams import spec
 
 if TYPE_CHECKING:

@@ -99,7 +99,7 @@ async def measure(directory: Path, url: str) -> dict[str, object]:
     from agent.http import HttpClient
     from agent.reconcile import Options, reconcile
     from agent.siem.config import parse
-    from agent.siem.sentinel import SentinelSiem
+    from agent.siem.sentinel.reader import SentinelSiem
     from agent.store.local import LocalStore
 
     async def token() -> str:
@@ -131,7 +131,7 @@ async def naive(directory: Path, url: str, http: object, truth: dict[str, list[s
     from agent.archive.archive import Archive
     from agent.reconcile.archive_side import ArchiveSide
     from agent.siem.config import parse
-    from agent.siem.sentinel import SentinelSiem, ids_query
+    from agent.siem.sentinel.reader import SentinelSiem, ids_query
     from agent.sources.base import Window
     from agent.store.local import LocalStore
 

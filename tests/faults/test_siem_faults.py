@@ -20,9 +20,9 @@ from agent.http import HttpClient
 from agent.logs import register_secret
 from agent.reconcile.engine import Options, reconcile
 from agent.siem.base import Siem
-from agent.siem.elastic import ElasticSiem
-from agent.siem.sentinel import SentinelSiem
-from agent.siem.splunk import SplunkSiem
+from agent.siem.elastic.reader import ElasticSiem
+from agent.siem.sentinel.reader import SentinelSiem
+from agent.siem.splunk.reader import SplunkSiem
 from tests.faults.matrix import BY_KEY, RETRIED, SIEM_KINDS, UNVERIFIED
 from tests.siem.fixtures import TENANT, Scenario, make_tls, serve
 from tests.siem.harness import ELASTIC_KEY, SPLUNK_TOKEN, _static, emulator_app, siem_config

@@ -17,9 +17,9 @@ from agent.errors import AgentError
 from agent.http import Response
 from agent.logs import register_secret
 from agent.siem.base import Siem
-from agent.siem.elastic import ElasticSiem
-from agent.siem.sentinel import SentinelSiem
-from agent.siem.splunk import SplunkSiem
+from agent.siem.elastic.reader import ElasticSiem
+from agent.siem.sentinel.reader import SentinelSiem
+from agent.siem.splunk.reader import SplunkSiem
 from agent.sources.base import Window
 from tests.fuzz.strategies import SECRET, bodies, json_values, statuses
 from tests.siem.fixtures import TENANT

@@ -17,7 +17,6 @@ import pytest
 
 from agent.archive.archive import Archive
 from agent.backfill import policy
-from agent.backfill.writers import Item, SendResult
 from agent.collect import Collector, StreamOutcome
 from agent.config import CollectionConfig, Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
 from agent.errors import ConfigError
@@ -25,6 +24,8 @@ from agent.reconcile import schedule
 from agent.reconcile.report import ReconcileReport, StreamReport
 from agent.service.alerts import Alert, Alerter
 from agent.service.supervisor import Service
+from agent.siem import config as siem_config
+from agent.siem.base import Item, SendResult
 from agent.sources.base import Window
 from agent.store.local import LocalStore
 from tests.service.harness import Metrics as Scraped
@@ -76,7 +77,8 @@ def _cfg(tmp_path: Path, mode: str, limit: int = 10) -> Config:
     (tmp_path / "key").write_text("k")
     return Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"), service=svc,
                   collection=CollectionConfig(poll_interval=timedelta(seconds=0.1)),
-                  siem={"type": "elastic", "url": "https://127.0.0.1:9", "api_key_file": str(tmp_path / "key")})
+                  siem=siem_config.parse({"type": "elastic", "url": "https://127.0.0.1:9",
+                                               "api_key_file": str(tmp_path / "key")}))
 
 
 async def _archive(tmp_path: Path) -> Archive:

@@ -18,6 +18,7 @@ from agent.reconcile import schedule
 from agent.reconcile.report import ReconcileReport
 from agent.service.alerts import Alert, Alerter
 from agent.service.supervisor import Service
+from agent.siem import config as siem_config
 from tests.service.harness import Metrics as Scraped
 
 TENANT = "00000000-0000-0000-0000-000000000001"
@@ -30,7 +31,8 @@ def _cfg(tmp_path: Path) -> Config:
                         restart_backoff_max=timedelta(seconds=0.2))
     return Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"), service=svc,
                   collection=CollectionConfig(poll_interval=timedelta(seconds=0.1)),
-                  siem={"type": "elastic"})  # only makes the service schedule reconciles; the run is faked
+                  # only makes the service schedule reconciles; the run is faked
+                  siem=siem_config.parse({"type": "elastic", "url": "https://siem.test", "api_key_env": "UNUSED"}))
 
 
 async def test_a_reconcile_that_raises_any_exception_alerts_and_the_schedule_goes_on(

@@ -11,6 +11,7 @@ from agent.http import HttpClient
 from agent.reconcile.schedule import note_verification
 from agent.service.alerts import Alerter
 from agent.service.supervisor import Service
+from agent.siem import config as siem_config
 from agent.store.local import LocalStore
 
 TENANT = "00000000-0000-0000-0000-000000000001"
@@ -20,7 +21,8 @@ async def test_one_alert_per_episode_and_readiness_follows(tmp_path: Path) -> No
     cfg = Config(tenants=(TenantConfig(id=TENANT, client_id="c", credential=Credential(),
                                        streams=("graph.signins.interactive",)),),
                  store=LocalStoreConfig(path=tmp_path / "store"),
-                 service=ServiceConfig(listen="127.0.0.1:0", notices=False), siem={"type": "sentinel"})
+                 service=ServiceConfig(listen="127.0.0.1:0", notices=False),
+                 siem=siem_config.parse({"type": "sentinel", "workspace_id": "7c759f10-1111-4222-8333-944455566677"}))
     now = [datetime(2026, 3, 1, tzinfo=UTC)]
     service = Service(cfg, clock=lambda: now[0])
     stream = [(TENANT, "graph.signins.interactive", 120)]

@@ -16,9 +16,9 @@ from agent.config import HttpConfig
 from agent.http import HttpClient
 from agent.siem.base import Siem
 from agent.siem.config import parse
-from agent.siem.elastic import ElasticSiem
-from agent.siem.sentinel import SentinelSiem
-from agent.siem.splunk import SplunkSiem
+from agent.siem.elastic.reader import ElasticSiem
+from agent.siem.sentinel.reader import SentinelSiem
+from agent.siem.splunk.reader import SplunkSiem
 from emulator.siems import elastic as elastic_emu
 from emulator.siems import loganalytics as la_emu
 from emulator.siems import splunk as splunk_emu

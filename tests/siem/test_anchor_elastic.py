@@ -17,7 +17,7 @@ from agent.archive.archive import Archive
 from agent.archive.verify import verify
 from agent.cli.render import verify_text
 from agent.http import HttpClient
-from agent.siem.anchor import DATASET
+from agent.siem.elastic.anchor import DATASET
 from agent.store.local import LocalStore
 from emulator.siems import elastic as elastic_emu
 from emulator.siems.siem_copy import SiemCopy, SiemPlan

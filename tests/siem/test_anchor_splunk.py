@@ -16,7 +16,7 @@ from agent.archive.anchors import Anchors, Head, open_anchor
 from agent.archive.archive import Archive
 from agent.archive.verify import verify
 from agent.http import HttpClient
-from agent.siem.anchor import SOURCETYPE
+from agent.siem.splunk.anchor import SOURCETYPE
 from agent.store.local import LocalStore
 from emulator.siems import splunk as splunk_emu
 from emulator.siems.siem_copy import SiemCopy, SiemPlan

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-import agent.siem.elastic as elastic_adapter
+import agent.siem.elastic.reader as elastic_adapter
 from agent.reconcile.engine import Options, reconcile
 from agent.sources.base import Window
 from emulator.siems import elastic as elastic_emu

@@ -16,7 +16,7 @@ from pathlib import Path
 from agent.archive.codec import parse_time
 from agent.reconcile.diff import US
 from agent.reconcile.engine import Options, reconcile
-from agent.siem.splunk import results
+from agent.siem.splunk.reader import results
 from emulator.siems.siem_copy import SiemPlan
 from emulator.siems.splunk import STATE as SPLUNK
 from tests.siem.fixtures import TENANT, ticks_of
@@ -128,8 +128,8 @@ def test_ingestion_lag_is_range_checked_and_sentinel_only() -> None:
     from agent.siem.config import parse
 
     base = {"type": "sentinel", "workspace_id": "0badc0de-0000-4000-8000-000000000000"}
-    assert parse(base, tenants=(TENANT,)).ingestion_lag == timedelta(hours=1)
-    assert parse({**base, "ingestion_lag": "0s"}, tenants=(TENANT,)).ingestion_lag == timedelta(0)
+    assert parse(base, tenants=(TENANT,)).vendor.ingestion_lag == timedelta(hours=1)
+    assert parse({**base, "ingestion_lag": "0s"}, tenants=(TENANT,)).vendor.ingestion_lag == timedelta(0)
     for bad in ("-1h", "8d"):
         with pytest.raises(ConfigError, match="ingestion_lag"):
             parse({**base, "ingestion_lag": bad}, tenants=(TENANT,))

@@ -7,9 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agent.errors import ConfigError
-from agent.siem import elastic, sentinel, splunk
 from agent.siem.base import valid_id, valid_name, valid_value
 from agent.siem.config import parse
+from agent.siem.elastic import reader as elastic
+from agent.siem.sentinel import reader as sentinel
+from agent.siem.splunk import reader as splunk
 from agent.sources.base import Window
 
 GUID = "2f1c8a52-3a1e-4d6b-9c2f-0d7b1e2a3c4d"

@@ -19,6 +19,8 @@ import pytest
 from agent import config
 from agent.errors import ConfigError
 from agent.siem import config as siem_config
+from agent.siem.sentinel.config import SentinelConfig
+from agent.siem.splunk.config import SplunkConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
@@ -48,13 +50,13 @@ def _keys(cls: type, table: str, prefix: str = "") -> list[tuple[str, str, str]]
             if str(f.type) in NUMERIC and not f.name.endswith("_mode")]
 
 
-_HEC = {"hec_ack_timeout", "hec_ack_interval"}  # splunk-only keys, without the backfill_ prefix
-_SENTINEL = {"ingestion_lag"}  # sentinel-only keys
+_HEC = {k for _, k, _ in _keys(SplunkConfig, "siem")}  # splunk-only keys
+_SENTINEL = {k for _, k, _ in _keys(SentinelConfig, "siem")}  # sentinel-only keys
 KEYS = (_keys(config.CollectionConfig, "collection") + _keys(config.HttpConfig, "http")
         + _keys(config.ServiceConfig, "service") + _keys(config.AlertsConfig, "alerts")
         + _keys(config.S3StoreConfig, "store") + _keys(siem_config.SiemConfig, "siem")
-        + [(t, k if k.removeprefix("backfill_") not in _HEC else k.removeprefix("backfill_"), ty)
-           for t, k, ty in _keys(siem_config.BackfillConfig, "siem", "backfill_")])
+        + _keys(SentinelConfig, "siem") + _keys(SplunkConfig, "siem")
+        + _keys(siem_config.BackfillConfig, "siem", "backfill_"))
 BAD = ("-7200", "nan", "inf", "-inf", "1e308", str(2**62), "-1")
 
 
@@ -70,7 +72,7 @@ def _load(tmp_path: Path, table: str, key: str, value: str) -> Any:
     path = tmp_path / "agent.toml"
     path.write_text(text)
     cfg = config.load(path)
-    return siem_config.from_config(cfg) if table == "siem" else cfg
+    return cfg
 
 
 def test_the_key_list_covers_every_table() -> None:

@@ -100,18 +100,20 @@ def test_backfill_bodies_carry_hostile_records_unchanged() -> None:
     """Backfill reads such records from the archive and must send them whole to any SIEM."""
     from datetime import UTC, datetime
 
-    from agent.backfill import shape
     from agent.siem.base import Target
+    from agent.siem.elastic.rows import document
+    from agent.siem.sentinel.rows import row
+    from agent.siem.splunk.rows import event
 
     rec = {"id": "x", "activityDateTime": "2026-03-10T10:00:00Z", "s": "\ud800", "n": 2**70,
            "f": Decimal("1e400"), "d": nest(600, None)}
     now = datetime(2026, 3, 10, tzinfo=UTC)
     target = Target("AuditLogs", "Id", "TimeGenerated")
     stream = "graph.directory_audits"
-    for body in (shape.sentinel_row(target, "t", stream, rec, now), shape.splunk_event(target, "t", stream, rec, now)):
+    for body in (row(target, "t", stream, rec, now), event(target, "t", stream, rec, now)):
         sent = json_exact.loads(json_exact.dumps(body))
         assert sent.get("RawRecord", sent.get("event")) == rec
-    doc = json_exact.loads(json_exact.dumps(shape.elastic_doc(target, "t", stream, rec, now)))
+    doc = json_exact.loads(json_exact.dumps(document(target, "t", stream, rec, now)))
     assert json_exact.loads(doc["event"]["original"]) == rec
 
 

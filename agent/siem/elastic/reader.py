@@ -17,10 +17,10 @@ from urllib.parse import quote
 
 import orjson
 
-from agent.errors import ConfigError
 from agent.http import HttpClient
 from agent.siem.base import Filter, IncompleteResult, SiemError, Target, TokenSource, answer_shape, valid_id
-from agent.siem.config import SiemConfig
+from agent.siem.elastic.config import ElasticConfig
+from agent.siem.keys import SiemConfig
 from agent.siem.transport import SiemHttp
 from agent.sources.base import Window
 
@@ -60,9 +60,7 @@ class ElasticSiem:
 
     name: ClassVar[str] = "elastic"
 
-    def __init__(self, cfg: SiemConfig, http: HttpClient, api_key: TokenSource) -> None:
-        if cfg.type != "elastic":
-            raise ConfigError("ElasticSiem needs [siem] type = \"elastic\"")
+    def __init__(self, cfg: SiemConfig[ElasticConfig], http: HttpClient, api_key: TokenSource) -> None:
         self.cfg = cfg
 
         async def headers() -> dict[str, str]:

@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 import orjson
 
 from agent.archive.codec import parse_time
-from agent.errors import ConfigError
 from agent.http import HttpClient, RateLimiter
 from agent.siem.base import (
     Filter,
@@ -34,7 +33,8 @@ from agent.siem.base import (
     kql_time,
     valid_id,
 )
-from agent.siem.config import SiemConfig
+from agent.siem.keys import SiemConfig
+from agent.siem.sentinel.config import SentinelConfig
 from agent.siem.transport import SiemHttp
 from agent.sources.base import Window
 
@@ -110,12 +110,10 @@ class SentinelSiem:
 
     name: ClassVar[str] = "sentinel"
 
-    def __init__(self, cfg: SiemConfig, http: HttpClient, token: TokenSource,
+    def __init__(self, cfg: SiemConfig[SentinelConfig], http: HttpClient, token: TokenSource,
                  invalidate: Callable[[], Awaitable[None]] | None = None) -> None:
-        if cfg.type != "sentinel":
-            raise ConfigError("SentinelSiem needs [siem] type = \"sentinel\"")
         self.cfg = cfg
-        self.url = f"{cfg.url}/v1/workspaces/{cfg.workspace_id}/query"
+        self.url = f"{cfg.url}/v1/workspaces/{cfg.vendor.workspace_id}/query"
         self._token = token
 
         async def headers() -> dict[str, str]:
@@ -155,17 +153,17 @@ class SentinelSiem:
         stream = next(iter(self.cfg.targets))
         end = datetime.now().astimezone()
         window = Window(end - timedelta(minutes=5), end)
-        await self.query(f"{base_query(self._target(stream), self.cfg.tenant or '-', window)} | count", window)
+        await self.query(f"{base_query(self._target(stream), self.cfg.vendor.tenant or '-', window)} | count", window)
 
     async def count_buckets(self, tenant: str, stream: str, window: Window,
                             bucket: timedelta) -> dict[datetime, tuple[int, int]]:
-        t, lag = self._target(stream), self.cfg.ingestion_lag
+        t, lag = self._target(stream), self.cfg.vendor.ingestion_lag
         rows = await self.query(count_query(t, tenant, window, bucket, lag), scan_window(t, window, lag))
         with answer_shape("Log Analytics"):
             return {parse_time(b): (int(n), int(d)) for n, d, b in ((r[1], r[2], r[0]) for r in rows)}
 
     async def ids(self, tenant: str, stream: str, window: Window) -> AsyncIterator[str]:
-        t, lag = self._target(stream), self.cfg.ingestion_lag
+        t, lag = self._target(stream), self.cfg.vendor.ingestion_lag
         for row in await self.query(ids_query(t, tenant, window, lag), scan_window(t, window, lag)):
             if isinstance(row[0], str):
                 yield row[0]
@@ -174,7 +172,7 @@ class SentinelSiem:
         checked = [i for i in ids if valid_id(stream, i)]
         if not checked:
             return set()
-        t, lag = self._target(stream), self.cfg.ingestion_lag
+        t, lag = self._target(stream), self.cfg.vendor.ingestion_lag
         rows = await self.query(present_query(t, tenant, window, checked, lag), scan_window(t, window, lag))
         return {r[0] for r in rows if isinstance(r[0], str)}
 

@@ -17,10 +17,10 @@ from urllib.parse import urlencode
 import orjson
 
 from agent.archive.codec import parse_time
-from agent.errors import ConfigError
 from agent.http import HttpClient
 from agent.siem.base import Filter, IncompleteResult, SiemError, Target, TokenSource, answer_shape, valid_id
-from agent.siem.config import SiemConfig
+from agent.siem.keys import SiemConfig
+from agent.siem.splunk.config import SplunkConfig
 from agent.siem.transport import SiemHttp
 from agent.sources.base import Window
 
@@ -103,14 +103,12 @@ class SplunkSiem:
 
     name: ClassVar[str] = "splunk"
 
-    def __init__(self, cfg: SiemConfig, http: HttpClient, token: TokenSource) -> None:
-        if cfg.type != "splunk":
-            raise ConfigError("SplunkSiem needs [siem] type = \"splunk\"")
+    def __init__(self, cfg: SiemConfig[SplunkConfig], http: HttpClient, token: TokenSource) -> None:
         self.cfg = cfg
         self.path = V2
 
         async def headers() -> dict[str, str]:
-            return {"Authorization": f"{cfg.auth_scheme} {await token()}",
+            return {"Authorization": f"{cfg.vendor.auth_scheme} {await token()}",
                     "Content-Type": "application/x-www-form-urlencoded"}
 
         self.transport = SiemHttp(http, headers, attempts=cfg.max_attempts)

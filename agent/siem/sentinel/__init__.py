@@ -1,0 +1,1 @@
+"""Microsoft Sentinel: a Log Analytics workspace read through the query API and written through Logs Ingestion."""

@@ -1,0 +1,1 @@
+"""Splunk: a search head read through the search export, written through the HTTP Event Collector."""
