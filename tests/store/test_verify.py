@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from agent.archive.archive import Archive
-from agent.archive.manifest import Manifest, ManifestEntry, ManifestRef, append_manifest, chain_head, manifest_key
+from agent.archive.layout import manifest_key
+from agent.archive.manifest import Manifest, ManifestEntry, ManifestRef, append_manifest, chain_head
 from agent.archive.verify import ChainBreak, verify
 from agent.store.base import Store
 from agent.store.s3 import S3Store
