@@ -16,8 +16,9 @@ from typing import Any
 
 import orjson
 
+from agent.archive import layout
 from agent.archive.codec import format_time, parse_time
-from agent.archive.layout import META, checkpoint_key
+from agent.archive.layout import checkpoint_key
 from agent.errors import CheckpointRegression, ObjectNotFound
 from agent.store.base import Store
 
@@ -34,7 +35,7 @@ class Cursor:
 
 
 def status_key(tenant: str, stream: str) -> str:
-    return f"{META}/status/tenant={tenant}/stream={stream}.json"
+    return layout.status_key(tenant, stream)
 
 
 class Checkpoints:

@@ -1,3 +1,3 @@
-"""The archive: every object key (layout), segments and their codec, manifests and the hash chain, the id index,
-leases, anchors and verification.
+"""The archive: every object key (layout), segments and their codec, sidecars, intents and quarantine,
+manifests and the hash chain, the id index, leases, anchors and verification.
 """

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from typing import Protocol
 
 import orjson
 
+from agent.archive.layout import head_key, heads_prefix, parse_head_key
 from agent.archive.manifest import ManifestRef, current_head
 from agent.config import AnchorConfig, Config
 from agent.errors import ConfigError, ObjectExists, StoreError
@@ -37,8 +37,6 @@ from agent.logs import event
 from agent.store.base import Store
 
 log = logging.getLogger("agent.archive.anchors")
-_HEAD_RE = re.compile(r"^heads/tenant=(?P<tenant>[^/]+)/stream=(?P<stream>[^/]+)/"
-                      r"(?P<seq>\d{12})\.(?P<sha>[0-9a-f]{64})\.(?P<records>\d+)\.json$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +52,12 @@ class Head:
 
     @property
     def key(self) -> str:
-        return f"heads/tenant={self.tenant}/stream={self.stream}/{self.seq:012d}.{self.sha256}.{self.records}.json"
+        return head_key(self.tenant, self.stream, self.seq, self.sha256, self.records)
 
     @classmethod
     def parse(cls, key: str) -> Head | None:
-        m = _HEAD_RE.match(key)
-        if m is None:
-            return None
-        return cls(m["tenant"], m["stream"], int(m["seq"]), m["sha"], int(m["records"]))
+        parsed = parse_head_key(key)
+        return None if parsed is None else cls(*parsed)
 
 
 class Anchor:
@@ -86,8 +82,7 @@ class Anchor:
         root = getattr(self.store, "root", None)
         if root is not None and not await asyncio.to_thread(Path(root).is_dir):  # unmounted or wiped: an error
             raise StoreError(f"anchor {self.label}: directory {root} does not exist (not mounted?)")
-        prefix = "heads/" + (f"tenant={tenant}/" if tenant else "") + (f"stream={stream}/" if tenant and stream
-                                                                          else "")
+        prefix = heads_prefix(tenant, stream)
         found = await self._versioned(prefix) if hasattr(self.store, "versions") else \
             [h async for h in _parsed(self.store, prefix)]
         return sorted((h for h in found if stream is None or h.stream == stream),

@@ -10,65 +10,47 @@ Before a segment is written, its intent (key, sha256, sidecar sha256) is recorde
 `_meta/intents/`; only a segment that matches an intent of this agent is ever read, exported,
 backfilled or adopted into the chain after a crash. Anything else found in the layout (a planted
 segment) is quarantined: recorded under `_meta/quarantine/segments/`, reported by verify, never chained.
+
+The parts live beside this module: keys in `layout`, sidecars in `sidecar`, intents and orphan
+adoption in `intents`, records set aside in `quarantine`, the hash chain in `manifest`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import re
 import uuid
 from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from agent import json_exact
 from agent.archive import codec
 from agent.archive.codec import Record
 from agent.archive.idindex import IdIndex
-from agent.archive.layout import META, Partition, hours_between, parse_segment_key, stream_prefix
+from agent.archive.intents import Adoption, match_intent, quarantine_segment, record_intent
+from agent.archive.layout import (
+    Partition,
+    checkpoints_prefix,
+    hours_between,
+    intent_key,
+    parse_checkpoint_key,
+    parse_segment_key,
+    segment_quarantine_key,
+    stream_prefix,
+)
 from agent.archive.manifest import ChainView, ManifestRef, append_manifest, committed_segments
-from agent.errors import DamagedSegment, ObjectExists, ObjectNotFound
+from agent.archive.quarantine import Unreadable as Unreadable  # what sources hand to `write` for bytes not JSON
+from agent.archive.quarantine import quarantine_record, set_aside
+from agent.archive.sidecar import SegmentInfo, info_of, rebuild_sidecar, sidecar_doc, sidecar_from, sidecar_json
+from agent.errors import ObjectNotFound
 from agent.logs import event
 from agent.store.base import Store
 from agent.streams import spec
 
 log = logging.getLogger("agent.archive.archive")
-_CHECKPOINT_RE = re.compile(rf"^{META}/checkpoints/tenant=(?P<tenant>[^/]+)/stream=(?P<stream>[^/]+)\.json$")
 _INDEX_CACHE_PARTITIONS = 4096  # ~hours kept in memory across all streams; each is a set of ids
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentInfo:
-    """What a sidecar says about its segment (and what manifests chain together)."""
-
-    key: str
-    sidecar: str
-    count: int
-    sha256: str
-    min_time: str
-    max_time: str
-    size: int = 0  # compressed bytes
-    sidecar_sha256: str = ""  # hash of the sidecar's bytes, recorded in the manifest
-
-
-@dataclass(frozen=True, slots=True)
-class Unreadable:
-    """Bytes an API served that are not JSON where they stand (the same bytes on every attempt).
-
-    Handed to `Archive.write` among the records, it is kept byte for byte under `_meta/quarantine/`
-    and reported in `WriteResult.set_aside`, so the caller names it as a gap instead of retrying
-    it forever.
-    """
-
-    data: bytes
-    reason: str
 
 
 @dataclass(slots=True)
@@ -79,23 +61,6 @@ class WriteResult:
     set_aside: list[tuple[str, str]] = field(default_factory=list)  # (quarantine key, why) to name as gaps
     segments: list[SegmentInfo] = field(default_factory=list)
     manifest: ManifestRef | None = None  # the chain head after this write
-
-
-@dataclass(frozen=True, slots=True)
-class Adoption:
-    """What `adopt_orphans` did with segments it found outside the chain."""
-
-    adopted: int = 0
-    quarantined: int = 0
-
-
-def intent_key(part: Partition, name: str) -> str:
-    """Where the intent to write segment `name` is recorded (beside its sidecar, under `_meta/`)."""
-    return f"{META}/intents/{part.prefix}{name}.json"
-
-
-def segment_quarantine_key(part: Partition, name: str) -> str:
-    return f"{META}/quarantine/segments/{part.prefix}{name}.json"
 
 
 class Archive:
@@ -135,15 +100,15 @@ class Archive:
                 continue
             sidecar = part.sidecar_key(parsed[1])
             if sidecar in sidecars:
-                yield sidecar, _sidecar_json(sidecar, await self.store.get(sidecar))
+                yield sidecar, sidecar_json(sidecar, await self.store.get(sidecar))
             else:
-                yield sidecar, await self._rebuild_sidecar(part, key, sidecar)
+                yield sidecar, await rebuild_sidecar(self.store, part, key, sidecar)
 
     async def _vouched(self, part: Partition) -> Callable[[str], Awaitable[bool]]:
         """A test for the segments of `part` this agent meant to write: one it wrote itself, one with
         an intent, or (for archives older than intents) one the chain lists. A planted segment
         passes none of them, so it is never read, exported or backfilled."""
-        intents = {k async for k in self.store.list(f"{META}/intents/{part.prefix}")}
+        intents = {k async for k in self.store.list(part.intents_prefix)}
 
         async def vouched(key: str) -> bool:
             parsed = parse_segment_key(key)
@@ -162,21 +127,7 @@ class Archive:
 
     async def _sidecars(self, part: Partition) -> AsyncIterator[tuple[SegmentInfo, list[str]]]:
         async for sidecar, doc in self._sidecar_docs(part):
-            yield _info(doc, sidecar), list(doc["ids"])
-
-    async def _rebuild_sidecar(self, part: Partition, key: str, sidecar: str) -> dict[str, Any]:
-        blob = await self.store.get(key)
-        records = list(codec.decode(blob, key))
-        try:
-            info, doc = _sidecar_for(part.stream, key, sidecar, blob, records)
-        except (LookupError, ValueError, TypeError):  # no records, or one without an id or event time
-            raise DamagedSegment(f"{key}: holds no records or a record without an id or event time; "
-                                 "the segment is damaged") from None
-        with contextlib.suppress(ObjectExists):  # another reader rebuilt it first
-            await self.store.put(sidecar, doc)
-        event(log, logging.WARNING, "Rebuilt a missing segment index.", segment=key, records=info.count)
-        parsed: dict[str, Any] = orjson.loads(doc)
-        return parsed
+            yield info_of(doc, sidecar), list(doc["ids"])
 
     async def partition_times(self, part: Partition) -> AsyncIterator[tuple[list[str], list[str]]]:
         """Per segment: its ids and their event times (RFC 3339), from the sidecars, never the segments.
@@ -200,7 +151,9 @@ class Archive:
         first_hour: dict[str, Partition] = {}  # contract 3 within the batch: an id's first hour keeps it
         for rec in records:
             if not isinstance(rec, Mapping):  # an Unreadable body, or a JSON value that is not an object
-                await self._set_aside_value(tenant, stream, rec, result)
+                key, reason = await set_aside(self.store, tenant, stream, rec)
+                result.quarantined += 1
+                result.set_aside.append((key, f"{reason}; kept at {key}"))
                 continue
             rid, when = s.key(rec), rec.get(s.time_field)
             try:
@@ -234,7 +187,7 @@ class Archive:
                 result.stored += len(fresh)
                 result.segments.append(info)
         for rec in bad:
-            key = await self._quarantine(tenant, stream, rec)
+            key = await quarantine_record(self.store, tenant, stream, rec)
             result.quarantined += 1
             result.set_aside.append((key, f"a record without a usable {s.id_field} or {s.time_field} (e.g. an "
                                           f"event time past year 9999); kept at {key}"))
@@ -288,10 +241,10 @@ class Archive:
             if parsed is None or key in committed or key in self._pending:
                 continue
             part, name = parsed
-            info, why = await self._match_intent(part, name, key)
+            info, why = await match_intent(self.store, part, name, key)
             if info is not None:
                 adopted.append(info)
-            elif await self._quarantine_segment(part, name, key, why):
+            elif await quarantine_segment(self.store, part, name, key, why):
                 quarantined += 1
         if adopted:
             await append_manifest(self.store, tenant, stream, adopted)
@@ -299,50 +252,18 @@ class Archive:
                   tenant=tenant, stream=stream, segments=len(adopted))
         return Adoption(len(adopted), quarantined)
 
-    async def _match_intent(self, part: Partition, name: str, key: str) -> tuple[SegmentInfo | None, str]:
-        """The segment's info when its bytes match the intent recorded for it, else why not."""
-        try:
-            intent = orjson.loads(await self.store.get(intent_key(part, name)))
-            blob = await self.store.get(key)
-        except ObjectNotFound:
-            return None, "no intent was recorded for it: this agent did not write it"
-        except orjson.JSONDecodeError:
-            return None, "its intent is not readable"
-        actual = hashlib.sha256(blob).hexdigest()
-        if not isinstance(intent, dict) or intent.get("segment") != key or intent.get("sha256") != actual:
-            return None, f"its sha256 {actual} does not match the intent recorded for it"
-        sidecar = part.sidecar_key(name)
-        if not await self.store.exists(sidecar):
-            await self._rebuild_sidecar(part, key, sidecar)
-        info, _doc = _sidecar_for(part.stream, key, sidecar, blob, list(codec.decode(blob, key)))
-        # the manifest pins the sidecar the agent meant to write; verify flags one altered since
-        return replace(info, sidecar_sha256=str(intent.get("sidecar_sha256", info.sidecar_sha256))), ""
-
-    async def _quarantine_segment(self, part: Partition, name: str, key: str, why: str) -> bool:
-        """Record a segment this agent refuses to adopt; False when it was recorded before."""
-        doc = {"version": 1, "segment": key, "reason": why, "found": codec.format_time(datetime.now(UTC))}
-        try:
-            await self.store.put(segment_quarantine_key(part, name), orjson.dumps(doc))
-        except ObjectExists:
-            return False
-        event(log, logging.ERROR, "A segment this agent did not write was found in the archive; quarantined, "
-              "never chained, exported or backfilled.", segment=key, reason=why)
-        return True
-
     async def _write_fresh(self, part: Partition, fresh: Sequence[tuple[str, Record, datetime]]) -> SegmentInfo:
         """A segment of records whose ids and event times the caller already has."""
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
         key, sidecar = part.segment_key(name), part.sidecar_key(name)
         blob = codec.encode(r for _, r, _ in fresh)
-        info, doc = _sidecar_from(key, sidecar, blob, [rid for rid, _, _ in fresh], [at for _, _, at in fresh])
+        info, doc = sidecar_from(key, sidecar, blob, [rid for rid, _, _ in fresh], [at for _, _, at in fresh])
         await self._put_segment(part, name, info, blob, doc)
         return info
 
     async def _put_segment(self, part: Partition, name: str, info: SegmentInfo, blob: bytes, doc: bytes) -> None:
         """Intent first, then segment, then sidecar: a crash leaves an orphan that matches its intent."""
-        intent = {"version": 1, "segment": info.key, "sha256": info.sha256, "sidecar": info.sidecar,
-                  "sidecar_sha256": info.sidecar_sha256, "count": info.count}
-        await self.store.put(intent_key(part, name), orjson.dumps(intent))
+        await record_intent(self.store, part, name, info)
         self._pending.add(info.key)
         await self.store.put(info.key, blob)
         await self.store.put(info.sidecar, doc)
@@ -352,45 +273,16 @@ class Archive:
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
         key, sidecar = part.segment_key(name), part.sidecar_key(name)
         blob = codec.encode(records)
-        info, doc = _sidecar_doc(key, sidecar, blob, records, id_field, time_field)
+        info, doc = sidecar_doc(key, sidecar, blob, records, id_field, time_field)
         await self._put_segment(part, name, info, blob, doc)
         return info
-
-    async def _quarantine(self, tenant: str, stream: str, value: Any) -> str:
-        """A record (or value) that cannot be archived is kept aside, never dropped. Keyed by its
-        content, so the same one fetched again (an overlapping pass) is kept and named once."""
-        data = codec.encode([value])
-        key = await self._keep(tenant, stream, json_exact.dumps(value), ".ndjson.zst", data)
-        event(log, logging.ERROR, "A record without a valid id or event time was quarantined.",
-              tenant=tenant, stream=stream, key=key)
-        return key
-
-    async def _set_aside_value(self, tenant: str, stream: str, value: Any, result: WriteResult) -> None:
-        """Keep what cannot be a record: an unreadable body as its raw bytes, another JSON value as JSON."""
-        if isinstance(value, Unreadable):
-            key = await self._keep(tenant, stream, value.data, ".raw.zst", codec.compress(value.data))
-            reason = value.reason
-            event(log, logging.ERROR, "Bytes that are not JSON were kept as they came and named as a gap.",
-                  tenant=tenant, stream=stream, key=key, bytes=len(value.data), reason=reason)
-        else:
-            key = await self._quarantine(tenant, stream, value)
-            reason = f"the API sent a {type(value).__name__} where a record (a JSON object) belongs"
-        result.quarantined += 1
-        result.set_aside.append((key, f"{reason}; kept at {key}"))
-
-    async def _keep(self, tenant: str, stream: str, content: bytes, suffix: str, data: bytes) -> str:
-        key = (f"{META}/quarantine/tenant={tenant}/stream={stream}/"
-               f"{hashlib.sha256(content).hexdigest()}{suffix}")
-        with contextlib.suppress(ObjectExists):  # kept by an earlier pass
-            await self.store.put(key, data)
-        return key
 
     # ---------------------------------------------------------------- read
     async def partitions(self, tenant: str, stream: str, since: datetime | None = None,
                          until: datetime | None = None) -> list[Partition]:
         """Partitions present in the store for a stream, optionally within [since, until)."""
         found: set[Partition] = set()
-        prefix = f"tenant={tenant}/stream={stream}/"
+        prefix = stream_prefix(tenant, stream)
         if since is not None and until is not None and (until - since).days < 62:
             for hour in hours_between(since, until):
                 p = Partition(tenant, stream, hour)
@@ -451,62 +343,9 @@ class Archive:
     async def tenants_and_streams(self) -> list[tuple[str, str]]:
         """Every (tenant, stream) with at least one checkpoint or segment index."""
         pairs: set[tuple[str, str]] = set()
-        async for key in self.store.list(f"{META}/checkpoints/"):
-            m = _CHECKPOINT_RE.match(key)
-            if m:
-                pairs.add((m["tenant"], m["stream"]))
+        async for key in self.store.list(checkpoints_prefix()):
+            parsed = parse_checkpoint_key(key)
+            if parsed:
+                pairs.add(parsed)
         return sorted(pairs)
 
-
-def _sidecar_for(stream: str, key: str, sidecar: str, blob: bytes,
-                 records: Sequence[Record]) -> tuple[SegmentInfo, bytes]:
-    """A segment's sidecar from its records, with the stream's ids (a version key where the stream
-    keeps versions, agent/streams.py)."""
-    s = spec(stream)
-    if s.version_field:
-        return _sidecar_from(key, sidecar, blob, [str(s.key(r)) for r in records],
-                             [codec.parse_time(r[s.time_field]) for r in records])
-    return _sidecar_doc(key, sidecar, blob, records, s.id_field, s.time_field)
-
-
-def _sidecar_from(key: str, sidecar: str, blob: bytes, ids: list[str],
-                  times: list[datetime]) -> tuple[SegmentInfo, bytes]:
-    """The same sidecar as `_sidecar_doc`, from ids and parsed times (each time formatted once)."""
-    texts = [codec.format_time(t) for t in times]
-    info = SegmentInfo(key=key, sidecar=sidecar, count=len(ids), sha256=hashlib.sha256(blob).hexdigest(),
-                       min_time=codec.format_time(min(times)), max_time=codec.format_time(max(times)),
-                       size=len(blob))
-    doc = {"version": 1, "segment": key, "count": info.count, "sha256": info.sha256, "bytes": info.size,
-           "min_time": info.min_time, "max_time": info.max_time, "ids": ids, "times": texts}
-    data = orjson.dumps(doc)
-    return replace(info, sidecar_sha256=hashlib.sha256(data).hexdigest()), data
-
-
-def _sidecar_doc(key: str, sidecar: str, blob: bytes, records: Sequence[Record], id_field: str,
-                 time_field: str) -> tuple[SegmentInfo, bytes]:
-    times = sorted(codec.format_time(codec.parse_time(r[time_field])) for r in records)
-    info = SegmentInfo(key=key, sidecar=sidecar, count=len(records), sha256=hashlib.sha256(blob).hexdigest(),
-                       min_time=times[0], max_time=times[-1], size=len(blob))
-    doc = {"version": 1, "segment": key, "count": info.count, "sha256": info.sha256, "bytes": info.size,
-           "min_time": info.min_time, "max_time": info.max_time,
-           "ids": [str(r[id_field]) for r in records],
-           "times": [codec.format_time(codec.parse_time(r[time_field])) for r in records]}
-    data = orjson.dumps(doc)
-    return replace(info, sidecar_sha256=hashlib.sha256(data).hexdigest()), data
-
-
-def _sidecar_json(sidecar: str, data: bytes) -> dict[str, Any]:
-    """A sidecar document; one that does not parse is named as damage, never a traceback."""
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        doc = None
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), list) for k in ("ids", "times")):
-        raise DamagedSegment(f"{sidecar}: the segment index is damaged; delete it to rebuild it from its segment")
-    return doc
-
-
-def _info(doc: dict[str, Any], sidecar: str) -> SegmentInfo:
-    return SegmentInfo(key=doc["segment"], sidecar=sidecar, count=int(doc["count"]),
-                       sha256=doc["sha256"], min_time=doc["min_time"], max_time=doc["max_time"],
-                       size=int(doc.get("bytes", 0)))

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
-import re
 import sys
 import uuid
 from array import array
@@ -29,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from agent.archive.layout import META
+from agent.archive.layout import id_index_built_key, id_index_object_key, id_index_prefix, parse_id_index_level
 from agent.errors import ObjectExists, ObjectNotFound
 from agent.store.base import Store
 
@@ -38,11 +37,6 @@ _ORIGIN = datetime(1, 1, 1, tzinfo=UTC)
 _MERGE_RECENT = 65_536  # in-memory additions kept in a dict before they join the sorted arrays
 _MERGE_DELTAS = 32  # objects of one level merged into one object of the next
 _BUILT_LEVEL = 9  # the one-time index of an existing archive: never merged again
-_OBJECT_RE = re.compile(r"/L(?P<level>\d+)-[^/]+\.bin$")
-
-
-def index_prefix(tenant: str, stream: str) -> str:
-    return f"{META}/ids/tenant={tenant}/stream={stream}/"
 
 
 def id_hash(rid: str) -> int:
@@ -93,8 +87,8 @@ class IdIndex:
     """Candidate hours per id for one (tenant, stream): sorted arrays plus a dict of recent additions."""
 
     def __init__(self, store: Store, tenant: str, stream: str) -> None:
-        self.store = store
-        self.prefix = index_prefix(tenant, stream)
+        self.store, self.tenant, self.stream = store, tenant, stream
+        self.prefix = id_index_prefix(tenant, stream)
         self._hashes: array[int] = array("q")
         self._hours: array[int] = array("i")
         self._recent: dict[int, set[int]] = {}
@@ -126,15 +120,15 @@ class IdIndex:
         """Read the persisted index; index `existing` (every stored id and hour) once if never built."""
         keys = [k async for k in self.store.list(self.prefix)]
         for key in keys:
-            m = _OBJECT_RE.search(key)
-            if m is None:
+            level = parse_id_index_level(key)
+            if level is None:
                 continue
             try:
                 self._remember(*_unpack(await self.store.get(key)))
             except ObjectNotFound:
                 continue  # merged away meanwhile; the merged object is listed too or read next load
-            self._levels.setdefault(int(m["level"]), []).append(key)
-        if f"{self.prefix}built" not in keys:
+            self._levels.setdefault(level, []).append(key)
+        if id_index_built_key(self.tenant, self.stream) not in keys:
             await self._build(existing)
         await self._compact()
 
@@ -150,10 +144,10 @@ class IdIndex:
             self._remember(hashes, hours)
         doc = {"version": 1, "built_at": datetime.now(UTC).isoformat()}
         with contextlib.suppress(ObjectExists):  # another process finished the same build
-            await self.store.put(f"{self.prefix}built", orjson.dumps(doc))
+            await self.store.put(id_index_built_key(self.tenant, self.stream), orjson.dumps(doc))
 
     async def _put(self, level: int, hashes: array[int], hours: array[int]) -> None:
-        key = f"{self.prefix}L{level}-{_object_name()}.bin"
+        key = id_index_object_key(self.tenant, self.stream, level, _object_name())
         await self.store.put(key, _pack(hashes, hours))
         self._levels.setdefault(level, []).append(key)
 

@@ -43,7 +43,7 @@ from typing import Any
 import orjson
 
 from agent.archive.codec import format_time, parse_time
-from agent.archive.layout import META
+from agent.archive.layout import lease_key, lease_prefix, parse_lease_key
 from agent.errors import ObjectExists, ObjectNotFound, StoreError
 from agent.logs import event
 from agent.store.base import Store
@@ -60,10 +60,6 @@ class StoreLocked(StoreError):
 
 class LeaseLost(StoreError):
     """This process's lease was taken over (it was paused past its expiry); it must stop writing."""
-
-
-def lease_prefix(tenant: str) -> str:
-    return f"{META}/lock/tenant={tenant}/"
 
 
 def _boot_id() -> str:
@@ -142,7 +138,7 @@ class Lease:
         self._task: asyncio.Task[None] | None = None
 
     def _key(self, suffix: str) -> str:
-        return f"{lease_prefix(self.tenant)}{self.gen:012d}.{suffix}"
+        return lease_key(self.tenant, self.gen, suffix)
 
     def check(self) -> None:
         """Raise LeaseLost when another process took this tenant over."""
@@ -185,20 +181,18 @@ class Lease:
 async def _newest_gen(store: Store, tenant: str) -> int | None:
     newest = None
     async for key in store.list(lease_prefix(tenant)):
-        name = key.rsplit("/", 1)[-1]
-        stem, _, suffix = name.partition(".")
-        if suffix == "json" and stem.isdigit():
-            newest = max(newest or 0, int(stem))
+        parsed = parse_lease_key(key)
+        if parsed is not None and parsed[1] == "json":
+            newest = max(newest or 0, parsed[0])
     return newest
 
 
 async def _read(store: Store, tenant: str, gen: int) -> _Generation:
-    base = f"{lease_prefix(tenant)}{gen:012d}"
-    holder = orjson.loads(await store.get(f"{base}.json"))
+    holder = orjson.loads(await store.get(lease_key(tenant, gen, "json")))
     expires = parse_time(holder["expires"])
     with contextlib.suppress(ObjectNotFound):
-        expires = max(expires, parse_time(orjson.loads(await store.get(f"{base}.renew"))["expires"]))
-    return _Generation(gen, holder, expires, await store.exists(f"{base}.released"))
+        expires = max(expires, parse_time(orjson.loads(await store.get(lease_key(tenant, gen, "renew")))["expires"]))
+    return _Generation(gen, holder, expires, await store.exists(lease_key(tenant, gen, "released")))
 
 
 def _is_free(current: _Generation, now: datetime) -> bool:
@@ -222,7 +216,7 @@ async def try_acquire(store: Store, tenant: str, ttl: timedelta = DEFAULT_TTL) -
         now = datetime.now(UTC)
         holder = {**this_holder(), "acquired": format_time(now), "expires": format_time(now + ttl)}
         try:
-            await store.put(f"{lease_prefix(tenant)}{gen:012d}.json", orjson.dumps(holder))
+            await store.put(lease_key(tenant, gen, "json"), orjson.dumps(holder))
         except ObjectExists:
             continue
         await _forget_older(store, tenant, gen)
@@ -232,8 +226,7 @@ async def try_acquire(store: Store, tenant: str, ttl: timedelta = DEFAULT_TTL) -
 
 async def _forget_older(store: Store, tenant: str, gen: int) -> None:
     """Old generations are scratch: drop them so the lock folder stays small (best effort)."""
-    stale = [k async for k in store.list(lease_prefix(tenant))
-             if k.rsplit("/", 1)[-1].partition(".")[0].isdigit() and int(k.rsplit("/", 1)[-1].partition(".")[0]) < gen]
+    stale = [k async for k in store.list(lease_prefix(tenant)) if (p := parse_lease_key(k)) is not None and p[0] < gen]
     for key in stale:
         with contextlib.suppress(StoreError):
             await store.delete(key)

@@ -16,21 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from agent.archive.layout import META
+from agent.archive.layout import manifest_key, manifest_prefix, parse_manifest_key
 from agent.errors import ObjectExists, ObjectNotFound, StoreError
 from agent.store.base import Store
 
 log = logging.getLogger("agent.archive.manifest")
 
 VERSION = 1
-_KEY_RE = re.compile(rf"^{META}/manifests/tenant=(?P<tenant>[^/]+)/stream=(?P<stream>[^/]+)/(?P<seq>\d{{12}})\.json$")
 _APPEND_ATTEMPTS = 5
 
 
@@ -129,20 +127,6 @@ class ManifestRef:
     seq: int
     sha256: str
     records: int = 0
-
-
-def manifest_prefix(tenant: str, stream: str) -> str:
-    return f"{META}/manifests/tenant={tenant}/stream={stream}/"
-
-
-def manifest_key(tenant: str, stream: str, seq: int) -> str:
-    return f"{manifest_prefix(tenant, stream)}{seq:012d}.json"
-
-
-def parse_manifest_key(key: str) -> tuple[str, str, int] | None:
-    """(tenant, stream, seq) of a manifest key, None for any other key."""
-    m = _KEY_RE.match(key)
-    return (m["tenant"], m["stream"], int(m["seq"])) if m else None
 
 
 def sha256_hex(data: bytes) -> str:

@@ -23,8 +23,18 @@ from typing import Any
 
 from agent.archive import codec
 from agent.archive.anchors import Head, Sink
-from agent.archive.layout import META, SEGMENT_SUFFIX, parse_segment_key, stream_prefix
-from agent.archive.manifest import Manifest, ManifestEntry, manifest_prefix, parse_manifest_key, sha256_hex
+from agent.archive.layout import (
+    intents_prefix,
+    key_in_stream,
+    manifest_prefix,
+    parse_manifest_key,
+    parse_segment_key,
+    quarantined_segment,
+    records_prefix,
+    segment_quarantine_prefix,
+    sidecars_prefix,
+)
+from agent.archive.manifest import Manifest, ManifestEntry, sha256_hex
 from agent.archive.verify_report import AnchorProblem, ChainBreak, HiddenObject, SegmentProblem, VerifyReport
 from agent.errors import ObjectNotFound, StoreError
 from agent.store.base import Store
@@ -94,11 +104,10 @@ async def _anchored(anchors: Sequence[Sink], tenant: str | None, stream: str | N
 async def _quarantined(store: Store, tenant: str | None, stream: str | None) -> list[str]:
     """Segments `adopt_orphans` refused, while they are still in the layout (an operator who removed
     one after investigating it is not told about it forever)."""
-    prefix = f"{META}/quarantine/segments/" + (stream_prefix(tenant, stream) if tenant and stream
-                                               else f"tenant={tenant}/" if tenant else "")
+    prefix = segment_quarantine_prefix(tenant, stream)
     found = []
     async for key in store.list(prefix):
-        segment = key[len(f"{META}/quarantine/segments/"):].removesuffix(".json") + SEGMENT_SUFFIX
+        segment = quarantined_segment(key)
         parsed = parse_segment_key(segment)
         if parsed is not None and (stream is None or parsed[0].stream == stream) and await store.exists(segment):
             found.append(segment)
@@ -112,9 +121,8 @@ async def _hidden_objects(store: Store, tenant: str | None, stream: str | None, 
     if not hasattr(s3, "versions"):
         return
     report.restore_bucket, report.restore_prefix = s3.bucket, s3.prefix
-    scope = stream_prefix(tenant, stream) if tenant and stream else (f"tenant={tenant}/" if tenant else "tenant=")
-    prefixes = [scope] + [f"{META}/{kind}/{scope}" for kind in ("index", "intents")] + [
-        f"{META}/manifests/" + (scope if tenant else "")]
+    prefixes = [records_prefix(tenant, stream), sidecars_prefix(tenant, stream), intents_prefix(tenant, stream),
+                manifest_prefix(tenant, stream)]
     for prefix in prefixes:
         by_key: dict[str, list[Any]] = {}
         try:
@@ -125,7 +133,7 @@ async def _hidden_objects(store: Store, tenant: str | None, stream: str | None, 
         for v in versions:
             by_key.setdefault(v.key, []).append(v)
         for key, versions in sorted(by_key.items()):
-            if stream is not None and f"stream={stream}/" not in key:
+            if stream is not None and not key_in_stream(key, stream):
                 continue
             latest = next((v for v in versions if v.latest), None)
             kept = [v for v in versions if not v.delete_marker]
@@ -135,7 +143,7 @@ async def _hidden_objects(store: Store, tenant: str | None, stream: str | None, 
 
 
 async def _chained_streams(store: Store, tenant: str | None, stream: str | None) -> set[tuple[str, str]]:
-    prefix = f"{META}/manifests/" + (f"tenant={tenant}/" if tenant else "")
+    prefix = manifest_prefix(tenant)
     pairs = set()
     async for key in store.list(prefix):
         parsed = parse_manifest_key(key)
@@ -148,7 +156,7 @@ async def _segments_by_stream(store: Store, tenant: str | None, stream: str | No
                               ) -> AsyncIterator[tuple[tuple[str, str], list[str]]]:
     """Segment keys under the layout, one stream at a time (the listing is sorted, so they are
     contiguous and only one stream's keys are held)."""
-    prefix = stream_prefix(tenant, stream) if tenant and stream else (f"tenant={tenant}/" if tenant else "tenant=")
+    prefix = records_prefix(tenant, stream)
     current: tuple[str, str] | None = None
     keys: list[str] = []
     async for key in store.list(prefix):

@@ -27,8 +27,8 @@ from typing import Any
 
 import orjson
 
+from agent.archive import layout
 from agent.archive.codec import format_time, parse_time
-from agent.archive.layout import META
 from agent.errors import ObjectNotFound
 from agent.store.base import Store
 
@@ -91,7 +91,7 @@ class Ledger:
         self.target = target
 
     def prefix(self, tenant: str, stream: str) -> str:
-        return f"{META}/backfill/target={self.target}/tenant={tenant}/stream={stream}/"
+        return layout.backfill_ledger_prefix(self.target, tenant, stream)
 
     async def load(self, tenant: str, stream: str) -> StreamLedger:
         out = StreamLedger()
@@ -117,5 +117,5 @@ class Ledger:
 
     async def save(self, tenant: str, stream: str, batch: Batch) -> None:
         batch.updated_at = datetime.now(UTC)
-        await self.store.put(f"{self.prefix(tenant, stream)}{batch.batch}.json", orjson.dumps(batch.as_doc()),
-                             overwrite=True)
+        await self.store.put(layout.backfill_batch_key(self.target, tenant, stream, batch.batch),
+                             orjson.dumps(batch.as_doc()), overwrite=True)

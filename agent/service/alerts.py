@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from agent.archive import layout
 from agent.archive.codec import format_time, parse_time
-from agent.archive.layout import META
 from agent.config import AlertsConfig, EmailChannel, Webhook
 from agent.errors import AgentError, ObjectNotFound
 from agent.http import HttpClient, backoff, redact_url, ssl_context
@@ -37,8 +37,8 @@ from agent.service.metrics import Metrics
 from agent.store.base import Store
 
 log = logging.getLogger("agent.service.alerts")
-SENT_PREFIX = f"{META}/alerts/sent"
-SENT_KEY = f"{SENT_PREFIX}.json"
+SENT_PREFIX = layout.ALERTS_SENT_PREFIX
+SENT_KEY = layout.alerts_sent_key((0, 1))
 _REMEMBER = timedelta(days=30)
 KINDS = ("siem_gap", "agent_gap", "stream_stalled", "stream_silent", "subscription_disabled",
          "credentials_failing", "store_failing", "service_notice", "window_failed", "task_failed",
@@ -149,7 +149,7 @@ class Alerter:
         self.metrics = metrics
         # Agents sharing a bucket (`--shard i/n`) each write their own file, so neither overwrites
         # the other's memory; each reads them all, so re-sharding does not repeat old alerts.
-        self.key = SENT_KEY if shard == (0, 1) else f"{SENT_PREFIX}-shard{shard[0]}of{shard[1]}.json"
+        self.key = layout.alerts_sent_key(shard)
         self._sent: dict[str, str] | None = None
         self._recent: dict[str, deque[float]] = {}
         # webhook -> why its last delivery failed; `/readyz` lists them until a delivery succeeds
@@ -158,7 +158,7 @@ class Alerter:
     async def _load(self) -> dict[str, str]:
         if self._sent is None:
             merged: dict[str, str] = {}
-            keys = sorted([k async for k in self.store.list(f"{META}/alerts/") if k.startswith(SENT_PREFIX)
+            keys = sorted([k async for k in self.store.list(layout.ALERTS_PREFIX) if k.startswith(SENT_PREFIX)
                            and k.endswith(".json")], key=lambda k: k != self.key)  # own file first
             for key in keys:
                 try:

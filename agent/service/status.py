@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
+from agent.archive import layout
 from agent.archive.codec import format_time, parse_time
-from agent.archive.layout import META
 from agent.config import Config
 from agent.errors import AgentError, ObjectNotFound, StoreError
 from agent.logs import event
@@ -28,7 +28,7 @@ log = logging.getLogger("agent.service.status")
 
 
 def siem_state_key(tenant: str, stream: str) -> str:
-    return f"{META}/status/tenant={tenant}/stream={stream}.siem.json"
+    return layout.siem_state_key(tenant, stream)
 
 
 async def record_siem_state(store: Store, report: Any, when: datetime | None = None) -> None:

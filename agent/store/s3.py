@@ -32,6 +32,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from agent.archive.layout import probe_key
 from agent.config import S3StoreConfig
 from agent.errors import ObjectExists, ObjectNotFound, StoreError
 
@@ -289,7 +290,7 @@ class S3Store:
         await self._call("HeadBucket", "", self._client.head_bucket, Bucket=self.bucket)
         if self.cfg.object_lock_mode:
             await self._check_object_lock()
-        probe = f"_meta/probes/check-{uuid.uuid4().hex}"
+        probe = probe_key(uuid.uuid4().hex)
         payload = uuid.uuid4().bytes
         await self.put(probe, payload, overwrite=True)
         try:

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from agent.archive.codec import format_time
-from agent.archive.lease import LeaseLost, StoreLocked, TenantLeases, lease_prefix, this_holder, try_acquire
+from agent.archive.layout import lease_prefix
+from agent.archive.lease import LeaseLost, StoreLocked, TenantLeases, this_holder, try_acquire
 from agent.store.base import Store
 from agent.store.local import LocalStore
 from agent.store.s3 import S3Store

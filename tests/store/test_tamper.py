@@ -19,9 +19,10 @@ import pytest
 
 from agent.archive import codec
 from agent.archive.anchors import Anchor, Anchors, open_anchor
-from agent.archive.archive import Archive, _sidecar_doc
-from agent.archive.layout import parse_segment_key
-from agent.archive.manifest import Manifest, manifest_key, sha256_hex
+from agent.archive.archive import Archive
+from agent.archive.layout import manifest_key, parse_segment_key
+from agent.archive.manifest import Manifest, sha256_hex
+from agent.archive.sidecar import sidecar_doc as _sidecar_doc
 from agent.archive.verify import verify
 from agent.archive.verify_report import VerifyReport
 from agent.checkpoint import Checkpoints

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from agent.archive.archive import Archive
-from agent.archive.manifest import Manifest, ManifestEntry, ManifestRef, append_manifest, chain_head, manifest_key
+from agent.archive.layout import manifest_key
+from agent.archive.manifest import Manifest, ManifestEntry, ManifestRef, append_manifest, chain_head
 from agent.archive.verify import verify
 from agent.archive.verify_report import ChainBreak
 from agent.cli.render import verify_text

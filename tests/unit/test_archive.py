@@ -8,7 +8,8 @@ import orjson
 import pytest
 
 from agent.archive import codec
-from agent.archive.archive import Adoption, Archive
+from agent.archive.archive import Archive
+from agent.archive.intents import Adoption
 from agent.archive.layout import Partition
 from agent.checkpoint import Checkpoints
 from agent.cli.render import verify_text
@@ -104,12 +105,12 @@ async def test_segment_left_unchained_by_a_crash_is_adopted_and_verifies(tmp_pat
 async def _plant(store: LocalStore, name: str, records: list[dict[str, object]]) -> str:
     """A forged segment with a sidecar of its own, dropped into an hour folder: what an attacker with
     write access to the store does (no intent: this agent never meant to write it)."""
-    from agent.archive.archive import _sidecar_doc
+    from agent.archive.sidecar import sidecar_doc
 
     part = Partition.of(T, S, BASE)
     key, sidecar = part.segment_key(name), part.sidecar_key(name)
     blob = codec.encode(records)
-    _info, doc = _sidecar_doc(key, sidecar, blob, records, "id", "createdDateTime")
+    _info, doc = sidecar_doc(key, sidecar, blob, records, "id", "createdDateTime")
     await store.put(key, blob)
     await store.put(sidecar, doc)
     return key
@@ -163,7 +164,7 @@ async def test_same_id_in_another_hour_is_not_stored_again_in_a_later_batch_or_p
 
 
 async def test_archive_written_before_the_id_index_is_indexed_once(tmp_path: Path) -> None:
-    from agent.archive.idindex import index_prefix
+    from agent.archive.layout import id_index_prefix as index_prefix
 
     store = LocalStore(tmp_path)
     await Archive(store).write(T, S, [rec(1), rec(2, 61)])
@@ -187,7 +188,8 @@ async def test_crash_between_index_and_segment_costs_nothing(tmp_path: Path) -> 
 
 
 async def test_id_index_deltas_are_merged_and_still_answer(tmp_path: Path) -> None:
-    from agent.archive.idindex import IdIndex, index_prefix
+    from agent.archive.idindex import IdIndex
+    from agent.archive.layout import id_index_prefix as index_prefix
 
     store = LocalStore(tmp_path)
     archive = Archive(store)

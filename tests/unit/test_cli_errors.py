@@ -83,5 +83,6 @@ async def test_a_reader_that_goes_away_is_not_a_traceback(tmp_path: Path) -> Non
     assert proc.stdout.read(100)
     proc.stdout.close()
     err = proc.stderr.read().decode()
+    proc.stderr.close()  # both pipes closed here: an open one is a ResourceWarning (warnings are errors)
     assert proc.wait(timeout=60) == 1
     assert "Traceback" not in err and "Exception ignored" not in err, err

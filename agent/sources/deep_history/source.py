@@ -26,9 +26,9 @@ from typing import Any
 
 import orjson
 
+from agent.archive import layout
 from agent.archive.archive import Archive
 from agent.archive.codec import Record, format_time, parse_time
-from agent.archive.layout import META
 from agent.checkpoint import Checkpoints, Cursor
 from agent.errors import ApiError
 from agent.logs import event
@@ -60,8 +60,7 @@ def recovery_span(g: dict[str, Any], now: datetime) -> Window | None:
 
 
 def provenance_key(tenant: str, stream: str, window: Window) -> str:
-    return (f"{META}/provenance/tenant={tenant}/stream={stream}/"
-            f"{format_time(window.start).replace(':', '')}_{format_time(window.end).replace(':', '')}.json")
+    return layout.provenance_key(tenant, stream, format_time(window.start), format_time(window.end))
 
 
 class WithDeepHistory:

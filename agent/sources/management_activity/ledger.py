@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
+from agent.archive import layout
 from agent.archive.codec import Record, format_time, parse_time
-from agent.archive.layout import META
 from agent.checkpoint import Checkpoints
 from agent.errors import ObjectNotFound
 from agent.sources.base import Window
@@ -37,19 +37,15 @@ FETCHED, LOST, FAILED, LISTED = "fetched", "lost", "failed", "listed"
 
 
 def ledger_prefix(tenant: str, stream: str) -> str:
-    return f"{META}/ledger/tenant={tenant}/stream={stream}/"
-
-
-def _compact(dt: datetime) -> str:
-    return dt.strftime("%Y%m%dT%H%M%SZ")  # no ':' so the key is a valid file name everywhere
+    return layout.ledger_prefix(tenant, stream)
 
 
 def window_key(tenant: str, stream: str, start: datetime, end: datetime) -> str:
-    return f"{ledger_prefix(tenant, stream)}{_compact(start)}_{_compact(end)}.json"
+    return layout.ledger_window_key(tenant, stream, start, end)
 
 
 def fetched_key(tenant: str, stream: str) -> str:
-    return f"{ledger_prefix(tenant, stream)}fetched.json"
+    return layout.ledger_fetched_key(tenant, stream)
 
 
 def gap(stream: str, window: Window, reason: str, content: Content | None, now: datetime,
