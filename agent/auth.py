@@ -12,6 +12,7 @@ import hashlib
 import ssl
 from typing import Any
 
+import jwt
 import msal
 import requests
 from cryptography import x509
@@ -123,6 +124,9 @@ class TokenProvider:
             raise _request_error(self.tenant.label, exc) from None
         except ValueError as exc:  # e.g. "Unable to get authority configuration"
             raise AuthError(f"tenant {self.tenant.label}: {exc}") from None
+        except jwt.PyJWTError as exc:  # msal signs the client assertion with PyJWT: a PEM it cannot load
+            raise AuthError(f"tenant {self.tenant.label}: the certificate's private key cannot sign the client "
+                            f"assertion ({type(exc).__name__}); check private_key_file") from None
         return result
 
     async def token(self) -> str:

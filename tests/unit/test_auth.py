@@ -17,7 +17,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import jwt
 import orjson
 import pytest
 from cryptography import x509
@@ -175,9 +174,6 @@ def test_an_unusable_credential_is_a_config_error_naming_the_tenant(tmp_path: Pa
     assert "fabrikam" in str(err.value) or "AGENT_TEST_UNSET_SECRET" in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, raises=jwt.exceptions.InvalidKeyError, reason=(
-    "known: a PEM-framed key msal cannot parse raises jwt.InvalidKeyError from acquire_token_for_client, which "
-    "TokenProvider._acquire does not map to AuthError; the CLI reports it as an unexpected error"))
 async def test_an_unreadable_private_key_is_an_auth_error_not_a_traceback(emu: EmulatorInfo, tmp_path: Path) -> None:
     (tmp_path / "bad.key").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     cred = Credential(certificate_file=Path(emu["client_certificate"]), private_key_file=tmp_path / "bad.key")
