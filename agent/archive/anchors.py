@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
 import orjson
 
+from agent.archive.head import Head
 from agent.archive.manifest import ManifestRef, current_head
 from agent.config import AnchorConfig, Config
 from agent.errors import ConfigError, ObjectExists, StoreError
@@ -37,33 +36,6 @@ from agent.logs import event
 from agent.store.base import Store
 
 log = logging.getLogger("agent.archive.anchors")
-_HEAD_RE = re.compile(r"^heads/tenant=(?P<tenant>[^/]+)/stream=(?P<stream>[^/]+)/"
-                      r"(?P<seq>\d{12})\.(?P<sha>[0-9a-f]{64})\.(?P<records>\d+)\.json$")
-
-
-@dataclass(frozen=True, slots=True)
-class Head:
-    """One published chain head: the manifest at `seq` hashed to `sha256`, and the chain held
-    `records` records through it."""
-
-    tenant: str
-    stream: str
-    seq: int
-    sha256: str
-    records: int
-
-    @property
-    def key(self) -> str:
-        return f"heads/tenant={self.tenant}/stream={self.stream}/{self.seq:012d}.{self.sha256}.{self.records}.json"
-
-    @classmethod
-    def parse(cls, key: str) -> Head | None:
-        m = _HEAD_RE.match(key)
-        if m is None:
-            return None
-        return cls(m["tenant"], m["stream"], int(m["seq"]), m["sha"], int(m["records"]))
-
-
 class Anchor:
     """One anchor on top of a create-only Store (a LocalStore directory or a locked S3 prefix)."""
 

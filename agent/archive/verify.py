@@ -25,7 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from agent.archive import codec
-from agent.archive.anchors import Head, Sink, open_anchor
+from agent.archive.anchors import Sink, open_anchor
+from agent.archive.head import Head
 from agent.archive.layout import META, SEGMENT_SUFFIX, parse_segment_key, stream_prefix
 from agent.archive.manifest import Manifest, ManifestEntry, manifest_prefix, parse_manifest_key, sha256_hex
 from agent.config import Config

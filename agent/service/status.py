@@ -136,7 +136,7 @@ async def _states(cfg: Config, archive: Any, row: Row, now: datetime) -> list[st
 
 
 async def _silent(cfg: Config, archive: Any, row: Row, now: datetime) -> bool:
-    from agent.service.supervisor import is_silent
+    from agent.service.silence import is_silent
 
     try:
         return await is_silent(archive, row.tenant_id, row.stream, now, cfg.service.silence_ratio)
@@ -180,11 +180,8 @@ def table(data: list[Row], now: datetime) -> str:
 async def probe(store: Store) -> str | None:
     """A failure that could not be written (disk full, S3 refusing writes) is not in any status
     document: probe the store so a clean-looking table cannot hide it."""
-    check = getattr(store, "check", None)
-    if check is None:
-        return None
     try:
-        await check()
+        await store.check()
     except StoreError as exc:
         return str(exc)
     return None

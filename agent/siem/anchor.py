@@ -43,7 +43,7 @@ def head_doc(head: Any, manifest_key: str) -> dict[str, Any]:
 
 def parse_heads(docs: Iterable[Any]) -> list[Any]:
     """Heads from the SIEM's documents, once each, in (tenant, stream, seq) order."""
-    from agent.archive.anchors import Head
+    from agent.archive.head import Head
 
     found: set[Head] = set()
     for h in docs:

@@ -46,6 +46,11 @@ class Store(Protocol):
         """Remove `key` (only scratch objects such as probes; archive objects are never deleted)."""
         ...
 
+    async def check(self) -> None:
+        """Prove the store is reachable and writable the way real writes are made, leaving nothing
+        behind (`agent check`, `agent status` and the service's probe); raises StoreError."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections, threads and file handles."""
         ...

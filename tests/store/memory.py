@@ -51,5 +51,8 @@ class MemoryStore:
         self._gate()
         self.objects.pop(key, None)
 
+    async def check(self) -> None:
+        self._gate()
+
     async def aclose(self) -> None:
         return None
