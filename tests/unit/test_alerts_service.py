@@ -10,9 +10,12 @@ from aiohttp import web
 
 from agent.archive.archive import Archive
 from agent.config import AlertsConfig, Credential, HttpConfig, Secret, TenantConfig, Webhook
+from agent.errors import AuthError
 from agent.http import HttpClient
 from agent.service.alerts import Alert, Alerter
-from agent.service.supervisor import Health, StreamHealth, app_shares, is_silent, settled_hour, shard_tenants
+from agent.service.health import Health, StreamHealth
+from agent.service.silence import is_silent, settled_hour
+from agent.service.supervisor import app_shares, shard_tenants
 from agent.sources.graph.notices import is_relevant, to_alert
 from agent.store.local import LocalStore
 
@@ -90,7 +93,8 @@ def test_each_shard_gets_its_tenants_share_of_an_app_budget() -> None:
 def test_health_reports_stalled_and_credentials() -> None:
     h = Health(started=1000.0)
     h.streams[("t", "a")] = StreamHealth(last_success=1990.0)
-    h.streams[("t", "b")] = StreamHealth(last_success=None, last_error="refused", last_error_kind="AuthError")
+    h.streams[("t", "b")] = StreamHealth(last_success=None, last_error="refused", last_error_kind="AuthError",
+                                         last_error_type=AuthError)
     assert h.stalled(60, now=2000.0) == [("t", "b")]
     assert h.problems(60) != [] and any("credentials" in p for p in h.problems(60))
 
