@@ -1,10 +1,12 @@
 """`agent run`: the long-running service.
 
 One task per (tenant, stream) collects on its own cadence; a crashed task restarts with backoff
-without touching the others. Around them: the metrics/health listener, the watchdog ping for
-systemd, scheduled checks for stalled or silent streams, and (when configured) scheduled
-reconcile. Shutdown on SIGTERM/SIGINT cancels the tasks: a window interrupted mid-way has not
-moved its cursor, so the next start re-fetches it — nothing is lost, within a bounded time.
+without touching the others. Around them: the metrics/health listener (health.py), the watchdog
+ping for systemd (systemd.py), scheduled checks for stalled or silent streams, and (when
+configured) scheduled reconcile, triangulation and Microsoft's notices, each a loop beside what it
+checks that gets only the resources it uses from the one `Runtime` (agent/app.py) and a `Pace`.
+Shutdown on SIGTERM/SIGINT cancels the tasks: a window interrupted mid-way has not moved its
+cursor, so the next start re-fetches it — nothing is lost, within a bounded time.
 """
 
 from __future__ import annotations
