@@ -57,6 +57,7 @@ class StreamOutcome:
     quarantined_segments: int = 0  # segments found in the layout that this agent did not write
     error: str | None = None
     error_kind: str | None = None
+    error_type: type[Exception] | None = None  # what the service maps to an alert kind (agent/service/alerts.py)
     cursor: datetime | None = None
 
     @property
@@ -191,7 +192,8 @@ class Collector:
             except StoreLocked as exc:  # not ours to write: not even the stream status
                 event(log, logging.ERROR, "Another collector holds this tenant; pass skipped.",
                       tenant=tenant.label, stream=stream, error=str(exc))
-                return StreamOutcome(tenant.id, stream, error=str(exc), error_kind=type(exc).__name__)
+                return StreamOutcome(tenant.id, stream, error=str(exc), error_kind=type(exc).__name__,
+                                     error_type=type(exc))
             finally:
                 self._active -= 1
 
@@ -210,7 +212,7 @@ class Collector:
             before = {gap_key(g) for g in await self._gaps(tenant.id, stream)}
             await self._run(tenant, stream, since, until, out)
         except AgentError as exc:
-            out.error, out.error_kind = str(exc), type(exc).__name__
+            out.error, out.error_kind, out.error_type = str(exc), type(exc).__name__, type(exc)
             event(log, logging.ERROR, "Stream pass failed; its cursor stays where the archive is complete.",
                   tenant=tenant.label, stream=stream, error=str(exc), kind=out.error_kind)
             try:

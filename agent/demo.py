@@ -22,6 +22,8 @@ from typing import IO, Any
 import orjson
 
 from agent import logs
+from agent.app import Runtime
+from agent.errors import ConfigError
 
 DEMO_SCENARIO = """\
 # A tenant whose SIEM lost a three-hour block of sign-ins and directory audits, and Defender alerts,
@@ -142,22 +144,17 @@ def _demo_config(path: Path) -> None:
 
 async def _collect_and_compare(cfg_path: Path) -> tuple[list[str], bool]:
     from agent import config
-    from agent.archive.archive import Archive
     from agent.archive.codec import format_time
     from agent.collect import Collector
-    from agent.http import HttpClient
-    from agent.store import open_store
     from agent.streams import spec
 
     cfg = config.load(cfg_path)
-    store = open_store(cfg.store)
-    archive = Archive(store)
     lines, ok = [], True
-    try:
-        async with HttpClient(cfg.http) as http:
-            t0, started = time.monotonic(), format_time(datetime.now(UTC))
-            outcomes = await Collector(cfg, archive, http).collect()
-            elapsed = time.monotonic() - t0
+    async with Runtime.open(cfg) as rt:
+        archive = rt.archive
+        t0, started = time.monotonic(), format_time(datetime.now(UTC))
+        outcomes = await Collector(cfg, archive, rt.http).collect()
+        elapsed = time.monotonic() - t0
         truth = _truth(cfg_path.parent / "truth.ndjson", started)
         lines.append(f"Collected {sum(o.stored for o in outcomes)} records from {len(outcomes)} streams "
                      f"in {elapsed:.1f} s (faults injected: throttling, 5xx, empty pages).")
@@ -174,8 +171,6 @@ async def _collect_and_compare(cfg_path: Path) -> tuple[list[str], bool]:
             ok &= o.ok and not missing and not extra
             lines.append(f"{o.stream:<32} {len(want):>7} {len(stored):>8} {missing:>8} {extra:>6}"
                          + ("" if o.ok else f"  ERROR: {o.error}"))
-    finally:
-        await store.aclose()
     return lines, ok
 
 
@@ -206,22 +201,17 @@ def _triangulate_step(workdir: Path) -> bool:
     from datetime import timedelta
 
     from agent import config
-    from agent.archive.archive import Archive
     from agent.cli.render import triangulate_text
-    from agent.store import open_store
     from agent.triangulate.engine import triangulate
     from agent.triangulate.report import to_html
 
     cfg = config.load(workdir / "agent.toml")
 
     async def run() -> Any:
-        store = open_store(cfg.store)
-        try:
+        async with Runtime.open(cfg) as rt:
             now = datetime.now(UTC)
-            return await triangulate(Archive(store), [(t.id, t.streams) for t in cfg.tenants],
+            return await triangulate(rt.archive, [(t.id, t.streams) for t in cfg.tenants],
                                      now - timedelta(hours=40), now, now=now)
-        finally:
-            await store.aclose()
 
     report = asyncio.run(run())
     (workdir / "triangulation.html").write_text(to_html(report), encoding="utf-8")
@@ -270,36 +260,25 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
     from datetime import timedelta
 
     from agent import config
-    from agent.archive.archive import Archive
     from agent.backfill import run_backfill
-    from agent.http import HttpClient
     from agent.reconcile import options_from, reconcile
     from agent.reconcile.html import to_html
     from agent.reconcile.report import iso
-    from agent.siem.registry import from_config, open_siem
-    from agent.store import open_store
 
     cfg = config.load(cfg_path)
-    siem_cfg = from_config(cfg)
     now = datetime.now(UTC)
     streams = [(t.id, s) for t in cfg.tenants for s in t.streams]
-    opts = options_from(siem_cfg, include_unsettled=True)
-    store = open_store(cfg.store)
-    try:
-        async with HttpClient(cfg.http) as http:
-            siem = open_siem(siem_cfg, cfg, http)
-            try:
-                archive = Archive(store)
-                report = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
-                                         options=opts, siem_name=siem_cfg.type)
-                await run_backfill(cfg, siem_cfg, report, archive, siem, http)
-                after = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
-                                        options=opts, siem_name=siem_cfg.type)
-                detection = await _lost_detection(archive, report, after)
-            finally:
-                await siem.aclose()
-    finally:
-        await store.aclose()
+    async with Runtime.open(cfg) as rt:
+        siem_cfg, siem, archive = rt.siem_config, rt.siem, rt.archive
+        if siem_cfg is None or siem is None:
+            raise ConfigError("siem: the emulator wrote no [siem] table")
+        opts = options_from(siem_cfg, include_unsettled=True)
+        report = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
+                                 options=opts, siem_name=siem_cfg.type)
+        await run_backfill(cfg, siem_cfg, report, archive, siem, rt.http)
+        after = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
+                                options=opts, siem_name=siem_cfg.type)
+        detection = await _lost_detection(archive, report, after)
     labels = {t.id: t.label for t in cfg.tenants}
     await asyncio.to_thread(html_path.write_text, to_html(report, labels), encoding="utf-8")
     lines = ["", "Reconcile against the emulated Microsoft Sentinel (Log Analytics query API):", "",

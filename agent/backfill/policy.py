@@ -18,21 +18,26 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from agent.archive.archive import Archive
+from agent.config import Config
 from agent.errors import AgentError
+from agent.http import HttpClient
 from agent.logs import event
 from agent.reconcile.report import ReconcileReport, StreamReport, iso
-from agent.service.alerts import Alert
-from agent.siem.registry import from_config, open_siem, open_writer
+from agent.service.alerts import Alert, AlertSink
+from agent.service.metrics import Metrics
+from agent.service.pace import TaskFailed
+from agent.siem.base import Siem
+from agent.siem.config import SiemConfig
+from agent.siem.registry import open_writer
 from agent.streams import spec
 
 from .engine import Backfill, ledger_for
-
-if TYPE_CHECKING:
-    from agent.service.supervisor import Service
 
 log = logging.getLogger("agent.backfill")
 
@@ -60,51 +65,59 @@ def bounded(report: ReconcileReport, limit: int,
     return dataclasses.replace(report, streams=streams, backfill=None), skipped
 
 
-async def after_reconcile(service: Service, archive: Archive, report: ReconcileReport) -> dict[str, Any] | None:
-    """Apply the configured policy to one scheduled reconcile's report; the backfill summary, if one ran.
+@dataclass(frozen=True)
+class ScheduledBackfill:
+    """The policy of one `agent run`, with what it writes through and where it reports."""
 
-    Never raises: a backfill failure is logged and alerted, and the reconcile schedule goes on."""
-    policy = service.cfg.service.backfill
-    if policy == "off" or not any(sr.missing_in_siem for sr in report.streams):
+    mode: str  # [service] backfill: "off", "alert" or "on"
+    max_records: int  # [service] backfill_max_records
+    agent_cfg: Config  # every tenant: the [siem] tenant's registration writes, as it reads
+    archive: Archive
+    http: HttpClient
+    connect: Callable[[], tuple[SiemConfig[Any], Siem]]  # the shared SIEM and its [siem] table
+    metrics: Metrics
+    alerts: AlertSink
+    clock: Callable[[], datetime]
+    task_failed: TaskFailed
+
+    async def after_reconcile(self, report: ReconcileReport) -> dict[str, Any] | None:
+        """Apply the configured policy to one scheduled reconcile's report; the backfill summary, if one ran.
+
+        Never raises: a backfill failure is logged and alerted, and the reconcile schedule goes on."""
+        if self.mode == "off" or not any(sr.missing_in_siem for sr in report.streams):
+            return None
+        try:
+            return await self._run(report, dry_run=self.mode == "alert")
+        except AgentError as exc:
+            event(log, logging.ERROR, "Scheduled backfill failed; the next reconcile tries again.", error=str(exc))
+            await self.task_failed("backfill", exc, logged=True)
+        except Exception as exc:  # noqa: BLE001 - any failure: alert, and keep the reconcile schedule
+            await self.task_failed("backfill", exc)
         return None
-    try:
-        return await _run(service, archive, report, dry_run=policy == "alert")
-    except AgentError as exc:
-        event(log, logging.ERROR, "Scheduled backfill failed; the next reconcile tries again.", error=str(exc))
-        await service.task_failed("backfill", exc, logged=True)
-    except Exception as exc:  # noqa: BLE001 - any failure: alert, and keep the reconcile schedule
-        await service.task_failed("backfill", exc)
-    return None
 
-
-async def _run(service: Service, archive: Archive, report: ReconcileReport, *, dry_run: bool) -> dict[str, Any]:
-    cfg = service.unsharded  # the [siem] tenant's registration writes, as it reads (reconcile_once)
-    siem_cfg = from_config(cfg)
-    http = service.collector.sources.http
-    writer = open_writer(siem_cfg, cfg, http)  # as run_backfill, with the ledger read first for the bound
-    ledger = ledger_for(archive.store, writer)
-    done = {(sr.tenant, sr.stream): (await ledger.load(sr.tenant, sr.stream)).done
-            for sr in report.streams if sr.missing_in_siem}
-    part, skipped = bounded(report, service.cfg.service.backfill_max_records, done)
-    siem = open_siem(siem_cfg, cfg, http)
-    try:
-        run = Backfill(archive, siem, writer, ledger, siem_cfg.backfill, siem_cfg.bucket, dry_run=dry_run)
+    async def _run(self, report: ReconcileReport, *, dry_run: bool) -> dict[str, Any]:
+        siem_cfg, siem = self.connect()
+        writer = open_writer(siem_cfg, self.agent_cfg, self.http)  # as run_backfill, with the ledger read first
+        ledger = ledger_for(self.archive.store, writer)
+        done = {(sr.tenant, sr.stream): (await ledger.load(sr.tenant, sr.stream)).done
+                for sr in report.streams if sr.missing_in_siem}
+        part, skipped = bounded(report, self.max_records, done)
+        run = Backfill(self.archive, siem, writer, ledger, siem_cfg.backfill, siem_cfg.bucket, dry_run=dry_run)
         summary = part.backfill = await run.run(part)
-    finally:
-        await siem.aclose()
-    summary["left_for_next_run"] = skipped
-    streams = [sr for sr in part.streams if sr.backfill and sr.missing_in_siem]
-    if not dry_run:
-        for sr in streams:
-            assert sr.backfill is not None
-            service.metrics.backfilled.labels(sr.tenant, sr.stream).inc(int(sr.backfill.get("acknowledged", 0)))
-    event(log, logging.INFO if not summary.get("error") else logging.ERROR,
-          "Scheduled backfill (dry run) done." if dry_run else "Scheduled backfill done.",
-          **{k: v for k, v in summary.items() if isinstance(v, int | str)})
-    acted = summary.get("would_send", 0) if dry_run else summary.get("sent", 0) + summary.get("already_present", 0)
-    if acted or summary.get("error"):  # ids all acknowledged earlier, or all still in doubt: nothing new to say
-        await service.alerter.send(_alert(part, summary, streams, dry_run, service.clock().timestamp()))
-    return summary
+        summary["left_for_next_run"] = skipped
+        streams = [sr for sr in part.streams if sr.backfill and sr.missing_in_siem]
+        if not dry_run:
+            for sr in streams:
+                assert sr.backfill is not None
+                self.metrics.backfilled.labels(sr.tenant, sr.stream).inc(int(sr.backfill.get("acknowledged", 0)))
+        event(log, logging.INFO if not summary.get("error") else logging.ERROR,
+              "Scheduled backfill (dry run) done." if dry_run else "Scheduled backfill done.",
+              **{k: v for k, v in summary.items() if isinstance(v, int | str)})
+        acted = summary.get("would_send", 0) if dry_run else \
+            summary.get("sent", 0) + summary.get("already_present", 0)
+        if acted or summary.get("error"):  # ids all acknowledged earlier, or all still in doubt: nothing new to say
+            await self.alerts.send(_alert(part, summary, streams, dry_run, self.clock().timestamp()))
+        return summary
 
 
 def _alert(report: ReconcileReport, summary: dict[str, Any], streams: list[StreamReport], dry_run: bool,

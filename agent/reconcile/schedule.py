@@ -10,57 +10,75 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 from agent.archive.archive import Archive
+from agent.config import Config
 from agent.errors import AgentError
 from agent.logs import event
 from agent.reconcile.diff import Gap
 from agent.reconcile.engine import options_from, reconcile
 from agent.reconcile.report import ReconcileReport, iso
-from agent.service.alerts import Alert
-from agent.siem.registry import from_config, open_siem
+from agent.service.alerts import Alert, AlertSink
+from agent.service.health import Health
+from agent.service.metrics import Metrics
+from agent.service.pace import Pace, TaskFailed
+from agent.service.status import record_siem_state
+from agent.siem.base import Siem
+from agent.siem.config import SiemConfig
+from agent.store.base import Store
 from agent.streams import spec
-
-if TYPE_CHECKING:
-    from agent.service.supervisor import Service
 
 log = logging.getLogger("agent.reconcile")
 
+# The SIEM with its parsed `[siem]` table, opened on first use (it may raise ConfigError: the run
+# then counts as failed, is alerted, and the schedule goes on).
+Connect = Callable[[], tuple[SiemConfig[Any], Siem]]
 
-async def run_failed(service: Service, reason: str) -> None:
+
+@dataclass(frozen=True)
+class Findings:
+    """Where a scheduled reconcile's findings go."""
+
+    store: Store  # per stream, the SIEM's state that `agent status` shows
+    metrics: Metrics
+    health: Health  # the "could not verify" episode, listed by /readyz
+    alerts: AlertSink
+    clock: Callable[[], datetime]
+
+
+def streams_of(cfg: Config) -> list[tuple[str, str]]:
+    return [(t.id, s) for t in cfg.tenants for s in t.streams]
+
+
+async def run_failed(out: Findings, pairs: Sequence[tuple[str, str]], reason: str) -> None:
     """A run that produced no report checked nothing: every stream is unverified."""
-    pairs = [(t.id, s) for t in service.cfg.tenants for s in t.streams]
     for labels in pairs:
-        service.metrics.reconcile_unverified.labels(*labels).set(1)
-    await note_verification(service, [f"the reconcile run failed: {reason}"], [(t, s, 0) for t, s in pairs])
+        out.metrics.reconcile_unverified.labels(*labels).set(1)
+    await note_verification(out, [f"the reconcile run failed: {reason}"], [(t, s, 0) for t, s in pairs])
 
 
-async def reconcile_once(service: Service, archive: Archive) -> ReconcileReport:
-    cfg = service.cfg
-    # The SIEM is read with the [siem] tenant's app registration, which another shard may collect:
-    # resolved against every tenant, or shards other than the first could never reconcile.
-    siem_cfg = from_config(service.unsharded)
-    now = service.clock()
-    pairs = [(t.id, s) for t in cfg.tenants for s in t.streams]
-    siem = open_siem(siem_cfg, service.unsharded, service.collector.sources.http)
-    try:
-        report = await reconcile(cfg, archive, siem, pairs, now - cfg.service.reconcile_lookback, now,
-                                 options=options_from(siem_cfg), now=now, siem_name=siem_cfg.type)
-    finally:
-        await siem.aclose()
-    await publish(service, report)
+async def reconcile_once(cfg: Config, archive: Archive, connect: Connect, out: Findings) -> ReconcileReport:
+    """Reconcile this agent's streams (`cfg`, sharded) over the last `reconcile_lookback`, then publish.
+
+    The SIEM is read with the [siem] tenant's app registration, which another shard may collect:
+    `connect` resolves it against every tenant, or shards other than the first could never reconcile."""
+    siem_cfg, siem = connect()
+    now = out.clock()
+    report = await reconcile(cfg, archive, siem, streams_of(cfg), now - cfg.service.reconcile_lookback, now,
+                             options=options_from(siem_cfg), now=now, siem_name=siem_cfg.type)
+    await publish(out, report)
     return report
 
 
-async def publish(service: Service, report: ReconcileReport) -> None:
+async def publish(out: Findings, report: ReconcileReport) -> None:
     """Metrics per stream, and one alert per gap interval (its identity is stream + interval)."""
-    from agent.service.status import record_siem_state
-
-    await record_siem_state(service.alerter.store, report)  # what `agent status` shows as the SIEM's state
-    m = service.metrics
-    now = service.clock().timestamp()
+    await record_siem_state(out.store, report)  # what `agent status` shows as the SIEM's state
+    m = out.metrics
+    now = out.clock().timestamp()
     # A lost Defender alert is a lost detection: security streams go first (ahead of any webhook's
     # hourly cap) and their gaps are marked the higher priority.
     for r in sorted(report.streams, key=lambda r: not _is_security(r.stream)):
@@ -79,20 +97,20 @@ async def publish(service: Service, report: ReconcileReport) -> None:
             # The window slides and a growing outage extends its gap, so the gap's own bounds change
             # from run to run: it is alerted only when it covers an hour bucket no earlier alert named.
             covers = [f"siem_gap:{r.tenant}:{r.stream}:{b}" for b in range(gap.start, gap.end, report.bucket_us)]
-            label = service.health.labels.get(r.tenant, r.tenant)
-            await service.alerter.send(_gap_alert(r.tenant, label, r.stream, gap), covers=covers)
-    await note_verification(service, report.unverified_reasons(),
+            label = out.health.labels.get(r.tenant, r.tenant)
+            await out.alerts.send(_gap_alert(r.tenant, label, r.stream, gap), covers=covers)
+    await note_verification(out, report.unverified_reasons(),
                             [(r.tenant, r.stream, r.agent_count) for r in report.streams if not r.verified])
 
 
-async def note_verification(service: Service, reasons: list[str], streams: list[tuple[str, str, int]]) -> None:
+async def note_verification(out: Findings, reasons: list[str], streams: list[tuple[str, str, int]]) -> None:
     """Track the "could not verify" episode: alert once when it starts, log when it ends.
 
     The episode's identity is its first unverified run, so a SIEM that stays unreadable for days
     alerts once, and one that recovers and fails again alerts again. (Alerts have no recovery
     message; the end of an episode is logged, and the metric and /readyz turn back.)
     """
-    h = service.health
+    h = out.health
     if not streams:
         if h.siem_unverified_since is not None:
             event(log, logging.INFO, "SIEM verification restored.", since=iso(int(h.siem_unverified_since * 1e6)))
@@ -101,16 +119,15 @@ async def note_verification(service: Service, reasons: list[str], streams: list[
     reason = " ".join((reasons[0] if reasons else "unknown").split())
     h.siem_unverified_reason = reason
     if h.siem_unverified_since is None:
-        h.siem_unverified_since = service.clock().timestamp()
+        h.siem_unverified_since = out.clock().timestamp()
     since = iso(int(h.siem_unverified_since * 1e6))
     names = ", ".join(f"{s}" for _, s, _ in streams[:5]) + (f" (+{len(streams) - 5} more)" if len(streams) > 5 else "")
-    await service.alerter.send(Alert(
+    await out.alerts.send(Alert(
         "siem_unverified", f"siem_unverified:{since}", "Reconcile could not verify the SIEM",
         f"Since {since} the scheduled reconcile could not check {len(streams)} stream(s) against the SIEM "
         f"({names}); the archive holds {sum(n for _, _, n in streams)} record(s) in the window. Gaps in the "
         f"SIEM would not be seen. Reason: {reason}",
         fields={"streams": len(streams), "since": since, "reason": reason[:300]}))
-
 
 def _is_security(stream: str) -> bool:
     return spec(stream).source == "graph_security"
@@ -133,24 +150,26 @@ def _gap_alert(tenant: str, label: str, stream: str, gap: Gap) -> Alert:
                  "Detections did not see them; run `agent reconcile --backfill` to restore them.", fields=fields)
 
 
-async def reconcile_loop(service: Service, archive: Archive) -> None:
-    from agent.service.supervisor import wait_first_pass
+async def reconcile_loop(cfg: Config, archive: Archive, connect: Connect, out: Findings, pace: Pace,
+                         task_failed: TaskFailed,
+                         after: Callable[[ReconcileReport], Awaitable[object]] | None = None) -> None:
+    """`agent run`: reconcile every `reconcile_interval` (at most daily) until the service stops.
 
-    interval = service.cfg.service.reconcile_interval.total_seconds()
-    await wait_first_pass(service, within=interval)
-    while not service.stop.is_set():
+    `after` gets each report (the `[service] backfill` policy); it must not raise."""
+    interval = cfg.service.reconcile_interval.total_seconds()
+    await pace.after_first_pass(within=interval)
+    while pace.running:
         try:
-            report = await reconcile_once(service, archive)
+            report = await reconcile_once(cfg, archive, connect, out)
             event(log, logging.INFO if report.complete else logging.WARNING, "Scheduled reconcile done.",
                   streams=len(report.streams), missing=sum(len(r.missing_in_siem) for r in report.streams),
                   unverified=len(report.unverified_streams()))
-            from agent.backfill.policy import after_reconcile
-
-            await after_reconcile(service, archive, report)  # [service] backfill; never raises
+            if after is not None:
+                await after(report)
         except AgentError as exc:
             event(log, logging.ERROR, "Scheduled reconcile failed; will retry.", error=str(exc))
-            await run_failed(service, str(exc))
+            await run_failed(out, streams_of(cfg), str(exc))
         except Exception as exc:  # noqa: BLE001 - any failure: alert and keep the schedule (SIEM-gap alerts)
-            await run_failed(service, f"{type(exc).__name__}: {exc}")
-            await service.task_failed("reconcile", exc)
-        await service._sleep(min(interval, timedelta(hours=24).total_seconds()))
+            await run_failed(out, streams_of(cfg), f"{type(exc).__name__}: {exc}")
+            await task_failed("reconcile", exc)
+        await pace.sleep(min(interval, timedelta(hours=24).total_seconds()))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import orjson
@@ -30,10 +30,11 @@ import orjson
 from agent.archive import layout
 from agent.archive.codec import format_time, parse_time
 from agent.config import AlertsConfig, EmailChannel, Webhook
-from agent.errors import AgentError, ObjectNotFound
+from agent.errors import AgentError, AuthError, ObjectExists, ObjectNotFound, StoreError
 from agent.http import HttpClient, backoff, redact_url, ssl_context
 from agent.logs import event, register_secret
 from agent.service.metrics import Metrics
+from agent.sources.management_activity.api import SubscriptionDisabled
 from agent.store.base import Store
 
 log = logging.getLogger("agent.service.alerts")
@@ -119,6 +120,29 @@ class Alert:
             lines.append(f"details: {self.link}")
         msg.set_content("\n".join(lines) + "\n")
         return msg
+
+
+class AlertSink(Protocol):
+    """**Protocol:** where the service's loops send alerts (an `Alerter`, or a recorder in tests)."""
+
+    async def send(self, alert: Alert, covers: Sequence[str] = ()) -> bool: ...
+
+
+# The alert a failed collection pass raises, by the exact type of its error (kind, title). Exact, not
+# isinstance: a subclass with another meaning keeps the general alert (StoreLocked, a StoreError, is
+# another collector holding the tenant, not a failing store).
+FAILURE_KINDS: dict[type[BaseException], tuple[str, str]] = {
+    AuthError: ("credentials_failing", "Credentials are failing"),
+    SubscriptionDisabled: ("subscription_disabled", "Management Activity subscription disabled"),
+    StoreError: ("store_failing", "Archive store is failing"),
+    ObjectExists: ("store_failing", "Archive store is failing"),
+}
+WINDOW_FAILED = ("window_failed", "Collection window failed; cursor held")
+
+
+def failure_kind(error: type[BaseException] | None) -> tuple[str, str]:
+    """(kind, title) of the alert for a pass that failed with `error` (an exception type)."""
+    return FAILURE_KINDS.get(error, WINDOW_FAILED) if error is not None else WINDOW_FAILED
 
 
 # PagerDuty severities are critical, error, warning, info. Records lost for good (an expired blob,

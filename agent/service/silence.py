@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from agent.archive.layout import Partition
+from agent.streams import spec
 
 ALPHA = 1e-3
 DAYS, MIN_DAYS = 7, 3
@@ -93,3 +94,19 @@ async def check(archive: Any, tenant: str, stream: str, hour: datetime, ratio: f
     first = min(with_data)  # hours before the first stored record say nothing about volume
     return judge(hour, await count(hour), [counts[h] for h in recent_hours if h >= first],
                  [counts[h] for h in day_hours if h >= first], ratio)
+
+
+# How long after an hour ends its volume is taken as settled: sign-ins arrive minutes late, while
+# Management Activity content typically becomes available 1-2 hours after the event (longer at times).
+SILENCE_SETTLE = {"graph": timedelta(minutes=30), "management_activity": timedelta(hours=3)}
+
+
+def settled_hour(stream: str, now: datetime) -> datetime:
+    """The start of the last hour that ended at least the stream's settle time before `now`."""
+    settle = SILENCE_SETTLE.get(spec(stream).source, timedelta(minutes=30))
+    return (now - settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+
+
+async def is_silent(archive: Any, tenant: str, stream: str, now: datetime, ratio: float) -> bool:
+    """True when the last settled hour is silent."""
+    return (await check(archive, tenant, stream, settled_hour(stream, now), ratio)).silent

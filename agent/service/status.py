@@ -18,10 +18,13 @@ from typing import Any
 import orjson
 
 from agent.archive import layout
+from agent.archive.archive import Archive
 from agent.archive.codec import format_time, parse_time
+from agent.checkpoint import Checkpoints
 from agent.config import Config
 from agent.errors import AgentError, ObjectNotFound, StoreError
 from agent.logs import event
+from agent.service.silence import is_silent
 from agent.store.base import Store
 
 log = logging.getLogger("agent.service.status")
@@ -97,9 +100,6 @@ class Row:
 
 
 async def rows(cfg: Config, store: Store, now: datetime) -> list[Row]:
-    from agent.archive.archive import Archive
-    from agent.checkpoint import Checkpoints
-
     cps, archive = Checkpoints(store), Archive(store)
     out = []
     for tenant in cfg.tenants:
@@ -137,8 +137,6 @@ async def _states(cfg: Config, archive: Any, row: Row, now: datetime) -> list[st
 
 
 async def _silent(cfg: Config, archive: Any, row: Row, now: datetime) -> bool:
-    from agent.service.supervisor import is_silent
-
     try:
         return await is_silent(archive, row.tenant_id, row.stream, now, cfg.service.silence_ratio)
     except (AgentError, OSError):

@@ -1,69 +1,52 @@
 """`agent run`: the long-running service.
 
 One task per (tenant, stream) collects on its own cadence; a crashed task restarts with backoff
-without touching the others. Around them: the metrics/health listener, the watchdog ping for
-systemd, scheduled checks for stalled or silent streams, and (when configured) scheduled
-reconcile. Shutdown on SIGTERM/SIGINT cancels the tasks: a window interrupted mid-way has not
-moved its cursor, so the next start re-fetches it — nothing is lost, within a bounded time.
+without touching the others. Around them: the metrics/health listener (health.py), the watchdog
+ping for systemd (systemd.py), scheduled checks for stalled or silent streams, and (when
+configured) scheduled reconcile, triangulation and Microsoft's notices, each a loop beside what it
+checks that gets only the resources it uses from the one `Runtime` (agent/app.py) and a `Pace`.
+Shutdown on SIGTERM/SIGINT cancels the tasks: a window interrupted mid-way has not moved its
+cursor, so the next start re-fetches it — nothing is lost, within a bounded time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
+import dataclasses
 import functools
 import logging
-import os
 import signal
-import socket
-import sys
-import threading
 import time
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
-from aiohttp import web
-
+from agent.app import Runtime
 from agent.archive.archive import Archive
+from agent.auth import TokenProvider
+from agent.backfill.policy import ScheduledBackfill
 from agent.collect import Collector, StreamOutcome
 from agent.config import Config, TenantConfig
-from agent.errors import AgentError
-from agent.http import HttpClient, Response, backoff
+from agent.errors import ConfigError
+from agent.http import RateLimiter, Response, backoff
 from agent.logs import event, scrub
-from agent.service.alerts import Alert, Alerter
-from agent.service.metrics import CONTENT_TYPE, Metrics
+from agent.reconcile.schedule import Findings, reconcile_loop
+from agent.service import silence
+from agent.service.alerts import Alert, Alerter, failure_kind
+from agent.service.health import Health, HealthServer, StreamHealth
+from agent.service.metrics import Metrics
+from agent.service.pace import Pace
+from agent.service.systemd import EXIT_MARGIN, exit_guard, sd_notify, watchdog
+from agent.siem.base import Siem
+from agent.siem.config import SiemConfig
+from agent.sources.graph.notices import notices_loop
 from agent.sources.management_activity.ledger import gap_key
-from agent.store import open_store
 from agent.store.base import Store
-from agent.streams import spec
+from agent.triangulate.engine import pairs_for
+from agent.triangulate.schedule import triangulate_loop
+from agent.triangulate.witness import witnessed
 
 log = logging.getLogger("agent.service.supervisor")
-
-
-def sd_notify(message: str) -> bool:
-    """Send a datagram to systemd's notify socket, if we run under Type=notify.
-
-    Never blocks: this runs on the event loop, and a full socket queue (a notify reader that
-    stalls; net.unix.max_dgram_qlen is 10 by default) would otherwise freeze every task, the
-    SIGTERM handler included. A lost WATCHDOG=1 is harmless, the next one follows soon.
-    """
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.setblocking(False)
-            sock.connect(address)
-            sock.send(message.encode())
-    except OSError as exc:  # BlockingIOError (queue full), ECONNREFUSED, ENOENT ...
-        log.debug("sd_notify failed", extra={"fields": {"message": message, "error": str(exc)}})
-        return False
-    return True
 
 
 def shard_tenants(tenants: tuple[TenantConfig, ...], shard: tuple[int, int]) -> tuple[TenantConfig, ...]:
@@ -81,51 +64,30 @@ def app_shares(tenants: tuple[TenantConfig, ...], shard: tuple[int, int]) -> dic
             for app in {t.client_id for t in mine}}
 
 
-@dataclass
-class StreamHealth:
-    last_success: float | None = None  # wall clock
-    last_error: str | None = None
-    last_error_kind: str | None = None
-    passes: int = 0
-    silent_since: datetime | None = None  # the first settled hour found silent in the current episode
-    quiet_checked: datetime | None = None  # the last settled hour found NOT silent (counts only grow)
-
-
-@dataclass
-class Health:
-    started: float = field(default_factory=time.time)
-    streams: dict[tuple[str, str], StreamHealth] = field(default_factory=dict)
-    store_ok: bool = True
-    store_error: str | None = None
-    siem_unverified_since: float | None = None  # first scheduled reconcile of the "could not verify" episode
-    siem_unverified_reason: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)  # tenant GUID -> its label, as status shows it
-
-    def stalled(self, threshold: float, now: float | None = None) -> list[tuple[str, str]]:
-        """Streams without a successful pass for longer than `threshold` (since start if never).
-
-        A silent stream (the agent works, upstream delivers far too little) is alerted but is not
-        "stalled": readiness is about this agent's ability to collect, not about Microsoft's volume.
-        """
-        now = time.time() if now is None else now
-        return [k for k, h in self.streams.items() if now - (h.last_success or self.started) > threshold]
-
-    def problems(self, threshold: float) -> list[str]:
-        out = [f"store: {self.store_error}"] if not self.store_ok else []
-        name = self.labels.get
-        out += [f"credentials: {name(t, t)}/{s}: {h.last_error}" for (t, s), h in self.streams.items()
-                if h.last_error_kind == "AuthError"]
-        out += [f"stalled: {name(t, t)}/{s}" for t, s in self.stalled(threshold)]
-        if self.siem_unverified_since is not None:  # reconcile runs but cannot check: not "all good"
-            since = datetime.fromtimestamp(self.siem_unverified_since, UTC)
-            out.append(f"siem: could not verify since {since:%Y-%m-%dT%H:%M:%SZ}: {self.siem_unverified_reason}")
-        return out
+def periodic(cfg: Config) -> list[str]:
+    """The service's periodic tasks for `cfg` (besides one collection task per stream)."""
+    names = ["watchdog", "store-probe", "stall-check"]
+    if cfg.siem:
+        names.append("reconcile")
+    # Microsoft's sibling pipelines, or a stream Entra's summarized sign-ins count
+    if any(pairs_for(t.streams, None) or witnessed(t.streams, None) for t in cfg.tenants):
+        names.append("triangulate")
+    if cfg.service.notices:
+        names.append("notices")
+    return names
 
 
 class Service:
+    """`agent run`: the tasks, their restarts, and what they report (metrics, health, alerts).
+
+    The shared resources come from one `Runtime`; each loop gets the few of them it uses."""
+
+    alerter: Alerter  # set by `run` (it needs the HTTP client and the store)
+    collector: Collector
+
     def __init__(self, cfg: Config, shard: tuple[int, int] = (0, 1),
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), hard_exit: bool = False) -> None:
-        self.cfg = Config(**{**cfg.__dict__, "tenants": shard_tenants(cfg.tenants, shard)})
+        self.cfg = dataclasses.replace(cfg, tenants=shard_tenants(cfg.tenants, shard))
         # every tenant, for what is not sharded: the app registration that reads the SIEM ([siem] tenant)
         self.unsharded = cfg
         self.shard = shard
@@ -134,8 +96,10 @@ class Service:
         self.metrics = Metrics()
         self.health = Health()
         self.clock = clock
-        self.stop = asyncio.Event()
-        self.first_pass = asyncio.Event()  # every stream has finished (or failed) one pass
+        self.pace = Pace()
+        self.server = HealthServer(self.cfg.service.listen, self.metrics, self.health,
+                                   self.cfg.service.stall_threshold.total_seconds(),
+                                   {t.label: t.id for t in self.cfg.tenants}, failing=self._failing)
         self.listen_port: int | None = None
         self._pending: set[asyncio.Task[bool]] = set()
         for t in self.cfg.tenants:
@@ -153,6 +117,16 @@ class Service:
                     self.metrics.reconcile_unverified.labels(t.id, s).set(0)
                     self.metrics.reconcile_last_complete.labels(t.id, s).set(0)
 
+    @property
+    def stop(self) -> asyncio.Event:
+        """Set it to stop the service (SIGTERM and SIGINT do)."""
+        return self.pace.stop
+
+    @property
+    def first_pass(self) -> asyncio.Event:
+        """Set once every stream has finished (or failed) one pass."""
+        return self.pace.first_pass
+
     # ----------------------------------------------------------------- lifecycle
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
@@ -165,57 +139,74 @@ class Service:
                 loop.remove_signal_handler(sig)
 
     async def _run(self) -> int:
-        async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(HttpClient(self.cfg.http, observe=self._observe))
-            store = open_store(self.cfg.store)
-            stack.push_async_callback(store.aclose)
-            archive = Archive(store)
-            self.collector = Collector(self.cfg, archive, http, clock=self.clock, app_share=self.app_share)
-            self.alerter = Alerter(self.cfg.alerts, http, store, self.metrics, shard=self.shard)
-            await self._start_listener(stack)
-            tasks = [asyncio.create_task(self._supervise(f"{t.id}/{s}", functools.partial(self._stream_loop, t, s)))
-                     for t in self.cfg.tenants for s in t.streams]
-            tasks += [asyncio.create_task(self._supervise(name, fn)) for name, fn in self._periodic(store, archive)]
-            sd_notify("READY=1")
-            event(log, logging.INFO, "Service started.", tenants=len(self.cfg.tenants), tasks=len(tasks),
-                  listen=f"{self.cfg.service.listen.rsplit(':', 1)[0]}:{self.listen_port}",
-                  shard=f"{self.shard[0]}/{self.shard[1]}")
-            await self.stop.wait()
-            sd_notify("STOPPING=1")
-            event(log, logging.INFO, "Shutting down; interrupted windows keep their cursors.")
-            started = time.monotonic()
-            if self.hard_exit:
-                _exit_guard(self.cfg.service.shutdown_timeout.total_seconds() + EXIT_MARGIN)
-            for task in tasks:
-                task.cancel()
-            _, pending = await asyncio.wait(tasks, timeout=self.cfg.service.shutdown_timeout.total_seconds())
-            if pending:
-                event(log, logging.WARNING, "Some tasks did not stop in time.", pending=len(pending))
+        # The runtime gets every tenant: the [siem] tenant may be another shard's.
+        async with Runtime.open(self.unsharded, observe=self._observe) as rt:
+            self.collector = Collector(self.cfg, rt.archive, rt.http, clock=self.clock, app_share=self.app_share)
+            self.alerter = Alerter(self.cfg.alerts, rt.http, rt.store, self.metrics, shard=self.shard)
+            self.listen_port = await self.server.start()
+            try:
+                started = await self._serve(rt)
+            finally:
+                await self.server.stop()
         event(log, logging.INFO, "Service stopped.", seconds=round(time.monotonic() - started, 3))
         return 0
 
-    def _periodic(self, store: Store, archive: Archive) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
-        jobs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            ("watchdog", self._watchdog),
-            ("store-probe", lambda: self._store_probe(store)),
-            ("stall-check", lambda: self._stall_loop(archive)),
-        ]
-        if self.cfg.siem:
-            from agent.reconcile.schedule import reconcile_loop
+    async def _serve(self, rt: Runtime) -> float:
+        """Run every task until `stop`; returns when shutdown began (monotonic)."""
+        tasks = [asyncio.create_task(self._supervise(f"{t.id}/{s}", functools.partial(self._stream_loop, t, s)))
+                 for t in self.cfg.tenants for s in t.streams]
+        tasks += [asyncio.create_task(self._supervise(name, self._job(name, rt))) for name in periodic(self.cfg)]
+        sd_notify("READY=1")
+        event(log, logging.INFO, "Service started.", tenants=len(self.cfg.tenants), tasks=len(tasks),
+              listen=f"{self.cfg.service.listen.rsplit(':', 1)[0]}:{self.listen_port}",
+              shard=f"{self.shard[0]}/{self.shard[1]}")
+        await self.stop.wait()
+        sd_notify("STOPPING=1")
+        event(log, logging.INFO, "Shutting down; interrupted windows keep their cursors.")
+        started = time.monotonic()
+        if self.hard_exit:
+            exit_guard(self.cfg.service.shutdown_timeout.total_seconds() + EXIT_MARGIN)
+        for task in tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(tasks, timeout=self.cfg.service.shutdown_timeout.total_seconds())
+        if pending:
+            event(log, logging.WARNING, "Some tasks did not stop in time.", pending=len(pending))
+        return started
 
-            jobs.append(("reconcile", lambda: reconcile_loop(self, archive)))
-        from agent.triangulate.engine import pairs_for
-        from agent.triangulate.schedule import triangulate_loop
-        from agent.triangulate.witness import witnessed
+    def _job(self, name: str, rt: Runtime) -> Callable[[], Awaitable[None]]:
+        """The body of periodic task `name`, given only what it uses."""
+        svc, pace = self.cfg.service, self.pace
+        jobs: dict[str, Callable[[], Awaitable[None]]] = {
+            "watchdog": lambda: watchdog(pace),
+            "store-probe": lambda: self._store_probe(rt.store),
+            "stall-check": lambda: self._stall_loop(rt.archive),
+            "reconcile": lambda: self._reconcile(rt),
+            "triangulate": lambda: triangulate_loop(
+                self.cfg.tenants, rt.archive, rt.http, self._graph, self.metrics, self.alerter, self.clock, pace,
+                svc.reconcile_interval.total_seconds()),
+            "notices": lambda: notices_loop(self.cfg.tenants, rt.http, rt.tokens, rt.archive, self.alerter, pace,
+                                            svc.notices_interval.total_seconds(), self.task_failed),
+        }
+        return jobs[name]
 
-        # Microsoft's sibling pipelines, or a stream Entra's summarized sign-ins count
-        if any(pairs_for(t.streams, None) or witnessed(t.streams, None) for t in self.cfg.tenants):
-            jobs.append(("triangulate", lambda: triangulate_loop(self, archive)))
-        if self.cfg.service.notices:
-            from agent.sources.graph.notices import notices_loop
+    async def _reconcile(self, rt: Runtime) -> None:
+        def connect() -> tuple[SiemConfig[Any], Siem]:
+            siem_cfg, siem = rt.siem_config, rt.siem
+            if siem_cfg is None or siem is None:
+                raise ConfigError("siem: no [siem] table")
+            return siem_cfg, siem
 
-            jobs.append(("notices", lambda: notices_loop(self, archive)))
-        return jobs
+        svc = self.cfg.service
+        policy = ScheduledBackfill(svc.backfill, svc.backfill_max_records, self.unsharded, rt.archive, rt.http,
+                                   connect, self.metrics, self.alerter, self.clock, self.task_failed)
+        out = Findings(rt.store, self.metrics, self.health, self.alerter, self.clock)
+        await reconcile_loop(self.cfg, rt.archive, connect, out, self.pace, self.task_failed,
+                             after=policy.after_reconcile)
+
+    def _graph(self, tenant: TenantConfig) -> tuple[TokenProvider, RateLimiter | None]:
+        """A tenant's Graph token provider and pacer, shared with its collection."""
+        source = self.collector.sources.for_graph(tenant)
+        return source.tokens, source.limiter
 
     async def _supervise(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         """Restart a task that crashed (a bug, not an API error) with backoff; others keep running."""
@@ -236,7 +227,7 @@ class Service:
                 log.exception("Task crashed; restarting.", extra={"fields": {"task": name, "delay": round(delay, 1)}})
                 await self.task_failed(name, exc, logged=True)
                 attempt += 1
-                await self._sleep(delay)
+                await self.pace.sleep(delay)
 
     async def task_failed(self, task: str, exc: BaseException, *, logged: bool = False) -> None:
         """A loop of the service hit an error it did not expect: log it (with the trace), alert at
@@ -254,16 +245,12 @@ class Service:
         except Exception as alert_exc:  # noqa: BLE001 - reported in the log; the loop must go on
             event(log, logging.ERROR, "Could not send the task failure alert.", task=task, error=str(alert_exc))
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
-
     # ----------------------------------------------------------------- collection
     async def _stream_loop(self, tenant: TenantConfig, stream: str) -> None:
         while not self.stop.is_set():
             outcome = await self.collector.collect_stream(tenant, stream)
             await self._record(tenant, outcome)
-            await self._sleep(self.cfg.collection.poll_interval.total_seconds())
+            await self.pace.sleep(self.cfg.collection.poll_interval.total_seconds())
 
     async def _record(self, tenant: TenantConfig, o: StreamOutcome) -> None:
         m, labels = self.metrics, (o.tenant, o.stream)
@@ -281,10 +268,10 @@ class Service:
         if o.error is None:
             # A pass that recorded a new gap still collected everything else: the stream is not
             # stalled, and the gap has its own alert below.
-            h.last_success, h.last_error, h.last_error_kind = time.time(), None, None
+            h.last_success, h.last_error, h.last_error_kind, h.last_error_type = time.time(), None, None, None
             m.last_success.labels(*labels).set(h.last_success)
         else:
-            h.last_error, h.last_error_kind = o.error, o.error_kind
+            h.last_error, h.last_error_kind, h.last_error_type = o.error, o.error_kind, o.error_type
             m.windows_failed.labels(*labels).inc()
             await self.alerter.send(_failure_alert(tenant, o))
         for gap in o.new_gaps:
@@ -318,31 +305,21 @@ class Service:
         task.add_done_callback(self._pending.discard)
 
     # ----------------------------------------------------------------- health
-    async def _watchdog(self) -> None:
-        usec = int(os.environ.get("WATCHDOG_USEC", "0"))
-        if not usec:
-            return
-        while not self.stop.is_set():
-            sd_notify("WATCHDOG=1")  # proves the event loop runs; data problems are alerted, not restarted
-            await self._sleep(usec / 2e6)
-
     async def _store_probe(self, store: Store) -> None:
         while not self.stop.is_set():
             try:
-                probe = getattr(store, "check", None)
-                if probe is not None:
-                    await probe()
+                await store.check()
                 self.health.store_ok, self.health.store_error = True, None
             except Exception as exc:  # noqa: BLE001 - any failure means "not writable"
                 self.health.store_ok, self.health.store_error = False, str(exc)
                 await self.alerter.send(Alert("store_failing", f"store_failing:{int(time.time() // 3600)}",
                                               "Archive store is failing", str(exc)))
-            await self._sleep(60)
+            await self.pace.sleep(60)
 
     async def _stall_loop(self, archive: Archive) -> None:
         threshold = self.cfg.service.stall_threshold.total_seconds()
         while not self.stop.is_set():
-            await self._sleep(min(60.0, threshold / 4))
+            await self.pace.sleep(min(60.0, threshold / 4))
             for tenant in self.cfg.tenants:
                 for stream in tenant.streams:
                     try:
@@ -363,11 +340,9 @@ class Service:
                 f"{stream} of tenant {tenant.label} has had no successful collection since "
                 f"{datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%SZ}. {_stall_cause(h)}",
                 fields={"tenant": tenant.label, "stream": stream, "error_kind": h.last_error_kind or ""}))
-        hour = settled_hour(stream, self.clock())
+        hour = silence.settled_hour(stream, self.clock())
         if h.quiet_checked == hour:
             return  # this hour already reached its baseline; archive counts only grow
-        from agent.service import silence
-
         verdict = await silence.check(archive, tenant.id, stream, hour, self.cfg.service.silence_ratio)
         if not verdict.silent:
             h.quiet_checked, h.silent_since = hour, None
@@ -383,69 +358,10 @@ class Service:
             fields={"tenant": tenant.label, "stream": stream, "hour": f"{hour:%Y-%m-%dT%H:00Z}",
                     "seen": verdict.seen, "expected": round(verdict.expected or 0)}))
 
-    async def _start_listener(self, stack: AsyncExitStack) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        stack.push_async_callback(runner.cleanup)
-        host, _, port = self.cfg.service.listen.rpartition(":")
-        site = web.TCPSite(runner, host.strip("[]"), int(port))
-        try:
-            await site.start()
-        except OSError as exc:  # e.g. a second `agent run` on the same port: one line, not a bug report
-            why = "address already in use (is another `agent run` listening?)" if exc.errno == errno.EADDRINUSE \
-                else (exc.strerror or str(exc))
-            raise AgentError(f"cannot listen on {self.cfg.service.listen} ([service] listen): {why}") from None
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.listen_port = sockets[0].getsockname()[1] if sockets else int(port)
-
-    async def _metrics(self, _: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
-
-    async def _healthz(self, _: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
-
-    async def _readyz(self, _: web.Request) -> web.Response:
-        problems = self.health.problems(self.cfg.service.stall_threshold.total_seconds())
-        failing = getattr(getattr(self, "alerter", None), "failing", {})
-        problems += [f"alerts: webhook {hook} failing: {why}" for hook, why in failing.items()]
-        return web.json_response({"ready": not problems, "problems": problems,
-                                  "tenants": {t.label: t.id for t in self.cfg.tenants}},
-                                 status=503 if problems else 200)
-
-
-EXIT_MARGIN = 5.0  # after shutdown_timeout, for closing the store, the listener and the HTTP sessions
-
-
-def _exit_guard(seconds: float) -> None:
-    """End the process `seconds` from now whatever it is doing.
-
-    Cancelling the tasks bounds the event loop's share of a shutdown, but not a thread: an S3 put
-    in boto3's thread pool (connect and read timeouts, retries) keeps `asyncio.run` and the
-    interpreter from exiting for minutes, past systemd's TimeoutStopSec. An unfinished window has
-    not moved its cursor, so exiting hard costs a re-fetch, never a gap.
-    """
-    def expire() -> None:
-        event(log, logging.ERROR, "Shutdown exceeded its bound; exiting now. Unfinished windows keep their "
-              "cursors and are fetched again at the next start.", seconds=seconds)
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(1)
-
-    timer = threading.Timer(seconds, expire)
-    timer.daemon = True  # never keeps the process alive itself
-    timer.start()
-
-
-async def wait_first_pass(service: Service, within: float) -> None:
-    """Until every stream finished one pass (or `within` seconds): a reconcile of a half-filled archive is noise."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(service.first_pass.wait(), timeout=within)
+    def _failing(self) -> Mapping[str, str]:
+        """Alert channels whose last delivery failed, for /readyz (none before the alerter exists)."""
+        alerter = getattr(self, "alerter", None)
+        return alerter.failing if isinstance(alerter, Alerter) else {}
 
 
 # Graph's licence answers (signin-list.md); Microsoft also gives them intermittently to premium
@@ -473,31 +389,8 @@ def _stall_cause(h: StreamHealth) -> str:
 
 
 def _failure_alert(tenant: TenantConfig, o: StreamOutcome) -> Alert:
-    kinds = {"AuthError": "credentials_failing", "SubscriptionDisabled": "subscription_disabled",
-             "StoreError": "store_failing", "ObjectExists": "store_failing"}
-    kind = kinds.get(o.error_kind or "", "window_failed")
+    kind, title = failure_kind(o.error_type)
     cursor = o.cursor.isoformat() if o.cursor else "start"
-    return Alert(kind, f"{kind}:{o.tenant}:{o.stream}:{cursor}",
-                 {"credentials_failing": "Credentials are failing", "subscription_disabled":
-                  "Management Activity subscription disabled", "store_failing": "Archive store is failing"}
-                 .get(kind, "Collection window failed; cursor held"),
+    return Alert(kind, f"{kind}:{o.tenant}:{o.stream}:{cursor}", title,
                  f"{o.stream} of tenant {tenant.label}: {o.error}",
                  fields={"tenant": tenant.label, "stream": o.stream, "error_kind": o.error_kind})
-
-
-# How long after an hour ends its volume is taken as settled: sign-ins arrive minutes late, while
-# Management Activity content typically becomes available 1-2 hours after the event (longer at times).
-SILENCE_SETTLE = {"graph": timedelta(minutes=30), "management_activity": timedelta(hours=3)}
-
-
-def settled_hour(stream: str, now: datetime) -> datetime:
-    """The start of the last hour that ended at least the stream's settle time before `now`."""
-    settle = SILENCE_SETTLE.get(spec(stream).source, timedelta(minutes=30))
-    return (now - settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-
-
-async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float) -> bool:
-    """True when the last settled hour is silent (agent/service/silence.py: baseline and count model)."""
-    from agent.service import silence
-
-    return (await silence.check(archive, tenant, stream, settled_hour(stream, now), ratio)).silent

@@ -370,10 +370,8 @@ class SpoolingStore:
         await self.inner.delete(key)
 
     async def check(self) -> None:
-        """Delegate to the wrapped store's health check when it has one."""
-        check = getattr(self.inner, "check", None)
-        if check is not None:
-            await check()
+        """Delegate to the wrapped store's health check."""
+        await self.inner.check()
 
     async def aclose(self) -> None:
         """Stop draining (spooled files stay and drain on the next start) and release the spool."""

@@ -6,26 +6,27 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from agent.archive.archive import Archive
 from agent.auth import TokenProvider
 from agent.config import TenantConfig
 from agent.errors import AgentError
-from agent.http import RateLimiter
+from agent.http import HttpClient, RateLimiter
 from agent.logs import event
-from agent.service.alerts import Alert, Alerter
+from agent.service.alerts import Alert, AlertSink
 from agent.service.metrics import Metrics
+from agent.service.pace import Pace
 from agent.triangulate.engine import CONTEXT, PairResult, Report, triangulate
 from agent.triangulate.witness import is_witness, witness_pairs, witnessed
 
-if TYPE_CHECKING:
-    from agent.service.supervisor import Service
-
 log = logging.getLogger("agent.triangulate.engine")
+# A tenant's Graph token provider and pacer, shared with collection (the summary counts against its quota)
+Graph = Callable[[TenantConfig], tuple[TokenProvider, RateLimiter | None]]
 
-async def publish(report: Report, metrics: Metrics, alerter: Alerter) -> int:
+
+async def publish(report: Report, metrics: Metrics, alerter: AlertSink) -> int:
     """Metrics per stream, and one `upstream_gap` alert per episode; returns the alerts sent.
 
     An episode is identified by its tenant, pair, lacking side and first hour: as hours settle, a
@@ -63,38 +64,33 @@ def _witness_text(stream: str, witness: str, g: dict[str, object]) -> str:
             "`agent triangulate`.")
 
 
-async def witnesses(service: Service, archive: Archive, now: datetime) -> list[PairResult]:
+async def witnesses(tenants: Sequence[TenantConfig], archive: Archive, http: HttpClient, graph: Graph,
+                    now: datetime) -> list[PairResult]:
     """The count witness of every witnessed stream, read with the tenant's Graph token and pacer
     (shared with collection). A summary that cannot be read is logged and left unjudged."""
-    def graph(tenant: TenantConfig) -> tuple[TokenProvider, RateLimiter | None]:
-        source = service.collector.sources.for_graph(tenant)
-        return source.tokens, source.limiter
-
     def unread(tenant: TenantConfig, stream: str, exc: AgentError) -> None:
         event(log, logging.ERROR, "The summarized sign-ins could not be read; this stream's witness is not "
               "judged until they can.", tenant=tenant.label, stream=stream, error=str(exc))
 
-    if not any(witnessed(t.streams, None) for t in service.cfg.tenants):
+    if not any(witnessed(t.streams, None) for t in tenants):
         return []
-    return await witness_pairs(archive, service.collector.sources.http, service.cfg.tenants, graph, None,
-                               now - CONTEXT, now, now, unread)
+    return await witness_pairs(archive, http, tenants, graph, None, now - CONTEXT, now, now, unread)
 
 
-async def triangulate_loop(service: Service, archive: Archive) -> None:
-    """`agent run`: triangulate the last CONTEXT every reconcile_interval (at most daily)."""
-    from agent.service.supervisor import wait_first_pass
-
-    interval = service.cfg.service.reconcile_interval.total_seconds()
-    await wait_first_pass(service, within=interval)
-    tenants = [(t.id, t.streams) for t in service.cfg.tenants]
-    while not service.stop.is_set():
+async def triangulate_loop(tenants: Sequence[TenantConfig], archive: Archive, http: HttpClient, graph: Graph,
+                           metrics: Metrics, alerts: AlertSink, clock: Callable[[], datetime], pace: Pace,
+                           interval: float) -> None:
+    """`agent run`: triangulate the last CONTEXT every `interval` seconds (at most daily)."""
+    await pace.after_first_pass(within=interval)
+    pairs = [(t.id, t.streams) for t in tenants]
+    while pace.running:
         try:
-            now = service.clock()
-            report = await triangulate(archive, tenants, now - CONTEXT, now, now=now)
-            report.pairs += await witnesses(service, archive, now)
-            await publish(report, service.metrics, service.alerter)
+            now = clock()
+            report = await triangulate(archive, pairs, now - CONTEXT, now, now=now)
+            report.pairs += await witnesses(tenants, archive, http, graph, now)
+            await publish(report, metrics, alerts)
             event(log, logging.INFO, "Scheduled triangulation done.", pairs=len(report.pairs),
                   gaps=sum(len(p.gaps()) for p in report.pairs))
         except AgentError as exc:
             event(log, logging.ERROR, "Scheduled triangulation failed; will retry.", error=str(exc))
-        await service._sleep(min(interval, timedelta(hours=24).total_seconds()))
+        await pace.sleep(min(interval, timedelta(hours=24).total_seconds()))

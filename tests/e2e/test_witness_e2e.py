@@ -113,34 +113,27 @@ def test_clean_world_exits_zero(tmp_path: Path) -> None:
 async def _scheduled(cfg_path: Path, runs: int) -> bytes:
     """`agent run`'s scheduled triangulation (its real loop, HTTP client, Graph tokens and pacer),
     `runs` times over the same archive; returns the metrics it leaves."""
-    from agent.archive.archive import Archive
+    from agent.app import Runtime
     from agent.collect import Collector
     from agent.config import load
-    from agent.http import HttpClient
     from agent.service.alerts import Alerter
+    from agent.service.pace import Pace
     from agent.service.supervisor import Service
-    from agent.store import open_store
-    from agent.triangulate.schedule import triangulate_loop
 
     cfg = load(cfg_path)
     service = Service(cfg)
-    store = open_store(cfg.store)
-    archive = Archive(store)
 
     async def once(_: float) -> None:
         service.stop.set()
 
-    try:
-        async with HttpClient(cfg.http) as http:
-            service.collector = Collector(cfg, archive, http)
-            service.alerter = Alerter(cfg.alerts, http, store, service.metrics)
-            service.first_pass.set()
-            service._sleep = once  # type: ignore[method-assign]
-            for _ in range(runs):
-                service.stop.clear()
-                await asyncio.wait_for(triangulate_loop(service, archive), 60)
-    finally:
-        await store.aclose()
+    service.pace = Pace(sleeper=once)
+    service.first_pass.set()
+    async with Runtime.open(cfg) as rt:
+        service.collector = Collector(cfg, rt.archive, rt.http)
+        service.alerter = Alerter(cfg.alerts, rt.http, rt.store, service.metrics)
+        for _ in range(runs):
+            service.stop.clear()
+            await asyncio.wait_for(service._job("triangulate", rt)(), 60)
     return service.metrics.render()
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from agent.reconcile.diff import Gap
 from agent.reconcile.report import ReconcileReport, StreamReport
-from agent.reconcile.schedule import publish
+from agent.reconcile.schedule import Findings, publish
 from agent.service.alerts import Alert
+from agent.service.health import Health
 from agent.store.local import LocalStore
 
 HOUR_US = 3600 * 1_000_000
@@ -40,12 +41,11 @@ def test_security_gaps_go_first_with_high_priority(tmp_path: Path) -> None:
     for stream in ("graph.signins.interactive", "o365.exchange", "graph.security_alerts"):
         report.streams.append(StreamReport("t", stream, gaps=[Gap(HOUR_US, 2 * HOUR_US, 3)], siem_answered=True))
     alerter = _Alerter(LocalStore(tmp_path))
-    service = SimpleNamespace(metrics=SimpleNamespace(**{n: _Gauge() for n in (
+    metrics = SimpleNamespace(**{n: _Gauge() for n in (
         "reconcile_checked", "reconcile_missing", "reconcile_agent_missing", "reconcile_coverage",
-        "reconcile_unverified", "reconcile_last_complete")}), alerter=alerter,
-        clock=lambda: datetime.now(UTC),
-        health=SimpleNamespace(labels={}, siem_unverified_since=None, siem_unverified_reason=None))
-    asyncio.run(publish(service, report))  # type: ignore[arg-type]
+        "reconcile_unverified", "reconcile_last_complete")})
+    out = Findings(alerter.store, metrics, Health(), alerter, lambda: datetime.now(UTC))  # type: ignore[arg-type]
+    asyncio.run(publish(out, report))
     first, *rest = alerter.sent
     assert first.fields["stream"] == "graph.security_alerts" and first.fields["priority"] == "high"
     assert first.title == "The SIEM is missing Defender alerts"

@@ -10,13 +10,14 @@ import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import pytest
 
+from agent import app
 from agent.archive.archive import Archive
 from agent.backfill import policy
+from agent.backfill.policy import ScheduledBackfill
 from agent.collect import Collector, StreamOutcome
 from agent.config import CollectionConfig, Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
 from agent.errors import ConfigError
@@ -26,6 +27,7 @@ from agent.service.alerts import Alert, Alerter
 from agent.service.supervisor import Service
 from agent.siem import config as siem_config
 from agent.siem.base import Item, SendResult
+from agent.siem.registry import from_config
 from agent.sources.base import Window
 from agent.store.local import LocalStore
 from tests.service.harness import Metrics as Scraped
@@ -98,12 +100,14 @@ def _report(missing: Sequence[str]) -> ReconcileReport:
                            bucket_us=3600 * 10**6, generated_at=us, streams=[sr])
 
 
-def _service(cfg: Config, archive: Archive) -> Service:
-    """A service as `run()` sets it up, for calling the policy directly (the writer and SIEM are faked)."""
+def _service(cfg: Config, archive: Archive) -> ScheduledBackfill:
+    """The policy as `run()` sets it up, for calling it directly (the writer and SIEM are faked)."""
     svc = Service(cfg)
-    svc.collector = SimpleNamespace(sources=SimpleNamespace(http=None))  # type: ignore[assignment]
     svc.alerter = Alerter(cfg.alerts, None, archive.store, svc.metrics)  # type: ignore[arg-type]
-    return svc
+    s = cfg.service
+    return ScheduledBackfill(s.backfill, s.backfill_max_records, cfg, archive, None,  # type: ignore[arg-type]
+                             lambda: (from_config(cfg), FakeSiem()), svc.metrics, svc.alerter, svc.clock,  # type: ignore[arg-type]
+                             svc.task_failed)
 
 
 @pytest.fixture
@@ -117,7 +121,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeWriter, list[Alert]]:
         return True
 
     monkeypatch.setattr(policy, "open_writer", lambda *a: writer)
-    monkeypatch.setattr(policy, "open_siem", lambda *a: FakeSiem())
+    monkeypatch.setattr(app, "open_siem", lambda *a: FakeSiem())  # the service's one SIEM
     monkeypatch.setattr(Alerter, "send", send)
     return writer, alerts
 
@@ -127,7 +131,7 @@ async def test_on_sends_at_most_the_bound_per_run_counts_acknowledged_records_an
     writer, alerts = fakes
     archive = await _archive(tmp_path)
     svc = _service(_cfg(tmp_path, "on", limit=10), archive)
-    summary = await policy.after_reconcile(svc, archive, _report(IDS))
+    summary = await svc.after_reconcile(_report(IDS))
     assert summary is not None and summary["acknowledged"] == 10 and summary["left_for_next_run"] == 15
     assert writer.sent == IDS[:10], "the oldest records go first, never more than the bound"
     m = Scraped.parse(svc.metrics.render().decode())
@@ -137,8 +141,8 @@ async def test_on_sends_at_most_the_bound_per_run_counts_acknowledged_records_an
     assert alert.fields["left_for_next_run"] == 15
 
     # the next run: the SIEM still lacks all of them (not yet indexed), the ledger keeps them from being resent
-    await policy.after_reconcile(svc, archive, _report(IDS))
-    await policy.after_reconcile(svc, archive, _report(IDS))
+    await svc.after_reconcile(_report(IDS))
+    await svc.after_reconcile(_report(IDS))
     assert sorted(writer.sent) == IDS, "each record sent exactly once over the runs"
     m = Scraped.parse(svc.metrics.render().decode())
     assert m.get("agent_backfill_records_total", tenant=TENANT, stream=STREAM) == 25
@@ -149,7 +153,7 @@ async def test_alert_is_a_dry_run_announced_once(tmp_path: Path, fakes: tuple[Fa
     archive = await _archive(tmp_path)
     svc = _service(_cfg(tmp_path, "alert", limit=10), archive)
     for _ in range(2):
-        summary = await policy.after_reconcile(svc, archive, _report(IDS[:4]))
+        summary = await svc.after_reconcile(_report(IDS[:4]))
         assert summary is not None and summary["would_send"] == 4
     assert writer.sent == [], "a dry run sends nothing"
     assert [a.kind for a in alerts] == ["backfill_dry_run"], "the same records are announced once"
@@ -162,14 +166,14 @@ async def test_off_does_nothing_and_a_failing_backfill_alerts_without_raising(
         tmp_path: Path, fakes: tuple[FakeWriter, list[Alert]], monkeypatch: pytest.MonkeyPatch) -> None:
     writer, alerts = fakes
     archive = await _archive(tmp_path)
-    assert await policy.after_reconcile(_service(_cfg(tmp_path, "off"), archive), archive, _report(IDS)) is None
+    assert await _service(_cfg(tmp_path, "off"), archive).after_reconcile(_report(IDS)) is None
     assert writer.sent == [] and alerts == []
 
     def no_writer(*a: object) -> None:
         raise ConfigError("siem.backfill_index is required")
 
     monkeypatch.setattr(policy, "open_writer", no_writer)
-    assert await policy.after_reconcile(_service(_cfg(tmp_path, "on"), archive), archive, _report(IDS)) is None
+    assert await _service(_cfg(tmp_path, "on"), archive).after_reconcile(_report(IDS)) is None
     assert [(a.kind, a.fields["task"]) for a in alerts] == [("task_failed", "backfill")]
 
 
@@ -178,7 +182,7 @@ async def test_the_service_backfills_after_each_scheduled_reconcile(
     writer, _ = fakes
     await _archive(tmp_path)
 
-    async def reconcile_once(service: Service, archive: object) -> ReconcileReport:
+    async def reconcile_once(*_: object) -> ReconcileReport:
         return _report([i for i in IDS if i not in writer.sent])  # the SIEM holds what was sent
 
     async def collect(self: Collector, tenant: TenantConfig, stream: str, *a: object) -> StreamOutcome:

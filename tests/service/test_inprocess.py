@@ -24,7 +24,8 @@ from agent.config import (
 from agent.http import HttpClient
 from agent.service.alerts import Alert, Alerter
 from agent.service.metrics import Metrics, ProcessCollector
-from agent.service.supervisor import Service, sd_notify
+from agent.service.supervisor import Service
+from agent.service.systemd import sd_notify
 from agent.store.local import LocalStore
 from tests.service.harness import Metrics as Scraped
 

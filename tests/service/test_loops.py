@@ -39,7 +39,7 @@ async def test_a_reconcile_that_raises_any_exception_alerts_and_the_schedule_goe
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = 0
 
-    async def reconcile_once(service: Service, archive: object) -> ReconcileReport:
+    async def reconcile_once(*_: object) -> ReconcileReport:
         nonlocal runs
         runs += 1
         if runs <= 3:

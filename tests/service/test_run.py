@@ -107,7 +107,7 @@ async def test_agent_run_end_to_end(tmp_path: Path) -> None:
             try:
                 # ---- collection: every record the emulator serves, counted by the metrics
                 async def complete() -> bool:
-                    m = await agent.service.metrics()
+                    m = await agent.metrics()
                     return all(m.get("agent_records_stored_total", tenant=TENANT, stream=s) == len(want[s])
                                for s in STREAMS)
 
@@ -121,7 +121,7 @@ async def test_agent_run_end_to_end(tmp_path: Path) -> None:
 
                 await wait_for("the gap alert and the notices", alerted, timeout=60)
                 await asyncio.sleep(12)  # more reconcile runs and notice polls: nothing may repeat
-                metrics = await agent.service.metrics()
+                metrics = await agent.metrics()
                 status, ready = await agent.get("/readyz")
                 assert status == 200 and orjson.loads(ready)["ready"], ready
                 assert (await agent.get("/healthz"))[0] == 200

@@ -88,7 +88,7 @@ async def test_stalled_and_silent_streams(tmp_path: Path) -> None:
                 await wait_for("the stall alert", lambda: _true(bool(hook.of("stream_stalled"))), timeout=45)
                 status, body = await readyz()
                 assert status == 503 and any(STALLED in str(p) for p in body["problems"]), body  # type: ignore[union-attr]
-                m = await agent.service.metrics()
+                m = await agent.metrics()
                 assert m.get("agent_stream_stalled", tenant=TENANT, stream=STALLED) == 1
                 assert m.get("agent_stream_stalled", tenant=TENANT, stream=SILENT) == 0
                 assert m.get("agent_stream_silent", tenant=TENANT, stream=SILENT) == 1

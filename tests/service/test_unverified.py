@@ -64,7 +64,7 @@ async def test_an_unreadable_siem_alerts_once_and_is_not_ready(tmp_path: Path) -
                     return len(runs()) >= first + 3
 
                 await wait_for("three more reconcile runs", more_runs, timeout=60)
-                m = await agent.service.metrics()
+                m = await agent.metrics()
                 status, body = await agent.get("/readyz")
             finally:
                 code, _ = await agent.terminate()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.config import AlertsConfig, Config, Credential, HttpConfig, LocalStoreConfig, ServiceConfig, TenantConfig
 from agent.http import HttpClient
-from agent.reconcile.schedule import note_verification
+from agent.reconcile.schedule import Findings, note_verification
 from agent.service.alerts import Alerter
 from agent.service.supervisor import Service
 from agent.siem import config as siem_config
@@ -28,19 +28,20 @@ async def test_one_alert_per_episode_and_readiness_follows(tmp_path: Path) -> No
     stream = [(TENANT, "graph.signins.interactive", 120)]
     async with HttpClient(HttpConfig()) as http:
         service.alerter = Alerter(AlertsConfig(), http, LocalStore(tmp_path / "store"))
+        out = Findings(service.alerter.store, service.metrics, service.health, service.alerter, service.clock)
 
         async def sent() -> list[str]:
             return sorted(k for k in await service.alerter._load() if k.startswith("siem_unverified:"))
 
         for _ in range(3):  # three failing runs: one episode
-            await note_verification(service, ["the SIEM could not answer: 403 Forbidden"], stream)
+            await note_verification(out, ["the SIEM could not answer: 403 Forbidden"], stream)
             now[0] += timedelta(hours=1)
         assert len(await sent()) == 1
         [problem] = service.health.problems(3600)
         assert problem == "siem: could not verify since 2026-03-01T00:00:00Z: the SIEM could not answer: 403 Forbidden"
 
-        await note_verification(service, [], [])  # a complete run ends the episode
+        await note_verification(out, [], [])  # a complete run ends the episode
         assert service.health.problems(3600) == []
 
-        await note_verification(service, ["timed out"], stream)  # a new episode is news again
+        await note_verification(out, ["timed out"], stream)  # a new episode is news again
         assert len(await sent()) == 2

@@ -52,7 +52,7 @@ async def test_failed_delivery_counts_names_host_and_errno_and_marks_not_ready(
                              store=LocalStoreConfig(path=tmp_path / "store"),
                              service=ServiceConfig(listen="127.0.0.1:0", notices=False)))
         svc.alerter = alerter
-        resp = await svc._readyz(None)  # type: ignore[arg-type]
+        resp = await svc.server.readyz()
     scraped = Scraped.parse(metrics.render().decode())
     assert scraped.get("agent_alerts_failed_total", kind="siem_gap", webhook="secops") == 1
     assert resp.status == 503

@@ -10,9 +10,12 @@ from aiohttp import web
 
 from agent.archive.archive import Archive
 from agent.config import AlertsConfig, Credential, HttpConfig, Secret, TenantConfig, Webhook
+from agent.errors import AuthError
 from agent.http import HttpClient
 from agent.service.alerts import Alert, Alerter
-from agent.service.supervisor import Health, StreamHealth, app_shares, is_silent, settled_hour, shard_tenants
+from agent.service.health import Health, StreamHealth
+from agent.service.silence import is_silent, settled_hour
+from agent.service.supervisor import app_shares, shard_tenants
 from agent.sources.graph.notices import is_relevant, to_alert
 from agent.store.local import LocalStore
 
@@ -90,7 +93,8 @@ def test_each_shard_gets_its_tenants_share_of_an_app_budget() -> None:
 def test_health_reports_stalled_and_credentials() -> None:
     h = Health(started=1000.0)
     h.streams[("t", "a")] = StreamHealth(last_success=1990.0)
-    h.streams[("t", "b")] = StreamHealth(last_success=None, last_error="refused", last_error_kind="AuthError")
+    h.streams[("t", "b")] = StreamHealth(last_success=None, last_error="refused", last_error_kind="AuthError",
+                                         last_error_type=AuthError)
     assert h.stalled(60, now=2000.0) == [("t", "b")]
     assert h.problems(60) != [] and any("credentials" in p for p in h.problems(60))
 
@@ -133,3 +137,47 @@ def test_notice_relevance_and_alert_link() -> None:
     assert is_relevant(issue) and not is_relevant(other)
     alert = to_alert("issues", issue, _tenant(1))
     assert alert.key.endswith(":MO941128") and alert.link and "MO941128" in alert.link
+
+
+def test_failure_alert_kinds_follow_the_exception_type_exactly() -> None:
+    from agent.archive.lease import StoreLocked
+    from agent.errors import ObjectExists, StoreError, TransientApiError
+    from agent.service.alerts import failure_kind
+    from agent.sources.management_activity.api import SubscriptionDisabled
+
+    assert failure_kind(AuthError) == ("credentials_failing", "Credentials are failing")
+    assert failure_kind(SubscriptionDisabled)[0] == "subscription_disabled"
+    assert failure_kind(StoreError)[0] == failure_kind(ObjectExists)[0] == "store_failing"
+    assert failure_kind(StoreLocked)[0] == "window_failed", "another collector holds the tenant: no store failure"
+    assert failure_kind(None)[0] == failure_kind(TransientApiError)[0] == "window_failed"
+
+    class AuthError2(Exception):
+        pass
+
+    AuthError2.__name__ = "AuthError"  # a class named like one is not that class
+    assert failure_kind(AuthError2)[0] == "window_failed"
+
+
+async def test_a_failed_pass_is_alerted_by_its_error_type_and_marks_credentials_unready(tmp_path: Path) -> None:
+    from agent.collect import StreamOutcome
+    from agent.config import Config, LocalStoreConfig, ServiceConfig
+    from agent.service.supervisor import Service
+
+    tenant = TenantConfig(id="00000000-0000-0000-0000-000000000001", client_id="c", credential=Credential(),
+                          streams=("graph.directory_audits",), name="contoso")
+    svc = Service(Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "s"),
+                         service=ServiceConfig(listen="127.0.0.1:0", notices=False)))
+    sent: list[Alert] = []
+
+    class Sink:
+        async def send(self, alert: Alert, covers: object = ()) -> bool:
+            sent.append(alert)
+            return True
+
+    svc.alerter = Sink()  # type: ignore[assignment]
+    await svc._record(tenant, StreamOutcome(tenant.id, "graph.directory_audits", error="AADSTS7000215: bad secret",
+                                            error_kind="AuthError", error_type=AuthError))
+    [alert] = sent
+    assert alert.kind == "credentials_failing" and alert.title == "Credentials are failing"
+    assert alert.fields["error_kind"] == "AuthError"
+    assert svc.health.problems(3600) == ["credentials: contoso/graph.directory_audits: AADSTS7000215: bad secret"]

@@ -11,7 +11,7 @@ import pytest
 
 from agent.archive.archive import Archive
 from agent.service import silence
-from agent.service.supervisor import is_silent
+from agent.service.silence import is_silent
 from agent.store.local import LocalStore
 
 NOW = datetime(2026, 11, 28, 12, 40, tzinfo=UTC)

@@ -220,7 +220,8 @@ async def test_the_service_schedules_triangulation_only_for_sibling_pairs(tmp_pa
 
     from agent.config import Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
     from agent.service.metrics import Metrics
-    from agent.service.supervisor import Service
+    from agent.service.pace import Pace
+    from agent.service.supervisor import periodic
     from agent.triangulate.schedule import triangulate_loop
 
     def cfg(streams: tuple[str, ...]) -> Config:
@@ -229,10 +230,8 @@ async def test_the_service_schedules_triangulation_only_for_sibling_pairs(tmp_pa
                       service=ServiceConfig(listen="127.0.0.1:0", notices=False))
 
     paired = ("graph.directory_audits", "o365.azure_active_directory")
-    jobs = [name for name, _ in Service(cfg(paired))._periodic(None, None)]  # type: ignore[arg-type]
-    assert "triangulate" in jobs
-    alone = [name for name, _ in Service(cfg(paired[:1]))._periodic(None, None)]  # type: ignore[arg-type]
-    assert "triangulate" not in alone
+    assert "triangulate" in periodic(cfg(paired))
+    assert "triangulate" not in periodic(cfg(paired[:1]))
 
     now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     archive, cps = await _lossy_archive(tmp_path / "archive", now)
@@ -248,9 +247,10 @@ async def test_the_service_schedules_triangulation_only_for_sibling_pairs(tmp_pa
         sent.append(alert)
         return True
 
-    service = SimpleNamespace(cfg=cfg(paired), clock=lambda: now + timedelta(hours=1), metrics=Metrics(),
-                              alerter=SimpleNamespace(send=send), stop=stop, first_pass=first, _sleep=sleep)
-    await asyncio.wait_for(triangulate_loop(service, archive), 10)
+    pace = Pace(stop=stop, first_pass=first, sleeper=sleep)
+    await asyncio.wait_for(triangulate_loop(cfg(paired).tenants, archive, None, None, Metrics(),  # type: ignore[arg-type]
+                                            SimpleNamespace(send=send), lambda: now + timedelta(hours=1), pace,
+                                            3600.0), 10)
     assert [(a.kind, a.fields["stream"], a.fields["missing"]) for a in sent] == [
         ("upstream_gap", "o365.azure_active_directory", 2)]
 

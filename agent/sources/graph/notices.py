@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from agent.archive.archive import Archive
 from agent.auth import TokenProvider
@@ -20,11 +20,9 @@ from agent.config import TenantConfig
 from agent.errors import AgentError
 from agent.http import HttpClient, RateLimiter, with_retries
 from agent.logs import event
-from agent.service.alerts import Alert
+from agent.service.alerts import Alert, AlertSink
+from agent.service.pace import Pace, TaskFailed
 from agent.sources.graph.source import classify
-
-if TYPE_CHECKING:
-    from agent.service.supervisor import Service
 
 log = logging.getLogger("agent.sources.graph.notices")
 STREAM = "graph.service_announcements"
@@ -95,7 +93,7 @@ class NoticeSource:
                                   on_token_rejected=self.tokens.invalidate, limiter=self.limiter)
 
 
-async def poll_once(source: NoticeSource, archive: Archive, service: Service) -> int:
+async def poll_once(source: NoticeSource, archive: Archive, alerts: AlertSink) -> int:
     """Archive every notice and forward the relevant ones; returns how many were forwarded now."""
     forwarded = 0
     for kind in ("issues", "messages"):
@@ -104,22 +102,23 @@ async def poll_once(source: NoticeSource, archive: Archive, service: Service) ->
         await archive.write(source.tenant.id, STREAM, batch)
         for notice in batch:
             if isinstance(notice, dict) and is_relevant(notice) and \
-                    await service.alerter.send(to_alert(kind, notice, source.tenant)):
+                    await alerts.send(to_alert(kind, notice, source.tenant)):
                 forwarded += 1
     return forwarded
 
 
-async def notices_loop(service: Service, archive: Archive) -> None:
-    http = service.collector.sources.http
-    sources = [NoticeSource(t, http, TokenProvider(t, t.endpoints.graph, service.cfg.http))
-               for t in service.cfg.tenants]
-    while not service.stop.is_set():
+async def notices_loop(tenants: Sequence[TenantConfig], http: HttpClient,
+                       tokens: Callable[[TenantConfig], TokenProvider], archive: Archive, alerts: AlertSink,
+                       pace: Pace, interval: float, task_failed: TaskFailed) -> None:
+    """`agent run`: poll every tenant's notices every `interval` seconds until the service stops."""
+    sources = [NoticeSource(t, http, tokens(t)) for t in tenants]
+    while pace.running:
         for source in sources:
             try:
-                await poll_once(source, archive, service)
+                await poll_once(source, archive, alerts)
             except AgentError as exc:
                 event(log, logging.WARNING, "Service notices could not be read.", tenant=source.tenant.label,
                       error=str(exc), hint="grant ServiceHealth.Read.All and ServiceMessage.Read.All")
             except Exception as exc:  # noqa: BLE001 - one tenant's failure must not end the others' notices
-                await service.task_failed(f"notices:{source.tenant.label}", exc)
-        await service._sleep(service.cfg.service.notices_interval.total_seconds())
+                await task_failed(f"notices:{source.tenant.label}", exc)
+        await pace.sleep(interval)

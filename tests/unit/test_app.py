@@ -1,0 +1,137 @@
+"""The composition root: each shared resource is opened once, on first use, and everything opened is
+closed once, in reverse order, even when one close fails."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent import app
+from agent.app import Runtime
+from agent.config import Config, Credential, LocalStoreConfig, TenantConfig
+from agent.errors import ConfigError, StoreError
+
+TENANT = "00000000-0000-0000-0000-000000000001"
+
+
+class Recorder:
+    """What was opened and closed, in order."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+        self.closed: list[str] = []
+        self.failing: set[str] = set()
+
+    def close(self, name: str) -> None:
+        self.closed.append(name)
+        if name in self.failing:
+            raise StoreError(f"{name}: cannot close")
+
+
+class FakeHttp:
+    def __init__(self, rec: Recorder, cfg: Any, observe: Any = None) -> None:
+        self.rec, self.observe = rec, observe
+
+    async def __aenter__(self) -> FakeHttp:
+        self.rec.opened.append("http")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.rec.close("http")
+
+
+class FakePart:
+    def __init__(self, rec: Recorder, name: str) -> None:
+        self.rec, self.name = rec, name
+        rec.opened.append(name)
+
+    async def aclose(self) -> None:
+        self.rec.close(self.name)
+
+
+@pytest.fixture
+def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    rec = Recorder()
+    monkeypatch.setattr(app, "HttpClient", lambda cfg, observe=None: FakeHttp(rec, cfg, observe))
+    monkeypatch.setattr(app, "open_store", lambda cfg: FakePart(rec, "store"))
+    monkeypatch.setattr(app, "open_siem", lambda siem_cfg, cfg, http: FakePart(rec, "siem"))
+    return rec
+
+
+def _cfg(tmp_path: Path, siem: bool = True) -> Config:
+    (tmp_path / "key").write_text("k")
+    tenant = TenantConfig(id=TENANT, client_id="c", credential=Credential(), streams=("graph.directory_audits",))
+    return Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"),
+                  siem={"type": "elastic", "url": "https://127.0.0.1:9", "api_key_file": str(tmp_path / "key")}
+                  if siem else None)
+
+
+async def test_each_part_opens_once_and_everything_closes_in_reverse_order(tmp_path: Path, rec: Recorder) -> None:
+    cfg = _cfg(tmp_path)
+    async with Runtime.open(cfg) as rt:
+        assert rec.opened == ["http"], "the store and the SIEM open on first use"
+        assert rt.store is rt.store and rt.archive is rt.archive and rt.archive.store is rt.store
+        assert rt.siem is rt.siem and rt.siem_config is not None and rt.siem_config.type == "elastic"
+        tenant = cfg.tenants[0]
+        assert rt.tokens(tenant) is rt.tokens(tenant), "one token provider (one msal cache) per tenant and resource"
+        assert rt.tokens(tenant, "https://manage.office.com") is not rt.tokens(tenant)
+        assert rt.tokens(tenant).scopes == [f"{tenant.endpoints.graph}/.default"]
+        assert rec.opened == ["http", "store", "siem"]
+        assert rec.closed == []
+    assert rec.closed == ["siem", "store", "http"]
+
+
+async def test_a_failing_close_does_not_keep_the_others_open(tmp_path: Path, rec: Recorder) -> None:
+    rec.failing = {"store"}
+    with pytest.raises(StoreError, match="store: cannot close"):
+        async with Runtime.open(_cfg(tmp_path)) as rt:
+            assert rt.store is not None and rt.siem is not None
+    assert rec.closed == ["siem", "store", "http"], "the SIEM before, the HTTP client after, each once"
+
+
+async def test_an_error_inside_closes_everything_and_propagates(tmp_path: Path, rec: Recorder) -> None:
+    with pytest.raises(KeyError):
+        async with Runtime.open(_cfg(tmp_path)) as rt:
+            assert rt.store is not None
+            raise KeyError("a bug in the command")
+    assert rec.closed == ["store", "http"], "only what was opened is closed"
+
+
+async def test_no_siem_table_means_no_siem_and_a_siem_that_cannot_open_is_not_kept(
+        tmp_path: Path, rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Runtime.open(_cfg(tmp_path, siem=False)) as rt:
+        assert rt.siem is None and rt.siem_config is None
+    assert rec.closed == ["http"]
+
+    attempts: list[int] = []
+
+    def refuse(*_: object) -> None:
+        attempts.append(1)
+        raise ConfigError("siem: Sentinel needs a [[tenants]] entry")
+
+    monkeypatch.setattr(app, "open_siem", refuse)
+    rec.closed.clear()
+    async with Runtime.open(_cfg(tmp_path)) as rt:
+        for _ in range(2):  # raised where the SIEM is needed, each time; nothing half-open is kept
+            with pytest.raises(ConfigError):
+                _ = rt.siem
+    assert attempts == [1, 1] and rec.closed == ["http"]
+
+
+async def test_the_real_parts_open_and_close(tmp_path: Path) -> None:
+    """Without fakes: the HTTP client is usable inside and closed after; the store is a real one."""
+    cfg = _cfg(tmp_path, siem=False)
+    async with Runtime.open(cfg) as rt:
+        await rt.archive.write(TENANT, "graph.directory_audits", [
+            {"id": "a", "activityDateTime": "2026-03-01T10:00:00Z"}])
+        http = rt.http
+        assert [p async for p in _partitions(rt)]
+    with pytest.raises(RuntimeError, match="outside"):
+        await http.request("GET", "https://127.0.0.1:9/")
+
+
+async def _partitions(rt: Runtime) -> Any:
+    for part in await rt.archive.partitions(TENANT, "graph.directory_audits"):
+        yield part

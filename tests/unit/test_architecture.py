@@ -1,0 +1,135 @@
+"""Architecture rules turned into tests: `agent/` has no import cycle.
+
+Every import statement counts (module level, inside functions, under `if TYPE_CHECKING:`): a cycle
+hidden behind a function import is still two modules that cannot be understood, tested or moved
+apart. The graph is built from the AST, so nothing is imported to check it.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+AGENT = Path(__file__).resolve().parents[2] / "agent"
+
+
+def modules(root: Path) -> dict[str, tuple[Path, bool]]:
+    """Dotted module name -> (file, is a package), for every .py file under the package `root`."""
+    found = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = list(path.relative_to(root.parent).with_suffix("").parts)
+        package = parts[-1] == "__init__"
+        found[".".join(parts[:-1] if package else parts)] = (path, package)
+    return found
+
+
+def _targets(node: ast.Import | ast.ImportFrom, name: str, package: bool, known: set[str]) -> set[str]:
+    """The modules of `known` that one import statement in module `name` names."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names if a.name in known}
+    if node.level:  # relative: resolved against the importing module's package
+        base = name.split(".") if package else name.split(".")[:-1]
+        base = base[:len(base) - node.level + 1]
+        source = ".".join(base + ([node.module] if node.module else []))
+    else:
+        source = node.module or ""
+    out = set()
+    for alias in node.names:
+        sub = f"{source}.{alias.name}"
+        if sub in known:  # `from pkg import mod`: an edge to the module
+            out.add(sub)
+        elif source in known:  # `from mod import name`
+            out.add(source)
+    return out
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports, from every Import/ImportFrom node."""
+    mods = modules(root)
+    known = set(mods)
+    graph: dict[str, set[str]] = {}
+    for name, (path, package) in mods.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                edges |= _targets(node, name, package, known)
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as [a, b, ..., a], or None when the graph is acyclic (depth-first, three colours)."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10 * len(graph) + 100))
+    try:
+        for start in sorted(graph):
+            if start not in state and (cycle := visit(start)) is not None:
+                return cycle
+    finally:
+        sys.setrecursionlimit(limit)
+    return None
+
+
+def assert_acyclic(root: Path) -> None:
+    cycle = find_cycle(import_graph(root))
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_agent_has_no_import_cycle() -> None:
+    graph = import_graph(AGENT)
+    assert len(graph) > 50 and graph["agent.service.supervisor"], "the graph was built from the real tree"
+    assert_acyclic(AGENT)
+
+
+def _package(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root / next(iter(files)).split("/")[0]
+
+
+@pytest.mark.parametrize(("files", "cycle"), [
+    # hidden behind TYPE_CHECKING and a function import, as service <-> reconcile schedule was
+    ({"pkg/__init__.py": "", "pkg/service.py": "def run():\n    from pkg.loops import schedule\n",
+      "pkg/loops.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.service import run\n"},
+     ["pkg.loops", "pkg.service", "pkg.loops"]),
+    # relative imports, and `from package import module`
+    ({"pkg/__init__.py": "", "pkg/sub/__init__.py": "", "pkg/sub/a.py": "from .. import b\n",
+      "pkg/b.py": "from .sub import a\n"},
+     ["pkg.b", "pkg.sub.a", "pkg.b"]),
+    # a plain `import` inside a function
+    ({"pkg/__init__.py": "import pkg.x\n", "pkg/x.py": "def f():\n    import pkg\n"},
+     ["pkg", "pkg.x", "pkg"]),
+])
+def test_a_planted_cycle_is_found_and_named(tmp_path: Path, files: dict[str, str], cycle: list[str]) -> None:
+    root = _package(tmp_path, files)
+    assert find_cycle(import_graph(root)) == cycle
+    with pytest.raises(AssertionError, match="import cycle: " + " -> ".join(cycle).replace(".", r"\.")):
+        assert_acyclic(root)
+
+
+def test_an_acyclic_package_passes_and_a_name_is_not_a_module(tmp_path: Path) -> None:
+    root = _package(tmp_path, {"pkg/__init__.py": "VALUE = 1\n", "pkg/a.py": "from pkg import VALUE\n",
+                               "pkg/b.py": "from pkg.a import VALUE\nimport json\n"})
+    assert import_graph(root) == {"pkg": set(), "pkg.a": {"pkg"}, "pkg.b": {"pkg.a"}}
+    assert_acyclic(root)
