@@ -12,6 +12,7 @@ from agent import app
 from agent.app import Runtime
 from agent.config import Config, Credential, LocalStoreConfig, TenantConfig
 from agent.errors import ConfigError, StoreError
+from agent.siem.config import parse as parse_siem
 
 TENANT = "00000000-0000-0000-0000-000000000001"
 
@@ -64,8 +65,8 @@ def _cfg(tmp_path: Path, siem: bool = True) -> Config:
     (tmp_path / "key").write_text("k")
     tenant = TenantConfig(id=TENANT, client_id="c", credential=Credential(), streams=("graph.directory_audits",))
     return Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"),
-                  siem={"type": "elastic", "url": "https://127.0.0.1:9", "api_key_file": str(tmp_path / "key")}
-                  if siem else None)
+                  siem=parse_siem({"type": "elastic", "url": "https://127.0.0.1:9",
+                                   "api_key_file": str(tmp_path / "key")}) if siem else None)
 
 
 async def test_each_part_opens_once_and_everything_closes_in_reverse_order(tmp_path: Path, rec: Recorder) -> None:

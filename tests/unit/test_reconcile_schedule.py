@@ -23,7 +23,9 @@ from agent.service.health import Health
 from agent.service.metrics import Metrics
 from agent.service.pace import Pace
 from agent.service.status import load_siem_state
-from agent.siem.config import SiemConfig, from_config
+from agent.siem.config import SiemConfig
+from agent.siem.config import parse as parse_siem
+from agent.siem.registry import from_config
 from agent.store.local import LocalStore
 from tests.service.harness import Metrics as Scraped
 
@@ -56,7 +58,8 @@ def _cfg(tmp_path: Path) -> Config:
     return Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"),
                   service=ServiceConfig(listen="127.0.0.1:0", notices=False, reconcile_lookback=timedelta(hours=6),
                                         reconcile_interval=timedelta(minutes=10)),
-                  siem={"type": "elastic", "url": "https://127.0.0.1:9", "api_key_file": str(tmp_path / "key")})
+                  siem=parse_siem({"type": "elastic", "url": "https://127.0.0.1:9",
+                                   "api_key_file": str(tmp_path / "key")}))
 
 
 def _pace(rounds: int) -> tuple[Pace, list[float]]:
