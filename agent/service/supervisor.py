@@ -35,7 +35,6 @@ from agent.http import HttpClient, Response, backoff
 from agent.logs import event, scrub
 from agent.service.alerts import Alert, Alerter
 from agent.service.metrics import CONTENT_TYPE, Metrics
-from agent.sources.management_activity.ledger import gap_key
 from agent.store import open_store
 from agent.store.base import Store
 from agent.streams import spec
@@ -289,11 +288,11 @@ class Service:
             await self.alerter.send(_failure_alert(tenant, o))
         for gap in o.new_gaps:
             await self.alerter.send(Alert(
-                "agent_gap", f"agent_gap:{o.tenant}:{o.stream}:{gap_key(gap)}",
+                "agent_gap", f"agent_gap:{o.tenant}:{o.stream}:{gap.key}",
                 "Records lost before the agent could fetch them",
-                f"{o.stream} of tenant {tenant.label}: {gap.get('reason', 'content expired before it was fetched')}. "
+                f"{o.stream} of tenant {tenant.label}: {gap.reason}. "
                 "These records exist in neither the archive nor (possibly) the SIEM.",
-                fields={"tenant": tenant.label, "stream": o.stream, **{k: str(v) for k, v in gap.items()}}))
+                fields={"tenant": tenant.label, "stream": o.stream, **{k: str(v) for k, v in gap.to_doc().items()}}))
         if not self.first_pass.is_set() and all(x.passes for x in self.health.streams.values()):
             self.first_pass.set()
 
@@ -485,15 +484,9 @@ def _failure_alert(tenant: TenantConfig, o: StreamOutcome) -> Alert:
                  fields={"tenant": tenant.label, "stream": o.stream, "error_kind": o.error_kind})
 
 
-# How long after an hour ends its volume is taken as settled: sign-ins arrive minutes late, while
-# Management Activity content typically becomes available 1-2 hours after the event (longer at times).
-SILENCE_SETTLE = {"graph": timedelta(minutes=30), "management_activity": timedelta(hours=3)}
-
-
 def settled_hour(stream: str, now: datetime) -> datetime:
     """The start of the last hour that ended at least the stream's settle time before `now`."""
-    settle = SILENCE_SETTLE.get(spec(stream).source, timedelta(minutes=30))
-    return (now - settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    return (now - spec(stream).silence_settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
 async def is_silent(archive: Archive, tenant: str, stream: str, now: datetime, ratio: float) -> bool:
