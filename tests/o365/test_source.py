@@ -366,3 +366,21 @@ async def test_a_content_uri_on_another_host_never_gets_the_token(env: Env):
     assert out.error_kind == "ApiError" and "outside the API host" in (out.error or "")
     assert "x=1" not in (out.error or "") and "test-token" not in (out.error or "")
     assert env.fake.blob_gets() == []
+
+
+async def test_a_pass_that_dies_before_its_commit_finds_the_lost_blob_again(env: Env):
+    """The run keeps a lost blob to itself until its commit (the ledger accounts it lost only then),
+    so a process killed mid-window loses no gap: the next pass finds the blob lost again."""
+    env.fake.add("fine", EXO_CT, NOW - 2 * H)
+    env.fake.add("stale", EXO_CT, NOW - 3 * H, expiration=NOW - timedelta(minutes=1))
+    found = []
+    for window in env.source.plan(EXO, None, None, None, NOW):
+        run = env.source.open(EXO, window)
+        async for _ in run.batches():
+            pass  # the records would be written here; then the process dies: no commit
+        found += run.gaps
+    assert [g.reason for g in found] == ["expired before it could be fetched"]
+    assert await env.status(EXO) == {} and await env.cursor(EXO) is None
+    out = (await env.run(EXO))[EXO]  # the next pass, as after a restart
+    assert len(out.new_gaps) == 1 and out.gaps_total == 1
+    await _assert_gap(env, "stale", "expired before it could be fetched")
