@@ -244,9 +244,10 @@ class Collector:
         """The failure, and the gaps its window had found, into the stream status (the cursor stays)."""
         try:
             status = await self.checkpoints.status(tenant.id, stream)
-            out.new_gaps += status.merge_gaps(gaps)
+            new = status.merge_gaps(gaps)
             status.failed(str(out.error), str(out.error_kind), self.clock())
             await self.checkpoints.save_status(tenant.id, stream, status)
+            out.new_gaps += new
         except AgentError as store_exc:  # e.g. disk full or S3 down: the status cannot say it, so
             # the exit code, this log line and the service's failure metric and alert must
             event(log, logging.ERROR, "Could not record the failure in the stream status; "
@@ -298,9 +299,10 @@ class Collector:
         if self.progress is not None:
             self.progress(out, window)
         status = await self.checkpoints.status(tenant.id, stream)
-        out.new_gaps += status.merge_gaps(gaps)  # merged first: a new document keeps today's key order
+        new = status.merge_gaps(gaps)  # merged first: a new document keeps the key order earlier versions wrote
         status.succeeded(self.clock(), out.cursor, stored)
         await self.checkpoints.save_status(tenant.id, stream, status)
+        out.new_gaps += new
 
     async def _fetch(self, tenant: TenantConfig, stream: str, run: WindowRun, out: StreamOutcome,
                      aside: list[Gap]) -> None:
@@ -321,7 +323,7 @@ class Collector:
             return
         result = await self.archive.write(tenant.id, stream, records)
         now = self.clock()
-        aside += [gap(stream, window, why, None, now, quarantine=key) for key, why in result.set_aside]
+        aside.extend(gap(stream, window, why, None, now, quarantine=key) for key, why in result.set_aside)
         out.stored += result.stored
         out.duplicates += result.duplicates
         out.bytes += sum(seg.size for seg in result.segments)
