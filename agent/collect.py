@@ -1,10 +1,13 @@
 """One pass of collection: for each stream, plan windows, fetch, archive, then move the cursor.
 
-The order inside a window is the product's central promise: `archive.write` returns only when
-the segments are durable, and only then does `checkpoints.advance` move the cursor (and only over a
-span contiguous with it: explicit ranges and re-collection fill holes, never jump). A window that
-fails stops its stream's pass, so the cursor never passes records that were not stored; the
-failure is written to the stream's status and the pass reports it.
+The order inside a window is the product's central promise: the source opens the window, its
+batches go to `archive.write`, which returns only when the segments are durable; only then is the
+run committed (`run.commit()` settles the source's own state and returns a `WindowResult`), and
+this module alone persists what it says: the cursor first (`checkpoints.advance`, and only over a
+span contiguous with it: explicit ranges and re-collection fill holes, never jump), then the
+stream's status with the window's gaps merged in. A window that fails stops its stream's pass, so
+the cursor never passes records that were not stored; the failure, with the gaps the window had
+found, is written to the stream's status and the pass reports it.
 """
 
 from __future__ import annotations
@@ -17,19 +20,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.archive import layout
 from agent.archive.anchors import Anchors
 from agent.archive.archive import Archive
-from agent.archive.codec import Record, format_time
+from agent.archive.codec import Record, format_time, parse_time
 from agent.archive.lease import StoreLocked, TenantLeases
 from agent.auth import TokenProvider
-from agent.checkpoint import Checkpoints
+from agent.checkpoint import Checkpoints, Gap, StoreState
 from agent.config import Config, TenantConfig
-from agent.errors import AgentError, StoreError
+from agent.errors import AgentError
 from agent.http import HttpClient, RateLimiter
 from agent.logs import event
-from agent.sources.base import Source, Window
+from agent.sources.base import Source, Window, WindowResult, WindowRun
 from agent.sources.graph.source import GraphSource
-from agent.sources.management_activity.ledger import gap, gap_key, is_open, record_gaps
+from agent.sources.management_activity.ledger import gap
 from agent.streams import spec
 
 log = logging.getLogger("agent.collect")
@@ -52,7 +56,7 @@ class StreamOutcome:
     # Agent-side gaps (a blob expired before it was fetched, a span aged past retention): the stream's
     # status holds every one on record; `new_gaps` are those this pass added (a pass that adds any fails).
     gaps_total: int = 0
-    new_gaps: list[dict[str, Any]] = field(default_factory=list)
+    new_gaps: list[Gap] = field(default_factory=list)
     manifest: str | None = None  # sha256 of the manifest chain head after this pass's writes
     quarantined_segments: int = 0  # segments found in the layout that this agent did not write
     error: str | None = None
@@ -70,6 +74,21 @@ class StreamOutcome:
                 "cursor": format_time(self.cursor) if self.cursor else None, "error": self.error,
                 "error_kind": self.error_kind, "gaps": len(self.new_gaps),
                 "gaps_total": self.gaps_total}
+
+
+class ArchiveHeld:
+    """What the archive holds of one tenant, read-only (`agent.sources.base.HeldRecords`)."""
+
+    def __init__(self, archive: Archive, tenant: str) -> None:
+        self.archive, self.tenant = archive, tenant
+
+    async def count(self, stream: str, start: datetime, end: datetime) -> int:
+        """Distinct archived ids with an event time in [start, end), from the sidecars."""
+        ids: set[str] = set()
+        for part in await self.archive.partitions(self.tenant, stream, start, end):
+            async for seg_ids, times in self.archive.partition_times(part):
+                ids.update(i for i, t in zip(seg_ids, times, strict=False) if start <= parse_time(t) < end)
+        return len(ids)
 
 
 @dataclass
@@ -119,12 +138,11 @@ class Sources:
         if kind == "graph":
             tokens = TokenProvider(tenant, tenant.endpoints.graph, self.cfg.http)
             pacer = RateLimiter(c.graph_requests_per_10s, 10.0, within=self.app_pacer(tenant.client_id))
-            return GraphSource(tenant, self.http, tokens, pacer, c, Checkpoints(self.archive.store))
+            return GraphSource(tenant, self.http, tokens, pacer, c)
         if kind == "graph_security":  # Graph's token, its own pacer (a different service and quota)
             from agent.sources.graph.security import SecuritySource, security_pacer
 
-            return SecuritySource(tenant, self.http, self.for_graph(tenant).tokens, security_pacer(), c,
-                                  Checkpoints(self.archive.store))
+            return SecuritySource(tenant, self.http, self.for_graph(tenant).tokens, security_pacer(), c)
         if kind == "management_activity":
             from agent.sources.deep_history.api import AuditSearchSource
             from agent.sources.deep_history.source import WithDeepHistory
@@ -132,13 +150,16 @@ class Sources:
 
             tokens = TokenProvider(tenant, tenant.endpoints.management, self.cfg.http)
             limiter = RateLimiter(c.management_requests_per_minute, 60.0)
-            management = ManagementActivitySource(tenant, self.http, tokens, limiter, c, self.archive)
+            ledger = StoreState(self.archive.store, layout.LEDGER_AREA, tenant.id)
+            management = ManagementActivitySource(tenant, self.http, tokens, limiter, c, ledger)
             if not c.deep_history:
                 return management
             # older than the Management API's 7 days: the audit log query API on Graph (Graph's token)
             graph = self.for_graph(tenant)
             history = AuditSearchSource(tenant, self.http, graph.tokens, self._audit_search_pacer(tenant), c)
-            return WithDeepHistory(management, history, self.archive, tenant.id, c.management_lookback)
+            provenance = StoreState(self.archive.store, layout.PROVENANCE_AREA, tenant.id)
+            return WithDeepHistory(management, history, provenance, ArchiveHeld(self.archive, tenant.id), tenant.id,
+                                   c.management_lookback)
         raise AgentError(f"no source for {kind}")
 
 
@@ -207,39 +228,36 @@ class Collector:
     async def _collect_stream(self, tenant: TenantConfig, stream: str, since: datetime | None,
                               until: datetime | None) -> StreamOutcome:
         out = StreamOutcome(tenant.id, stream)
-        before: set[str] | None = None
+        unsaved: list[Gap] = []  # gaps of a window that failed, saved with the failure
         try:
-            before = {gap_key(g) for g in await self._gaps(tenant.id, stream)}
-            await self._run(tenant, stream, since, until, out)
+            await self._run(tenant, stream, since, until, out, unsaved)
         except AgentError as exc:
             out.error, out.error_kind, out.error_type = str(exc), type(exc).__name__, type(exc)
             event(log, logging.ERROR, "Stream pass failed; its cursor stays where the archive is complete.",
                   tenant=tenant.label, stream=stream, error=str(exc), kind=out.error_kind)
-            try:
-                await self.checkpoints.update_status(tenant.id, stream, last_error=str(exc),
-                                                     last_error_kind=out.error_kind,
-                                                     last_error_at=format_time(self.clock()))
-            except StoreError as store_exc:  # e.g. disk full or S3 down: the status cannot say it, so
-                # the exit code, this log line and the service's failure metric and alert must
-                event(log, logging.ERROR, "Could not record the failure in the stream status; "
-                      "`agent status` cannot show it.", tenant=tenant.label, stream=stream, error=str(store_exc))
-        # Sources record gaps in the stream status as they find them; a pass that added any fails.
-        try:
-            if before is not None:
-                after = await self._gaps(tenant.id, stream)
-                # a gap recovered through another API (deep history) stays on record but is closed
-                out.gaps_total = sum(1 for g in after if is_open(g))
-                out.new_gaps = [g for g in after if gap_key(g) not in before and is_open(g)]
-        except StoreError as store_exc:  # e.g. S3 down: the outcome is still reported
-            event(log, logging.WARNING, "Could not read the stream status to count new gaps.",
-                  tenant=tenant.label, stream=stream, error=str(store_exc))
+            await self._save_failure(tenant, stream, out, unsaved)
+        try:  # every gap on record counts, not only this pass's (a recovered one is closed)
+            out.gaps_total = (await self.checkpoints.status(tenant.id, stream)).open_gaps
+        except AgentError as read_exc:  # e.g. S3 down: the outcome is still reported
+            event(log, logging.WARNING, "Could not read the stream status to count its gaps.",
+                  tenant=tenant.label, stream=stream, error=str(read_exc))
         return out
 
-    async def _gaps(self, tenant_id: str, stream: str) -> list[dict[str, Any]]:
-        return list((await self.checkpoints.load_status(tenant_id, stream)).get("gaps", []))
+    async def _save_failure(self, tenant: TenantConfig, stream: str, out: StreamOutcome, gaps: list[Gap]) -> None:
+        """The failure, and the gaps its window had found, into the stream status (the cursor stays)."""
+        try:
+            status = await self.checkpoints.status(tenant.id, stream)
+            new = status.merge_gaps(gaps)
+            status.failed(str(out.error), str(out.error_kind), self.clock())
+            await self.checkpoints.save_status(tenant.id, stream, status)
+            out.new_gaps += new
+        except AgentError as store_exc:  # e.g. disk full or S3 down: the status cannot say it, so
+            # the exit code, this log line and the service's failure metric and alert must
+            event(log, logging.ERROR, "Could not record the failure in the stream status; "
+                  "`agent status` cannot show it.", tenant=tenant.label, stream=stream, error=str(store_exc))
 
     async def _run(self, tenant: TenantConfig, stream: str, since: datetime | None, until: datetime | None,
-                   out: StreamOutcome) -> None:
+                   out: StreamOutcome, unsaved: list[Gap]) -> None:
         source = self.sources.for_stream(tenant, stream)
         if (tenant.id, stream) not in self._adopted:
             out.quarantined_segments = (await self.archive.adopt_orphans(tenant.id, stream)).quarantined
@@ -247,51 +265,68 @@ class Collector:
         cursor = await self.checkpoints.load(tenant.id, stream)
         out.cursor = cursor.position if cursor else None
         for window in source.plan(stream, cursor, since, until, self.clock()):
-            before = out.stored
-            await self._window(tenant, stream, source, window, out)
-            position, state = await source.window_done(stream, window)
-            if out.manifest is not None:
-                state = {**state, "manifest": out.manifest}  # pins the chain head against edits
-            self.leases.check(tenant.id)  # taken over while paused: stop before moving the cursor
-            saved = await self.checkpoints.advance(tenant.id, stream, window.covered_from, position, state)
-            if out.cursor is not None and window.covered_from > out.cursor and not out.windows:
-                event(log, logging.INFO, "This span starts after the cursor; it fills the archive and the cursor "
-                      "stays, so the next pass collects the span in between.", tenant=tenant.label,
-                      stream=stream, cursor=format_time(out.cursor), start=format_time(window.covered_from))
-            out.cursor = saved.position
-            out.windows += 1
-            if self.progress is not None:
-                self.progress(out, window)
-            await self.checkpoints.update_status(
-                tenant.id, stream, add={"records_stored": out.stored - before},
-                last_success=format_time(self.clock()), cursor=format_time(out.cursor) if out.cursor else None,
-                last_error=None)
+            await self._window(tenant, stream, source.open(stream, window), out, unsaved)
         await self.anchors.publish(self.archive.store, tenant.id, stream)  # also repairs a crash before it
         event(log, logging.INFO, "Stream pass complete.", tenant=tenant.label, stream=stream,
               windows=out.windows, fetched=out.fetched, stored=out.stored, duplicates=out.duplicates)
 
-    async def _window(self, tenant: TenantConfig, stream: str, source: Source, window: Window,
-                      out: StreamOutcome) -> None:
+    async def _window(self, tenant: TenantConfig, stream: str, run: WindowRun, out: StreamOutcome,
+                      unsaved: list[Gap]) -> None:
+        """One window: its records durable, then the run committed, then cursor, then status and gaps."""
+        window, before = run.window, out.stored
+        aside: list[Gap] = []  # records the archive set aside: named gaps, so one bad record never stalls a stream
+        try:
+            await self._fetch(tenant, stream, run, out, aside)
+            result = await run.commit()
+        except AgentError:
+            unsaved.extend([*run.gaps, *aside])
+            raise
+        try:
+            await self._commit(tenant, stream, window, result, out, [*result.gaps, *aside], out.stored - before)
+        except AgentError:  # the source has accounted for them: they must reach the status all the same
+            unsaved.extend([*result.gaps, *aside])
+            raise
+
+    async def _commit(self, tenant: TenantConfig, stream: str, window: Window, result: WindowResult,
+                      out: StreamOutcome, gaps: list[Gap], stored: int) -> None:
+        """Persist what a committed window justifies: the cursor, then the status with its gaps."""
+        state = {**result.state, "manifest": out.manifest} if out.manifest is not None else result.state
+        self.leases.check(tenant.id)  # taken over while paused: stop before moving the cursor
+        saved = await self.checkpoints.advance(tenant.id, stream, window.covered_from, result.position, state)
+        if out.cursor is not None and window.covered_from > out.cursor and not out.windows:
+            event(log, logging.INFO, "This span starts after the cursor; it fills the archive and the cursor "
+                  "stays, so the next pass collects the span in between.", tenant=tenant.label,
+                  stream=stream, cursor=format_time(out.cursor), start=format_time(window.covered_from))
+        out.cursor = saved.position
+        out.windows += 1
+        if self.progress is not None:
+            self.progress(out, window)
+        status = await self.checkpoints.status(tenant.id, stream)
+        new = status.merge_gaps(gaps)  # merged first: a new document keeps the key order earlier versions wrote
+        status.succeeded(self.clock(), out.cursor, stored)
+        await self.checkpoints.save_status(tenant.id, stream, status)
+        out.new_gaps += new
+
+    async def _fetch(self, tenant: TenantConfig, stream: str, run: WindowRun, out: StreamOutcome,
+                     aside: list[Gap]) -> None:
         buffer: list[Record] = []
-        async for batch in source.batches(stream, window):
+        async for batch in run.batches():
             out.fetched += len(batch)
             buffer.extend(batch)
             if self.progress is not None:
-                self.progress(out, window)
+                self.progress(out, run.window)
             if len(buffer) >= self.flush_at():
-                await self._flush(tenant, stream, buffer, out, window)
+                await self._flush(tenant, stream, buffer, out, run.window, aside)
                 buffer = []
-        await self._flush(tenant, stream, buffer, out, window)
+        await self._flush(tenant, stream, buffer, out, run.window, aside)
 
     async def _flush(self, tenant: TenantConfig, stream: str, records: list[Record], out: StreamOutcome,
-                     window: Window) -> None:
+                     window: Window, aside: list[Gap]) -> None:
         if not records:
             return
         result = await self.archive.write(tenant.id, stream, records)
-        if result.set_aside:  # kept, but not as records: named gaps, so one bad record never stalls a stream
-            now = self.clock()
-            await record_gaps(self.checkpoints, tenant.id, stream,
-                              [gap(stream, window, why, None, now, quarantine=key) for key, why in result.set_aside])
+        now = self.clock()
+        aside.extend(gap(stream, window, why, None, now, quarantine=key) for key, why in result.set_aside)
         out.stored += result.stored
         out.duplicates += result.duplicates
         out.bytes += sum(seg.size for seg in result.segments)

@@ -6,7 +6,24 @@ Every other module asks this one; a stream's facts are written down exactly once
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
+
+# How long each API keeps records, so how far back a span can be fetched again (a re-collection
+# older than this finds nothing, and a span the cursor promised that ages past it is a gap).
+# Entra ID keeps audit and sign-in logs 30 days with P1/P2 ("Microsoft Entra data retention").
+GRAPH_RETENTION: Final = timedelta(days=30)
+# Microsoft 365 records: 180 days through the audit log query API behind the Management API's 7
+# (deep history, docs/management-activity.md; with `deep_history = false` or in a national cloud a
+# re-collection past 7 days finds nothing, and says so).
+MANAGEMENT_RETENTION: Final = timedelta(days=180)
+# Defender XDR keeps alerts and incidents 180 days ("Data storage and privacy", Microsoft Defender XDR).
+SECURITY_RETENTION: Final = timedelta(days=180)
+# How long after an hour ends its volume is taken as settled (silence checks): sign-ins arrive
+# minutes late, while Management Activity content typically becomes available 1-2 hours after the
+# event (longer at times).
+GRAPH_SETTLE: Final = timedelta(minutes=30)
+MANAGEMENT_SETTLE: Final = timedelta(hours=3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +41,8 @@ class StreamSpec:
     # Versioned streams (Defender alerts and incidents change after creation): the field whose value
     # tells one version of a record from the next. The archive's record id is then the version key.
     version_field: str = ""
+    retention: timedelta = GRAPH_RETENTION  # how far back the API serves the stream's records
+    silence_settle: timedelta = GRAPH_SETTLE  # how late an hour's records may still arrive
 
     def key(self, rec: Any) -> Any:
         """The archive's record id (contract 3) of a record as the API returned it.
@@ -52,6 +71,12 @@ class StreamSpec:
 
 _GRAPH_SIGNINS = "auditLogs/signIns"
 
+
+def _management(name: str, content_type: str) -> StreamSpec:
+    """A Management Activity stream: one content type, the API's `Id` and `CreationTime`."""
+    return StreamSpec(name, "management_activity", "Id", "CreationTime", content_type=content_type,
+                      retention=MANAGEMENT_RETENTION, silence_settle=MANAGEMENT_SETTLE)
+
 STREAMS: Final[dict[str, StreamSpec]] = {
     s.name: s
     for s in (
@@ -65,21 +90,19 @@ STREAMS: Final[dict[str, StreamSpec]] = {
                    _GRAPH_SIGNINS, "beta", "managedIdentity"),
         StreamSpec("graph.directory_audits", "graph", "id", "activityDateTime", "auditLogs/directoryAudits"),
         StreamSpec("graph.provisioning", "graph", "id", "activityDateTime", "auditLogs/provisioning"),
-        StreamSpec("o365.azure_active_directory", "management_activity", "Id", "CreationTime",
-                   content_type="Audit.AzureActiveDirectory"),
-        StreamSpec("o365.exchange", "management_activity", "Id", "CreationTime", content_type="Audit.Exchange"),
-        StreamSpec("o365.sharepoint", "management_activity", "Id", "CreationTime",
-                   content_type="Audit.SharePoint"),
-        StreamSpec("o365.general", "management_activity", "Id", "CreationTime", content_type="Audit.General"),
-        StreamSpec("o365.dlp_all", "management_activity", "Id", "CreationTime", content_type="DLP.All"),
+        _management("o365.azure_active_directory", "Audit.AzureActiveDirectory"),
+        _management("o365.exchange", "Audit.Exchange"),
+        _management("o365.sharepoint", "Audit.SharePoint"),
+        _management("o365.general", "Audit.General"),
+        _management("o365.dlp_all", "DLP.All"),
         # Not a log stream: Microsoft's service notices, archived so the team can see what Microsoft said when.
         # Defender alerts and incidents (Graph security API, v1.0): versioned by lastUpdateDateTime, which
         # is also the event time, so each version lands in the partition of its update and the cursor
         # follows updates (a `$filter` on lastUpdateDateTime returns alerts changed in a window).
         StreamSpec("graph.security_alerts", "graph_security", "id", "lastUpdateDateTime", "security/alerts_v2",
-                   version_field="lastUpdateDateTime"),
+                   version_field="lastUpdateDateTime", retention=SECURITY_RETENTION),
         StreamSpec("graph.security_incidents", "graph_security", "id", "lastUpdateDateTime", "security/incidents",
-                   version_field="lastUpdateDateTime"),
+                   version_field="lastUpdateDateTime", retention=SECURITY_RETENTION),
         StreamSpec("graph.service_announcements", "service_notices", "id", "lastModifiedDateTime",
                    "admin/serviceAnnouncement"),
     )

@@ -252,23 +252,39 @@ def parse_lease_key(key: str) -> tuple[int, str] | None:
 
 
 # ------------------------------------------------------------------------------------- ledgers
+def state_key(area: str, tenant: str, stream: str, name: str) -> str:
+    """Where a source keeps its own state of one stream (its ledger, its provenance notes):
+    `_meta/<area>/tenant=<t>/stream=<s>/<name>`; the ledger and provenance keys below are instances."""
+    return f"{META}/{area}/tenant={tenant}/stream={stream}/{name}"
+
+
+LEDGER_AREA = "ledger"  # the Management API window ledger of a stream
+PROVENANCE_AREA = "provenance"  # how each deep-history window was served
+LEDGER_FETCHED_NAME = "fetched.json"  # the content blobs already fetched
+
+
 def ledger_prefix(tenant: str, stream: str) -> str:
     """`_meta/ledger/tenant=<t>/stream=<s>/`: the Management API window ledger of a stream."""
-    return f"{META}/ledger/tenant={tenant}/stream={stream}/"
+    return state_key(LEDGER_AREA, tenant, stream, "")
 
 
 def _compact(dt: datetime) -> str:
     return dt.strftime("%Y%m%dT%H%M%SZ")  # no ':' so the key is a valid file name everywhere
 
 
+def ledger_window_name(start: datetime, end: datetime) -> str:
+    """`<start>_<end>.json` (compact UTC times): one listed window, within the stream's ledger."""
+    return f"{_compact(start)}_{_compact(end)}.json"
+
+
 def ledger_window_key(tenant: str, stream: str, start: datetime, end: datetime) -> str:
-    """`<ledger_prefix>/<start>_<end>.json` (compact UTC times): one listed window."""
-    return f"{ledger_prefix(tenant, stream)}{_compact(start)}_{_compact(end)}.json"
+    """`<ledger_prefix>/<start>_<end>.json`: one listed window."""
+    return state_key(LEDGER_AREA, tenant, stream, ledger_window_name(start, end))
 
 
 def ledger_fetched_key(tenant: str, stream: str) -> str:
     """`<ledger_prefix>/fetched.json`: the content blobs already fetched."""
-    return f"{ledger_prefix(tenant, stream)}fetched.json"
+    return state_key(LEDGER_AREA, tenant, stream, LEDGER_FETCHED_NAME)
 
 
 def backfill_ledger_prefix(target: str, tenant: str, stream: str) -> str:
@@ -281,10 +297,15 @@ def backfill_batch_key(target: str, tenant: str, stream: str, batch: str) -> str
     return f"{backfill_ledger_prefix(target, tenant, stream)}{batch}.json"
 
 
+def provenance_name(start: str, end: str) -> str:
+    """`<start>_<end>.json`: a deep-history window's provenance object; `start`/`end` are RFC 3339
+    times, written without ':' (a valid file name everywhere)."""
+    return f"{start.replace(':', '')}_{end.replace(':', '')}.json"
+
+
 def provenance_key(tenant: str, stream: str, start: str, end: str) -> str:
-    """`_meta/provenance/tenant=<t>/stream=<s>/<start>_<end>.json`: how a deep-history window was
-    served; `start`/`end` are RFC 3339 times, written without ':' (a valid file name everywhere)."""
-    return f"{META}/provenance/tenant={tenant}/stream={stream}/{start.replace(':', '')}_{end.replace(':', '')}.json"
+    """`_meta/provenance/tenant=<t>/stream=<s>/<start>_<end>.json`: how a deep-history window was served."""
+    return state_key(PROVENANCE_AREA, tenant, stream, provenance_name(start, end))
 
 
 # --------------------------------------------------------------------------- alerts and probes

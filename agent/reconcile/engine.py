@@ -33,10 +33,6 @@ log = logging.getLogger("agent.reconcile")
 # Recollect(tenant, stream, start, end): fetch that window from the API again into the archive.
 Recollect = Callable[[str, str, datetime, datetime], Awaitable[object]]
 Progress = Callable[[int, int, str], None]
-# How long records can be fetched again: Graph keeps 30 days (P1/P2); Microsoft 365 records 180 days
-# through the audit log query API behind the Management API's 7 (deep history, docs/management-activity.md;
-# with `deep_history = false` or in a national cloud a re-collection past 7 days finds nothing, and says so).
-RETENTION = {"graph": timedelta(days=30), "management_activity": timedelta(days=180)}
 CONFIRM_CHUNK = 2000  # ids per lookup query (~80 KB of KQL)
 
 
@@ -291,7 +287,7 @@ def _unverified(sr: StreamReport, start: int, end: int, exc: Exception, why: str
 async def _recollect(run: StreamRun, recollect: Recollect, now: datetime) -> bool:
     """Fetch buckets with archive holes again from the API if it still keeps them; True if it tried."""
     sr = run.report
-    oldest = _us(now - RETENTION[spec(sr.stream).source])
+    oldest = _us(now - spec(sr.stream).retention)  # how long the API can be asked again
     holes = {run.hole_at[i] for i in sr.missing_in_agent if i in run.hole_at}
     late = {b for b in holes if b < oldest}
     if late:

@@ -98,13 +98,9 @@ async def check(archive: Any, tenant: str, stream: str, hour: datetime, ratio: f
 
 # How long after an hour ends its volume is taken as settled: sign-ins arrive minutes late, while
 # Management Activity content typically becomes available 1-2 hours after the event (longer at times).
-SILENCE_SETTLE = {"graph": timedelta(minutes=30), "management_activity": timedelta(hours=3)}
-
-
 def settled_hour(stream: str, now: datetime) -> datetime:
     """The start of the last hour that ended at least the stream's settle time before `now`."""
-    settle = SILENCE_SETTLE.get(spec(stream).source, timedelta(minutes=30))
-    return (now - settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    return (now - spec(stream).silence_settle).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
 
 
 async def is_silent(archive: Any, tenant: str, stream: str, now: datetime, ratio: float) -> bool:

@@ -40,7 +40,6 @@ from agent.service.systemd import EXIT_MARGIN, exit_guard, sd_notify, watchdog
 from agent.siem.base import Siem
 from agent.siem.config import SiemConfig
 from agent.sources.graph.notices import notices_loop
-from agent.sources.management_activity.ledger import gap_key
 from agent.store.base import Store
 from agent.triangulate.engine import pairs_for
 from agent.triangulate.schedule import triangulate_loop
@@ -276,11 +275,11 @@ class Service:
             await self.alerter.send(_failure_alert(tenant, o))
         for gap in o.new_gaps:
             await self.alerter.send(Alert(
-                "agent_gap", f"agent_gap:{o.tenant}:{o.stream}:{gap_key(gap)}",
+                "agent_gap", f"agent_gap:{o.tenant}:{o.stream}:{gap.key}",
                 "Records lost before the agent could fetch them",
-                f"{o.stream} of tenant {tenant.label}: {gap.get('reason', 'content expired before it was fetched')}. "
+                f"{o.stream} of tenant {tenant.label}: {gap.reason}. "
                 "These records exist in neither the archive nor (possibly) the SIEM.",
-                fields={"tenant": tenant.label, "stream": o.stream, **{k: str(v) for k, v in gap.items()}}))
+                fields={"tenant": tenant.label, "stream": o.stream, **{k: str(v) for k, v in gap.to_doc().items()}}))
         if not self.first_pass.is_set() and all(x.passes for x in self.health.streams.values()):
             self.first_pass.set()
 

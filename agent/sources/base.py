@@ -1,5 +1,13 @@
 """The Source protocol and the time-window arithmetic every source shares.
 
+Collection state flows one way. A source plans windows; for each, `run = source.open(stream,
+window)`; the collector iterates `run.batches()` and writes them to the archive; once they are
+durable, `await run.commit()` returns a `WindowResult` (the cursor position the window justifies,
+its state, the gaps it found), and the collector alone persists cursor, status and gaps, in that
+order. A source never holds the archive or the checkpoints: it keeps its own state (a ledger)
+through a `StateStore` and reads what the archive holds through `HeldRecords`, both namespaced
+to its tenant.
+
 Window functions are pure and take `now` as an argument, so tests pin the clock instead of
 sleeping (the Beats o365audit pattern).
 """
@@ -15,7 +23,7 @@ from typing import Any, Protocol
 from agent import json_exact
 from agent.archive.archive import Unreadable
 from agent.archive.codec import Record, format_time
-from agent.checkpoint import Cursor
+from agent.checkpoint import Cursor, Gap
 from agent.errors import TransientApiError
 
 
@@ -116,6 +124,43 @@ def salvage(body: bytes, records_key: str | None, where: str) -> tuple[dict[str,
     return doc, records
 
 
+@dataclass(frozen=True, slots=True)
+class WindowResult:
+    """What a committed window justifies: the cursor `position` (with `state`, source-specific
+    extras saved in the checkpoint) and the `gaps` it found, for the collector to persist."""
+
+    position: datetime
+    state: dict[str, Any] = field(default_factory=dict)
+    gaps: tuple[Gap, ...] = ()
+
+
+class WindowRun(Protocol):
+    """**Protocol:** one window of one stream, opened by its source.
+
+    `batches` is iterated once, to the end; `commit` is called only after every batch is durable
+    in the archive, and only once. A run that fails on the way (an AgentError from `batches` or
+    `commit`) is not committed: the collector then persists `gaps`, those found so far, with the
+    failure, since a source may already have accounted for them in its own state.
+    """
+
+    @property
+    def window(self) -> Window: ...
+
+    @property
+    def gaps(self) -> Sequence[Gap]:
+        """Gaps found so far in this window."""
+        ...
+
+    def batches(self) -> AsyncIterator[Sequence[Record]]:
+        """Records of the window, in batches; raises AgentError if the window cannot be completed."""
+        ...
+
+    async def commit(self) -> WindowResult:
+        """After the window's records are durable: settle the source's own state and say what the
+        window justifies."""
+        ...
+
+
 class Source(Protocol):
     """**Protocol:** one API of one tenant, for the streams it serves."""
 
@@ -124,10 +169,30 @@ class Source(Protocol):
         """The windows one pass must fetch, oldest first."""
         ...
 
-    def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
-        """Records of a window, in batches; raises AgentError if the window cannot be completed."""
+    def open(self, stream: str, window: Window) -> WindowRun:
+        """A run over one planned window (nothing is requested until its batches are iterated)."""
         ...
 
-    async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
-        """After the window's records are durable: the cursor position (and state) it justifies."""
+
+class StateStore(Protocol):
+    """**Protocol:** a source's own durable state for one tenant, by stream and object name.
+
+    The collector gives each source one, in a namespace of its own beside the archive; a put is
+    durable when it returns (the store's contract), and it raises StoreError otherwise.
+    """
+
+    async def get(self, stream: str, name: str) -> bytes | None:
+        """The object's bytes, or None if it was never written."""
+        ...
+
+    async def put(self, stream: str, name: str, data: bytes) -> None:
+        """Write (or overwrite) the object."""
+        ...
+
+
+class HeldRecords(Protocol):
+    """**Protocol:** what the archive holds of one tenant, read-only."""
+
+    async def count(self, stream: str, start: datetime, end: datetime) -> int:
+        """Distinct archived record ids with an event time in [start, end)."""
         ...

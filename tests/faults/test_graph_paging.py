@@ -164,7 +164,7 @@ async def test_a_page_whose_structure_is_broken_is_kept_whole_and_its_window_nam
     http = ScriptedHttp(lambda url: (200, page(["a"], f"{BASE}/p2") if url == "FIRST" else broken, {}))
     out, collector, records = await collect(tmp_path, http)
     assert out.error is None and len(out.new_gaps) == 1 and [r["id"] for r in records] == ["a"]
-    [g] = out.new_gaps
+    [g] = [x.to_doc() for x in out.new_gaps]
     assert "remaining pages could not be followed" in g["reason"] and g["window"]["start"] == "2026-03-10T08:00:00Z"
     assert zstandard.ZstdDecompressor().decompress(await collector.archive.store.get(g["quarantine"])) == broken
 
@@ -175,7 +175,7 @@ async def test_page_entries_that_are_not_objects_are_set_aside(tmp_path: Path,
     out, _, records = await collect(tmp_path, ScriptedHttp(lambda url: (200, body, {})))
     assert out.error is None and len(out.new_gaps) == 2
     assert [r["id"] for r in records] == ["a"]
-    reasons = sorted(g["reason"] for g in out.new_gaps)
+    reasons = sorted(g.reason for g in out.new_gaps)
     assert "a int where a record" in reasons[0] and "a str where a record" in reasons[1]
     outcome("graph.non_object_record", GAP)
 
@@ -187,7 +187,7 @@ async def test_records_past_year_9999_or_without_an_id_are_named_in_the_status(t
     out, collector, records = await collect(tmp_path, ScriptedHttp(lambda url: (200, body, {})))
     assert [r["id"] for r in records] == ["a"]
     gaps = (await collector.checkpoints.load_status(TENANT, STREAM))["gaps"]
-    assert out.new_gaps == gaps and len(gaps) == 2
+    assert [g.to_doc() for g in out.new_gaps] == gaps and len(gaps) == 2
     assert all("without a usable id or activityDateTime" in g["reason"] for g in gaps)
     kept = [r for g in gaps async for r in _quarantined(collector.archive, g["quarantine"])]
     assert sorted(str(r.get("id")) for r in kept) == ["None", "far"]

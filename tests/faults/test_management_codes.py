@@ -110,7 +110,7 @@ async def test_af20024_on_start_counts_as_enabled(env: Env, outcome: Callable[[s
 
 
 async def test_af20030_from_a_server_clock_ahead_is_relisted(env: Env, outcome: Callable[[str, str], None]) -> None:
-    await env.source._ensure_subscription(EXO_CT, EXO)  # learned while the clocks agreed
+    await env.source.client.ensure_subscription(EXO_CT, EXO)  # learned while the clocks agreed
     env.fake.skew = timedelta(minutes=10)  # then the API's clock runs 10 min ahead of ours
     env.fake.add("edge", EXO_CT, NOW - timedelta(hours=167, minutes=40))
     env.fake.add("a", EXO_CT, NOW - 2 * H)
@@ -123,7 +123,7 @@ async def test_af20030_from_a_server_clock_ahead_is_relisted(env: Env, outcome: 
 
 
 async def test_af20055_with_a_skewed_date_is_relisted(env: Env, outcome: Callable[[str, str], None]) -> None:
-    await env.source._ensure_subscription(EXO_CT, EXO)
+    await env.source.client.ensure_subscription(EXO_CT, EXO)
     env.fake.skew = -timedelta(minutes=10)
     env.fake.fail("content", 400, "AF20055")
     env.fake.add("a", EXO_CT, NOW - 2 * H)

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from agent.archive.archive import Archive
 from agent.archive.codec import format_time
+from agent.checkpoint import StoreState
 from agent.collect import Collector, StreamOutcome
 from agent.config import CollectionConfig, Config, Credential, Endpoints, HttpConfig, LocalStoreConfig, TenantConfig
 from agent.http import HttpClient, RateLimiter
@@ -377,7 +378,8 @@ async def env(fake: FakeManagementApi, ca: tuple[trustme.CA, Path], tmp_path: Pa
         await asyncio.sleep(0)
 
     async with HttpClient(HttpConfig(ca_file=ca[1])) as http:
-        source = ManagementActivitySource(tenant, http, tokens, limiter, cfg, archive,  # type: ignore[arg-type]
+        source = ManagementActivitySource(tenant, http, tokens, limiter, cfg,  # type: ignore[arg-type]
+                                          StoreState(store, "ledger", TENANT),
                                           clock=clock, sleep=fast_sleep, throttle_wait=0.01)
         config = Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"), collection=cfg)
         collector = Collector(config, archive, http, clock=clock)

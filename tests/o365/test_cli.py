@@ -10,6 +10,7 @@ import orjson
 import pytest
 import trustme
 
+from agent.checkpoint import StoreState
 from agent.cli import main as cli
 from agent.cli.collect import cmd_collect
 from agent.cli.common import EXIT_FAILURE, EXIT_OK
@@ -57,7 +58,8 @@ def patched(monkeypatch: pytest.MonkeyPatch) -> None:
         c = self.cfg.collection
         limiter = RateLimiter(c.management_requests_per_minute, 60.0)
         tokens: Any = FakeTokens()
-        return ManagementActivitySource(tenant, self.http, tokens, limiter, c, self.archive, throttle_wait=0.01)
+        ledger = StoreState(self.archive.store, "ledger", tenant.id)
+        return ManagementActivitySource(tenant, self.http, tokens, limiter, c, ledger, throttle_wait=0.01)
 
     monkeypatch.setattr(Sources, "_build", build)
     monkeypatch.setattr("agent.logs.setup", lambda *a, **k: None)  # keep pytest's log capture intact

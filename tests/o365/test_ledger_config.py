@@ -8,12 +8,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from agent.checkpoint import Checkpoints
+from agent.checkpoint import Checkpoints, Gap, StoreState
 from agent.config import parse
 from agent.errors import ConfigError
 from agent.sources.base import Window
 from agent.sources.management_activity.api import Content
-from agent.sources.management_activity.ledger import LOST, StreamLedger, gap, record_gaps
+from agent.sources.management_activity.ledger import LOST, StreamLedger, gap
 from agent.store.local import LocalStore
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -25,14 +25,23 @@ def content(cid: str, created: datetime) -> Content:
 
 async def test_fetched_set_survives_restarts_and_drops_entries_a_day_after_expiry(tmp_path: Path):
     store = LocalStore(tmp_path)
-    ledger = await StreamLedger(store, "t", "o365.exchange").load()
+    state = StoreState(store, "ledger", "t")
+    ledger = await StreamLedger(state, "t", "o365.exchange").load()
     await ledger.commit([(content("old", NOW - timedelta(days=8, hours=1)), "fetched"),
                          (content("recent", NOW - timedelta(days=6)), "fetched")], NOW)
-    again = await StreamLedger(store, "t", "o365.exchange").load()
+    again = await StreamLedger(state, "t", "o365.exchange").load()
     assert again.is_accounted("recent") and not again.is_accounted("old")
     await again.commit([(content("lost", NOW - timedelta(days=7, hours=1)), LOST)], NOW)
     doc = orjson.loads(await store.get("_meta/ledger/tenant=t/stream=o365.exchange/fetched.json"))
     assert doc["content"]["lost"]["state"] == LOST
+
+
+async def record_gaps(cps: Checkpoints, tenant: str, stream: str, gaps: list[Gap]) -> int:
+    """Merge gaps into the stream status as the collector does; how many were new."""
+    status = await cps.status(tenant, stream)
+    new = status.merge_gaps(gaps)
+    await cps.save_status(tenant, stream, status)
+    return len(new)
 
 
 async def test_gaps_merge_into_status_once_per_blob(tmp_path: Path):

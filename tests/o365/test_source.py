@@ -46,7 +46,7 @@ async def test_paging_follows_next_page_links_and_processes_in_sorted_order(env:
         env.fake.add(f"blob{i}", EXO_CT, NOW - 3 * H + i * timedelta(minutes=7), n=1)
     window = Window(NOW - 4 * H, NOW)
     env.source.plan(EXO, None, None, None, NOW)
-    order = [batch[0]["Id"] async for batch in env.source.batches(EXO, window)]
+    order = [batch[0]["Id"] async for batch in env.source.open(EXO, window).batches()]
     assert order == [f"blob{i}-r0" for i in range(5)]  # contentCreated, then contentId
     pages = [r for r in env.fake.requests if r.path.endswith("/subscriptions/content")]
     assert len(pages) == 3 and [("nextPage" in p.query) for p in pages] == [False, True, True]
@@ -230,7 +230,7 @@ async def test_blob_entries_that_are_not_objects_are_set_aside_and_the_rest_stor
     blob.records.insert(1, [1, 2, 3])  # type: ignore[arg-type]
     outcome = (await env.run(EXO))[EXO]
     assert outcome.error is None and len(outcome.new_gaps) == 1
-    assert "list where a record" in outcome.new_gaps[0]["reason"]
+    assert "list where a record" in outcome.new_gaps[0].reason
     assert sorted(r["Id"] for r in await env.records(EXO)) == ["mixed-r0", "mixed-r1"]
 
 
@@ -307,11 +307,11 @@ async def test_clock_skew_learned_from_any_date_header_shifts_windows(env: Env, 
 
 
 async def test_af20030_from_clock_skew_is_retried_on_the_servers_clock(env: Env):
-    await env.source._ensure_subscription(EXO_CT, EXO)  # learned with clocks in step
+    await env.source.client.ensure_subscription(EXO_CT, EXO)  # learned with clocks in step
     env.fake.skew = timedelta(minutes=30)  # then our clock falls behind
     env.fake.add("recent", EXO_CT, NOW - timedelta(hours=167, minutes=10))
     window = env.source.plan(EXO, None, None, None, NOW)[0]
-    got = [batch[0]["Id"] async for batch in env.source.batches(EXO, window)]
+    got = [batch[0]["Id"] async for batch in env.source.open(EXO, window).batches()]
     assert got == ["recent-r0"]
     first, second = [r.query["startTime"] for r in env.fake.requests if r.path.endswith("/content")]
     # Refused (AF20030: start older than 7 days by the API's clock), then re-sent 30 min later.
@@ -326,7 +326,7 @@ async def test_stale_next_page_is_relisted_from_a_fresh_clamped_window(env: Env)
     # Following the link is slow: by then the window's original start is older than 7 days.
     env.fake.on_next_page = lambda: env.clock.advance(timedelta(minutes=10)) if env.clock() == NOW else None
     window = env.source.plan(EXO, None, None, None, NOW)[0]
-    got = [batch[0]["Id"] async for batch in env.source.batches(EXO, window)]
+    got = [batch[0]["Id"] async for batch in env.source.open(EXO, window).batches()]
     assert got == ["edge1-r0", "edge2-r0"]
     firsts = [r.query["startTime"] for r in env.fake.requests
               if r.path.endswith("/content") and "nextPage" not in r.query]
@@ -351,7 +351,8 @@ async def test_an_old_cursor_records_a_retention_gap_whatever_since_says(env: En
     await env.collector.checkpoints.save(TENANT, EXO, old)
     env.fake.add("a", EXO_CT, NOW - 2 * H)
     [out] = await env.collector.collect([EXO], since=NOW - 3 * H)
-    [g] = out.new_gaps  # the span the cursor promised and the API no longer lists is named at once
+    # the span the cursor promised and the API no longer lists is named at once
+    [g] = [x.to_doc() for x in out.new_gaps]
     assert g["reason"].startswith("retention") and g["window"]["start"] == "2026-03-01T12:00:00Z"
     assert out.cursor == old  # [7-day edge, since) was not collected: the cursor stays
     again = (await env.run(EXO))[EXO]
@@ -365,3 +366,21 @@ async def test_a_content_uri_on_another_host_never_gets_the_token(env: Env):
     assert out.error_kind == "ApiError" and "outside the API host" in (out.error or "")
     assert "x=1" not in (out.error or "") and "test-token" not in (out.error or "")
     assert env.fake.blob_gets() == []
+
+
+async def test_a_pass_that_dies_before_its_commit_finds_the_lost_blob_again(env: Env):
+    """The run keeps a lost blob to itself until its commit (the ledger accounts it lost only then),
+    so a process killed mid-window loses no gap: the next pass finds the blob lost again."""
+    env.fake.add("fine", EXO_CT, NOW - 2 * H)
+    env.fake.add("stale", EXO_CT, NOW - 3 * H, expiration=NOW - timedelta(minutes=1))
+    found = []
+    for window in env.source.plan(EXO, None, None, None, NOW):
+        run = env.source.open(EXO, window)
+        async for _ in run.batches():
+            pass  # the records would be written here; then the process dies: no commit
+        found += run.gaps
+    assert [g.reason for g in found] == ["expired before it could be fetched"]
+    assert await env.status(EXO) == {} and await env.cursor(EXO) is None
+    out = (await env.run(EXO))[EXO]  # the next pass, as after a restart
+    assert len(out.new_gaps) == 1 and out.gaps_total == 1
+    await _assert_gap(env, "stale", "expired before it could be fetched")

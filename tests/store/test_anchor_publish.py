@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,7 +15,7 @@ from agent.archive.codec import Record
 from agent.checkpoint import Cursor
 from agent.collect import Collector
 from agent.config import AnchorConfig, Config, Credential, LocalStoreConfig, TenantConfig
-from agent.sources.base import Window
+from agent.sources.base import Window, WindowResult
 from agent.store.local import LocalStore
 
 TENANT = "6f1c8a2e-1111-4222-8333-944455556666"
@@ -34,11 +33,19 @@ class OneWindowSource:
              now: datetime) -> Sequence[Window]:
         return [Window(now - timedelta(hours=1), now)]
 
-    async def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
-        yield list(self.records)
+    def open(self, stream: str, window: Window) -> OneWindowRun:
+        return OneWindowRun(window, list(self.records))
 
-    async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
-        return window.end, {}
+
+class OneWindowRun:
+    def __init__(self, window: Window, records: list[Record]) -> None:
+        self.window, self.records, self.gaps = window, records, ()
+
+    async def batches(self) -> AsyncIterator[Sequence[Record]]:
+        yield self.records
+
+    async def commit(self) -> WindowResult:
+        return WindowResult(self.window.end)
 
 
 def audit(i: int) -> Record:

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -30,8 +29,8 @@ from agent.archive.layout import parse_segment_key
 from agent.collect import Collector
 from agent.config import CollectionConfig, Config, Credential, Endpoints, LocalStoreConfig, TenantConfig
 from agent.http import RateLimiter
-from agent.sources.base import Window
-from agent.sources.graph.source import GraphSource
+from agent.sources.base import Window, WindowResult
+from agent.sources.graph.source import GraphRun, GraphSource
 from agent.store.local import LocalStore
 
 TENANT = "6f1c8a2e-1111-4222-8333-944455556666"
@@ -52,6 +51,20 @@ class ApiRecord:
     visible_from: datetime  # when the API first serves it (later than `at` for a late record)
 
 
+class ModelRun(GraphRun):
+    """The real GraphRun (window accounting), killed on demand after the write, before the cursor moved."""
+
+    def __init__(self, world: CursorModel, source: GraphSource, stream: str, window: Window) -> None:
+        super().__init__(source, stream, window)
+        self.world = world
+
+    async def commit(self) -> WindowResult:
+        self.world.windows += 1
+        if self.world.kill_at_window == self.world.windows:
+            raise Killed("after the write, before the cursor moved")
+        return await super().commit()
+
+
 class ModelGraph(GraphSource):
     """The real GraphSource (planning, window accounting) over a model of the API's records."""
 
@@ -59,7 +72,10 @@ class ModelGraph(GraphSource):
         super().__init__(tenant, None, None, RateLimiter(1000, 1.0), cfg)  # type: ignore[arg-type]
         self.world = world
 
-    async def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
+    def open(self, stream: str, window: Window) -> ModelRun:
+        return ModelRun(self.world, self, stream, window)
+
+    async def pages(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
         # Graph's filter is `ge start and le end`, as list_url sends it
         found = sorted((r for r in self.world.records if r.visible_from <= self.world.now
                         and window.start <= r.at <= window.end), key=lambda r: (r.at, r.id))
@@ -68,12 +84,6 @@ class ModelGraph(GraphSource):
             if self.world.kill_at_page == self.world.pages:
                 raise Killed("mid-window")
             yield [{"id": r.id, "activityDateTime": format_time(r.at)} for r in found[i:i + PAGE]]
-
-    async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
-        self.world.windows += 1
-        if self.world.kill_at_window == self.world.windows:
-            raise Killed("after the write, before the cursor moved")
-        return await super().window_done(stream, window)
 
 
 minutes = st.integers(min_value=0, max_value=12 * 60)

@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 from agent.archive.archive import Archive
-from agent.checkpoint import Checkpoints
 from agent.collect import Collector
 from agent.config import CollectionConfig, Config, Credential, Endpoints, LocalStoreConfig, TenantConfig
 from agent.http import RateLimiter
@@ -25,14 +24,13 @@ async def test_a_cursor_past_retention_is_a_gap_whatever_since_says(tmp_path: Pa
     archive = Archive(LocalStore(tmp_path / "store"))
     config = Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path / "store"), collection=cfg)
     collector = Collector(config, archive, http, clock=lambda: NOW)  # type: ignore[arg-type]
-    source = GraphSource(tenant, http, Tokens(), RateLimiter(1000, 1.0), cfg,  # type: ignore[arg-type]
-                         Checkpoints(archive.store))
+    source = GraphSource(tenant, http, Tokens(), RateLimiter(1000, 1.0), cfg)  # type: ignore[arg-type]
     collector.sources._by_key[(TENANT, "graph")] = source
     old = NOW - timedelta(days=40)
     await collector.checkpoints.save(TENANT, STREAM, old)
 
     [out] = await collector.collect([STREAM], since=NOW - timedelta(hours=3))
-    [g] = out.new_gaps  # named at once, although this run asked only for the last 3 hours
+    [g] = [x.to_doc() for x in out.new_gaps]  # named at once, although this run asked only for the last 3 hours
     assert g["reason"].startswith("retention") and g["window"]["start"] == "2026-01-29T12:00:00Z"
     assert out.cursor == old and not out.ok  # [retention edge, since) was not collected: the cursor stays
 

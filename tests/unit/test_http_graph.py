@@ -166,14 +166,15 @@ def test_provisioning_windows_use_only_the_documented_strict_bounds() -> None:
 def test_plan_uses_lookback_then_cursor_minus_overlap() -> None:
     cfg = CollectionConfig(window=timedelta(hours=6), overlap=timedelta(hours=2), initial_lookback=timedelta(days=1))
     src = GraphSource.__new__(GraphSource)
+    S = "graph.directory_audits"  # a real stream: plan reads its retention from the spec
     src.cfg = cfg
-    first = src.plan("s", None, None, None, NOW)
+    first = src.plan(S, None, None, None, NOW)
     assert first[0].start == NOW.replace(microsecond=0) - timedelta(days=1) and len(first) == 4
     assert first[-1].end == NOW.replace(microsecond=0)
-    cur = Cursor("t", "s", NOW - timedelta(hours=1))
-    again = src.plan("s", cur, None, None, NOW)
+    cur = Cursor("t", S, NOW - timedelta(hours=1))
+    again = src.plan(S, cur, None, None, NOW)
     assert again[0].start == (NOW - timedelta(hours=3)).replace(microsecond=0) and len(again) == 1
-    assert src.plan("s", cur, NOW - timedelta(hours=12), NOW - timedelta(hours=11), NOW)[0].start == \
+    assert src.plan(S, cur, NOW - timedelta(hours=12), NOW - timedelta(hours=11), NOW)[0].start == \
         (NOW - timedelta(hours=12)).replace(microsecond=0)
 
 

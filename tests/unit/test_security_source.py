@@ -38,8 +38,7 @@ def test_version_key_keeps_each_update_apart() -> None:
 
 
 def test_retention_is_defenders_180_days_not_graphs_30() -> None:
-    source = SecuritySource(TENANT, None, None, RateLimiter(1, 1.0), CollectionConfig(),  # type: ignore[arg-type]
-                            checkpoints=object())  # type: ignore[arg-type]
+    source = SecuritySource(TENANT, None, None, RateLimiter(1, 1.0), CollectionConfig())  # type: ignore[arg-type]
     s = "graph.security_alerts"
     source.plan(s, Cursor(TENANT.id, s, NOW - timedelta(days=60)), None, None, NOW)
     assert not source._aged, "60 days is inside Defender's retention"

@@ -9,7 +9,9 @@ Order and the cursor: the Management windows run first and move the cursor as al
 windows follow and end where the Management API's reach begins, so they are behind the cursor and
 never move it. A history window that fails fails the pass (exit 1, status `last_error`), and the
 span is collected by running the same command again. Which API served each history window is kept
-beside the records, in `_meta/provenance/`, never inside them.
+beside the records, in `_meta/provenance/` (the state store the collector gives this source), never
+inside them. A blob the Management API lost in a window is looked for in the same window's run, and
+its gap comes back closed (`recovered`) in that window's result.
 
 A query that returns nothing is checked before it is believed (since April 2026 a missing
 permission looks exactly like that): against the archive for the same span, and otherwise once per
@@ -22,19 +24,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 
 from agent.archive import layout
-from agent.archive.archive import Archive
-from agent.archive.codec import Record, format_time, parse_time
-from agent.checkpoint import Checkpoints, Cursor
+from agent.archive.codec import Record, format_time
+from agent.checkpoint import Cursor, Gap, Recovery
 from agent.errors import ApiError
 from agent.logs import event
-from agent.sources.base import Window
+from agent.sources.base import HeldRecords, StateStore, Window, WindowResult
 from agent.sources.deep_history.api import PERMISSION_HINT, RETENTION, AuditSearchSource, deep_windows
-from agent.sources.management_activity.ledger import gap_key, mark_recovered
+from agent.sources.management_activity.run import ManagementRun
 from agent.sources.management_activity.source import ManagementActivitySource
 from agent.sources.management_activity.windows import oldest_listable
 
@@ -44,35 +44,105 @@ log = logging.getLogger("agent.history")
 RECOVERY_LEAD = timedelta(hours=24)  # records reach a blob up to hours after their event (stragglers)
 
 
-def recovery_span(g: dict[str, Any], now: datetime) -> Window | None:
+def recovery_span(g: Gap, now: datetime) -> Window | None:
     """Event times a lost blob (or an aged listing span) may have held: up to a day before its creation."""
-    created = g.get("content_created")
-    try:
-        if created:
-            end = parse_time(created) + timedelta(minutes=1)
-            start = end - timedelta(minutes=1) - RECOVERY_LEAD
-        else:
-            start, end = parse_time(g["window"]["start"]) - RECOVERY_LEAD, parse_time(g["window"]["end"])
-    except (KeyError, TypeError, ValueError):
-        return None
+    if g.content_created is not None:
+        end = g.content_created + timedelta(minutes=1)
+        start = end - timedelta(minutes=1) - RECOVERY_LEAD
+    else:
+        start, end = g.start - RECOVERY_LEAD, g.end
     start = max(start.replace(microsecond=0), now - RETENTION + timedelta(minutes=5))
     return Window(start, min(end, now)) if start < min(end, now) else None
 
 
-def provenance_key(tenant: str, stream: str, window: Window) -> str:
-    return layout.provenance_key(tenant, stream, format_time(window.start), format_time(window.end))
+def provenance_name(window: Window) -> str:
+    """The provenance object of a history window, within the stream's provenance namespace."""
+    return layout.provenance_name(format_time(window.start), format_time(window.end))
+
+
+class HistoryRun:
+    """A window older than the Management API lists, from the audit log query API."""
+
+    def __init__(self, owner: WithDeepHistory, stream: str, window: Window) -> None:
+        self.owner, self.stream, self._window = owner, stream, window
+
+    @property
+    def window(self) -> Window:
+        return self._window
+
+    @property
+    def gaps(self) -> Sequence[Gap]:
+        return ()
+
+    def batches(self) -> AsyncIterator[Sequence[Record]]:
+        return self.owner.history.batches(self.stream, self._window)
+
+    async def commit(self) -> WindowResult:
+        """Believe an empty answer only once checked; then say which API served the window."""
+        stream, window = self.stream, self._window
+        returned = self.owner.history.returned.pop((stream, window), 0)
+        if returned == 0:
+            await self.owner.believe_empty(stream, window)
+        doc = {"api": "audit_log_query", "stream": stream, "start": format_time(window.start),
+               "end": format_time(window.end), "records": returned, "at": format_time(datetime.now(UTC))}
+        await self.owner.provenance.put(stream, provenance_name(window), orjson.dumps(doc))
+        return WindowResult(window.end, {})
+
+
+class RecoveringRun:
+    """A Management window, then the span of every blob it found lost, from the audit log query API."""
+
+    def __init__(self, owner: WithDeepHistory, management: ManagementRun) -> None:
+        self.owner, self.management = owner, management
+        self.recovered: list[tuple[Gap, Window, int]] = []
+
+    @property
+    def window(self) -> Window:
+        return self.management.window
+
+    @property
+    def gaps(self) -> Sequence[Gap]:
+        return self.management.gaps
+
+    async def batches(self) -> AsyncIterator[Sequence[Record]]:
+        stream, history = self.management.stream, self.owner.history
+        async for batch in self.management.batches():
+            yield batch
+        if history.usable() is not None:
+            return
+        for g in list(self.management.gaps):
+            span = recovery_span(g, datetime.now(UTC))
+            if span is None:
+                continue
+            async for batch in history.batches(stream, span):
+                yield batch
+            returned = history.returned.pop((stream, span), 0)
+            if returned == 0:
+                await self.owner.believe_empty(stream, span)
+            self.recovered.append((g, span, returned))
+
+    async def commit(self) -> WindowResult:
+        """The lost blobs' spans are durable again from the other API: their gaps come back closed."""
+        result = await self.management.commit()
+        closed: dict[str, Gap] = {}
+        for g, span, returned in self.recovered:
+            recovery = Recovery("audit_log_query", span.start, span.end, returned, datetime.now(UTC))
+            closed[g.key] = g.closed(recovery)
+            event(log, logging.WARNING, "A gap the Management API left was recovered through the audit log query "
+                  "API.", tenant=self.owner.tenant, stream=self.management.stream, content_id=g.content_id,
+                  span=str(span), records=returned)
+        gaps = tuple(closed.get(g.key, g) for g in result.gaps)
+        return WindowResult(result.position, result.state, gaps)
 
 
 class WithDeepHistory:
     """The Management Activity source, plus audit-search windows for spans it can no longer list."""
 
-    def __init__(self, management: ManagementActivitySource, history: AuditSearchSource, archive: Archive, tenant: str,
-                 lookback: timedelta) -> None:
-        self.management, self.history, self.archive, self.tenant = management, history, archive, tenant
-        self.lookback = lookback
+    def __init__(self, management: ManagementActivitySource, history: AuditSearchSource, provenance: StateStore,
+                 held: HeldRecords, tenant: str, lookback: timedelta) -> None:
+        self.management, self.history, self.tenant = management, history, tenant
+        self.provenance, self.held, self.lookback = provenance, held, lookback
         self._deep: set[tuple[str, Window]] = set()
-        self._recovered: dict[tuple[str, Window], list[tuple[dict[str, Any], Window, int]]] = {}
-        self.checkpoints = Checkpoints(archive.store)
         self._checked: set[str] = set()
 
     def plan(self, stream: str, cursor: Cursor | None, since: datetime | None, until: datetime | None,
@@ -92,62 +162,15 @@ class WithDeepHistory:
         self._deep.update((stream, w) for w in deep)
         return windows + deep
 
-    def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
+    def open(self, stream: str, window: Window) -> HistoryRun | RecoveringRun:
         if (stream, window) in self._deep:
-            return self.history.batches(stream, window)
-        return self._management_then_recovery(stream, window)
+            self._deep.discard((stream, window))
+            return HistoryRun(self, stream, window)
+        return RecoveringRun(self, self.management.open(stream, window))
 
-    async def _management_then_recovery(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
-        """The window's blobs, then the span of every blob it found lost, from the audit log query API."""
-        async for batch in self.management.batches(stream, window):
-            yield batch
-        if self.history.usable() is not None:
-            return
-        for g in self.management.take_lost(stream):
-            span = recovery_span(g, datetime.now(UTC))
-            if span is None:
-                continue
-            async for batch in self.history.batches(stream, span):
-                yield batch
-            returned = self.history.returned.pop((stream, span), 0)
-            if returned == 0:
-                await self._believe_empty(stream, span)
-            self._recovered.setdefault((stream, window), []).append((g, span, returned))
-
-    async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
-        if (stream, window) not in self._deep:
-            position = await self.management.window_done(stream, window)
-            for g, span, returned in self._recovered.pop((stream, window), []):
-                await self._close(stream, g, span, returned)
-            return position
-        self._deep.discard((stream, window))
-        returned = self.history.returned.pop((stream, window), 0)
-        if returned == 0:
-            await self._believe_empty(stream, window)
-        doc = {"api": "audit_log_query", "stream": stream, "start": format_time(window.start),
-               "end": format_time(window.end), "records": returned, "at": format_time(datetime.now(UTC))}
-        await self.archive.store.put(provenance_key(self.tenant, stream, window), orjson.dumps(doc), overwrite=True)
-        return window.end, {}
-
-    async def _close(self, stream: str, g: dict[str, Any], span: Window, returned: int) -> None:
-        """The lost blob's span is durable again from the other API: close its gap, keep its history."""
-        recovered = {"api": "audit_log_query", "start": format_time(span.start), "end": format_time(span.end),
-                     "records_returned": returned, "at": format_time(datetime.now(UTC))}
-        await mark_recovered(self.checkpoints, self.tenant, stream, gap_key(g), recovered)
-        event(log, logging.WARNING, "A gap the Management API left was recovered through the audit log query API.",
-              tenant=self.tenant, stream=stream, content_id=g.get("content_id"), span=str(span), records=returned)
-
-    async def _archived(self, stream: str, start: datetime, end: datetime) -> int:
-        """Distinct archived ids with an event time in [start, end), from the sidecars."""
-        ids: set[str] = set()
-        for part in await self.archive.partitions(self.tenant, stream, start, end):
-            async for seg_ids, times in self.archive.partition_times(part):
-                ids.update(i for i, t in zip(seg_ids, times, strict=False) if start <= parse_time(t) < end)
-        return len(ids)
-
-    async def _believe_empty(self, stream: str, window: Window) -> None:
+    async def believe_empty(self, stream: str, window: Window) -> None:
         """Zero records from a query: fail if the archive or a canary says the permission is missing."""
-        held = await self._archived(stream, window.start, window.end)
+        held = await self.held.count(stream, window.start, window.end)
         if held:
             raise ApiError(f"{stream}: the audit log query API returned no records for {window} where the archive "
                            f"holds {held}; {PERMISSION_HINT}", status=200, code="AuditSearchEmpty")
@@ -156,7 +179,7 @@ class WithDeepHistory:
         self._checked.add(stream)
         now = datetime.now(UTC).replace(microsecond=0)
         recent = Window(now - timedelta(hours=26), now - timedelta(hours=2))
-        if not await self._archived(stream, recent.start, recent.end):
+        if not await self.held.count(stream, recent.start, recent.end):
             event(log, logging.WARNING, "Could not check the audit search permission: no recent records of this "
                   "stream to compare with; an empty history span is taken as quiet.", tenant=self.tenant,
                   stream=stream, window=str(window))

@@ -12,14 +12,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from enum import Enum
 
 import orjson
 
 from agent.archive.archive import Unreadable
 from agent.archive.codec import Record
 from agent.auth import TokenProvider
-from agent.checkpoint import Checkpoints, Cursor
+from agent.checkpoint import Cursor, Gap
 from agent.config import CollectionConfig, TenantConfig
 from agent.errors import (
     AgentError,
@@ -31,18 +31,15 @@ from agent.errors import (
 )
 from agent.http import HttpClient, RateLimiter, Response, parse_retry_after, redact_url, with_retries
 from agent.logs import event
-from agent.sources.base import MalformedBody, Window, floor_second, parse_json, salvage, split
-from agent.sources.management_activity.ledger import gap, record_gaps
+from agent.sources.base import MalformedBody, Window, WindowResult, floor_second, parse_json, salvage, split
 from agent.streams import StreamSpec, spec
 
 log = logging.getLogger("agent.graph")
 
-# Documented licence answers: sign-ins need Entra ID P1/P2 (signin-list.md; reporting prerequisites).
-LICENCE_CODES = frozenset({"Authentication_RequestFromNonPremiumTenantOrB2CTenant", "AadPremiumLicenseRequired"})
 DEFAULT_THROTTLE_WAIT = 10.0  # Graph's documented Retry-After for reports when a header is missing
-# Entra ID keeps audit and sign-in logs 30 days with P1/P2 (7 days without; sign-ins then answer 403):
-# "Microsoft Entra data retention". Older spans can never be fetched; we stay a few minutes inside it.
-RETENTION = timedelta(days=30)
+# Older spans than a stream's retention (`StreamSpec.retention`: Entra keeps audit and sign-in logs
+# 30 days with P1/P2, 7 without, when sign-ins answer 403) can never be fetched; we stay a few
+# minutes inside it.
 RETENTION_MARGIN = timedelta(minutes=5)
 # Premium tenants are sometimes refused with the licence code too (microsoft-graph-docs#14120,
 # microsoft-graph-docs-contrib#3759): a licence answer is retried after a pause; a list that never
@@ -94,6 +91,49 @@ def _error(body: bytes) -> tuple[str, str]:
     return str(err.get("code") or ""), str(err.get("message") or "")[:300]
 
 
+class Action(Enum):
+    THROTTLE = "throttle"
+    NEW_TOKEN = "new_token"  # noqa: S105 - an action name, not a credential
+    LICENCE = "licence"
+    DENIED = "denied"
+    RETRY = "retry"
+    FATAL = "fatal"
+
+
+# Graph's answers to a list request ("Microsoft Graph error responses and resource types", "Microsoft
+# Graph throttling guidance"). 429 and 401 act whatever the body's code says; then the error code;
+# then the status; an unknown 5xx is retried and anything else is fatal (`action_for`).
+STATUS_FIRST: dict[int, Action] = {
+    429: Action.THROTTLE,  # Too Many Requests: wait Retry-After (10 s for reports when it is missing)
+    401: Action.NEW_TOKEN,  # Unauthorized: the token is missing, expired or invalid; a fresh one may work
+}
+CODE_ACTIONS: dict[str, Action] = {
+    # Sign-in logs need Entra ID P1 or P2 (signin-list.md; reporting prerequisites). Also given
+    # intermittently to premium tenants (see LicenceAnswer), so the source retries it first.
+    "Authentication_RequestFromNonPremiumTenantOrB2CTenant": Action.LICENCE,
+    "AadPremiumLicenseRequired": Action.LICENCE,  # the same answer, as some report APIs spell it
+}
+STATUS_ACTIONS: dict[int, Action] = {
+    403: Action.DENIED,  # Forbidden: the app lacks AuditLog.Read.All / Directory.Read.All (admin consent)
+    408: Action.RETRY,  # Request Timeout
+    500: Action.RETRY,  # Internal Server Error
+    502: Action.RETRY,  # Bad Gateway
+    503: Action.RETRY,  # Service Unavailable: the service is busy; Retry-After may say when to come back
+    504: Action.RETRY,  # Gateway Timeout
+}
+
+
+def action_for(status: int, code: str) -> Action:
+    """What to do with a non-200 answer: the status-first table, the code, the status, then its class."""
+    if status in STATUS_FIRST:
+        return STATUS_FIRST[status]
+    if code in CODE_ACTIONS:
+        return CODE_ACTIONS[code]
+    if status in STATUS_ACTIONS:
+        return STATUS_ACTIONS[status]
+    return Action.RETRY if status >= 500 else Action.FATAL
+
+
 def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
     """Turn a response into (records, next link) or raise the matching AgentError.
 
@@ -110,21 +150,23 @@ def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
         return records, nxt if isinstance(nxt, str) and nxt else None
     code, message = _error(resp.body)
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-    if resp.status == 429:
-        raise ThrottledError(f"{where} throttled (429 {code})",
-                             retry_after=retry_after if retry_after is not None else DEFAULT_THROTTLE_WAIT)
-    if resp.status == 401:
-        raise TokenRejected(f"{where} rejected the access token (401 {code})")
-    if code in LICENCE_CODES:
-        raise LicenseError(f"{where}: the tenant's licence does not include this log ({resp.status} {code}: "
-                           f"{message}). Sign-in logs need Entra ID P1 or P2.", status=resp.status, code=code)
-    if resp.status == 403:
-        raise ApiError(f"{where}: access denied (403 {code}: {message}). Grant the app AuditLog.Read.All and "
-                       f"Directory.Read.All (application) with admin consent.", status=403, code=code)
-    if resp.status in (408, 500, 502, 503, 504) or resp.status >= 500:
-        raise TransientApiError(f"{where} failed with {resp.status} {code or ''} {message}".strip(),
-                                retry_after=retry_after)
-    raise ApiError(f"{where} failed with {resp.status} {code}: {message}", status=resp.status, code=code)
+    match action_for(resp.status, code):
+        case Action.THROTTLE:
+            raise ThrottledError(f"{where} throttled (429 {code})",
+                                 retry_after=retry_after if retry_after is not None else DEFAULT_THROTTLE_WAIT)
+        case Action.NEW_TOKEN:
+            raise TokenRejected(f"{where} rejected the access token (401 {code})")
+        case Action.LICENCE:
+            raise LicenseError(f"{where}: the tenant's licence does not include this log ({resp.status} {code}: "
+                               f"{message}). Sign-in logs need Entra ID P1 or P2.", status=resp.status, code=code)
+        case Action.DENIED:
+            raise ApiError(f"{where}: access denied (403 {code}: {message}). Grant the app AuditLog.Read.All and "
+                           f"Directory.Read.All (application) with admin consent.", status=403, code=code)
+        case Action.RETRY:
+            raise TransientApiError(f"{where} failed with {resp.status} {code or ''} {message}".strip(),
+                                    retry_after=retry_after)
+        case _:
+            raise ApiError(f"{where} failed with {resp.status} {code}: {message}", status=resp.status, code=code)
 
 
 class LicenceAnswer(TransientApiError):
@@ -170,19 +212,46 @@ class _Links:
         return nxt, None
 
 
+class GraphRun:
+    """One window of a Graph list: its pages, then the window's end as the cursor position.
+
+    The first window of a pass whose cursor aged past the stream's retention also names that span
+    as a gap (see `GraphSource.plan`).
+    """
+
+    def __init__(self, source: GraphSource, stream: str, window: Window) -> None:
+        self.source, self.stream, self._window = source, stream, window
+        self._gaps: list[Gap] = []
+
+    @property
+    def window(self) -> Window:
+        return self._window
+
+    @property
+    def gaps(self) -> Sequence[Gap]:
+        return self._gaps
+
+    async def batches(self) -> AsyncIterator[Sequence[Record]]:
+        aged = self.source.take_aged(self.stream)
+        if aged is not None:
+            self._gaps.append(self.source.aged_gap(self.stream, aged))
+        async for page in self.source.pages(self.stream, self._window):
+            yield page
+
+    async def commit(self) -> WindowResult:
+        return WindowResult(self._window.end, {}, tuple(self._gaps))
+
+
 class GraphSource:
     """Graph audit log streams of one tenant."""
 
-    retention = RETENTION  # how far back the API serves records (a subclass may serve another API)
-
     def __init__(self, tenant: TenantConfig, http: HttpClient, tokens: TokenProvider, limiter: RateLimiter,
-                 cfg: CollectionConfig, checkpoints: Checkpoints | None = None) -> None:
+                 cfg: CollectionConfig) -> None:
         self.tenant = tenant
         self.http = http
         self.tokens = tokens
         self.limiter = limiter
         self.cfg = cfg
-        self.checkpoints = checkpoints  # where retention gaps are recorded (stream status, then alerts)
         self._aged: dict[str, Window] = {}
         self.served: set[str] = set()  # streams whose list answered 200 in this process: licensed
 
@@ -194,19 +263,24 @@ class GraphSource:
             start = cursor.position - self.cfg.overlap  # late sign-ins land well after createdDateTime
         else:
             start = now - self.cfg.initial_lookback
-        oldest = floor_second(now - self.retention + RETENTION_MARGIN)
-        if cursor is not None and cursor.position < oldest and self.checkpoints is not None:
+        oldest = floor_second(now - spec(stream).retention + RETENTION_MARGIN)
+        if cursor is not None and cursor.position < oldest:
             # Whatever `since` says: the span the cursor promised that Graph no longer keeps is a gap.
             # Requests still start where planned (Graph answers what it keeps), so the windows stay
             # contiguous with the cursor and cross the gap under the one cursor rule.
             self._aged[stream] = Window(cursor.position, oldest)
         return split(floor_second(start), floor_second(min(until or now, now)), self.cfg.window)
 
-    async def batches(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
+    def open(self, stream: str, window: Window) -> GraphRun:
+        return GraphRun(self, stream, window)
+
+    def take_aged(self, stream: str) -> Window | None:
+        """The aged span `plan` found for the stream, handed out once (to the pass's first window)."""
+        return self._aged.pop(stream, None)
+
+    async def pages(self, stream: str, window: Window) -> AsyncIterator[Sequence[Record]]:
         """Pages of a window. The next page is requested before this one is handed on, so the
         server works on it while the collector parses, compresses and writes (one page ahead)."""
-        if stream in self._aged:
-            await self._note_aged(stream, self._aged.pop(stream))
         url, params = self.first_page(stream, window)
         query: dict[str, str] | None = params
         links = _Links(stream, window, self.cfg.max_attempts)
@@ -278,15 +352,11 @@ class GraphSource:
                f"remaining pages could not be followed")
         return [Unreadable(exc.body, why)], None  # type: ignore[list-item]  # the archive sets it aside
 
-    async def window_done(self, stream: str, window: Window) -> tuple[datetime, dict[str, Any]]:
-        return window.end, {}
-
-    async def _note_aged(self, stream: str, span: Window) -> None:
-        """Records in a span past Graph's retention that the cursor had not reached: an explicit gap."""
-        if self.checkpoints is None:  # plan() notes aged spans only with somewhere to record them
-            return
-        why = f"retention: this event-time span aged past Graph's {self.retention.days} days before it was collected"
-        g = gap(stream, span, why, None, datetime.now(UTC))
-        await record_gaps(self.checkpoints, self.tenant.id, stream, [g])
+    def aged_gap(self, stream: str, span: Window) -> Gap:
+        """Records in a span past the stream's retention that the cursor had not reached: an explicit gap."""
+        days = spec(stream).retention.days
         event(log, logging.ERROR, "Records in a span aged past Graph's retention before they were collected; "
               "they are lost to this archive.", tenant=self.tenant.label, stream=stream, span=str(span))
+        return Gap(stream, span.start, span.end,
+                   f"retention: this event-time span aged past Graph's {days} days before it was collected",
+                   datetime.now(UTC))

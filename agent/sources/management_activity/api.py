@@ -1,8 +1,8 @@
 """Office 365 Management Activity API wire facts: URLs, time formats, listings, blobs and AF error codes.
 
 Everything here is a pure function of a request or a response, so each documented rule (and each
-quirk observed by other collectors) is testable without a server. The source in
-`management_activity.py` decides what to do with the exceptions raised here.
+quirk observed by other collectors) is testable without a server. The client (`client.py`) and
+the window run (`run.py`) decide what to do with the exceptions raised here.
 """
 
 from __future__ import annotations

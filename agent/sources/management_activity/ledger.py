@@ -12,7 +12,9 @@ in the store beside the archive (`_meta/ledger/tenant=<t>/stream=<s>/`):
   window listed but did not archive (with their window): once such a blob expires unfetched, it is
   a gap even if no listing returns it any more (it aged out of the 7 days the API lists).
 
-Gaps also go into the stream's status object, where `agent status` shows them and fails.
+The ledger is the source's own state, kept through the `StateStore` the collector gives it (the
+source names objects; the store places them). Gaps found here are handed to the collector with
+the window's result; it puts them into the stream's status, where `agent status` shows them and fails.
 """
 
 from __future__ import annotations
@@ -25,71 +27,28 @@ import orjson
 
 from agent.archive import layout
 from agent.archive.codec import Record, format_time, parse_time
-from agent.checkpoint import Checkpoints
-from agent.errors import ObjectNotFound
-from agent.sources.base import Window
+from agent.checkpoint import Gap
+from agent.sources.base import StateStore, Window
 from agent.sources.management_activity.api import Content
-from agent.store.base import Store
 
 VERSION = 1
 KEEP_AFTER_EXPIRY = timedelta(days=1)  # slack for clock skew; listings stop returning a blob at expiry
 FETCHED, LOST, FAILED, LISTED = "fetched", "lost", "failed", "listed"
+FETCHED_NAME = layout.LEDGER_FETCHED_NAME
 
 
-def ledger_prefix(tenant: str, stream: str) -> str:
-    return layout.ledger_prefix(tenant, stream)
-
-
-def window_key(tenant: str, stream: str, start: datetime, end: datetime) -> str:
-    return layout.ledger_window_key(tenant, stream, start, end)
-
-
-def fetched_key(tenant: str, stream: str) -> str:
-    return layout.ledger_fetched_key(tenant, stream)
+def window_name(start: datetime, end: datetime) -> str:
+    """The ledger object of a listing slot, within the stream's ledger namespace."""
+    return layout.ledger_window_name(start, end)
 
 
 def gap(stream: str, window: Window, reason: str, content: Content | None, now: datetime,
-        quarantine: str | None = None) -> dict[str, Any]:
-    """One gap entry, as the ledger and the status object hold it (`quarantine`: where the bytes
-    that could not be stored as records are kept)."""
-    blob: dict[str, Any] = content.describe() if content else {
-        "content_id": None, "content_created": None, "content_expiration": None}
-    extra = {"quarantine": quarantine} if quarantine else {}
-    return {"stream": stream, "window": {"start": format_time(window.start), "end": format_time(window.end)},
-            **blob, "reason": reason, "recorded_at": format_time(now), **extra}
-
-
-def gap_key(g: dict[str, Any]) -> str:
-    """The identity of an agent-side gap in a stream's status (merged on it, alerted once on it)."""
-    # A blob is lost once; a retention gap is identified by where it starts (the cursor), and its end
-    # may grow while the stream stays stuck; set-aside bytes by where they are kept.
-    return str(g.get("content_id") or g.get("quarantine") or f"retention:{g['window']['start']}")
-
-
-def is_open(g: dict[str, Any]) -> bool:
-    """A gap whose records were not recovered through another API (recovered ones keep their history)."""
-    return not g.get("recovered")
-
-
-async def mark_recovered(checkpoints: Checkpoints, tenant: str, stream: str, key: str,
-                         recovered: dict[str, Any]) -> None:
-    """Close a gap in the stream status: it stays listed, with how and when its span was fetched again."""
-    status = await checkpoints.load_status(tenant, stream)
-    gaps = [{**g, "recovered": recovered} if gap_key(g) == key else g for g in status.get("gaps", [])]
-    await checkpoints.update_status(tenant, stream, gaps=gaps)
-
-
-async def record_gaps(checkpoints: Checkpoints, tenant: str, stream: str, gaps: Sequence[dict[str, Any]]) -> int:
-    """Merge gaps into the stream's status (what `agent status` prints); returns how many were new."""
-    if not gaps:
-        return 0
-    status = await checkpoints.load_status(tenant, stream)
-    merged = {gap_key(g): g for g in status.get("gaps", [])}
-    new = sum(1 for g in gaps if gap_key(g) not in merged)
-    for g in gaps:
-        merged[gap_key(g)] = {**merged.get(gap_key(g), {}), **g}
-    await checkpoints.update_status(tenant, stream, gaps=list(merged.values()))
-    return new
+        quarantine: str | None = None) -> Gap:
+    """One gap, found in `window` (`quarantine`: where the bytes that could not be stored as records are kept)."""
+    if content is None:
+        return Gap(stream, window.start, window.end, reason, now, quarantine=quarantine)
+    return Gap(stream, window.start, window.end, reason, now, content.content_id, content.created,
+               content.expiration, quarantine)
 
 
 class WindowLedger:
@@ -108,8 +67,8 @@ class WindowLedger:
         self._ids: set[str] = set()  # distinct record ids fetched in this pass
 
     @property
-    def key(self) -> str:
-        return window_key(self.tenant, self.stream, self.start, self.end)
+    def name(self) -> str:
+        return window_name(self.start, self.end)
 
     @property
     def dirty(self) -> bool:
@@ -136,12 +95,11 @@ class WindowLedger:
             entry["state"] = state
             self._changed = True
 
-    def lost(self, g: dict[str, Any]) -> None:
+    def lost(self, g: Gap) -> None:
         self._changed = True
-        cid = g.get("content_id")
-        if cid:
-            self.blobs[cid] = {**self.blobs.get(cid, {}), "state": LOST, "reason": g["reason"]}
-        self.gaps = [x for x in self.gaps if gap_key(x) != gap_key(g)] + [g]
+        if g.content_id:
+            self.blobs[g.content_id] = {**self.blobs.get(g.content_id, {}), "state": LOST, "reason": g.reason}
+        self.gaps = [x for x in self.gaps if Gap.from_doc(x).key != g.key] + [g.to_doc()]
 
     def failed(self, c: Content, error: str) -> None:
         self._changed = True
@@ -167,19 +125,17 @@ class WindowLedger:
 class StreamLedger:
     """Per (tenant, stream): the contentIds already accounted for, and the window ledgers."""
 
-    def __init__(self, store: Store, tenant: str, stream: str) -> None:
-        self.store, self.tenant, self.stream = store, tenant, stream
+    def __init__(self, state: StateStore, tenant: str, stream: str) -> None:
+        self.state, self.tenant, self.stream = state, tenant, stream
         self.accounted: dict[str, dict[str, str]] = {}  # contentId -> {"expires", "state"}
         # contentId -> {"created", "expires", "window": {"start", "end"}}: listed by a failed window, not archived
         self.pending: dict[str, dict[str, Any]] = {}
 
     async def load(self) -> StreamLedger:
-        try:
-            doc = orjson.loads(await self.store.get(fetched_key(self.tenant, self.stream)))
-            self.accounted = dict(doc.get("content", {}))
-            self.pending = dict(doc.get("pending", {}))
-        except ObjectNotFound:
-            self.accounted, self.pending = {}, {}
+        raw = await self.state.get(self.stream, FETCHED_NAME)
+        doc = orjson.loads(raw) if raw is not None else {}
+        self.accounted = dict(doc.get("content", {}))
+        self.pending = dict(doc.get("pending", {}))
         return self
 
     def is_accounted(self, content_id: str) -> bool:
@@ -230,15 +186,12 @@ class StreamLedger:
         self.pending = {k: v for k, v in self.pending.items() if k not in self.accounted}
         doc = {"version": VERSION, "tenant": self.tenant, "stream": self.stream, "updated_at": format_time(now),
                "content": self.accounted, "pending": self.pending}
-        await self.store.put(fetched_key(self.tenant, self.stream), orjson.dumps(doc), overwrite=True)
+        await self.state.put(self.stream, FETCHED_NAME, orjson.dumps(doc))
 
     async def window(self, start: datetime, end: datetime) -> WindowLedger:
         """The ledger of a slot, continuing what earlier passes wrote."""
-        try:
-            doc = orjson.loads(await self.store.get(window_key(self.tenant, self.stream, start, end)))
-        except ObjectNotFound:
-            doc = None
-        return WindowLedger(self.tenant, self.stream, start, end, doc)
+        raw = await self.state.get(self.stream, window_name(start, end))
+        return WindowLedger(self.tenant, self.stream, start, end, orjson.loads(raw) if raw is not None else None)
 
     async def save(self, ledger: WindowLedger, status: str, now: datetime) -> None:
-        await self.store.put(ledger.key, ledger.to_json(status, now), overwrite=True)
+        await self.state.put(self.stream, ledger.name, ledger.to_json(status, now))
