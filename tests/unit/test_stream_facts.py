@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from agent.reconcile.engine import Options, StreamRun, _recollect
 from agent.reconcile.report import StreamReport
-from agent.service.supervisor import settled_hour
+from agent.service.silence import settled_hour
 from agent.streams import STREAMS, spec
 
 NOW = datetime(2026, 11, 28, 12, 10, tzinfo=UTC)
