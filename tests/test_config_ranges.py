@@ -20,7 +20,7 @@ from agent import config
 from agent.errors import ConfigError
 from agent.siem import config as siem_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
 BASE = f"""
 [[tenants]]
