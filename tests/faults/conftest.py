@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.matrix import BY_KEY
-from tests.o365.conftest import ca, cfg_overrides, env, fake  # noqa: F401 - fixtures reused by the matrix
+from tests.sources.management_activity.conftest import ca, cfg_overrides, env, fake  # noqa: F401 - fixtures reused by the matrix
 
 _OBSERVED: dict[str, str] = {}
 

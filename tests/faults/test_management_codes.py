@@ -1,6 +1,7 @@
 """Every documented Management Activity API error code (protocols.md §2.6) plus 401/408/5xx,
 HTML and malformed bodies, looping NextPageUri and clock skew, against the in-process TLS fake
-of tests/o365 driven through the real Collector: the documented action, and what it leaves behind."""
+of tests/sources/management_activity driven through the real Collector: the documented action, and what
+it leaves behind."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.faults.matrix import _FATAL, FAILURE, GAP, RETRIED
-from tests.o365.conftest import NOW, TENANT, Env, Fault
+from tests.sources.management_activity.conftest import NOW, TENANT, Env, Fault
 
 EXO, EXO_CT = "o365.exchange", "Audit.Exchange"
 H = timedelta(hours=1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from agent.cli.main import main
-from tests.unit.test_check import _config
+from tests.cli.test_check import _config
 
 
 @pytest.mark.parametrize("command", ["export", "verify", "collect"])

@@ -27,7 +27,7 @@ TENANT = "6f1c8a2e-1111-4222-8333-944455556666"
 STREAM = "graph.directory_audits"
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 WINDOW = Window(NOW - timedelta(hours=1), NOW)
-AGENT = Path(__file__).resolve().parents[2] / "agent"
+AGENT = Path(__file__).resolve().parents[1] / "agent"
 
 
 class RecordingStore(LocalStore):

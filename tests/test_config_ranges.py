@@ -22,7 +22,7 @@ from agent.siem import config as siem_config
 from agent.siem.sentinel.config import SentinelConfig
 from agent.siem.splunk.config import SplunkConfig
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
 BASE = f"""
 [[tenants]]

@@ -9,7 +9,7 @@ import pytest
 import zstandard
 
 from agent.sources.base import Window
-from tests.o365.conftest import NOW, TENANT, Env, Fault
+from tests.sources.management_activity.conftest import NOW, TENANT, Env, Fault
 
 EXO, SPO = "o365.exchange", "o365.sharepoint"
 EXO_CT, SPO_CT = "Audit.Exchange", "Audit.SharePoint"

@@ -12,8 +12,9 @@ from agent.store.local import LocalStore
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
 S = "o365.exchange"
 # Written by the previous, untyped code (record_gaps, update_status, mark_recovered) for the history
-# replayed below: a lost blob (tests/o365/test_source.py), a pass that failed, a retention span and a
-# record set aside (tests/faults/test_graph_paging.py), the blob recovered through deep history.
+# replayed below: a lost blob (tests/sources/management_activity/test_source.py), a pass that failed,
+# a retention span and a record set aside (tests/faults/test_graph_paging.py), the blob recovered
+# through deep history.
 SAMPLE = (
     b'{"gaps":[{"stream":"o365.exchange","window":{"start":"2026-03-10T06:00:00Z","end":"2026-03-10T12:00:00Z"},'
     b'"content_id":"blob-1","content_created":"2026-03-03T11:00:00Z","content_expiration":"2026-03-10T11:00:00Z",'

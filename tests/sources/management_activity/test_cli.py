@@ -19,7 +19,7 @@ from agent.collect import Sources
 from agent.config import TenantConfig
 from agent.http import RateLimiter
 from agent.sources.management_activity.source import ManagementActivitySource
-from tests.o365.conftest import PUBLISHER, TENANT, FakeManagementApi, FakeTokens
+from tests.sources.management_activity.conftest import PUBLISHER, TENANT, FakeManagementApi, FakeTokens
 
 EXO = "o365.exchange"
 

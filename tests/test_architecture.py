@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-AGENT = Path(__file__).resolve().parents[2] / "agent"
+AGENT = Path(__file__).resolve().parents[1] / "agent"
 
 
 def modules(root: Path) -> dict[str, tuple[Path, bool]]:

@@ -13,7 +13,7 @@ from agent.cli import main as cli
 from agent.cli.help_topics import TOPICS
 from agent.service.alerts import KINDS
 from agent.streams import STREAMS
-from tests.unit.test_completion import _complete, path_with_agent  # noqa: F401 - a fixture
+from tests.cli.test_completion import _complete, path_with_agent  # noqa: F401 - a fixture
 
 REPO = Path(__file__).resolve().parents[2]
 
