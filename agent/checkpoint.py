@@ -164,6 +164,12 @@ class StreamStatus:
         self.records_stored += records
         self._touch(_SUCCESS_KEYS)
 
+    def stored(self, records: int) -> None:
+        """Records stored outside a window (a gap's span fetched again): counted, nothing else changes."""
+        if records:
+            self.records_stored += records
+            self._touch(("records_stored",))
+
     def failed(self, error: str, kind: str, at: datetime) -> None:
         """A pass failed: the cursor stayed where the archive is complete."""
         self.last_error, self.last_error_kind, self.last_error_at = error, kind, at

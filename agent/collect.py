@@ -31,7 +31,7 @@ from agent.config import Config, TenantConfig
 from agent.errors import AgentError
 from agent.http import HttpClient, RateLimiter
 from agent.logs import event
-from agent.sources.base import Source, Window, WindowResult, WindowRun
+from agent.sources.base import RecoversGaps, Source, Window, WindowResult, WindowRun
 from agent.sources.graph.source import GraphSource
 from agent.sources.management_activity.ledger import gap
 from agent.streams import spec
@@ -236,12 +236,51 @@ class Collector:
             event(log, logging.ERROR, "Stream pass failed; its cursor stays where the archive is complete.",
                   tenant=tenant.label, stream=stream, error=str(exc), kind=out.error_kind)
             await self._save_failure(tenant, stream, out, unsaved)
+        await self._recover_gaps(tenant, stream, out)
         try:  # every gap on record counts, not only this pass's (a recovered one is closed)
             out.gaps_total = (await self.checkpoints.status(tenant.id, stream)).open_gaps
         except AgentError as read_exc:  # e.g. S3 down: the outcome is still reported
             event(log, logging.WARNING, "Could not read the stream status to count its gaps.",
                   tenant=tenant.label, stream=stream, error=str(read_exc))
         return out
+
+    async def _recover_gaps(self, tenant: TenantConfig, stream: str, out: StreamOutcome) -> None:
+        """Every open gap on record that the stream's source can fetch again, after the pass's windows
+        (whether they succeeded or not): found by a window that then failed, before a restart, or
+        whose recovery failed before. Each is archived, then saved closed; no cursor moves. A recovery
+        that fails leaves its gap open and fails the pass (the status says why); the next pass retries.
+        """
+        unsaved: list[Gap] = []
+        try:
+            source = self.sources.for_stream(tenant, stream)
+            if not isinstance(source, RecoversGaps):
+                return
+            for g in (await self.checkpoints.status(tenant.id, stream)).gaps:
+                run = source.recover(stream, g) if g.open else None
+                if run is not None:
+                    await self._recover(tenant, stream, run, out, unsaved)
+        except AgentError as exc:
+            event(log, logging.ERROR, "A gap could not be recovered; it stays open and the next pass tries again.",
+                  tenant=tenant.label, stream=stream, error=str(exc), kind=type(exc).__name__)
+            if out.error is None:
+                out.error, out.error_kind, out.error_type = str(exc), type(exc).__name__, type(exc)
+            await self._save_failure(tenant, stream, out, unsaved)
+
+    async def _recover(self, tenant: TenantConfig, stream: str, run: WindowRun, out: StreamOutcome,
+                       unsaved: list[Gap]) -> None:
+        """One recovery run: its records durable, then the run committed, then the status with its gaps."""
+        before, aside = out.stored, list[Gap]()
+        try:
+            await self._fetch(tenant, stream, run, out, aside)
+            result = await run.commit()
+            self.leases.check(tenant.id)
+            status = await self.checkpoints.status(tenant.id, stream)
+            out.new_gaps += status.merge_gaps([*result.gaps, *aside])
+            status.stored(out.stored - before)
+            await self.checkpoints.save_status(tenant.id, stream, status)
+        except AgentError:
+            unsaved.extend(aside)
+            raise
 
     async def _save_failure(self, tenant: TenantConfig, stream: str, out: StreamOutcome, gaps: list[Gap]) -> None:
         """The failure, and the gaps its window had found, into the stream status (the cursor stays)."""

@@ -4,9 +4,10 @@ Collection state flows one way. A source plans windows; for each, `run = source.
 window)`; the collector iterates `run.batches()` and writes them to the archive; once they are
 durable, `await run.commit()` returns a `WindowResult` (the cursor position the window justifies,
 its state, the gaps it found), and the collector alone persists cursor, status and gaps, in that
-order. A source never holds the archive or the checkpoints: it keeps its own state (a ledger)
-through a `StateStore` and reads what the archive holds through `HeldRecords`, both namespaced
-to its tenant.
+order. A source that can fetch a lost span again (`RecoversGaps`) is handed the stream's open gaps
+after each pass, and its results close them. A source never holds the archive or the checkpoints:
+it keeps its own state (a ledger) through a `StateStore` and reads what the archive holds through
+`HeldRecords`, both namespaced to its tenant.
 
 Window functions are pure and take `now` as an argument, so tests pin the clock instead of
 sleeping (the Beats o365audit pattern).
@@ -18,7 +19,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from agent import json_exact
 from agent.archive.archive import Unreadable
@@ -171,6 +172,21 @@ class Source(Protocol):
 
     def open(self, stream: str, window: Window) -> WindowRun:
         """A run over one planned window (nothing is requested until its batches are iterated)."""
+        ...
+
+
+@runtime_checkable
+class RecoversGaps(Protocol):
+    """**Protocol:** a source that can fetch an open gap's span again through another API.
+
+    After each pass the collector hands it every open gap the stream's status holds; `recover` answers
+    a run over the gap's span (its `commit` returns the gap closed, with a `Recovery`) or None. The
+    collector archives the run's records and saves the gap closed; it moves no cursor for it. A run
+    that fails leaves the gap open, and the next pass hands it back again.
+    """
+
+    def recover(self, stream: str, gap: Gap) -> WindowRun | None:
+        """A run over the gap's span, or None if this source cannot fetch it again."""
         ...
 
 

@@ -11,7 +11,10 @@ never move it. A history window that fails fails the pass (exit 1, status `last_
 span is collected by running the same command again. Which API served each history window is kept
 beside the records, in `_meta/provenance/` (the state store the collector gives this source), never
 inside them. A blob the Management API lost in a window is looked for in the same window's run, and
-its gap comes back closed (`recovered`) in that window's result.
+its gap comes back closed (`recovered`) in that window's result. A lost-blob gap the stream's status
+still holds open (its window failed after finding it, the process restarted, or its recovery failed)
+is handed back by the collector at the end of each pass (`recover`), until it is closed or its span
+is past the audit log query API's reach.
 
 A query that returns nothing is checked before it is believed (since April 2026 a missing
 permission looks exactly like that): against the archive for the same span, and otherwise once per
@@ -89,12 +92,55 @@ class HistoryRun:
         return WindowResult(window.end, {})
 
 
+class GapRun:
+    """An open lost-blob gap's span, fetched again from the audit log query API; its gap comes back closed.
+
+    Runs inside the Management window that found the gap (`RecoveringRun`), and on its own for a gap
+    the stream's status still holds open (`WithDeepHistory.recover`): one found by a window that then
+    failed, before a restart, or whose recovery failed before. A run that fails is not committed, so
+    its gap stays open and the next pass tries again.
+    """
+
+    def __init__(self, owner: WithDeepHistory, stream: str, gap: Gap, span: Window) -> None:
+        self.owner, self.stream, self.gap, self._window = owner, stream, gap, span
+        self.returned = 0
+
+    @property
+    def window(self) -> Window:
+        return self._window
+
+    @property
+    def gaps(self) -> Sequence[Gap]:
+        return ()
+
+    async def batches(self) -> AsyncIterator[Sequence[Record]]:
+        history, key = self.owner.history, (self.stream, self._window)
+        async for batch in history.batches(self.stream, self._window):
+            yield batch
+        self.returned = history.returned.pop(key, 0)
+        if self.returned == 0:
+            await self.owner.believe_empty(self.stream, self._window)
+
+    def closed(self) -> Gap:
+        """The gap, closed by this run's recovery (once its records are durable)."""
+        span, g = self._window, self.gap
+        event(log, logging.WARNING, "A gap the Management API left was recovered through the audit log query "
+              "API.", tenant=self.owner.tenant, stream=self.stream, content_id=g.content_id, span=str(span),
+              records=self.returned)
+        return g.closed(Recovery("audit_log_query", span.start, span.end, self.returned, datetime.now(UTC)))
+
+    async def commit(self) -> WindowResult:
+        """The span is durable again: the gap comes back closed. The position is the span's start, and
+        the collector moves no cursor for a recovery (it lies behind or across the cursor)."""
+        return WindowResult(self._window.start, {}, (self.closed(),))
+
+
 class RecoveringRun:
     """A Management window, then the span of every blob it found lost, from the audit log query API."""
 
     def __init__(self, owner: WithDeepHistory, management: ManagementRun) -> None:
         self.owner, self.management = owner, management
-        self.recovered: list[tuple[Gap, Window, int]] = []
+        self.recovered: list[GapRun] = []
 
     @property
     def window(self) -> Window:
@@ -105,32 +151,20 @@ class RecoveringRun:
         return self.management.gaps
 
     async def batches(self) -> AsyncIterator[Sequence[Record]]:
-        stream, history = self.management.stream, self.owner.history
         async for batch in self.management.batches():
             yield batch
-        if history.usable() is not None:
-            return
         for g in list(self.management.gaps):
-            span = recovery_span(g, datetime.now(UTC))
-            if span is None:
+            run = self.owner.recover(self.management.stream, g)
+            if run is None:
                 continue
-            async for batch in history.batches(stream, span):
+            async for batch in run.batches():
                 yield batch
-            returned = history.returned.pop((stream, span), 0)
-            if returned == 0:
-                await self.owner.believe_empty(stream, span)
-            self.recovered.append((g, span, returned))
+            self.recovered.append(run)
 
     async def commit(self) -> WindowResult:
         """The lost blobs' spans are durable again from the other API: their gaps come back closed."""
         result = await self.management.commit()
-        closed: dict[str, Gap] = {}
-        for g, span, returned in self.recovered:
-            recovery = Recovery("audit_log_query", span.start, span.end, returned, datetime.now(UTC))
-            closed[g.key] = g.closed(recovery)
-            event(log, logging.WARNING, "A gap the Management API left was recovered through the audit log query "
-                  "API.", tenant=self.owner.tenant, stream=self.management.stream, content_id=g.content_id,
-                  span=str(span), records=returned)
+        closed = {run.gap.key: run.closed() for run in self.recovered}
         gaps = tuple(closed.get(g.key, g) for g in result.gaps)
         return WindowResult(result.position, result.state, gaps)
 
@@ -167,6 +201,14 @@ class WithDeepHistory:
             self._deep.discard((stream, window))
             return HistoryRun(self, stream, window)
         return RecoveringRun(self, self.management.open(stream, window))
+
+    def recover(self, stream: str, gap: Gap) -> GapRun | None:
+        """A run fetching an open gap's span again, or None when the audit log query API cannot: a gap
+        already closed, bytes set aside (kept, not lost), a national cloud, or a span past its 180 days."""
+        if not gap.open or gap.quarantine is not None or self.history.usable() is not None:
+            return None
+        span = recovery_span(gap, datetime.now(UTC))
+        return None if span is None else GapRun(self, stream, gap, span)
 
     async def believe_empty(self, stream: str, window: Window) -> None:
         """Zero records from a query: fail if the archive or a canary says the permission is missing."""
