@@ -10,7 +10,9 @@ from the runtime and pass it down as parameters; nothing below builds its own se
         report = await reconcile(cfg, rt.archive, rt.siem, ...)
 
 The store and the SIEM open on first use: `agent status` needs no SIEM, and a `[siem]` table that
-cannot be opened fails where the SIEM is needed (a scheduled reconcile alerts it), not at start.
+cannot be opened fails where the SIEM is needed (a scheduled reconcile alerts it), not at start. A
+command that never sends a request (`status`, `export`, `check` without --online) opens the runtime
+with `http=False`: no HTTP client exists then, so nothing it calls can reach the network.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from agent.archive.archive import Archive
 from agent.auth import TokenProvider
 from agent.config import Config, TenantConfig
 from agent.http import HttpClient, Response
-from agent.siem.base import Siem
+from agent.siem.base import Siem, Writer
 from agent.siem.config import SiemConfig
-from agent.siem.registry import from_config, open_siem
+from agent.siem.registry import from_config, open_siem, open_writer
 from agent.store import open_store
 from agent.store.base import Store
 
@@ -35,27 +37,36 @@ Observe = Callable[[tuple[str, str], Response], None]
 class Runtime:
     """The process's shared resources; build it with `Runtime.open`, never directly."""
 
-    def __init__(self, cfg: Config, stack: AsyncExitStack, http: HttpClient) -> None:
+    def __init__(self, cfg: Config, stack: AsyncExitStack, http: HttpClient | None) -> None:
         self.cfg = cfg
-        self.http = http
+        self._http = http
         self._stack = stack
         self._store: Store | None = None
         self._archive: Archive | None = None
         self._siem: Siem | None = None
         self._siem_cfg: SiemConfig[Any] | None = None
+        self._writer: Writer | None = None
         self._tokens: dict[tuple[str, str], TokenProvider] = {}
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, cfg: Config, *, observe: Observe | None = None) -> AsyncIterator[Runtime]:
-        """Open the HTTP client now, the rest on first use; close everything opened on the way out.
+    async def open(cls, cfg: Config, *, observe: Observe | None = None, http: bool = True) -> AsyncIterator[Runtime]:
+        """Open the HTTP client now (unless `http` is False), the rest on first use; close everything
+        opened on the way out.
 
         `observe` sees every HTTP response (the service's request and throttling metrics). `cfg` is
         the whole configuration: the `[siem]` tenant is resolved against every tenant, so a
         sharded service passes its unsharded config here."""
         async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(HttpClient(cfg.http, observe=observe))
-            yield cls(cfg, stack, http)
+            client = await stack.enter_async_context(HttpClient(cfg.http, observe=observe)) if http else None
+            yield cls(cfg, stack, client)
+
+    @property
+    def http(self) -> HttpClient:
+        """The one HTTP client; asking for it in a runtime opened with `http=False` is a bug."""
+        if self._http is None:
+            raise RuntimeError("this Runtime was opened without an HTTP client (http=False)")
+        return self._http
 
     @property
     def store(self) -> Store:
@@ -102,3 +113,12 @@ class Runtime:
             self._stack.push_async_callback(siem.aclose)
             self._siem = siem
         return self._siem
+
+    @property
+    def writer(self) -> Writer:
+        """The `[siem]` backfill writer on the shared HTTP client, built on first use (it holds nothing to
+        close). Raises ConfigError, and keeps nothing, when there is no `[siem]` or its write keys are
+        missing: a command asks for it before its first query, so that is a config error, not a late failure."""
+        if self._writer is None:
+            self._writer = open_writer(from_config(self.cfg), self.cfg, self.http)
+        return self._writer

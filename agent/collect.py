@@ -38,6 +38,7 @@ from agent.streams import spec
 
 log = logging.getLogger("agent.collect")
 AUDIT_SEARCH_REQUESTS_PER_10S = 50
+Tokens = Callable[[TenantConfig, str], TokenProvider]  # (tenant, resource) -> its token provider
 
 
 def utcnow() -> datetime:
@@ -99,6 +100,9 @@ class Sources:
     http: HttpClient
     archive: Archive
     app_share: Mapping[str, float] = field(default_factory=dict)  # client_id -> share of its app budget
+    # The runtime's `tokens` (agent/app.py), so the collector shares msal's cache with every other
+    # user of a (tenant, resource); a fresh provider per source when none is given (unit tests).
+    tokens: Tokens | None = None
     _by_key: dict[tuple[str, str], Source] = field(default_factory=dict)
     _apps: dict[str, RateLimiter] = field(default_factory=dict)
 
@@ -110,6 +114,12 @@ class Sources:
             budget = self.cfg.collection.graph_app_requests_per_10s * self.app_share.get(client_id, 1.0)
             self._apps[client_id] = RateLimiter(max(1, int(budget)), 10.0)
         return self._apps[client_id]
+
+    def token_provider(self, tenant: TenantConfig, resource: str) -> TokenProvider:
+        """The token provider of `tenant` for `resource`, from the runtime when it gave one."""
+        if self.tokens is not None:
+            return self.tokens(tenant, resource)
+        return TokenProvider(tenant, resource, self.cfg.http)
 
     def for_stream(self, tenant: TenantConfig, stream: str) -> Source:
         kind = spec(stream).source
@@ -136,7 +146,7 @@ class Sources:
     def _build(self, tenant: TenantConfig, kind: str) -> Source:
         c = self.cfg.collection
         if kind == "graph":
-            tokens = TokenProvider(tenant, tenant.endpoints.graph, self.cfg.http)
+            tokens = self.token_provider(tenant, tenant.endpoints.graph)
             pacer = RateLimiter(c.graph_requests_per_10s, 10.0, within=self.app_pacer(tenant.client_id))
             return GraphSource(tenant, self.http, tokens, pacer, c)
         if kind == "graph_security":  # Graph's token, its own pacer (a different service and quota)
@@ -148,7 +158,7 @@ class Sources:
             from agent.sources.deep_history.source import WithDeepHistory
             from agent.sources.management_activity.source import ManagementActivitySource
 
-            tokens = TokenProvider(tenant, tenant.endpoints.management, self.cfg.http)
+            tokens = self.token_provider(tenant, tenant.endpoints.management)
             limiter = RateLimiter(c.management_requests_per_minute, 60.0)
             ledger = StoreState(self.archive.store, layout.LEDGER_AREA, tenant.id)
             management = ManagementActivitySource(tenant, self.http, tokens, limiter, c, ledger)
@@ -168,13 +178,13 @@ class Collector:
 
     def __init__(self, cfg: Config, archive: Archive, http: HttpClient,
                  clock: Callable[[], datetime] = utcnow, app_share: Mapping[str, float] | None = None, *,
-                 wait: bool = False) -> None:
+                 wait: bool = False, tokens: Tokens | None = None) -> None:
         self.cfg = cfg
         self.archive = archive
         self.checkpoints = Checkpoints(archive.store)
         # One writer per tenant of a store (agent/archive/lease.py); `wait` waits for a holder instead of failing.
         self.leases = TenantLeases(archive.store, wait=wait)
-        self.sources = Sources(cfg, http, archive, dict(app_share or {}))
+        self.sources = Sources(cfg, http, archive, dict(app_share or {}), tokens)
         self.anchors = Anchors(cfg.anchors, cfg, http)
         self.clock = clock
         self._adopted: set[tuple[str, str]] = set()

@@ -153,7 +153,7 @@ async def _collect_and_compare(cfg_path: Path) -> tuple[list[str], bool]:
     async with Runtime.open(cfg) as rt:
         archive = rt.archive
         t0, started = time.monotonic(), format_time(datetime.now(UTC))
-        outcomes = await Collector(cfg, archive, rt.http).collect()
+        outcomes = await Collector(cfg, archive, rt.http, tokens=rt.tokens).collect()
         elapsed = time.monotonic() - t0
         truth = _truth(cfg_path.parent / "truth.ndjson", started)
         lines.append(f"Collected {sum(o.stored for o in outcomes)} records from {len(outcomes)} streams "

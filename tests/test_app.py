@@ -136,3 +136,49 @@ async def test_the_real_parts_open_and_close(tmp_path: Path) -> None:
 async def _partitions(rt: Runtime) -> Any:
     for part in await rt.archive.partitions(TENANT, "graph.directory_audits"):
         yield part
+
+
+async def test_a_runtime_without_http_opens_no_client_and_refuses_to_hand_one_out(tmp_path: Path,
+                                                                                 rec: Recorder) -> None:
+    """`status`, `export` and an offline `check` open the runtime with `http=False`: nothing they call can
+    reach the network, and a part that would need it fails loudly instead of opening a client."""
+    async with Runtime.open(_cfg(tmp_path), http=False) as rt:
+        assert rt.store is not None and rt.archive.store is rt.store
+        with pytest.raises(RuntimeError, match="without an HTTP client"):
+            _ = rt.http
+        with pytest.raises(RuntimeError, match="without an HTTP client"):
+            _ = rt.siem
+    assert rec.opened == ["store"] and rec.closed == ["store"]
+
+
+async def test_the_backfill_writer_is_built_once_and_a_missing_siem_is_a_config_error(
+        tmp_path: Path, rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[object] = []
+    monkeypatch.setattr(app, "open_writer", lambda siem_cfg, cfg, http: built.append(http) or object())
+    async with Runtime.open(_cfg(tmp_path)) as rt:
+        assert rt.writer is rt.writer and built == [rt.http]
+    async with Runtime.open(_cfg(tmp_path, siem=False)) as rt:
+        with pytest.raises(ConfigError, match=r"\[siem\]"):
+            _ = rt.writer
+
+
+async def test_the_collector_takes_its_token_providers_from_the_runtime(tmp_path: Path) -> None:
+    """One msal cache per (tenant, resource) in the process: the collector's Graph and Management API
+    sources hold the runtime's providers, not providers of their own."""
+    from agent.collect import Collector
+
+    cfg = _cfg(tmp_path, siem=False)
+    tenant = cfg.tenants[0]
+    async with Runtime.open(cfg) as rt:
+        asked: list[str] = []
+
+        def tokens(t: TenantConfig, resource: str) -> Any:
+            asked.append(resource)
+            return rt.tokens(t, resource)
+
+        sources = Collector(cfg, rt.archive, rt.http, tokens=tokens).sources
+        assert sources.for_graph(tenant).tokens is rt.tokens(tenant)
+        sources.for_stream(tenant, "o365.exchange")
+        assert asked[0] == tenant.endpoints.graph and tenant.endpoints.management in asked
+        alone = Collector(cfg, rt.archive, rt.http).sources  # without the runtime: a provider of its own
+        assert alone.for_graph(tenant).tokens is not rt.tokens(tenant)

@@ -1,4 +1,6 @@
-"""Architecture rules turned into tests: `agent/` has no import cycle.
+"""Architecture rules turned into tests: `agent/` has no import cycle, and the composition root
+(`agent/app.py`) is the only place that wires the shared parts: no command of `agent/cli/` opens its
+own HTTP client, store, archive, SIEM, backfill writer or token provider.
 
 Every import statement counts (module level, inside functions, under `if TYPE_CHECKING:`): a cycle
 hidden behind a function import is still two modules that cannot be understood, tested or moved
@@ -133,3 +135,59 @@ def test_an_acyclic_package_passes_and_a_name_is_not_a_module(tmp_path: Path) ->
                                "pkg/b.py": "from pkg.a import VALUE\nimport json\n"})
     assert import_graph(root) == {"pkg": set(), "pkg.a": {"pkg"}, "pkg.b": {"pkg.a"}}
     assert_acyclic(root)
+
+
+# What only the composition root (agent/app.py) builds: a command that builds one opens and closes it
+# by hand again, beside the runtime, and two of a part (two sessions, two msal caches) can diverge.
+WIRING = frozenset({"HttpClient", "open_store", "open_siem", "open_writer", "Archive", "TokenProvider"})
+
+
+def _type_checking_only(tree: ast.AST) -> set[ast.AST]:
+    """The nodes under `if TYPE_CHECKING:`: names imported there exist for annotations only."""
+    inside: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {"TYPE_CHECKING", "typing.TYPE_CHECKING"}:
+            for child in node.body:
+                inside.update(ast.walk(child))
+    return inside
+
+
+def wiring(root: Path) -> list[str]:
+    """`file:line name` for every call of a WIRING name (plain or as an attribute) and every import of
+    one (an alias would hide a later call) in the .py files under `root`."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        skip = _type_checking_only(tree)
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Call):
+                func = node.func
+                if isinstance(func, ast.Name | ast.Attribute):
+                    names = [func.id if isinstance(func, ast.Name) else func.attr]
+            elif isinstance(node, ast.ImportFrom) and node not in skip:
+                names = [a.name for a in node.names]
+            found += [f"{path.relative_to(root.parent)}:{node.lineno} {n}" for n in names if n in WIRING]
+    return found
+
+
+def test_no_cli_command_wires_a_part_of_its_own() -> None:
+    assert (AGENT / "cli" / "reconcile.py").is_file(), "the scan reads the real commands"
+    assert wiring(AGENT / "cli") == [], "commands take these from the Runtime (agent/app.py)"
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("from agent.http import HttpClient\nasync def f(cfg):\n    async with HttpClient(cfg.http) as h:\n        pass\n",
+     ["cli/cmd.py:1 HttpClient", "cli/cmd.py:3 HttpClient"]),
+    ("def f(cfg):\n    from agent.store import open_store as o\n    return o(cfg.store)\n",
+     ["cli/cmd.py:2 open_store"]),
+    ("import agent.siem.registry\ndef f(c, cfg, h):\n    return agent.siem.registry.open_writer(c, cfg, h)\n",
+     ["cli/cmd.py:3 open_writer"]),
+    ("def f(store, t, cfg):\n    return Archive(store), mod.TokenProvider(t, t.endpoints.graph, cfg.http)\n",
+     ["cli/cmd.py:2 Archive", "cli/cmd.py:2 TokenProvider"]),
+    ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from agent.http import HttpClient\n"
+     "def f(rt) -> HttpClient:\n    return rt.http\n", []),
+])
+def test_a_planted_wiring_is_found(tmp_path: Path, text: str, found: list[str]) -> None:
+    root = _package(tmp_path, {"cli/__init__.py": "", "cli/cmd.py": text})
+    assert wiring(root) == found

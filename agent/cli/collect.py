@@ -14,33 +14,27 @@ from agent.cli.common import EXIT_FAILURE, EXIT_OK, known_streams, load, preflig
 
 
 async def cmd_collect(args: argparse.Namespace) -> int:
-    from agent.archive.archive import Archive
+    from agent.app import Runtime
     from agent.collect import Collector
-    from agent.http import HttpClient
-    from agent.store import open_store
 
     cfg = select(load(args.config), args.tenant)
     known_streams(cfg, args.stream)
     preflight(cfg)
-    store = open_store(cfg.store)
-    try:
-        async with HttpClient(cfg.http) as http:
-            collector = Collector(cfg, Archive(store), http, wait=args.wait)
-            while True:
-                bar = _collect_progress(cfg, args)
-                collector.progress = bar
-                try:
-                    outcomes = await collector.collect(args.stream, args.since, args.until)
-                finally:
-                    if bar is not None:
-                        bar.end()
-                failed = [o for o in outcomes if not o.ok]
-                if args.once:
-                    _print_outcomes(cfg, [o.as_dict() for o in outcomes], args)
-                    return EXIT_FAILURE if failed else EXIT_OK
-                await asyncio.sleep(cfg.collection.poll_interval.total_seconds())
-    finally:
-        await store.aclose()
+    async with Runtime.open(cfg) as rt:
+        collector = Collector(cfg, rt.archive, rt.http, wait=args.wait, tokens=rt.tokens)
+        while True:
+            bar = _collect_progress(cfg, args)
+            collector.progress = bar
+            try:
+                outcomes = await collector.collect(args.stream, args.since, args.until)
+            finally:
+                if bar is not None:
+                    bar.end()
+            failed = [o for o in outcomes if not o.ok]
+            if args.once:
+                _print_outcomes(cfg, [o.as_dict() for o in outcomes], args)
+                return EXIT_FAILURE if failed else EXIT_OK
+            await asyncio.sleep(cfg.collection.poll_interval.total_seconds())
 
 
 def _collect_progress(cfg: config.Config, args: argparse.Namespace) -> Any:

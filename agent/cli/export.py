@@ -10,15 +10,13 @@ from agent.cli.common import EXIT_OK, known_streams, load, select
 
 async def cmd_export(args: argparse.Namespace) -> int:
     from agent import json_exact
-    from agent.archive.archive import Archive
-    from agent.store import open_store
+    from agent.app import Runtime
 
     cfg = select(load(args.config), args.tenant)
     known_streams(cfg, args.stream)
-    store = open_store(cfg.store)
-    archive = Archive(store)
     out = sys.stdout.buffer
-    try:
+    async with Runtime.open(cfg, http=False) as rt:  # the archive only: nothing reaches the network
+        archive = rt.archive
         for tenant in cfg.tenants:
             for stream in tenant.streams:
                 if args.stream and stream not in args.stream:
@@ -27,6 +25,4 @@ async def cmd_export(args: argparse.Namespace) -> int:
                     async for rec in archive.records(part):
                         out.write(json_exact.dumps(rec) + b"\n")
         out.flush()
-    finally:
-        await store.aclose()
     return EXIT_OK

@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -15,46 +15,39 @@ from agent import config
 from agent.cli.common import EXIT_FAILURE, EXIT_GAPS, EXIT_OK, load, select, tenant_labels
 from agent.errors import ConfigError
 
+if TYPE_CHECKING:
+    from agent.app import Runtime
+
 
 async def cmd_reconcile(args: argparse.Namespace) -> int:
-    from agent.archive.archive import Archive
-    from agent.http import HttpClient
+    from agent.app import Runtime
     from agent.reconcile import options_from, reconcile
-    from agent.siem.registry import from_config, open_siem, open_writer
-    from agent.store import open_store
+    from agent.siem.registry import from_config
 
     cfg = select(load(args.config), args.tenant)
-    siem_cfg = from_config(cfg)
+    siem_cfg = from_config(cfg)  # no [siem] table: a config error before anything opens
     streams = [(t.id, s) for t in cfg.tenants for s in t.streams if not args.stream or s in args.stream]
     for s in args.stream or ():
         if not any(s == name for _, name in streams):
             raise ConfigError(f"--stream {s}: no configured tenant collects it")
     opts = options_from(siem_cfg, full=args.full, include_unsettled=args.include_unsettled)
     backfill = args.backfill or args.dry_run
-    if backfill:
-        async with HttpClient(cfg.http) as probe:  # missing backfill keys are a config error before any query
-            open_writer(siem_cfg, cfg, probe)
-    store = open_store(cfg.store)
-    archive = Archive(store)
-    try:
-        async with HttpClient(cfg.http) as http:
-            siem = open_siem(siem_cfg, cfg, http)
-            try:
-                report = await reconcile(cfg, archive, siem, streams, args.since, args.until, options=opts,
-                                         recollect=None if args.no_recollect else _recollector(cfg, archive, http),
-                                         progress=_steps("reconcile", "streams", args))
-                if backfill:
-                    from agent.backfill import run_backfill
+    async with Runtime.open(cfg) as rt:
+        writer = rt.writer if backfill else None  # missing backfill keys are a config error before any query
+        siem, archive = rt.siem, rt.archive
+        if siem is None:  # from_config above has refused a config without [siem]
+            raise ConfigError("no [siem] table in the config")
+        report = await reconcile(cfg, archive, siem, streams, args.since, args.until, options=opts,
+                                 recollect=None if args.no_recollect else _recollector(rt),
+                                 progress=_steps("reconcile", "streams", args))
+        if backfill:
+            from agent.backfill import run_backfill
 
-                    await run_backfill(cfg, siem_cfg, report, archive, siem, http, dry_run=args.dry_run,
-                                       progress=_steps("backfill", "records", args))
-                from agent.service.status import record_siem_state
+            await run_backfill(cfg, siem_cfg, report, archive, siem, rt.http, dry_run=args.dry_run,
+                               progress=_steps("backfill", "records", args), writer=writer)
+        from agent.service.status import record_siem_state
 
-                await record_siem_state(store, report)
-            finally:
-                await siem.aclose()
-    finally:
-        await store.aclose()
+        await record_siem_state(rt.store, report)
     _write_report(report, args, cfg, siem_cfg)
     if not report.complete:  # the report says it too; this line is for cron and CI logs
         reasons = report.unverified_reasons()
@@ -67,11 +60,12 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_OK if report.complete else EXIT_FAILURE
 
 
-def _recollector(cfg: config.Config, archive: Any, http: Any) -> Any:
+def _recollector(rt: Runtime) -> Any:
     """Re-collect a window from the API (the reconcile engine calls it for archive holes in retention)."""
     from agent.collect import Collector
 
-    collector = Collector(cfg, archive, http)
+    cfg = rt.cfg
+    collector = Collector(cfg, rt.archive, rt.http, tokens=rt.tokens)
 
     async def recollect(tenant: str, stream: str, start: datetime, end: datetime) -> object:
         return await collector.collect_stream(cfg.tenant(tenant), stream, start, end)

@@ -12,18 +12,15 @@ from agent.cli.common import EXIT_FAILURE, EXIT_OK, load
 
 
 async def cmd_status(args: argparse.Namespace) -> int:
+    from agent.app import Runtime
     from agent.cli.render import status_text
     from agent.service import status
-    from agent.store import open_store
 
     cfg = load(args.config)
-    store = open_store(cfg.store)
     now = datetime.now(UTC)
-    try:
-        store_problem = await status.probe(store)
-        rows = await status.rows(cfg, store, now)
-    finally:
-        await store.aclose()
+    async with Runtime.open(cfg, http=False) as rt:  # the store only: no HTTP client, no SIEM
+        store_problem = await status.probe(rt.store)
+        rows = await status.rows(cfg, rt.store, now)
     if args.json:
         print(orjson.dumps([r.as_dict() for r in rows], option=orjson.OPT_INDENT_2).decode())
     else:

@@ -6,17 +6,19 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import config
 from agent.cli.common import EXIT_FAILURE, EXIT_GAPS, EXIT_OK, emit, load, select
 from agent.errors import AgentError, ConfigError
 
+if TYPE_CHECKING:
+    from agent.app import Runtime
+
 
 async def cmd_triangulate(args: argparse.Namespace) -> int:
-    from agent.archive.archive import Archive
+    from agent.app import Runtime
     from agent.cli.render import triangulate_text
-    from agent.store import open_store
     from agent.triangulate.engine import CONTEXT, pairs_for, triangulate
     from agent.triangulate.report import to_html, to_markdown
 
@@ -33,12 +35,9 @@ async def cmd_triangulate(args: argparse.Namespace) -> int:
     since = args.since or until - CONTEXT
     if since >= until:
         raise ConfigError("--since must be before --until")
-    store = open_store(cfg.store)
-    try:
-        report = await triangulate(Archive(store), tenants, since, until, args.stream)
-        report.pairs += await _witness_pairs(cfg, Archive(store), args.stream, since, until)
-    finally:
-        await store.aclose()
+    async with Runtime.open(cfg) as rt:
+        report = await triangulate(rt.archive, tenants, since, until, args.stream)
+        report.pairs += await _witness_pairs(rt, args.stream, since, until)
     render = {"json": lambda r: r.to_json().decode() + "\n", "md": to_markdown, "html": to_html,
               "text": triangulate_text}
     emit(render[args.format](report).encode(), args.out)
@@ -51,18 +50,13 @@ async def cmd_triangulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-async def _witness_pairs(cfg: config.Config, archive: Any, streams: list[str] | None, since: datetime,
-                         until: datetime) -> list[Any]:
+async def _witness_pairs(rt: Runtime, streams: list[str] | None, since: datetime, until: datetime) -> list[Any]:
     """The count witness (agent/triangulate/witness.py) of every witnessed stream a tenant collects; a summary
     that cannot be read leaves its pair unjudged (exit 1), never "all good"."""
-    from agent.auth import TokenProvider
-    from agent.http import HttpClient
     from agent.triangulate.witness import witness_pairs
 
     def unread(tenant: config.TenantConfig, stream: str, exc: AgentError) -> None:
         print(f"agent: {tenant.label}/{stream}: the summarized sign-ins could not be read: {exc}", file=sys.stderr)
 
-    async with HttpClient(cfg.http) as http:
-        return list(await witness_pairs(
-            archive, http, cfg.tenants, lambda t: (TokenProvider(t, t.endpoints.graph, cfg.http), None),
-            streams, since, until, datetime.now(UTC), unread))
+    return list(await witness_pairs(rt.archive, rt.http, rt.cfg.tenants, lambda t: (rt.tokens(t), None),
+                                    streams, since, until, datetime.now(UTC), unread))

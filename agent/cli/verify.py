@@ -6,7 +6,6 @@ Every `--tenant` and every `--stream` given is checked, not only the first of ea
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -33,26 +32,19 @@ async def run_verify(cfg: config.Config, *, tenants: Sequence[str] = (), streams
                      since: datetime | None = None, until: datetime | None = None, fmt: str = "text") -> int:
     """Verify the configured store against the configured anchors and print the report (`fmt` json or
     text): exit 0 when intact, 1 on damage."""
+    from agent.app import Runtime
     from agent.archive.anchors import open_anchor
     from agent.archive.verify import verify
     from agent.cli.render import verify_text
-    from agent.http import HttpClient
-    from agent.store import open_store
 
-    store = open_store(cfg.store)
-    try:
-        async with contextlib.AsyncExitStack() as stack:
-            http = None
-            if any(c.type == "siem" for c in cfg.anchors):  # only a SIEM anchor sends HTTP requests
-                http = await stack.enter_async_context(HttpClient(cfg.http))
-            anchors = [open_anchor(c, cfg, http) for c in cfg.anchors]
-            try:
-                report = await verify(store, tenants=tenants, streams=streams, since=since, until=until,
-                                      anchors=anchors)
-            finally:
-                for anchor in anchors:
-                    await anchor.aclose()
-    finally:
-        await store.aclose()
+    online = any(c.type == "siem" for c in cfg.anchors)  # only a SIEM anchor sends HTTP requests
+    async with Runtime.open(cfg, http=online) as rt:
+        store = rt.store
+        anchors = [open_anchor(c, cfg, rt.http if online else None) for c in cfg.anchors]
+        try:
+            report = await verify(store, tenants=tenants, streams=streams, since=since, until=until, anchors=anchors)
+        finally:
+            for anchor in anchors:
+                await anchor.aclose()
     print(json.dumps(report.to_json(), indent=2) if fmt == "json" else verify_text(report))
     return EXIT_OK if report.ok else EXIT_FAILURE

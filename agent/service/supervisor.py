@@ -140,7 +140,8 @@ class Service:
     async def _run(self) -> int:
         # The runtime gets every tenant: the [siem] tenant may be another shard's.
         async with Runtime.open(self.unsharded, observe=self._observe) as rt:
-            self.collector = Collector(self.cfg, rt.archive, rt.http, clock=self.clock, app_share=self.app_share)
+            self.collector = Collector(self.cfg, rt.archive, rt.http, clock=self.clock, app_share=self.app_share,
+                                       tokens=rt.tokens)
             self.alerter = Alerter(self.cfg.alerts, rt.http, rt.store, self.metrics, shard=self.shard)
             self.listen_port = await self.server.start()
             try:

@@ -53,6 +53,9 @@ def test_first_run_page_works_as_written(tmp_path: Path) -> None:
     finally:
         emu.terminate()
         emu.wait(timeout=30)
+        for pipe in (emu.stdout, emu.stderr):  # unclosed, they are a ResourceWarning (an error here)
+            if pipe is not None:
+                pipe.close()
     assert (tmp_path / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
     after = json.loads((tmp_path / "after.json").read_text())
     assert not after["has_gaps"] and after["complete"]
