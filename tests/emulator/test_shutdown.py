@@ -60,19 +60,20 @@ def test_sigterm_under_load_prints_no_traceback(tmp_path: Path) -> None:
             env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout is not None and proc.stderr is not None
         info = json.loads(proc.stdout.readline())
-        token = _session(info).post(
-            f"{info['login']}/{info['tenant_id']}/oauth2/v2.0/token",
-            data={"grant_type": "client_credentials", "client_id": info["client_id"],
-                  "client_secret": info["client_secret"], "scope": "https://graph.microsoft.com/.default"},
-            timeout=30).json()["access_token"]
+        with _session(info) as login:
+            token = login.post(
+                f"{info['login']}/{info['tenant_id']}/oauth2/v2.0/token",
+                data={"grant_type": "client_credentials", "client_id": info["client_id"],
+                      "client_secret": info["client_secret"], "scope": "https://graph.microsoft.com/.default"},
+                timeout=30).json()["access_token"]
         stop = threading.Event()
 
         def hammer(info: dict[str, str] = info, token: str = token, stop: threading.Event = stop) -> None:
-            s = _session(info)
-            while not stop.is_set():
-                with contextlib.suppress(requests.RequestException):
-                    s.get(f"{info['graph']}/v1.0/auditLogs/signIns?$top=1000",
-                          headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            with _session(info) as s:
+                while not stop.is_set():
+                    with contextlib.suppress(requests.RequestException):
+                        s.get(f"{info['graph']}/v1.0/auditLogs/signIns?$top=1000",
+                              headers={"Authorization": f"Bearer {token}"}, timeout=5)
 
         threads = [threading.Thread(target=hammer) for _ in range(12)]
         for t in threads:
@@ -81,6 +82,8 @@ def test_sigterm_under_load_prints_no_traceback(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         err = proc.stderr.read().decode()
         rc = proc.wait(timeout=30)
+        proc.stdout.close()
+        proc.stderr.close()
         stop.set()
         for t in threads:
             t.join(timeout=30)
