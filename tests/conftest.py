@@ -3,6 +3,7 @@ cannot change what a test sees (they do on CI: REQUESTS_CA_BUNDLE and AWS_CA_BUN
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -23,6 +24,10 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(_LEAKY_PREFIXES) or name in _LEAKY_NAMES:
             monkeypatch.delenv(name, raising=False)
     yield
+    # Warnings are errors, and a socket, pipe or event loop a test leaves open warns only when the
+    # garbage collector finds it: collect here, so the leak fails the test that made it instead of
+    # whichever later test a collection happens to run in.
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -57,6 +57,11 @@ class ConnectProxy:
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         self.loop.run_forever()
+        server.close()  # stopped by __exit__: close the listener, the tunnels and the loop in this thread
+        for task in asyncio.all_tasks(self.loop):
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*asyncio.all_tasks(self.loop), return_exceptions=True))
+        self.loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
