@@ -338,9 +338,19 @@ class Collector:
 
     async def _commit(self, tenant: TenantConfig, stream: str, window: Window, result: WindowResult,
                       out: StreamOutcome, gaps: list[Gap], stored: int) -> None:
-        """Persist what a committed window justifies: the cursor, then the status with its gaps."""
+        """Persist what a committed window justifies: the cursor, then the status with its gaps.
+
+        A window that found gaps puts them in the status before the cursor moves as well: the source
+        has already accounted them (the ledger says "lost"), so a crash between the cursor and the
+        status would otherwise leave a loss that no later pass finds again and no status shows.
+        """
         state = {**result.state, "manifest": out.manifest} if out.manifest is not None else result.state
         self.leases.check(tenant.id)  # taken over while paused: stop before moving the cursor
+        new: list[Gap] = []
+        if gaps:
+            status = await self.checkpoints.status(tenant.id, stream)
+            new = status.merge_gaps(gaps)
+            await self.checkpoints.save_status(tenant.id, stream, status)
         saved = await self.checkpoints.advance(tenant.id, stream, window.covered_from, result.position, state)
         if out.cursor is not None and window.covered_from > out.cursor and not out.windows:
             event(log, logging.INFO, "This span starts after the cursor; it fills the archive and the cursor "
@@ -351,7 +361,7 @@ class Collector:
         if self.progress is not None:
             self.progress(out, window)
         status = await self.checkpoints.status(tenant.id, stream)
-        new = status.merge_gaps(gaps)  # merged first: a new document keeps the key order earlier versions wrote
+        new += status.merge_gaps(gaps)  # merged first: a new document keeps the key order earlier versions wrote
         status.succeeded(self.clock(), out.cursor, stored)
         await self.checkpoints.save_status(tenant.id, stream, status)
         out.new_gaps += new

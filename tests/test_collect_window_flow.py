@@ -42,6 +42,17 @@ class RecordingStore(LocalStore):
         self.puts.append(key)
 
 
+class Killed(BaseException):
+    """The process dying at a store write (no handler runs, as after SIGKILL)."""
+
+
+class DiesAtCursor(RecordingStore):
+    async def put(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
+        if key.startswith("_meta/checkpoints/"):
+            raise Killed(key)
+        await super().put(key, data, overwrite=overwrite)
+
+
 class ScriptRun:
     """A window run that logs what the collector asks of it and when."""
 
@@ -125,12 +136,27 @@ async def test_commit_comes_after_every_batch_is_durable_and_the_cursor_before_t
     assert source.log == ["open", "batch 0", "batch 1", "batches done", "commit after 2 segment writes"]
     after = store.puts[source.puts_at_commit:]
     cursor, status = checkpoint_key(TENANT, STREAM), status_key(TENANT, STREAM)
-    assert after.index(cursor) < after.index(status), after  # cursor first, then status and gaps
+    # the gaps reach the status before the cursor moves (a crash in between must not lose them), and
+    # the window's success is written after it
+    first_status, last_status = after.index(status), len(after) - 1 - after[::-1].index(status)
+    assert first_status < after.index(cursor) < last_status, after
     saved = await collector.checkpoints.load(TENANT, STREAM)
     assert saved is not None and saved.position == NOW and saved.state["next"] == "token"
     assert out.new_gaps == [source.gap] and isinstance(out.new_gaps[0], Gap) and out.gaps_total == 1
     doc = await collector.checkpoints.load_status(TENANT, STREAM)
     assert doc["gaps"] == [source.gap.to_doc()] and doc["records_stored"] == 3 and doc["last_error"] is None
+
+
+async def test_a_crash_as_the_cursor_moves_leaves_the_windows_gaps_in_the_status(tmp_path: Path) -> None:
+    collector, source, _ = setup(tmp_path)
+    store = DiesAtCursor(tmp_path)
+    collector.archive.store = collector.checkpoints.store = store
+    source.gap = lost()
+    with pytest.raises(Killed):
+        await collect(collector)
+    assert await collector.checkpoints.load(TENANT, STREAM) is None  # the cursor never moved
+    doc = await collector.checkpoints.load_status(TENANT, STREAM)
+    assert doc["gaps"] == [source.gap.to_doc()]  # the source already accounted the loss: it is on record
 
 
 async def test_a_gap_already_on_record_is_not_new_and_a_later_report_updates_it(tmp_path: Path) -> None:
