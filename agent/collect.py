@@ -3,9 +3,10 @@
 The order inside a window is the product's central promise: the source opens the window, its
 batches go to `archive.write`, which returns only when the segments are durable; only then is the
 run committed (`run.commit()` settles the source's own state and returns a `WindowResult`), and
-this module alone persists what it says: the cursor first (`checkpoints.advance`, and only over a
-span contiguous with it: explicit ranges and re-collection fill holes, never jump), then the
-stream's status with the window's gaps merged in. A window that fails stops its stream's pass, so
+this module alone persists what it says: the window's gaps into the stream's status (the source has
+accounted them already, so they must be on record before anything moves), then the cursor
+(`checkpoints.advance`, and only over a span contiguous with it: explicit ranges and re-collection
+fill holes, never jump), then the status with the window's success. A window that fails stops its stream's pass, so
 the cursor never passes records that were not stored; the failure, with the gaps the window had
 found, is written to the stream's status and the pass reports it.
 """
