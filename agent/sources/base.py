@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 from agent import json_exact
 from agent.archive.archive import Unreadable
 from agent.archive.codec import Record, format_time
@@ -212,3 +214,17 @@ class HeldRecords(Protocol):
     async def count(self, stream: str, start: datetime, end: datetime) -> int:
         """Distinct archived record ids with an event time in [start, end)."""
         ...
+
+
+def error_of(body: bytes) -> tuple[str, str]:
+    """(code, message) of an `{"error":{"code","message"}}` body, the shape Graph and the Management
+    Activity API both answer errors in; HTML (a gateway page) and garbage say so instead."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        kind = "an HTML page" if body.lstrip()[:1] == b"<" else "an unreadable body"
+        return "", f"{kind} instead of JSON"
+    err = doc.get("error") if isinstance(doc, dict) else None
+    if not isinstance(err, dict):
+        return "", ""
+    return str(err.get("code") or ""), str(err.get("message") or "")[:300]

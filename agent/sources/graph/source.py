@@ -14,8 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 
-import orjson
-
 from agent.archive.archive import Unreadable
 from agent.archive.codec import Record
 from agent.auth import TokenProvider
@@ -31,7 +29,16 @@ from agent.errors import (
 )
 from agent.http import HttpClient, RateLimiter, Response, parse_retry_after, redact_url, with_retries
 from agent.logs import event
-from agent.sources.base import MalformedBody, Window, WindowResult, floor_second, parse_json, salvage, split
+from agent.sources.base import (
+    MalformedBody,
+    Window,
+    WindowResult,
+    error_of,
+    floor_second,
+    parse_json,
+    salvage,
+    split,
+)
 from agent.streams import StreamSpec, spec
 
 log = logging.getLogger("agent.graph")
@@ -77,18 +84,6 @@ def list_url(base: str, s: StreamSpec, window: Window, top: int) -> tuple[str, d
     time_filter = window_filter(s, window)
     flt = f"signInEventTypes/any(t: t eq '{s.event_type}') and {time_filter}" if s.event_type else time_filter
     return f"{base}/{s.api_version}/{s.path}", {"$filter": flt, "$top": str(top)}
-
-
-def _error(body: bytes) -> tuple[str, str]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        kind = "an HTML page" if body.lstrip()[:1] == b"<" else "an unreadable body"
-        return "", f"{kind} instead of JSON"
-    err = doc.get("error") if isinstance(doc, dict) else None
-    if not isinstance(err, dict):  # e.g. {"error": "..."} from a proxy: no code to act on
-        return "", ""
-    return str(err.get("code") or ""), str(err.get("message") or "")[:300]
 
 
 class Action(Enum):
@@ -148,7 +143,7 @@ def classify(resp: Response, stream: str) -> tuple[list[Record], str | None]:
         records: list[Record] = list(doc["value"])
         nxt = doc.get("@odata.nextLink")
         return records, nxt if isinstance(nxt, str) and nxt else None
-    code, message = _error(resp.body)
+    code, message = error_of(resp.body)
     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     match action_for(resp.status, code):
         case Action.THROTTLE:

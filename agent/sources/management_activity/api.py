@@ -14,12 +14,10 @@ from enum import Enum
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-import orjson
-
 from agent.archive.codec import Record, format_time, parse_time
 from agent.errors import ApiError, ThrottledError, TokenRejected, TransientApiError
 from agent.http import Response, parse_retry_after, redact_url
-from agent.sources.base import parse_json
+from agent.sources.base import error_of, parse_json
 
 API_TIME = "%Y-%m-%dT%H:%M:%S"  # one of the three documented formats; no zone (the API means UTC)
 RETENTION = timedelta(days=7)  # a blob is retrievable for 7 days after contentCreated
@@ -262,19 +260,6 @@ def action_for(status: int, code: str) -> Action:
     if status in STATUS_ACTIONS:
         return STATUS_ACTIONS[status]
     return Action.RETRY if status >= 500 else Action.FATAL
-
-
-def error_of(body: bytes) -> tuple[str, str]:
-    """(code, message) of an `{"error":{"code","message"}}` body; HTML and garbage say so instead."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        kind = "an HTML page" if body.lstrip()[:1] == b"<" else "an unreadable body"
-        return "", f"{kind} instead of JSON"
-    err = doc.get("error") if isinstance(doc, dict) else None
-    if not isinstance(err, dict):
-        return "", ""
-    return str(err.get("code") or ""), str(err.get("message") or "")[:300]
 
 
 def classify(resp: Response, what: str, *, throttle_wait: float | None) -> Any:
