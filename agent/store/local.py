@@ -11,6 +11,7 @@ import asyncio
 import builtins
 import errno
 import os
+import stat
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,9 +99,20 @@ class LocalStore:
         await asyncio.to_thread(self._check_sync)
 
     def _check_sync(self) -> None:
-        if not self.root.is_dir():
+        # One stat decides: with two questions (is it a directory? does it exist?) a root another
+        # writer creates between them (a second shard, this agent's own first write) read as "not a
+        # directory" and raised store_failing for a healthy store.
+        try:
+            is_dir: bool | None = stat.S_ISDIR(os.stat(self.root).st_mode)
+        except FileNotFoundError:
+            is_dir = None
+        except OSError as exc:
+            raise StoreError(_describe(exc, self.root)) from None
+        if is_dir is False:
+            raise StoreError(f"store.path {self.root} is not a directory")
+        if is_dir is None:
             parent = next((p for p in self.root.parents if p.is_dir()), None)
-            if self.root.exists() or parent is None:
+            if parent is None:
                 raise StoreError(f"store.path {self.root} is not a directory")
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise StoreError(f"cannot create the store under {parent}: not writable by this user "
