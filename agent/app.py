@@ -22,7 +22,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from agent.archive.archive import Archive
-from agent.auth import TokenProvider
+from agent.auth import TokenProvider, TokenProviders
 from agent.config import Config, TenantConfig
 from agent.http import HttpClient, Response
 from agent.siem.base import Siem, Writer
@@ -46,7 +46,7 @@ class Runtime:
         self._siem: Siem | None = None
         self._siem_cfg: SiemConfig[Any] | None = None
         self._writer: Writer | None = None
-        self._tokens: dict[tuple[str, str], TokenProvider] = {}
+        self._tokens = TokenProviders(cfg.http)
 
     @classmethod
     @asynccontextmanager
@@ -87,11 +87,7 @@ class Runtime:
     def tokens(self, tenant: TenantConfig, resource: str | None = None) -> TokenProvider:
         """The token provider of `tenant` for `resource` (Graph by default), one per pair: msal's
         token cache lives in it, so every caller of a pair shares one token."""
-        resource = resource or tenant.endpoints.graph
-        key = (tenant.id, resource)
-        if key not in self._tokens:
-            self._tokens[key] = TokenProvider(tenant, resource, self.cfg.http)
-        return self._tokens[key]
+        return self._tokens(tenant, resource or tenant.endpoints.graph)
 
     @property
     def siem_config(self) -> SiemConfig[Any] | None:
@@ -109,7 +105,7 @@ class Runtime:
             siem_cfg = self.siem_config
             if siem_cfg is None:
                 return None
-            siem = open_siem(siem_cfg, self.cfg, self.http)
+            siem = open_siem(siem_cfg, self.cfg, self.http, self.tokens)
             self._stack.push_async_callback(siem.aclose)
             self._siem = siem
         return self._siem
@@ -120,5 +116,5 @@ class Runtime:
         close). Raises ConfigError, and keeps nothing, when there is no `[siem]` or its write keys are
         missing: a command asks for it before its first query, so that is a config error, not a late failure."""
         if self._writer is None:
-            self._writer = open_writer(from_config(self.cfg), self.cfg, self.http)
+            self._writer = open_writer(from_config(self.cfg), self.cfg, self.http, self.tokens)
         return self._writer

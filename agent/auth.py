@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -146,3 +147,23 @@ class TokenProvider:
         async with self._lock:
             if self._app is not None:
                 await asyncio.to_thread(self._app.remove_tokens_for_client)
+
+
+Tokens = Callable[[TenantConfig, str], TokenProvider]  # (tenant, resource) -> its one token provider
+
+
+class TokenProviders:
+    """One `TokenProvider` per (tenant, resource): msal's token cache lives in the provider, so every
+    user of a pair (a source, the triangulation witness, Sentinel's reader, writer and anchor) shares
+    one token instead of asking Entra ID for its own. The process's instance is the Runtime's
+    (agent/app.py); this is the one place a provider is built (tests/test_architecture.py)."""
+
+    def __init__(self, http: HttpConfig) -> None:
+        self._http = http
+        self._by_key: dict[tuple[str, str], TokenProvider] = {}
+
+    def __call__(self, tenant: TenantConfig, resource: str) -> TokenProvider:
+        key = (tenant.id, resource)
+        if key not in self._by_key:
+            self._by_key[key] = TokenProvider(tenant, resource, self._http)
+        return self._by_key[key]

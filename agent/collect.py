@@ -26,7 +26,7 @@ from agent.archive.anchors import Anchors
 from agent.archive.archive import Archive
 from agent.archive.codec import Record, format_time, parse_time
 from agent.archive.lease import StoreLocked, TenantLeases
-from agent.auth import TokenProvider
+from agent.auth import TokenProviders, Tokens
 from agent.checkpoint import Checkpoints, Gap, StoreState
 from agent.config import Config, TenantConfig
 from agent.errors import AgentError
@@ -39,7 +39,6 @@ from agent.streams import spec
 
 log = logging.getLogger("agent.collect")
 AUDIT_SEARCH_REQUESTS_PER_10S = 50
-Tokens = Callable[[TenantConfig, str], TokenProvider]  # (tenant, resource) -> its token provider
 
 
 def utcnow() -> datetime:
@@ -100,10 +99,10 @@ class Sources:
     cfg: Config
     http: HttpClient
     archive: Archive
-    app_share: Mapping[str, float] = field(default_factory=dict)  # client_id -> share of its app budget
     # The runtime's `tokens` (agent/app.py), so the collector shares msal's cache with every other
-    # user of a (tenant, resource); a fresh provider per source when none is given (unit tests).
-    tokens: Tokens | None = None
+    # user of a (tenant, resource).
+    tokens: Tokens
+    app_share: Mapping[str, float] = field(default_factory=dict)  # client_id -> share of its app budget
     _by_key: dict[tuple[str, str], Source] = field(default_factory=dict)
     _apps: dict[str, RateLimiter] = field(default_factory=dict)
 
@@ -115,12 +114,6 @@ class Sources:
             budget = self.cfg.collection.graph_app_requests_per_10s * self.app_share.get(client_id, 1.0)
             self._apps[client_id] = RateLimiter(max(1, int(budget)), 10.0)
         return self._apps[client_id]
-
-    def token_provider(self, tenant: TenantConfig, resource: str) -> TokenProvider:
-        """The token provider of `tenant` for `resource`, from the runtime when it gave one."""
-        if self.tokens is not None:
-            return self.tokens(tenant, resource)
-        return TokenProvider(tenant, resource, self.cfg.http)
 
     def for_stream(self, tenant: TenantConfig, stream: str) -> Source:
         kind = spec(stream).source
@@ -147,7 +140,7 @@ class Sources:
     def _build(self, tenant: TenantConfig, kind: str) -> Source:
         c = self.cfg.collection
         if kind == "graph":
-            tokens = self.token_provider(tenant, tenant.endpoints.graph)
+            tokens = self.tokens(tenant, tenant.endpoints.graph)
             pacer = RateLimiter(c.graph_requests_per_10s, 10.0, within=self.app_pacer(tenant.client_id))
             return GraphSource(tenant, self.http, tokens, pacer, c)
         if kind == "graph_security":  # Graph's token, its own pacer (a different service and quota)
@@ -159,7 +152,7 @@ class Sources:
             from agent.sources.deep_history.source import WithDeepHistory
             from agent.sources.management_activity.source import ManagementActivitySource
 
-            tokens = self.token_provider(tenant, tenant.endpoints.management)
+            tokens = self.tokens(tenant, tenant.endpoints.management)
             limiter = RateLimiter(c.management_requests_per_minute, 60.0)
             ledger = StoreState(self.archive.store, layout.LEDGER_AREA, tenant.id)
             management = ManagementActivitySource(tenant, self.http, tokens, limiter, c, ledger)
@@ -185,8 +178,9 @@ class Collector:
         self.checkpoints = Checkpoints(archive.store)
         # One writer per tenant of a store (agent/archive/lease.py); `wait` waits for a holder instead of failing.
         self.leases = TenantLeases(archive.store, wait=wait)
-        self.sources = Sources(cfg, http, archive, dict(app_share or {}), tokens)
-        self.anchors = Anchors(cfg.anchors, cfg, http)
+        tokens = tokens or TokenProviders(cfg.http)  # the runtime's; a collector of its own in unit tests
+        self.sources = Sources(cfg, http, archive, tokens, dict(app_share or {}))
+        self.anchors = Anchors(cfg.anchors, cfg, http, tokens)
         self.clock = clock
         self._adopted: set[tuple[str, str]] = set()
         self._passes = asyncio.Semaphore(cfg.collection.concurrent_streams)

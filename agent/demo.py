@@ -275,7 +275,7 @@ async def _reconcile(cfg_path: Path, html_path: Path) -> tuple[list[str], bool]:
         opts = options_from(siem_cfg, include_unsettled=True)
         report = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
                                  options=opts, siem_name=siem_cfg.type)
-        await run_backfill(cfg, siem_cfg, report, archive, siem, rt.http)
+        await run_backfill(siem_cfg, report, archive, siem, rt.writer)
         after = await reconcile(cfg, archive, siem, streams, now - timedelta(hours=40), now,
                                 options=opts, siem_name=siem_cfg.type)
         detection = await _lost_detection(archive, report, after)

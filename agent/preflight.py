@@ -41,12 +41,13 @@ def _backfill_policy(cfg: Config) -> Iterator[str]:
     said now, not as a failing scheduled backfill hours after the service started."""
     if cfg.service.backfill == "off" or cfg.siem is None:
         return
+    from agent.auth import TokenProviders
     from agent.errors import AgentError
     from agent.http import HttpClient
     from agent.siem.registry import open_writer
 
-    try:
-        open_writer(cfg.siem, cfg, HttpClient(cfg.http))  # builds the writer only: no session, no request
+    try:  # builds the writer only: no session, no token, no request
+        open_writer(cfg.siem, cfg, HttpClient(cfg.http), TokenProviders(cfg.http))
     except AgentError as exc:
         yield f"service.backfill = {cfg.service.backfill!r}: {exc}"
 

@@ -57,7 +57,7 @@ def rec(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
     monkeypatch.setattr(app, "HttpClient", lambda cfg, observe=None: FakeHttp(rec, cfg, observe))
     monkeypatch.setattr(app, "open_store", lambda cfg: FakePart(rec, "store"))
-    monkeypatch.setattr(app, "open_siem", lambda siem_cfg, cfg, http: FakePart(rec, "siem"))
+    monkeypatch.setattr(app, "open_siem", lambda siem_cfg, cfg, http, tokens: FakePart(rec, "siem"))
     return rec
 
 
@@ -154,7 +154,7 @@ async def test_a_runtime_without_http_opens_no_client_and_refuses_to_hand_one_ou
 async def test_the_backfill_writer_is_built_once_and_a_missing_siem_is_a_config_error(
         tmp_path: Path, rec: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[object] = []
-    monkeypatch.setattr(app, "open_writer", lambda siem_cfg, cfg, http: built.append(http) or object())
+    monkeypatch.setattr(app, "open_writer", lambda siem_cfg, cfg, http, tokens: built.append(http) or object())
     async with Runtime.open(_cfg(tmp_path)) as rt:
         assert rt.writer is rt.writer and built == [rt.http]
     async with Runtime.open(_cfg(tmp_path, siem=False)) as rt:

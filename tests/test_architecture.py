@@ -176,6 +176,35 @@ def test_no_cli_command_wires_a_part_of_its_own() -> None:
     assert wiring(AGENT / "cli") == [], "commands take these from the Runtime (agent/app.py)"
 
 
+def calls_of(root: Path, name: str) -> list[str]:
+    """`file:line` of every call of `name` (plain or as an attribute) in the .py files under `root`."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            func = node.func if isinstance(node, ast.Call) else None
+            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if called == name:
+                found.append(f"{path.relative_to(root.parent)}:{getattr(node, 'lineno', 0)}")
+    return found
+
+
+def test_token_providers_are_built_in_one_place() -> None:
+    """msal's cache lives in a TokenProvider: one built beside the runtime's (Sentinel's reader, writer
+    or anchor used to) asks Entra ID for a second token and is invalidated apart from the first."""
+    assert calls_of(AGENT, "TokenProvider") == ["agent/auth.py:" + str(_line_of(AGENT / "auth.py",
+                                                                                "= TokenProvider(tenant"))]
+
+
+def _line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_a_planted_token_provider_is_found(tmp_path: Path) -> None:
+    planted = "from agent import auth\ndef f(t, cfg):\n    return auth.TokenProvider(t, 'r', cfg.http)\n"
+    root = _package(tmp_path, {"siem/__init__.py": "", "siem/vendor.py": planted})
+    assert calls_of(root, "TokenProvider") == ["siem/vendor.py:3"]
+
+
 @pytest.mark.parametrize(("text", "found"), [
     ("from agent.http import HttpClient\nasync def f(cfg):\n    async with HttpClient(cfg.http) as h:\n        pass\n",
      ["cli/cmd.py:1 HttpClient", "cli/cmd.py:3 HttpClient"]),

@@ -30,6 +30,7 @@ import orjson
 
 from agent.archive.layout import head_key, heads_prefix, parse_head_key
 from agent.archive.manifest import ManifestRef, current_head
+from agent.auth import Tokens
 from agent.config import AnchorConfig, Config
 from agent.errors import ConfigError, ObjectExists, StoreError
 from agent.http import HttpClient
@@ -116,11 +117,12 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
-def open_anchor(cfg: AnchorConfig, agent_cfg: Config | None = None, http: HttpClient | None = None) -> Sink:
+def open_anchor(cfg: AnchorConfig, agent_cfg: Config | None = None, http: HttpClient | None = None,
+                tokens: Tokens | None = None) -> Sink:
     """The anchor a config table describes; the caller owns it (`aclose`). A SIEM anchor writes
-    through `http` with the `[siem]` connection of `agent_cfg`."""
+    through `http` with the `[siem]` connection of `agent_cfg` and the runtime's `tokens`."""
     if cfg.type == "siem":
-        return _siem_anchor(cfg, agent_cfg, http)
+        return _siem_anchor(cfg, agent_cfg, http, tokens)
     from agent.store import open_store
 
     if cfg.store is None:
@@ -128,22 +130,24 @@ def open_anchor(cfg: AnchorConfig, agent_cfg: Config | None = None, http: HttpCl
     return Anchor(open_store(cfg.store), cfg.label)
 
 
-def _siem_anchor(cfg: AnchorConfig, agent_cfg: Config | None, http: HttpClient | None) -> Sink:
+def _siem_anchor(cfg: AnchorConfig, agent_cfg: Config | None, http: HttpClient | None,
+                 tokens: Tokens | None) -> Sink:
     from agent.siem.registry import open_anchor
 
-    if agent_cfg is None or http is None:
+    if agent_cfg is None or http is None or tokens is None:
         raise ConfigError(f"anchor {cfg.label}: a SIEM anchor needs the [siem] connection")
-    return open_anchor(agent_cfg, http, cfg.index, Head)
+    return open_anchor(agent_cfg, http, tokens, cfg.index, Head)
 
 
 class Anchors:
     """Publishes chain heads to every configured anchor after a pass (the collector's one call)."""
 
     def __init__(self, configs: Sequence[AnchorConfig], agent_cfg: Config | None = None,
-                 http: HttpClient | None = None) -> None:
+                 http: HttpClient | None = None, tokens: Tokens | None = None) -> None:
         self.configs = tuple(configs)
         self.agent_cfg = agent_cfg
         self.http = http
+        self.tokens = tokens
         self._open: list[Sink] | None = None
         self._published: dict[tuple[str, str, str], str] = {}  # (anchor, tenant, stream) -> head sha256
         self._newest: dict[tuple[str, str, str], int] = {}  # newest seq known to be anchored there
@@ -151,7 +155,7 @@ class Anchors:
     @property
     def sinks(self) -> list[Sink]:
         if self._open is None:
-            self._open = [open_anchor(c, self.agent_cfg, self.http) for c in self.configs]
+            self._open = [open_anchor(c, self.agent_cfg, self.http, self.tokens) for c in self.configs]
         return self._open
 
     def _sinks(self, tenant: str, stream: str) -> list[Sink]:

@@ -24,17 +24,14 @@ from datetime import datetime
 from typing import Any
 
 from agent.archive.archive import Archive
-from agent.config import Config
 from agent.errors import AgentError
-from agent.http import HttpClient
 from agent.logs import event
 from agent.reconcile.report import ReconcileReport, StreamReport, iso
 from agent.service.alerts import Alert, AlertSink
 from agent.service.metrics import Metrics
 from agent.service.pace import TaskFailed
-from agent.siem.base import Siem
+from agent.siem.base import Siem, Writer
 from agent.siem.config import SiemConfig
-from agent.siem.registry import open_writer
 from agent.streams import spec
 
 from .engine import Backfill, ledger_for
@@ -71,9 +68,10 @@ class ScheduledBackfill:
 
     mode: str  # [service] backfill: "off", "alert" or "on"
     max_records: int  # [service] backfill_max_records
-    agent_cfg: Config  # every tenant: the [siem] tenant's registration writes, as it reads
     archive: Archive
-    http: HttpClient
+    # The runtime's backfill writer (agent/app.py), built on first use: missing write keys raise
+    # ConfigError here, at the first backfill, which `agent check` has already said.
+    writer: Callable[[], Writer]
     connect: Callable[[], tuple[SiemConfig[Any], Siem]]  # the shared SIEM and its [siem] table
     metrics: Metrics
     alerts: AlertSink
@@ -97,7 +95,7 @@ class ScheduledBackfill:
 
     async def _run(self, report: ReconcileReport, *, dry_run: bool) -> dict[str, Any]:
         siem_cfg, siem = self.connect()
-        writer = open_writer(siem_cfg, self.agent_cfg, self.http)  # as run_backfill, with the ledger read first
+        writer = self.writer()
         ledger = ledger_for(self.archive.store, writer)
         done = {(sr.tenant, sr.stream): (await ledger.load(sr.tenant, sr.stream)).done
                 for sr in report.streams if sr.missing_in_siem}

@@ -51,4 +51,4 @@ async def _check_siem(rt: Runtime) -> str:
         raise
     except AgentError as exc:
         raise SiemError(f"SIEM {siem_cfg.type} query failed: {exc}") from None
-    return ", SIEM query ok" + await vendor(siem_cfg.type).check_write(siem_cfg, rt.cfg, rt.http)
+    return ", SIEM query ok" + await vendor(siem_cfg.type).check_write(siem_cfg, rt.cfg, rt.http, rt.tokens)

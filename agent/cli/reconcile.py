@@ -40,11 +40,11 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
         report = await reconcile(cfg, archive, siem, streams, args.since, args.until, options=opts,
                                  recollect=None if args.no_recollect else _recollector(rt),
                                  progress=_steps("reconcile", "streams", args))
-        if backfill:
+        if writer is not None:
             from agent.backfill import run_backfill
 
-            await run_backfill(cfg, siem_cfg, report, archive, siem, rt.http, dry_run=args.dry_run,
-                               progress=_steps("backfill", "records", args), writer=writer)
+            await run_backfill(siem_cfg, report, archive, siem, writer, dry_run=args.dry_run,
+                               progress=_steps("backfill", "records", args))
         from agent.service.status import record_siem_state
 
         await record_siem_state(rt.store, report)

@@ -40,7 +40,7 @@ async def run_verify(cfg: config.Config, *, tenants: Sequence[str] = (), streams
     online = any(c.type == "siem" for c in cfg.anchors)  # only a SIEM anchor sends HTTP requests
     async with Runtime.open(cfg, http=online) as rt:
         store = rt.store
-        anchors = [open_anchor(c, cfg, rt.http if online else None) for c in cfg.anchors]
+        anchors = [open_anchor(c, cfg, rt.http, rt.tokens) if online else open_anchor(c) for c in cfg.anchors]
         try:
             report = await verify(store, tenants=tenants, streams=streams, since=since, until=until, anchors=anchors)
         finally:

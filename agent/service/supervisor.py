@@ -197,7 +197,7 @@ class Service:
             return siem_cfg, siem
 
         svc = self.cfg.service
-        policy = ScheduledBackfill(svc.backfill, svc.backfill_max_records, self.unsharded, rt.archive, rt.http,
+        policy = ScheduledBackfill(svc.backfill, svc.backfill_max_records, rt.archive, lambda: rt.writer,
                                    connect, self.metrics, self.alerter, self.clock, self.task_failed)
         out = Findings(rt.store, self.metrics, self.health, self.alerter, self.clock)
         await reconcile_loop(self.cfg, rt.archive, connect, out, self.pace, self.task_failed,

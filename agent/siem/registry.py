@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol
 
+from agent.auth import Tokens
 from agent.config import Config
 from agent.errors import ConfigError
 from agent.http import HttpClient
@@ -31,15 +32,15 @@ class Vendor(Protocol):
 
     name: ClassVar[str]
 
-    def open_reader(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient) -> Siem:
+    def open_reader(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, tokens: Tokens) -> Siem:
         """The Siem reconcile queries, on the shared HTTP client; the caller owns and closes both."""
         ...
 
-    def open_writer(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient) -> Writer:
+    def open_writer(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, tokens: Tokens) -> Writer:
         """The backfill writer; ConfigError when the SIEM's write keys are missing."""
         ...
 
-    def open_anchor(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, index: str,
+    def open_anchor(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, tokens: Tokens, index: str,
                     make_head: MakeHead) -> HeadSink:
         """Chain heads held by the SIEM in `index` ("" = the vendor's default), read back as `make_head` builds them."""
         ...
@@ -49,7 +50,7 @@ class Vendor(Protocol):
         """(where the stream lives, a query in the SIEM's language returning which of `ids` it holds)."""
         ...
 
-    async def check_write(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient) -> str:
+    async def check_write(self, cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, tokens: Tokens) -> str:
         """`agent check --online`: what the write path proved (", ... ok"), "" when nothing to check."""
         ...
 
@@ -71,17 +72,17 @@ def from_config(cfg: Config) -> SiemConfig[Any]:
     return cfg.siem
 
 
-def open_siem(cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient) -> Siem:
+def open_siem(cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, tokens: Tokens) -> Siem:
     """Build the configured reader on the shared HTTP client; the caller owns and closes both."""
-    return vendor(cfg.type).open_reader(cfg, agent_cfg, http)
+    return vendor(cfg.type).open_reader(cfg, agent_cfg, http, tokens)
 
 
-def open_writer(cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient) -> Writer:
+def open_writer(cfg: SiemConfig[Any], agent_cfg: Config, http: HttpClient, tokens: Tokens) -> Writer:
     """The backfill writer for the configured SIEM; ConfigError names what is missing."""
-    return vendor(cfg.type).open_writer(cfg, agent_cfg, http)
+    return vendor(cfg.type).open_writer(cfg, agent_cfg, http, tokens)
 
 
-def open_anchor(agent_cfg: Config, http: HttpClient, index: str, make_head: MakeHead) -> HeadSink:
+def open_anchor(agent_cfg: Config, http: HttpClient, tokens: Tokens, index: str, make_head: MakeHead) -> HeadSink:
     """Chain heads held by the configured SIEM (`[[anchors]] type = "siem"`)."""
     cfg = from_config(agent_cfg)
-    return vendor(cfg.type).open_anchor(cfg, agent_cfg, http, index, make_head)
+    return vendor(cfg.type).open_anchor(cfg, agent_cfg, http, tokens, index, make_head)

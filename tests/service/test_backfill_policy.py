@@ -16,7 +16,6 @@ import pytest
 
 from agent import app
 from agent.archive.archive import Archive
-from agent.backfill import policy
 from agent.backfill.policy import ScheduledBackfill
 from agent.collect import Collector, StreamOutcome
 from agent.config import CollectionConfig, Config, Credential, LocalStoreConfig, ServiceConfig, TenantConfig
@@ -100,12 +99,14 @@ def _report(missing: Sequence[str]) -> ReconcileReport:
                            bucket_us=3600 * 10**6, generated_at=us, streams=[sr])
 
 
-def _service(cfg: Config, archive: Archive) -> ScheduledBackfill:
-    """The policy as `run()` sets it up, for calling it directly (the writer and SIEM are faked)."""
+def _service(cfg: Config, archive: Archive, writer: Any = None) -> ScheduledBackfill:
+    """The policy as `run()` sets it up, for calling it directly (the writer and SIEM are faked):
+    `writer` is what the runtime's writer factory does, else the runtime's (patched) writer."""
     svc = Service(cfg)
     svc.alerter = Alerter(cfg.alerts, None, archive.store, svc.metrics)  # type: ignore[arg-type]
     s = cfg.service
-    return ScheduledBackfill(s.backfill, s.backfill_max_records, cfg, archive, None,  # type: ignore[arg-type]
+    return ScheduledBackfill(s.backfill, s.backfill_max_records, archive,
+                             writer or (lambda: app.open_writer(from_config(cfg), cfg, None, None)),  # type: ignore[arg-type]
                              lambda: (from_config(cfg), FakeSiem()), svc.metrics, svc.alerter, svc.clock,  # type: ignore[arg-type]
                              svc.task_failed)
 
@@ -120,7 +121,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeWriter, list[Alert]]:
         alerts.append(alert)
         return True
 
-    monkeypatch.setattr(policy, "open_writer", lambda *a: writer)
+    monkeypatch.setattr(app, "open_writer", lambda *a: writer)  # the runtime's writer
     monkeypatch.setattr(app, "open_siem", lambda *a: FakeSiem())  # the service's one SIEM
     monkeypatch.setattr(Alerter, "send", send)
     return writer, alerts
@@ -169,11 +170,10 @@ async def test_off_does_nothing_and_a_failing_backfill_alerts_without_raising(
     assert await _service(_cfg(tmp_path, "off"), archive).after_reconcile(_report(IDS)) is None
     assert writer.sent == [] and alerts == []
 
-    def no_writer(*a: object) -> None:
+    def no_writer() -> None:
         raise ConfigError("siem.backfill_index is required")
 
-    monkeypatch.setattr(policy, "open_writer", no_writer)
-    assert await _service(_cfg(tmp_path, "on"), archive).after_reconcile(_report(IDS)) is None
+    assert await _service(_cfg(tmp_path, "on"), archive, no_writer).after_reconcile(_report(IDS)) is None
     assert [(a.kind, a.fields["task"]) for a in alerts] == [("task_failed", "backfill")]
 
 

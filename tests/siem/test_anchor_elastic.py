@@ -15,6 +15,7 @@ from agent import config
 from agent.archive.anchors import Anchors, Head, open_anchor
 from agent.archive.archive import Archive
 from agent.archive.verify import verify
+from agent.auth import TokenProviders
 from agent.cli.render import verify_text
 from agent.http import HttpClient
 from agent.siem.elastic.anchor import DATASET
@@ -51,14 +52,14 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[config.Config, HttpClient, 
 async def test_heads_go_to_the_siem_and_verify_reads_them(rig: Any, tmp_path: Path) -> None:
     cfg, http, _copy = rig
     store = LocalStore(tmp_path / "archive")
-    archive, anchors = Archive(store), Anchors(cfg.anchors, cfg, http)
+    archive, anchors = Archive(store), Anchors(cfg.anchors, cfg, http, TokenProviders(cfg.http))
     refs = []
     for round_ in range(2):
         result = await archive.write(TENANT, S, [signin(round_ * 10 + i) for i in range(3)])
         refs.append(result.manifest)
         await anchors.publish(store, TENANT, S)
     await anchors.publish(store, TENANT, S)  # nothing new: no second document for the same head
-    anchor = open_anchor(cfg.anchors[0], cfg, http)
+    anchor = open_anchor(cfg.anchors[0], cfg, http, TokenProviders(cfg.http))
     heads = await anchor.heads(TENANT, S)
     assert [(h.seq, h.sha256, h.records) for h in heads] == [(r.seq, r.sha256, r.records) for r in refs]
     assert anchor.label == "siem:elastic:ms-log-agent-chain-heads"
@@ -75,7 +76,7 @@ async def test_a_head_is_one_create_only_document(rig: Any, tmp_path: Path) -> N
     cfg, http, copy = rig
     store = LocalStore(tmp_path / "archive")
     ref = (await Archive(store).write(TENANT, S, [signin(1)])).manifest
-    anchor = open_anchor(cfg.anchors[0], cfg, http)
+    anchor = open_anchor(cfg.anchors[0], cfg, http, TokenProviders(cfg.http))
     for _ in range(2):  # the second answer is a 409 (already there), which is success for a head
         await anchor.publish(Head(TENANT, S, ref.seq, ref.sha256, ref.records), ref.key)
     assert len(await anchor.heads(TENANT, S)) == 1
@@ -94,6 +95,6 @@ async def test_sentinel_anchor_needs_the_ingestion_path_and_a_custom_table(tmp_p
     assert cfg.anchors[0].label == "siem:sentinel:MsLogAgentChainHeads_CL"
     async with HttpClient(config.HttpConfig()) as http:
         with pytest.raises(config.ConfigError, match=r"ingestion_endpoint and siem\.dcr_immutable_id"):
-            open_anchor(cfg.anchors[0], cfg, http)
+            open_anchor(cfg.anchors[0], cfg, http, TokenProviders(cfg.http))
     with pytest.raises(config.ConfigError, match="custom table"):
         config.parse({**data, "anchors": [{"type": "siem", "index": "SigninLogs"}]})

@@ -15,6 +15,7 @@ from agent import config
 from agent.archive.anchors import Anchors, Head, open_anchor
 from agent.archive.archive import Archive
 from agent.archive.verify import verify
+from agent.auth import TokenProviders
 from agent.http import HttpClient
 from agent.siem.splunk.anchor import SOURCETYPE
 from agent.store.local import LocalStore
@@ -53,13 +54,13 @@ async def rig(tmp_path: Path) -> AsyncIterator[tuple[config.Config, HttpClient, 
 async def test_heads_go_to_splunk_and_verify_reads_them(rig: Any, tmp_path: Path) -> None:
     cfg, http, server = rig
     store = LocalStore(tmp_path / "archive")
-    archive, anchors = Archive(store), Anchors(cfg.anchors, cfg, http)
+    archive, anchors = Archive(store), Anchors(cfg.anchors, cfg, http, TokenProviders(cfg.http))
     refs = []
     for round_ in range(2):
         result = await archive.write(TENANT, S, [signin(round_ * 10 + i) for i in range(3)])
         refs.append(result.manifest)
         await anchors.publish(store, TENANT, S)
-    anchor = open_anchor(cfg.anchors[0], cfg, http)
+    anchor = open_anchor(cfg.anchors[0], cfg, http, TokenProviders(cfg.http))
     assert anchor.label == "siem:splunk:agent_heads"
     assert [(h.seq, h.sha256, h.records) for h in await anchor.heads(TENANT, S)] == \
         [(r.seq, r.sha256, r.records) for r in refs]
@@ -73,7 +74,7 @@ async def test_heads_go_to_splunk_and_verify_reads_them(rig: Any, tmp_path: Path
 async def test_a_head_indexed_twice_counts_once(rig: Any, tmp_path: Path) -> None:
     """HEC has no create-once: a resend after a lost acknowledgement indexes the head again."""
     cfg, http, server = rig
-    anchor = open_anchor(cfg.anchors[0], cfg, http)
+    anchor = open_anchor(cfg.anchors[0], cfg, http, TokenProviders(cfg.http))
     head = Head(TENANT, S, 0, "b" * 64, 3)
     for _ in range(2):
         await anchor.publish(head, "m")
@@ -92,4 +93,4 @@ def test_splunk_anchor_needs_the_hec_keys(tmp_path: Path) -> None:
         "anchors": [{"type": "siem"}]})
     assert cfg.anchors[0].index == "main"
     with pytest.raises(config.ConfigError, match="hec_url"):
-        open_anchor(cfg.anchors[0], cfg, http=object())  # type: ignore[arg-type]
+        open_anchor(cfg.anchors[0], cfg, http=object(), tokens=TokenProviders(cfg.http))  # type: ignore[arg-type]

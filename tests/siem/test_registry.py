@@ -11,6 +11,7 @@ import pytest
 
 from agent import config
 from agent.archive.anchors import Head
+from agent.auth import TokenProvider, TokenProviders
 from agent.errors import ConfigError
 from agent.http import HttpClient
 from agent.siem.elastic.anchor import ElasticAnchor
@@ -46,14 +47,16 @@ def _agent(tmp_path: Path, siem_cfg: Any) -> config.Config:
 async def test_the_vendor_builds_its_reader_and_writer(tmp_path: Path, kind: str, reader: type, writer: type) -> None:
     cfg = siem(kind)
     async with HttpClient(config.HttpConfig()) as http:
-        assert isinstance(open_siem(cfg, _agent(tmp_path, cfg), http), reader)
-        assert isinstance(open_writer(cfg, _agent(tmp_path, cfg), http), writer)
+        tokens = TokenProviders(config.HttpConfig())
+        assert isinstance(open_siem(cfg, _agent(tmp_path, cfg), http, tokens), reader)
+        assert isinstance(open_writer(cfg, _agent(tmp_path, cfg), http, tokens), writer)
 
 
 async def test_the_vendor_builds_its_anchor_with_its_default_index(tmp_path: Path) -> None:
     async with HttpClient(config.HttpConfig()) as http:
-        splunk = open_anchor(_agent(tmp_path, siem("splunk")), http, "", Head)
-        elastic = open_anchor(_agent(tmp_path, siem("elastic")), http, "heads", Head)
+        tokens = TokenProviders(config.HttpConfig())
+        splunk = open_anchor(_agent(tmp_path, siem("splunk")), http, tokens, "", Head)
+        elastic = open_anchor(_agent(tmp_path, siem("elastic")), http, tokens, "heads", Head)
     assert isinstance(splunk, SplunkAnchor) and splunk.label == "siem:splunk:main"
     assert isinstance(elastic, ElasticAnchor) and elastic.label == "siem:elastic:heads"
 
@@ -63,7 +66,7 @@ async def test_sentinel_reads_as_a_configured_tenant(tmp_path: Path) -> None:
     bare = config.Config(tenants=(), store=config.LocalStoreConfig(path=tmp_path), siem=cfg)
     async with HttpClient(config.HttpConfig()) as http:
         with pytest.raises(ConfigError, match=r"needs a \[\[tenants\]\] entry"):
-            open_siem(cfg, bare, http)
+            open_siem(cfg, bare, http, TokenProviders(config.HttpConfig()))
 
 
 def test_without_a_siem_table_reconcile_says_what_to_add(tmp_path: Path) -> None:
@@ -94,4 +97,29 @@ async def test_check_write_is_silent_without_write_keys(tmp_path: Path) -> None:
         for kind, keys in (("sentinel", {"ingestion_endpoint": None}), ("splunk", {"hec_url": None}),
                            ("elastic", {})):
             cfg = siem(kind, **keys)
-            assert await vendor(kind).check_write(cfg, _agent(tmp_path, cfg), http) == ""
+            tokens = TokenProviders(config.HttpConfig())
+            assert await vendor(kind).check_write(cfg, _agent(tmp_path, cfg), http, tokens) == ""
+
+
+async def test_sentinel_takes_every_token_from_the_providers_it_is_given(tmp_path: Path) -> None:
+    """Reader, writer and anchor ask the one `tokens` for their audience (the runtime's, so msal's
+    cache is shared); none builds a provider of its own."""
+    cfg = siem("sentinel")
+    agent_cfg = _agent(tmp_path, cfg)
+    shared = TokenProviders(config.HttpConfig())
+    asked: list[tuple[str, str]] = []
+
+    def tokens(tenant: config.TenantConfig, resource: str) -> TokenProvider:
+        asked.append((tenant.id, resource))
+        return shared(tenant, resource)
+
+    async with HttpClient(config.HttpConfig()) as http:
+        reader = open_siem(cfg, agent_cfg, http, tokens)
+        writer = open_writer(cfg, agent_cfg, http, tokens)
+        anchor = open_anchor(agent_cfg, http, tokens, "Heads_CL", Head)
+    query, ingest = (TENANT, cfg.vendor.resource or cfg.url), (TENANT, cfg.vendor.ingestion_resource)
+    assert asked == [query, ingest, ingest, query]
+    tenant = agent_cfg.tenants[0]
+    assert reader._token.__self__ is shared(tenant, query[1])  # type: ignore[attr-defined]
+    assert writer.token.__self__ is shared(tenant, ingest[1])  # type: ignore[attr-defined]
+    assert anchor.ingest_tokens is shared(tenant, ingest[1])  # type: ignore[attr-defined]

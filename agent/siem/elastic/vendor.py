@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import orjson
 
+from agent.auth import Tokens
 from agent.config import Config
 from agent.http import HttpClient
 from agent.logs import register_secret
@@ -28,7 +29,7 @@ class ElasticVendor:
 
     name: ClassVar[str] = config.NAME
 
-    def open_reader(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient) -> Siem:
+    def open_reader(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient, tokens: Tokens) -> Siem:
         secret = register_secret(cfg.vendor.api_key.reveal())
 
         async def api_key() -> str:
@@ -36,10 +37,11 @@ class ElasticVendor:
 
         return ElasticSiem(cfg, http, api_key)
 
-    def open_writer(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient) -> ElasticWriter:
+    def open_writer(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient,
+                    tokens: Tokens) -> ElasticWriter:
         return ElasticWriter(cfg, http, register_secret(cfg.vendor.api_key.reveal()))
 
-    def open_anchor(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient,
+    def open_anchor(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient, tokens: Tokens,
                     index: str, make_head: MakeHead) -> HeadSink:
         from agent.siem.elastic.anchor import ElasticAnchor
 
@@ -54,7 +56,8 @@ class ElasticVendor:
         body = orjson.dumps({"_source": False, "fields": [target.id_field], "query": query}).decode()
         return f"Elasticsearch index {target.source}", f"GET /{target.source}/_search {body}"
 
-    async def check_write(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient) -> str:
+    async def check_write(self, cfg: SiemConfig[ElasticConfig], agent_cfg: Config, http: HttpClient,
+                          tokens: Tokens) -> str:
         """`check --online`: nothing more; the reader's key is the writer's."""
         return ""
 

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import orjson
 
-from agent.auth import TokenProvider
+from agent.auth import Tokens
 from agent.config import Config
 from agent.errors import AgentError, ConfigError, StoreError
 from agent.http import HttpClient
@@ -31,8 +31,8 @@ from agent.sources.base import Window
 class SentinelAnchor:
     """Chain heads as rows of a custom Log Analytics table, written through Logs Ingestion."""
 
-    def __init__(self, cfg: SiemConfig[SentinelConfig], agent_cfg: Config, http: HttpClient, table: str,
-                 make_head: MakeHead) -> None:
+    def __init__(self, cfg: SiemConfig[SentinelConfig], agent_cfg: Config, http: HttpClient, tokens: Tokens,
+                 table: str, make_head: MakeHead) -> None:
         self.make_head = make_head
         b = cfg.vendor
         if not b.ingestion_endpoint or not b.dcr_immutable_id:
@@ -44,8 +44,8 @@ class SentinelAnchor:
         self.table = valid_name(table, "anchors.index")
         self.label = f"siem:sentinel:{table}"
         tenant = agent_cfg.tenant(b.tenant) if b.tenant else agent_cfg.tenants[0]
-        self.ingest_tokens = TokenProvider(tenant, b.ingestion_resource, agent_cfg.http)
-        query_tokens = TokenProvider(tenant, b.resource or cfg.url, agent_cfg.http)
+        self.ingest_tokens = tokens(tenant, b.ingestion_resource)
+        query_tokens = tokens(tenant, b.resource or cfg.url)
         self.search = SentinelSiem(cfg, http, query_tokens.token, query_tokens.invalidate)
         self.url = (f"{b.ingestion_endpoint}/dataCollectionRules/{b.dcr_immutable_id}/streams/"
                     f"{quote('Custom-' + self.table, safe='')}?api-version=2023-01-01")

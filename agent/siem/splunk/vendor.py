@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+from agent.auth import Tokens
 from agent.config import Config
 from agent.http import HttpClient
 from agent.logs import register_secret
@@ -27,7 +28,7 @@ class SplunkVendor:
 
     name: ClassVar[str] = config.NAME
 
-    def open_reader(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient) -> Siem:
+    def open_reader(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient, tokens: Tokens) -> Siem:
         secret = register_secret(cfg.vendor.token.reveal())
 
         async def token() -> str:
@@ -35,10 +36,11 @@ class SplunkVendor:
 
         return SplunkSiem(cfg, http, token)
 
-    def open_writer(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient) -> SplunkWriter:
+    def open_writer(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient,
+                    tokens: Tokens) -> SplunkWriter:
         return SplunkWriter(cfg, http)
 
-    def open_anchor(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient,
+    def open_anchor(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient, tokens: Tokens,
                     index: str, make_head: MakeHead) -> HeadSink:
         from agent.siem.splunk.anchor import SplunkAnchor
 
@@ -52,7 +54,8 @@ class SplunkVendor:
                 f"{present_search(target, tenant, ids)} earliest={int(window.start.timestamp())} "
                 f"latest={int(window.end.timestamp())}")
 
-    async def check_write(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient) -> str:
+    async def check_write(self, cfg: SiemConfig[SplunkConfig], agent_cfg: Config, http: HttpClient,
+                          tokens: Tokens) -> str:
         """`check --online`: whether the HEC token has indexer acknowledgement (Splunk Cloud has none)."""
         if not cfg.vendor.hec_url or cfg.vendor.hec_token is None:
             return ""
