@@ -16,12 +16,11 @@ from agent.triangulate.engine import (
     MATCH_SLACK_US,
     Bucket,
     Item,
-    judge_counts,
-    learn_ratio,
     match,
     merge_gaps,
     norm_operation,
 )
+from agent.triangulate.judge import judge_counts, learn_ratio
 
 TENANT = "6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10"
 T0 = 1_764_547_200 * 1_000_000  # 2025-12-01T00:00:00Z in microseconds
