@@ -30,15 +30,13 @@ from agent.auth import TokenProviders, Tokens
 from agent.checkpoint import Checkpoints, Gap, StoreState
 from agent.config import Config, TenantConfig
 from agent.errors import AgentError
-from agent.http import HttpClient, RateLimiter
+from agent.http import HttpClient
 from agent.logs import event
-from agent.sources.base import RecoversGaps, Source, Window, WindowResult, WindowRun
-from agent.sources.graph.source import GraphSource
+from agent.sources.base import RecoversGaps, Window, WindowResult, WindowRun
 from agent.sources.management_activity.ledger import gap
-from agent.streams import spec
+from agent.sources.registry import Keeping, Sources
 
 log = logging.getLogger("agent.collect")
-AUDIT_SEARCH_REQUESTS_PER_10S = 50
 
 
 def utcnow() -> datetime:
@@ -92,81 +90,6 @@ class ArchiveHeld:
         return len(ids)
 
 
-@dataclass
-class Sources:
-    """Token providers, pacers and sources, one set per tenant, shared by that tenant's streams."""
-
-    cfg: Config
-    http: HttpClient
-    archive: Archive
-    # The runtime's `tokens` (agent/app.py), so the collector shares msal's cache with every other
-    # user of a (tenant, resource).
-    tokens: Tokens
-    app_share: Mapping[str, float] = field(default_factory=dict)  # client_id -> share of its app budget
-    _by_key: dict[tuple[str, str], Source] = field(default_factory=dict)
-    _apps: dict[str, RateLimiter] = field(default_factory=dict)
-
-    def app_pacer(self, client_id: str) -> RateLimiter:
-        """One pacer per app registration, shared by all its tenants in this process: the reports
-        quota is also 122 requests / 10 s per app across all tenants. An agent of `--shard i/n` gets
-        the share of it that its tenants are of the app's tenants."""
-        if client_id not in self._apps:
-            budget = self.cfg.collection.graph_app_requests_per_10s * self.app_share.get(client_id, 1.0)
-            self._apps[client_id] = RateLimiter(max(1, int(budget)), 10.0)
-        return self._apps[client_id]
-
-    def for_stream(self, tenant: TenantConfig, stream: str) -> Source:
-        kind = spec(stream).source
-        key = (tenant.id, kind)
-        if key not in self._by_key:
-            self._by_key[key] = self._build(tenant, kind)
-        return self._by_key[key]
-
-    def _audit_search_pacer(self, tenant: TenantConfig) -> RateLimiter:
-        """The audit log query API is not under the identity-reports quota (5 / 10 s); Microsoft publishes
-        no number for it, so a modest pace of our own, with 429 Retry-After honoured as everywhere."""
-        return RateLimiter(AUDIT_SEARCH_REQUESTS_PER_10S, 10.0)
-
-    def for_graph(self, tenant: TenantConfig) -> GraphSource:
-        """The tenant's Graph source: its token provider and pacer are shared by every Graph request."""
-        key = (tenant.id, "graph")
-        if key not in self._by_key:
-            self._by_key[key] = self._build(tenant, "graph")
-        source = self._by_key[key]
-        if not isinstance(source, GraphSource):
-            raise AgentError(f"no Graph source for tenant {tenant.label}")
-        return source
-
-    def _build(self, tenant: TenantConfig, kind: str) -> Source:
-        c = self.cfg.collection
-        if kind == "graph":
-            tokens = self.tokens(tenant, tenant.endpoints.graph)
-            pacer = RateLimiter(c.graph_requests_per_10s, 10.0, within=self.app_pacer(tenant.client_id))
-            return GraphSource(tenant, self.http, tokens, pacer, c)
-        if kind == "graph_security":  # Graph's token, its own pacer (a different service and quota)
-            from agent.sources.graph.security import SecuritySource, security_pacer
-
-            return SecuritySource(tenant, self.http, self.for_graph(tenant).tokens, security_pacer(), c)
-        if kind == "management_activity":
-            from agent.sources.deep_history.api import AuditSearchSource
-            from agent.sources.deep_history.source import WithDeepHistory
-            from agent.sources.management_activity.source import ManagementActivitySource
-
-            tokens = self.tokens(tenant, tenant.endpoints.management)
-            limiter = RateLimiter(c.management_requests_per_minute, 60.0)
-            ledger = StoreState(self.archive.store, layout.LEDGER_AREA, tenant.id)
-            management = ManagementActivitySource(tenant, self.http, tokens, limiter, c, ledger)
-            if not c.deep_history:
-                return management
-            # older than the Management API's 7 days: the audit log query API on Graph (Graph's token)
-            graph = self.for_graph(tenant)
-            history = AuditSearchSource(tenant, self.http, graph.tokens, self._audit_search_pacer(tenant), c)
-            provenance = StoreState(self.archive.store, layout.PROVENANCE_AREA, tenant.id)
-            return WithDeepHistory(management, history, provenance, ArchiveHeld(self.archive, tenant.id), tenant.id,
-                                   c.management_lookback)
-        raise AgentError(f"no source for {kind}")
-
-
 class Collector:
     """Runs collection passes over configured tenants and streams."""
 
@@ -179,7 +102,10 @@ class Collector:
         # One writer per tenant of a store (agent/archive/lease.py); `wait` waits for a holder instead of failing.
         self.leases = TenantLeases(archive.store, wait=wait)
         tokens = tokens or TokenProviders(cfg.http)  # the runtime's; a collector of its own in unit tests
-        self.sources = Sources(cfg, http, archive, tokens, dict(app_share or {}))
+        keeping = Keeping(ledger=lambda t: StoreState(archive.store, layout.LEDGER_AREA, t),
+                          provenance=lambda t: StoreState(archive.store, layout.PROVENANCE_AREA, t),
+                          held=lambda t: ArchiveHeld(archive, t))
+        self.sources = Sources(cfg, http, tokens, keeping, dict(app_share or {}))
         self.anchors = Anchors(cfg.anchors, cfg, http, tokens)
         self.clock = clock
         self._adopted: set[tuple[str, str]] = set()

@@ -10,15 +10,14 @@ import orjson
 import pytest
 import trustme
 
-from agent.checkpoint import StoreState
 from agent.cli import main as cli
 from agent.cli.collect import cmd_collect
 from agent.cli.common import EXIT_FAILURE, EXIT_OK
 from agent.cli.status import cmd_status
-from agent.collect import Sources
 from agent.config import TenantConfig
 from agent.http import RateLimiter
 from agent.sources.management_activity.source import ManagementActivitySource
+from agent.sources.registry import Sources
 from tests.sources.management_activity.conftest import PUBLISHER, TENANT, FakeManagementApi, FakeTokens
 
 EXO = "o365.exchange"
@@ -58,8 +57,8 @@ def patched(monkeypatch: pytest.MonkeyPatch) -> None:
         c = self.cfg.collection
         limiter = RateLimiter(c.management_requests_per_minute, 60.0)
         tokens: Any = FakeTokens()
-        ledger = StoreState(self.archive.store, "ledger", tenant.id)
-        return ManagementActivitySource(tenant, self.http, tokens, limiter, c, ledger, throttle_wait=0.01)
+        return ManagementActivitySource(tenant, self.http, tokens, limiter, c, self.keeping.ledger(tenant.id),
+                                        throttle_wait=0.01)
 
     monkeypatch.setattr(Sources, "_build", build)
     monkeypatch.setattr("agent.logs.setup", lambda *a, **k: None)  # keep pytest's log capture intact
