@@ -83,8 +83,8 @@ class NoticeSource:
 
     async def _page(self, url: str) -> tuple[list[Any], str | None]:
         async def attempt() -> tuple[list[Any], str | None]:
+            token = await self.tokens.token()  # first: a slot is spent only by a request ready to go
             await self.limiter.acquire()
-            token = await self.tokens.token()
             resp = await self.http.request("GET", url, tag=(self.tenant.id, "graph"),
                                            headers={"Authorization": f"Bearer {token}"})
             records, nxt = classify(resp, STREAM)
