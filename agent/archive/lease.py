@@ -199,6 +199,25 @@ def _is_free(current: _Generation, now: datetime) -> bool:
     return current.released or current.expires <= now or _gone_from_this_host(current.holder)
 
 
+async def held_by(store: Store, tenant: str) -> int | None:
+    """The generation of the tenant's lease while a live process holds it (None when it is free):
+    what a reader that must not mistake a write in flight for damage (`agent verify`) asks."""
+    store = _direct(store)
+    newest = None
+    for _ in range(5):  # a generation forgotten while we read it was taken over: look again
+        newest = await _newest_gen(store, tenant)
+        if newest is None:
+            return None
+        try:
+            current = await _read(store, tenant, newest)
+        except ObjectNotFound:
+            continue
+        except (ValueError, KeyError, orjson.JSONDecodeError):
+            return None  # damaged: free, as `try_acquire` sees it
+        return None if _is_free(current, datetime.now(UTC)) else newest
+    return newest
+
+
 async def try_acquire(store: Store, tenant: str, ttl: timedelta = DEFAULT_TTL) -> Lease:
     """Take the tenant's lease or raise StoreLocked naming the live holder."""
     store = _direct(store)

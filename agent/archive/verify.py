@@ -16,6 +16,7 @@ object versions to find objects hidden behind delete markers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,12 +35,14 @@ from agent.archive.layout import (
     segment_quarantine_prefix,
     sidecars_prefix,
 )
+from agent.archive.lease import held_by
 from agent.archive.manifest import Manifest, ManifestEntry, sha256_hex
 from agent.archive.verify_report import AnchorProblem, ChainBreak, HiddenObject, SegmentProblem, VerifyReport
 from agent.errors import ObjectNotFound, StoreError
 from agent.store.base import Store
 
 _CONCURRENCY = 8  # segments read at once: bounds memory to a few segments
+IN_FLIGHT_POLL_SECONDS = 0.5  # how often a verify waiting on a collector's write in flight looks again
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,12 +88,56 @@ async def _verify_scope(store: Store, tenant: str | None, stream: str | None, wi
     chained = await _chained_streams(store, tenant, stream)
     done: set[tuple[str, str]] = set()
     async for pair, keys in _segments_by_stream(store, tenant, stream):
-        await _verify_stream(store, pair, keys, window, report, heads.get(pair, []))
+        await _verify_settled(store, pair, keys, window, report, heads.get(pair, []))
         done.add(pair)
     for pair in sorted((chained | set(heads)) - done):
         await _verify_stream(store, pair, [], window, report, heads.get(pair, []))
     report.quarantined += await _quarantined(store, tenant, stream)
     await _hidden_objects(store, tenant, stream, report)
+
+
+async def _verify_settled(store: Store, pair: tuple[str, str], present: Sequence[str], window: _Window,
+                          report: VerifyReport, heads: Sequence[tuple[str, Head]]) -> None:
+    """`_verify_stream`, never taking a write in flight for damage.
+
+    A collector records a segment's intent, writes the segment and its sidecar, and only then the
+    manifest that chains it, all while it holds the tenant's collection lease. A verify that listed
+    the segment before that manifest existed reported it as unexpected (exit 1, "not written by this
+    agent") while the service was simply collecting. So when segments are outside the chain while a
+    live process holds the lease, verify waits until the chain lists them or that lease is let go
+    (or taken over), then verifies the stream again: only what was outside the chain both times is
+    unexpected. A segment the writer never chains (planted, or a crash's orphan) is still reported.
+    """
+    tenant, stream = pair
+    first = VerifyReport(anchors=report.anchors)
+    await _verify_stream(store, pair, present, window, first, heads)
+    generation = await held_by(store, tenant) if first.unexpected else None
+    if generation is None:
+        report.absorb(first)
+        return
+    suspects = set(first.unexpected)
+    await _wait_chained(store, tenant, stream, suspects, generation)
+    again = VerifyReport(anchors=report.anchors)
+    fresh = [keys async for p, keys in _segments_by_stream(store, tenant, stream) if p == pair]
+    await _verify_stream(store, pair, fresh[0] if fresh else [], window, again, heads)
+    again.unexpected = [k for k in again.unexpected if k in suspects]
+    report.absorb(again)
+
+
+async def _wait_chained(store: Store, tenant: str, stream: str, keys: set[str], generation: int) -> None:
+    """Until every segment in `keys` is in a manifest, or lease `generation` is no longer held."""
+    waiting, read = set(keys), set()
+    while True:
+        async for key in store.list(manifest_prefix(tenant, stream)):
+            parsed = parse_manifest_key(key)
+            if key in read or not parsed or parsed[:2] != (tenant, stream):
+                continue
+            with contextlib.suppress(ObjectNotFound):
+                waiting -= {e.key for e in _entries(await store.get(key))}
+                read.add(key)
+        if not waiting or await held_by(store, tenant) != generation:
+            return
+        await asyncio.sleep(IN_FLIGHT_POLL_SECONDS)
 
 
 async def _anchored(anchors: Sequence[Sink], tenant: str | None, stream: str | None) -> Anchored:

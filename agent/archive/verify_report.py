@@ -98,6 +98,22 @@ class VerifyReport:
     restore_bucket: str = ""
     restore_prefix: str = ""
 
+    def absorb(self, other: VerifyReport) -> None:
+        """Add the findings of streams verified on their own (see `verify._verify_settled`)."""
+        self.streams += other.streams
+        self.manifests += other.manifests
+        self.segments += other.segments
+        self.unhashed_sidecars += other.unhashed_sidecars
+        self.unanchored.update(other.unanchored)
+        self.unexpected += other.unexpected
+        self.broken_links += other.broken_links
+        self.anchor_problems += other.anchor_problems
+        self.never_anchored += other.never_anchored
+        for mine, theirs in ((self.missing, other.missing), (self.altered, other.altered),
+                             (self.sidecars, other.sidecars)):
+            mine += theirs
+            mine.sort(key=lambda p: p.key)
+
     @property
     def ok(self) -> bool:
         return not (self.missing or self.altered or self.unexpected or self.broken_links or self.sidecars

@@ -185,7 +185,8 @@ class Service:
                 self.cfg.tenants, rt.archive, rt.http, self._graph, self.metrics, self.alerter, self.clock, pace,
                 svc.reconcile_interval.total_seconds()),
             "notices": lambda: notices_loop(self.cfg.tenants, rt.http, rt.tokens, rt.archive, self.alerter, pace,
-                                            svc.notices_interval.total_seconds(), self.task_failed),
+                                            svc.notices_interval.total_seconds(), self.task_failed,
+                                            self.collector.leases),
         }
         return jobs[name]
 

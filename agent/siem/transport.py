@@ -68,9 +68,9 @@ class SiemHttp:
         """Send until a status in `ok` (returned) or a non-retryable one (raised as SiemError)."""
 
         async def once() -> Response:
+            headers = {**await self.headers(), **(extra or {})}  # first (a token): a slot goes to a ready request
             if self.limiter is not None:
                 await self.limiter.acquire()
-            headers = {**await self.headers(), **(extra or {})}
             self.stats.queries += 1
             resp = await self.http.request(method, url, headers=headers, data=body)
             self.stats.bytes += len(resp.body)

@@ -95,8 +95,8 @@ async def summary_counts(http: HttpClient, tokens: TokenProvider, tenant: Tenant
 async def _page(http: HttpClient, tokens: TokenProvider, tenant: TenantConfig, limiter: RateLimiter,
                 url: str, stream: str) -> tuple[list[Any], str | None]:
     async def attempt() -> tuple[list[Any], str | None]:
+        token = await tokens.token()  # first: a slot is spent only by a request ready to go
         await limiter.acquire()
-        token = await tokens.token()
         resp = await http.request("GET", url, tag=(tenant.id, "graph"), headers={"Authorization": f"Bearer {token}"})
         records, nxt = classify(resp, f"{stream} summary")
         return list(records), nxt

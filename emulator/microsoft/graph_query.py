@@ -106,6 +106,8 @@ def covers(request: web.Request) -> dict[str, object]:
     except (odata.FilterError, GraphError):
         return {}
     newest, oldest = flt.hi, flt.lo
+    if path in UNORDERED and "$orderby" not in params:
+        cursor = None  # a place in the shuffled serving order, not a time: only the filter bounds the span
     if cursor is not None and up:  # oldest first: the cursor is a lower bound
         oldest = -cursor[0] if oldest is None else max(oldest, -cursor[0])
     elif cursor is not None:

@@ -80,18 +80,29 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
 
 
 def crash_repeatedly(config: Path, log: Path, rng: random.Random, kills: int = 10) -> None:
-    """SIGKILL `collect --once` at random moments `kills` times; a run that finishes first must succeed."""
+    """SIGKILL `collect --once` at random moments `kills` times; a run that finishes first must succeed.
+
+    The moments are drawn from 0.8-3.5 s, narrowed to within the shortest run seen: on a fast machine
+    a pass (a later one has less to do) can end in under 3.5 s, and fixed bounds then let most runs
+    finish before their kill until the test gave up."""
     done = runs = 0
+    lo, hi = 0.8, 3.5
     while done < kills:
         runs += 1
         assert runs < 4 * kills, "the collector kept finishing before it could be killed"
+        started = time.monotonic()
         proc = start_agent(["collect", "--once", "--config", str(config)], log=log)
-        time.sleep(rng.uniform(0.8, 3.5))
+        at = started + rng.uniform(lo, hi)
+        while proc.poll() is None and time.monotonic() < at:
+            time.sleep(0.02)
         if proc.poll() is None:
             kill(proc)
             done += 1
         else:
             assert proc.returncode == 0, log.read_text()[-3000:]
+            took = time.monotonic() - started
+            hi = min(hi, 0.9 * took)
+            lo = min(lo, hi / 2)
 
 
 def edit_config(path: Path, table: str, **values: Any) -> None:

@@ -65,8 +65,9 @@ def test_management_all_faults_and_quota_exact_with_late_content(tmp_path: Path)
     cfg = tmp_path / "agent.toml"
     # 40 requests/min instead of 2,000: the same rule (a per-tenant sliding minute, AF429 as 403),
     # scaled so the first pass (~45 requests) runs into the limit and still ends in about a minute,
-    # before the late content appears (100 s after the emulator started).
-    scenario = management_scenario(50, quota=40, seed=31, late_delay="100s", start="-20m")
+    # well before the late content appears (130 s after the emulator started: a loaded machine adds
+    # to the minute the quota takes).
+    scenario = management_scenario(50, quota=40, seed=31, late_delay="130s", start="-20m")
     with running_emulator(scenario, tmp_path,
                           extra_args=start_args(tmp_path)) as emu:
         edit_config(cfg, "collection", initial_lookback="4h", management_window="24h")
@@ -85,6 +86,7 @@ def test_management_all_faults_and_quota_exact_with_late_content(tmp_path: Path)
         assert all(set(got[s]) <= allowed[s] for s in O365_STREAMS)
 
         latest = max(parse_rfc3339(t["visible_at"]) for t in truth)
+        assert end1 < latest, "the first pass ran past the late content's arrival; the scenario is too tight"
         time.sleep(max(0.0, (latest - datetime.now(UTC)).total_seconds()) + 1)
         at2 = datetime.now(UTC)
         second = run_agent(["collect", "--once", "--config", str(cfg)])

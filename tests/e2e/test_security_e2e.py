@@ -78,7 +78,10 @@ def _served_between(truth: list[dict[str, object]], first: datetime, last: datet
 
 def test_alert_versions_collected_exactly_once_under_faults(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.toml"
-    with running_emulator(SCENARIO.format(late_delay="25s", permission="granted"), tmp_path,
+    # Pass 1 must end before the updates are published (late_delay after the emulator started). Under
+    # these faults it takes about 20 s (retry delays, most of it, and the agent's start): 25 s left a
+    # loaded machine a few seconds; 60 s leaves it three times what the pass needs.
+    with running_emulator(SCENARIO.format(late_delay="60s", permission="granted"), tmp_path,
                           extra_args=_args(tmp_path)) as emu:
         start = datetime.now(UTC)
         edit_config(cfg, "collection", window="30d", initial_lookback="4h", overlap="1h")

@@ -25,6 +25,7 @@ from tests.e2e.helpers import (
     edit_config,
     expected_ids,
     exported_ids,
+    parse_rfc3339,
     run_agent,
     start_agent,
 )
@@ -42,8 +43,13 @@ def _status_counts(cfg: Path) -> dict[str, int]:
 def test_second_collector_is_refused_then_waits(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.toml"
     # 5 requests / 10 s makes the first pass last long enough for the second to start beside it.
-    with running_emulator(graph_scenario(150, quota=5, seed=5), tmp_path, extra_args=start_args(tmp_path)) as emu:
+    # The late records become visible 1 s in, long before the waiting collector starts: with the
+    # default 35 s they could appear while it ran, after it had read their window, and the truth
+    # "visible when it ended" would list records no pass could have seen (a missing on a slow run).
+    scenario = graph_scenario(150, quota=5, seed=5, late_delay="1s")
+    with running_emulator(scenario, tmp_path, extra_args=start_args(tmp_path)) as emu:
         edit_config(cfg, "collection", window="30d", initial_lookback="4h", page_size=50)
+        truth = emu.truth()
         first = start_agent(["collect", "--once", "--config", str(cfg)], log=tmp_path / "first.log")
         time.sleep(3)
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
@@ -52,11 +58,12 @@ def test_second_collector_is_refused_then_waits(tmp_path: Path) -> None:
         assert f"pid {first.pid}" in second.stderr and "Traceback" not in second.stderr
         assert not any("CheckpointRegression" in line for line in second.stderr.splitlines())
 
+        at = datetime.now(UTC)  # the waiting pass starts after this: it must hold all visible by then
+        assert max(parse_rfc3339(t["visible_at"]) for t in truth) < at, "a record became visible too late"
         waiting = run_agent(["collect", "--once", "--wait", "--config", str(cfg)], timeout=300)
         assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()[-3000:]
         assert waiting.returncode == 0, waiting.stderr[-3000:]
-        at = datetime.now(UTC)
-        want = expected_ids(emu.truth(), at, GRAPH_STREAMS)
+        want = expected_ids(truth, at, GRAPH_STREAMS)
         assert_exact(exported_ids(cfg, GRAPH_STREAMS), want)
         counts = _status_counts(cfg)
         assert {s: counts.get(s, 0) for s in GRAPH_STREAMS} == {s: len(want[s]) for s in GRAPH_STREAMS}

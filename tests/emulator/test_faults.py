@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from aiohttp.test_utils import make_mocked_request
 
+from emulator.microsoft.graph_paging import encode_cursor, shuffle_key
+from emulator.microsoft.graph_query import covers
 from tests.emulator.helpers import MANAGEMENT_SCOPE, bearer, graph_all, token
 from tests.emulator_fixture import EmulatorInfo, running_emulator
 
@@ -131,3 +134,17 @@ def test_licence_error_on_graph_reports_only(tmp_path: Path) -> None:
     assert g.json()["error"]["code"] == "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
     assert m.status_code == 200
     assert [f["fault"] for f in emu.faults()] == ["licence_error"]
+
+
+def test_a_fault_on_a_provisioning_next_page_is_logged_with_the_filter_span() -> None:
+    """Provisioning is served in shuffle order: its `$skiptoken` holds a place in that order, not a
+    time. The fault log read it as a time (a date past year 9999) and the faulted request became a
+    500 no fault was logged for."""
+    rid = "ea14899c-02da-471c-9c8c-c1fdf14e5e50"
+    query = (f"$filter=activityDateTime gt 2026-01-01T00:00:00Z and activityDateTime lt 2026-01-01T04:00:00Z"
+             f"&$top=50&$skiptoken={encode_cursor((shuffle_key(rid), rid, 0))}")
+    request = make_mocked_request("GET", f"/v1.0/auditLogs/provisioning?{query}",
+                                  match_info={"version": "v1.0", "path": "auditLogs/provisioning"})
+    span = covers(request)
+    assert span["streams"] == ["graph.provisioning"]
+    assert (span["newest"], span["oldest"]) == ("2026-01-01T03:59:59.9999999Z", "2026-01-01T00:00:00.0000001Z")

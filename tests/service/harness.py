@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,17 @@ class NotifySocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# ------------------------------------------------------------------ waiting on a condition
+async def until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll `condition` until it holds: what takes a fraction of a second here may take seconds on a
+    loaded test machine, so a test waits for the state it needs, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
 
 
 # ------------------------------------------------------------------ the agent process

@@ -3,12 +3,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from aiohttp import web
 
 from agent.archive.archive import Archive
+from agent.archive.lease import StoreLocked, TenantLeases, held_by, try_acquire
 from agent.config import AlertsConfig, Credential, HttpConfig, Secret, TenantConfig, Webhook
 from agent.errors import AuthError
 from agent.http import HttpClient
@@ -16,7 +18,7 @@ from agent.service.alerts import Alert, Alerter
 from agent.service.health import Health, StreamHealth
 from agent.service.silence import is_silent, settled_hour
 from agent.service.supervisor import app_shares, shard_tenants
-from agent.sources.graph.notices import is_relevant, to_alert
+from agent.sources.graph.notices import is_relevant, poll_once, to_alert
 from agent.store.local import LocalStore
 
 
@@ -181,3 +183,43 @@ async def test_a_failed_pass_is_alerted_by_its_error_type_and_marks_credentials_
     assert alert.kind == "credentials_failing" and alert.title == "Credentials are failing"
     assert alert.fields["error_kind"] == "AuthError"
     assert svc.health.problems(3600) == ["credentials: contoso/graph.directory_audits: AADSTS7000215: bad secret"]
+
+
+class _Notices:
+    """A tenant's service announcements, as `NoticeSource` yields them (no HTTP)."""
+
+    def __init__(self, tenant: TenantConfig) -> None:
+        self.tenant = tenant
+
+    async def notices(self, kind: str) -> AsyncIterator[dict[str, object]]:
+        yield {"id": f"{kind}-1", "title": "Sign-in logs delayed", "lastModifiedDateTime": "2026-11-01T10:00:00Z",
+               "service": "Microsoft Entra"}
+
+
+class _Sink:
+    async def send(self, alert: Alert, covers: object = ()) -> bool:
+        return True
+
+
+async def test_notices_are_written_under_the_tenants_collection_lease(tmp_path: Path) -> None:
+    """The notices poller wrote its segments without the lease every other archive write holds, so
+    `agent verify` could not tell its write in flight from a planted segment, and another collector
+    was not told who writes the tenant."""
+    store = LocalStore(tmp_path / "store")
+    tenant = TenantConfig(id="6f1c2a47-1c1e-4d0e-9a43-3c8f1f7d2b10", client_id="c", credential=Credential())
+    holders: list[int | None] = []
+
+    class Watched(Archive):
+        async def write(self, tenant_id: str, stream: str, records: Any) -> Any:
+            holders.append(await held_by(store, tenant_id))
+            return await super().write(tenant_id, stream, records)
+
+    await poll_once(_Notices(tenant), Watched(store), _Sink(), TenantLeases(store))  # type: ignore[arg-type]
+    assert len(holders) == 2 and None not in holders
+    assert await held_by(store, tenant.id) is None, "let go once written"
+
+    other = await try_acquire(store, tenant.id)  # another collector of this tenant
+    with pytest.raises(StoreLocked):
+        await poll_once(_Notices(tenant), Watched(store), _Sink(), TenantLeases(store))  # type: ignore[arg-type]
+    await other.release()
+    assert len(holders) == 2, "nothing written while another process holds the tenant"

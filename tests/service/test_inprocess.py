@@ -28,6 +28,7 @@ from agent.service.supervisor import Service
 from agent.service.systemd import sd_notify
 from agent.store.local import LocalStore
 from tests.service.harness import Metrics as Scraped
+from tests.service.harness import until
 
 STREAMS = ("graph.signins.interactive", "graph.directory_audits", "o365.exchange")
 
@@ -60,7 +61,9 @@ async def test_a_crashed_stream_task_restarts_without_taking_the_others_down(
     cfg = Config(**{**cfg.__dict__, "collection": CollectionConfig(poll_interval=timedelta(seconds=0.1))})
     svc = Service(cfg)
     runner = asyncio.create_task(svc.run())
-    await asyncio.sleep(3)
+    await until(lambda: runner.done() or (calls.get(victim, 0) >= 5 and len(calls) == 6 and
+                                          all(n >= 10 for k, n in calls.items() if k != victim)),
+                "ten passes of every stream and five of the restarted one")
     svc.stop.set()
     assert await asyncio.wait_for(runner, 10) == 0
     others = [k for k in calls if k != victim]
@@ -75,7 +78,10 @@ async def test_sigterm_stops_the_service_within_the_bound(tmp_path: Path, monkey
     """A pass that does not react to cancellation quickly still cannot hold the process past the bound."""
     from datetime import timedelta
 
+    collecting = asyncio.Event()
+
     async def slow_collect(self: Collector, tenant: TenantConfig, stream: str, *a: object) -> StreamOutcome:
+        collecting.set()
         try:
             await asyncio.sleep(3600)
         except asyncio.CancelledError:
@@ -86,7 +92,7 @@ async def test_sigterm_stops_the_service_within_the_bound(tmp_path: Path, monkey
     monkeypatch.setattr(Collector, "collect_stream", slow_collect)
     svc = Service(_cfg(tmp_path, shutdown_timeout=timedelta(seconds=2)))
     runner = asyncio.create_task(svc.run())
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(collecting.wait(), 30)  # a pass is under way: SIGTERM must interrupt it
     began = time.monotonic()
     import os
     import signal
@@ -161,6 +167,7 @@ import asyncio, sys, time
 from agent.collect import Collector
 
 async def hang(self, tenant, stream, *a):
+    open(sys.argv[2], "w").close()  # the test signals only once a thread hangs
     await asyncio.to_thread(time.sleep, 120)  # e.g. an S3 put stuck in boto3's thread pool
 
 Collector.collect_stream = hang
@@ -196,14 +203,14 @@ notices = false
 format = "json"
 """)
     agent = Agent(cfg, tmp_path / "agent.log")
-    script = tmp_path / "hang.py"
+    script, hanging = tmp_path / "hang.py", tmp_path / "hanging"
     script.write_text(HANGING_AGENT)
     with open(agent.log, "ab") as out:
         agent.proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(script), str(cfg), stdout=out, stderr=asyncio.subprocess.STDOUT,
+            sys.executable, str(script), str(cfg), str(hanging), stdout=out, stderr=asyncio.subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
     await agent.wait_log("Service started.", 30)
-    await asyncio.sleep(1)
+    await until(hanging.exists, "a collection thread to hang", timeout=60)
     code, seconds = await agent.terminate(signal.SIGTERM, timeout=60)
     assert code == 1 and 1 + 4 < seconds < 1 + 5 + 2, (code, seconds)
     assert any(r.get("msg", "").startswith("Shutdown exceeded its bound") for r in agent.lines())

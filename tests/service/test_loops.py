@@ -20,6 +20,7 @@ from agent.service.alerts import Alert, Alerter
 from agent.service.supervisor import Service
 from agent.siem import config as siem_config
 from tests.service.harness import Metrics as Scraped
+from tests.service.harness import until
 
 TENANT = "00000000-0000-0000-0000-000000000001"
 STREAM = "graph.directory_audits"
@@ -60,7 +61,7 @@ async def test_a_reconcile_that_raises_any_exception_alerts_and_the_schedule_goe
     monkeypatch.setattr(Alerter, "send", send)
     svc = Service(_cfg(tmp_path))
     runner = asyncio.create_task(svc.run())
-    await asyncio.sleep(2.5)
+    await until(lambda: runs >= 6 or runner.done(), "six scheduled reconciles")
     svc.stop.set()
     assert await asyncio.wait_for(runner, 10) == 0
     assert runs >= 6, "the schedule stopped after the failures"
@@ -94,7 +95,7 @@ async def test_a_crashed_task_alerts_and_restarts(tmp_path: Path, monkeypatch: p
     cfg = _cfg(tmp_path)
     svc = Service(Config(**{**cfg.__dict__, "siem": None}))
     runner = asyncio.create_task(svc.run())
-    await asyncio.sleep(1.5)
+    await until(lambda: calls >= 3 or runner.done(), "the crashed task to run again twice")
     svc.stop.set()
     assert await asyncio.wait_for(runner, 10) == 0
     assert calls >= 3
@@ -130,7 +131,7 @@ async def test_a_damaged_stream_does_not_stop_the_stall_checks_of_the_others(
                             "service": ServiceConfig(listen="127.0.0.1:0", notices=False,
                                                      stall_threshold=timedelta(seconds=0.4))}))
     runner = asyncio.create_task(svc.run())
-    await asyncio.sleep(1.2)
+    await until(lambda: checked.count("o365.exchange") >= 3 or runner.done(), "three stall-check rounds")
     svc.stop.set()
     assert await asyncio.wait_for(runner, 10) == 0
     assert checked.count("o365.exchange") >= 3, "the stream after the damaged one is checked on every round"

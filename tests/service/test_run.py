@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.e2e.helpers import parse_rfc3339
 from tests.emulator_fixture import REPO, running_emulator
 from tests.service.harness import (
     Agent,
@@ -78,6 +79,14 @@ def entra(notice: dict[str, object]) -> bool:
     return "Microsoft Entra" in services
 
 
+def reconcile_counts(truth: list[dict[str, object]], ids: set[str], first: float, last: float) -> set[int]:
+    """What a scheduled reconcile run between `first` and `last` (epoch seconds) checks of `ids`: the
+    records before the last whole hour before the run (the lookback reaches back past them all)."""
+    events = [parse_rfc3339(str(r["event_time"])).timestamp() for r in truth if r["id"] in ids]
+    hours = range(int(first // 3600) * 3600, int(last // 3600) * 3600 + 1, 3600)
+    return {sum(1 for t in events if t < end) for end in hours}
+
+
 async def wait_for(what: str, check: object, timeout: float, every: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -97,7 +106,8 @@ async def test_agent_run_end_to_end(tmp_path: Path) -> None:
         want = {s: truth_ids(truth, TENANT, s) for s in STREAMS}
         lost_in_siem = {r["id"] for r in truth if r["stream"] == STREAMS[0] and not r["in_siem"]}
         assert all(want.values()) and lost_in_siem
-        started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+        began = time.time()
+        started = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(began))
         async with webhook_receiver() as hook:
             service_config(cfg_path, hook.url, service=SERVICE, collection=COLLECTION)
             notify = NotifySocket(tmp_path / "notify.sock")
@@ -121,7 +131,9 @@ async def test_agent_run_end_to_end(tmp_path: Path) -> None:
 
                 await wait_for("the gap alert and the notices", alerted, timeout=60)
                 await asyncio.sleep(12)  # more reconcile runs and notice polls: nothing may repeat
+                scraping = time.time()
                 metrics = await agent.metrics()
+                scraped = time.time()
                 status, ready = await agent.get("/readyz")
                 assert status == 200 and orjson.loads(ready)["ready"], ready
                 assert (await agent.get("/healthz"))[0] == 200
@@ -143,7 +155,7 @@ async def test_agent_run_end_to_end(tmp_path: Path) -> None:
                 assert (metrics.get("agent_bytes_stored_total", **labels) or 0) > 0
                 assert metrics.get("agent_ledger_gaps", **labels) == 0
                 assert metrics.get("agent_stream_stalled", **labels) == 0
-                assert (metrics.get("agent_last_success_timestamp_seconds", **labels) or 0) > time.time() - 60
+                assert (metrics.get("agent_last_success_timestamp_seconds", **labels) or 0) > scraped - 60
                 assert 0 <= (metrics.get("agent_cursor_lag_seconds", **labels) or -1) < 60
                 assert metrics.get("agent_stream_passes_total", result="failed", **labels) is None
                 assert metrics.get("agent_reconcile_missing_in_agent", **labels) == 0
@@ -151,8 +163,9 @@ async def test_agent_run_end_to_end(tmp_path: Path) -> None:
             assert metrics.get("agent_reconcile_missing_in_siem", **sig) == len(lost_in_siem)
             coverage = metrics.get("agent_reconcile_coverage_ratio", **sig)
             checked = metrics.get("agent_reconcile_checked", **sig) or 0
-            # the scheduled window ends at the last whole bucket (hour) before now
-            assert len(want[STREAMS[0]]) / 2 < checked <= len(want[STREAMS[0]])
+            # the scheduled window ends at the last whole bucket (hour) before the run: every run was
+            # between `began` and the scrape, so it ended at one of the hours those instants floor to
+            assert checked in reconcile_counts(truth, want[STREAMS[0]], began, scraped), checked
             assert coverage == pytest.approx(1 - len(lost_in_siem) / checked)
             for s in STREAMS[1:]:
                 assert metrics.get("agent_reconcile_missing_in_siem", tenant=TENANT, stream=s) == 0
@@ -160,8 +173,13 @@ async def test_agent_run_end_to_end(tmp_path: Path) -> None:
             faults = emu.faults()
             for api in ("graph", "management"):
                 assert metrics.sum("agent_api_requests_total", tenant=TENANT, api=api, code="200") > 10
-                injected = sum(1 for f in faults if f["api"] == api and f["fault"] == "throttle")
-                assert metrics.get("agent_api_throttled_total", tenant=TENANT, api=api) == injected > 0, api
+                # the service keeps collecting until SIGTERM: count what was injected while the metrics
+                # were read (a throttle between the scrape and the stop is in the log, not in them)
+                injected = [parse_rfc3339(f["time"]).timestamp() for f in faults
+                            if f["api"] == api and f["fault"] == "throttle"]
+                counted = metrics.get("agent_api_throttled_total", tenant=TENANT, api=api) or 0
+                assert sum(t < scraping for t in injected) <= counted <= sum(t <= scraped for t in injected), api
+                assert counted > 0, api
             assert (metrics.get("process_resident_memory_bytes") or 0) > 10e6
             assert (metrics.get("process_cpu_seconds_total") or 0) > 0
 

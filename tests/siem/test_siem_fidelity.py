@@ -46,13 +46,14 @@ async def test_emulated_pit_expires_after_keep_alive_unless_used(tmp_path: Path)
 
         bad = await http.request("POST", f"{r.url}/logs-azure.signinlogs-*/_pit?keep_alive=1x", headers=headers)
         assert bad.status == 400
-        opened = await http.request("POST", f"{r.url}/logs-azure.signinlogs-*/_pit?keep_alive=1s", headers=headers)
+        # 3 s of life, used every second: a loaded machine has 2 s to spare between two uses
+        opened = await http.request("POST", f"{r.url}/logs-azure.signinlogs-*/_pit?keep_alive=3s", headers=headers)
         pit = orjson.loads(opened.body)["id"]
-        for _ in range(3):  # each use with keep_alive extends its life past the first second
-            await asyncio.sleep(0.6)
-            assert (await search(pit, "1s"))[0] == 200
-        await asyncio.sleep(1.3)
-        status, doc = await search(pit, "1s")
+        for _ in range(4):  # each use with keep_alive extends its life past the first 3 s
+            await asyncio.sleep(1.0)
+            assert (await search(pit, "3s"))[0] == 200
+        await asyncio.sleep(3.3)
+        status, doc = await search(pit, "3s")
         assert status == 404
         assert doc["error"]["root_cause"][0]["type"] == "search_context_missing_exception"  # type: ignore[index]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from agent.errors import ThrottledError, TransientApiError
+from agent.http import RateLimiter
 from agent.siem.base import IncompleteResult, SendResult, SiemError
 from agent.siem.transport import SiemHttp, WriterHttp, classify, error_text, limiter_for
 from tests.siem.fakes import FakeHttp, Sleeps, answer, siem
@@ -120,3 +121,23 @@ async def test_a_writers_pause_honours_retry_after() -> None:
     await writer.pause(answer(429, headers={"Retry-After": "2"}), 0)
     await writer.pause(None, 3)
     assert sleeps.calls[0] == 2.0 and 0 <= sleeps.calls[1] <= 2.0
+
+
+async def test_a_pacing_slot_is_taken_with_the_token_in_hand() -> None:
+    """The SIEM counts requests as they arrive: a slot taken before the token (fetched from Entra
+    for Sentinel) sent the request late, right before the next slot's."""
+    events: list[str] = []
+
+    async def headers() -> dict[str, str]:
+        events.append("token")
+        return {"Authorization": "Bearer t"}
+
+    class Recorded(RateLimiter):
+        async def acquire(self) -> None:
+            events.append("slot")
+            await super().acquire()
+
+    http, sleeps = FakeHttp([answer(503), answer(200, b"ok")]), Sleeps()
+    t = SiemHttp(http, headers, attempts=3, sleep=sleeps, limiter=Recorded(1000, 1.0))  # type: ignore[arg-type]
+    assert (await t.send("GET", URL)).body == b"ok"
+    assert events == ["token", "slot", "token", "slot"]

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from agent.archive.archive import Archive
-from agent.archive.layout import manifest_key
+from agent.archive.layout import manifest_key, manifest_prefix, parse_manifest_key
+from agent.archive.lease import try_acquire
 from agent.archive.manifest import Manifest, ManifestEntry, ManifestRef, append_manifest, chain_head
-from agent.archive.verify import verify
+from agent.archive.verify import IN_FLIGHT_POLL_SECONDS, verify
 from agent.archive.verify_report import ChainBreak
 from agent.cli.render import verify_text
 from agent.store.base import Store
@@ -269,3 +270,80 @@ def test_verify_command_takes_a_tenant_by_its_name(tmp_path: Path, capsys: pytes
     assert out.startswith("Archive DAMAGED: 1 segments missing") and other.segments[0][0] in out
     assert "2 streams, 6 manifests, 12 segments checked" in out
     assert code == 1
+
+
+class _ManifestGate:
+    """The store as a collector and `agent verify` share it, with the collector's manifest write held
+    back (its segment and sidecar are written): the moment a verify used to call the segment unexpected."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.held, self.release, self.rechecked = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self.manifest_lists = 0
+
+    async def put(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
+        if parse_manifest_key(key) is not None and key != manifest_key(T, S, 0):
+            self.held.set()
+            await self.release.wait()
+        await self.inner.put(key, data, overwrite=overwrite)
+
+    async def get(self, key: str) -> bytes:
+        return await self.inner.get(key)
+
+    async def exists(self, key: str) -> bool:
+        return await self.inner.exists(key)
+
+    async def list(self, prefix: str) -> AsyncIterator[str]:
+        if prefix == manifest_prefix(T, S) and self.held.is_set():
+            self.manifest_lists += 1
+            if self.manifest_lists >= 2:  # verify read the chain, then looked again for the write in flight
+                self.rechecked.set()
+        async for key in self.inner.list(prefix):
+            yield key
+
+    async def delete(self, key: str) -> None:
+        await self.inner.delete(key)
+
+    async def check(self) -> None:
+        await self.inner.check()
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_segment_a_live_collector_is_chaining_is_not_unexpected(store: Store) -> None:
+    """`agent verify` beside a running service: the collector holds the tenant's lease and has
+    written a segment whose manifest is not written yet. Verify used to list the segment, find no
+    manifest for it and report it as unexpected (exit 1: "not written by this agent")."""
+    await Archive(store).write(T, S, [signin(1, 5)])
+    shared = _ManifestGate(store)
+    lease = await try_acquire(store, T)
+    writer = asyncio.create_task(Archive(shared).write(T, S, [signin(2, 6)]))  # type: ignore[arg-type]
+    await asyncio.wait_for(shared.held.wait(), 10)
+    checking = asyncio.create_task(verify(shared))  # type: ignore[arg-type]
+    await asyncio.wait([checking, asyncio.create_task(shared.rechecked.wait())], timeout=10,
+                       return_when=asyncio.FIRST_COMPLETED)
+    shared.release.set()  # the collector goes on: the manifest chains the segment
+    await writer
+    report = await asyncio.wait_for(checking, 10)
+    await lease.release()
+    assert report.ok and report.unexpected == [], verify_text(report)
+    assert (report.manifests, report.segments) == (2, 2)
+
+
+async def test_a_segment_left_outside_the_chain_while_the_lease_is_held_is_still_unexpected(
+        store: Store) -> None:
+    """Waiting on the live lease holder must not excuse what it never chains: once it lets go, a
+    segment still outside the chain is reported."""
+    built = await build(store)
+    planted = built.segments[0][0].rsplit("/", 1)[0] + "/20261101T000000000000Z-planted.ndjson.zst"
+    await store.put(planted, await store.get(built.segments[0][0]))
+    lease = await try_acquire(store, T)
+    checking = asyncio.create_task(verify(store))
+    await asyncio.sleep(IN_FLIGHT_POLL_SECONDS * 3)
+    assert not checking.done(), "verify must wait while the holder may still chain it"
+    await lease.release()
+    report = await asyncio.wait_for(checking, 10)
+    assert report.unexpected == [planted] and not report.ok
+    assert (report.streams, report.manifests, report.segments) == (1, 3, 6)

@@ -136,8 +136,8 @@ class AuditSearchSource:
 
     async def _send(self, method: str, url: str, stream: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         async def attempt() -> dict[str, Any]:
+            token = await self.tokens.token()  # first: a slot is spent only by a request ready to go
             await self.limiter.acquire()
-            token = await self.tokens.token()
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             if body is not None:
                 headers["Content-Type"] = "application/json"
@@ -196,8 +196,8 @@ class AuditSearchSource:
 
     async def _page(self, stream: str, url: str) -> tuple[list[Record], str | None]:
         async def attempt() -> tuple[list[Record], str | None]:
+            token = await self.tokens.token()  # first: a slot is spent only by a request ready to go
             await self.limiter.acquire()
-            token = await self.tokens.token()
             resp = await self.http.request("GET", url, tag=(self.tenant.id, "graph"),
                                            headers={"Authorization": f"Bearer {token}",
                                                     "Accept": "application/json"})

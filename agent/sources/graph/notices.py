@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from agent.archive.archive import Archive
+from agent.archive.lease import StoreLocked, TenantLeases
 from agent.auth import TokenProvider
 from agent.config import TenantConfig
 from agent.errors import AgentError
@@ -82,8 +83,8 @@ class NoticeSource:
 
     async def _page(self, url: str) -> tuple[list[Any], str | None]:
         async def attempt() -> tuple[list[Any], str | None]:
+            token = await self.tokens.token()  # first: a slot is spent only by a request ready to go
             await self.limiter.acquire()
-            token = await self.tokens.token()
             resp = await self.http.request("GET", url, tag=(self.tenant.id, "graph"),
                                            headers={"Authorization": f"Bearer {token}"})
             records, nxt = classify(resp, STREAM)
@@ -93,13 +94,18 @@ class NoticeSource:
                                   on_token_rejected=self.tokens.invalidate, limiter=self.limiter)
 
 
-async def poll_once(source: NoticeSource, archive: Archive, alerts: AlertSink) -> int:
-    """Archive every notice and forward the relevant ones; returns how many were forwarded now."""
+async def poll_once(source: NoticeSource, archive: Archive, alerts: AlertSink, leases: TenantLeases) -> int:
+    """Archive every notice and forward the relevant ones; returns how many were forwarded now.
+
+    The write holds the tenant's collection lease, as every archive write does: it names the writer
+    to another collector, and `agent verify` waits for a segment written under it to be chained
+    instead of calling it unexpected (raises StoreLocked when another process holds the tenant)."""
     forwarded = 0
     for kind in ("issues", "messages"):
         batch = [n async for n in source.notices(kind)]
         # Graph issues carry lastModifiedDateTime; archive needs it for the event-time partition.
-        await archive.write(source.tenant.id, STREAM, batch)
+        async with leases.hold(source.tenant.id):
+            await archive.write(source.tenant.id, STREAM, batch)
         for notice in batch:
             if isinstance(notice, dict) and is_relevant(notice) and \
                     await alerts.send(to_alert(kind, notice, source.tenant)):
@@ -109,13 +115,17 @@ async def poll_once(source: NoticeSource, archive: Archive, alerts: AlertSink) -
 
 async def notices_loop(tenants: Sequence[TenantConfig], http: HttpClient,
                        tokens: Callable[[TenantConfig], TokenProvider], archive: Archive, alerts: AlertSink,
-                       pace: Pace, interval: float, task_failed: TaskFailed) -> None:
-    """`agent run`: poll every tenant's notices every `interval` seconds until the service stops."""
+                       pace: Pace, interval: float, task_failed: TaskFailed, leases: TenantLeases) -> None:
+    """`agent run`: poll every tenant's notices every `interval` seconds until the service stops.
+    `leases` are the collection's (this process's passes and notices share a tenant's lease)."""
     sources = [NoticeSource(t, http, tokens(t)) for t in tenants]
     while pace.running:
         for source in sources:
             try:
-                await poll_once(source, archive, alerts)
+                await poll_once(source, archive, alerts, leases)
+            except StoreLocked as exc:  # another collector writes this tenant now: the next round reads them
+                event(log, logging.WARNING, "Another collector holds this tenant; notices wait for the next round.",
+                      tenant=source.tenant.label, error=str(exc))
             except AgentError as exc:
                 event(log, logging.WARNING, "Service notices could not be read.", tenant=source.tenant.label,
                       error=str(exc), hint="grant ServiceHealth.Read.All and ServiceMessage.Read.All")

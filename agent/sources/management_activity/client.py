@@ -94,8 +94,8 @@ class ManagementClient:
         """
         async def attempt() -> T:
             async with slots or contextlib.nullcontext():
+                token = await self.tokens.token()  # first: a slot is spent only by a request ready to go
                 await self.limiter.acquire()
-                token = await self.tokens.token()
                 resp = await self.http.request(method, with_publisher(url, self.tenant.publisher),
                                                tag=(self.tenant.id, "management"),
                                                headers={"Authorization": f"Bearer {token}",

@@ -384,3 +384,26 @@ async def test_a_pass_that_dies_before_its_commit_finds_the_lost_blob_again(env:
     out = (await env.run(EXO))[EXO]  # the next pass, as after a restart
     assert len(out.new_gaps) == 1 and out.gaps_total == 1
     await _assert_gap(env, "stale", "expired before it could be fetched")
+
+
+async def test_a_pacing_slot_is_taken_with_the_token_in_hand(env: Env, monkeypatch: pytest.MonkeyPatch):
+    """Microsoft counts requests as they arrive. A slot taken before the token (a fetch or renewal
+    from Entra, seconds on a slow day) sent that request late, right before the next slot's: two
+    arrivals closer than the quota's spacing."""
+    events: list[str] = []
+    token, acquire = env.tokens.token, env.limiter.acquire
+
+    async def fetch_token() -> str:
+        events.append("token")
+        return await token()
+
+    async def slot() -> None:
+        events.append("slot")
+        await acquire()
+
+    monkeypatch.setattr(env.tokens, "token", fetch_token)
+    monkeypatch.setattr(env.limiter, "acquire", slot)
+    for i in range(3):
+        env.fake.add(f"b{i}", EXO_CT, NOW - 2 * H + i * timedelta(minutes=1))
+    assert (await env.run(EXO))[EXO].ok
+    assert events and events == ["token", "slot"] * (len(events) // 2), events
