@@ -31,7 +31,9 @@ class StreamSpec:
     """Static facts about one stream."""
 
     name: str
-    source: str  # the source kind: "graph", "graph_security", "management_activity" (agent/sources/registry.py) or "service_notices"
+    # the source kind: "graph", "graph_security", "management_activity" (agent/sources/registry.py), or
+    # "service_notices" (archived by the service's notices bridge, not collected)
+    source: str
     id_field: str  # record id in the API's own JSON (contract 3)
     time_field: str  # event time in the API's own JSON
     path: str = ""  # Graph: the list path under the version root

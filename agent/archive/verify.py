@@ -43,6 +43,10 @@ from agent.store.base import Store
 
 _CONCURRENCY = 8  # segments read at once: bounds memory to a few segments
 IN_FLIGHT_POLL_SECONDS = 0.5  # how often a verify waiting on a collector's write in flight looks again
+# The longest a verify waits for a write in flight. A collector chains a segment within the same
+# `archive.write` call that wrote it (seconds); a service's overlapping stream passes can hold the
+# lease for hours, so without a bound a planted segment beside a running service would hang verify.
+IN_FLIGHT_LIMIT_SECONDS = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +109,9 @@ async def _verify_settled(store: Store, pair: tuple[str, str], present: Sequence
     the segment before that manifest existed reported it as unexpected (exit 1, "not written by this
     agent") while the service was simply collecting. So when segments are outside the chain while a
     live process holds the lease, verify waits until the chain lists them or that lease is let go
-    (or taken over), then verifies the stream again: only what was outside the chain both times is
-    unexpected. A segment the writer never chains (planted, or a crash's orphan) is still reported.
+    (or taken over), at most IN_FLIGHT_LIMIT_SECONDS, then verifies the stream again: only what was
+    outside the chain both times is unexpected. A segment the writer never chains (planted, or a
+    crash's orphan) is still reported, also beside a service that never lets the lease go.
     """
     tenant, stream = pair
     first = VerifyReport(anchors=report.anchors)
@@ -125,8 +130,10 @@ async def _verify_settled(store: Store, pair: tuple[str, str], present: Sequence
 
 
 async def _wait_chained(store: Store, tenant: str, stream: str, keys: set[str], generation: int) -> None:
-    """Until every segment in `keys` is in a manifest, or lease `generation` is no longer held."""
+    """Until every segment in `keys` is in a manifest, lease `generation` is no longer held, or
+    IN_FLIGHT_LIMIT_SECONDS have passed (what is still unchained then is reported)."""
     waiting, read = set(keys), set()
+    deadline = asyncio.get_running_loop().time() + IN_FLIGHT_LIMIT_SECONDS
     while True:
         async for key in store.list(manifest_prefix(tenant, stream)):
             parsed = parse_manifest_key(key)
@@ -135,7 +142,7 @@ async def _wait_chained(store: Store, tenant: str, stream: str, keys: set[str], 
             with contextlib.suppress(ObjectNotFound):
                 waiting -= {e.key for e in _entries(await store.get(key))}
                 read.add(key)
-        if not waiting or await held_by(store, tenant) != generation:
+        if not waiting or asyncio.get_running_loop().time() >= deadline or await held_by(store, tenant) != generation:
             return
         await asyncio.sleep(IN_FLIGHT_POLL_SECONDS)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.archive import verify as verify_module
 from agent.archive.archive import Archive
 from agent.archive.layout import manifest_key, manifest_prefix, parse_manifest_key
 from agent.archive.lease import try_acquire
@@ -347,3 +348,19 @@ async def test_a_segment_left_outside_the_chain_while_the_lease_is_held_is_still
     report = await asyncio.wait_for(checking, 10)
     assert report.unexpected == [planted] and not report.ok
     assert (report.streams, report.manifests, report.segments) == (1, 3, 6)
+
+
+async def test_a_planted_segment_beside_a_lease_never_let_go_is_reported_within_the_bound(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running service's overlapping stream passes can hold the lease for hours: verify waits for a
+    write in flight at most IN_FLIGHT_LIMIT_SECONDS, then reports what is still outside the chain."""
+    monkeypatch.setattr(verify_module, "IN_FLIGHT_LIMIT_SECONDS", IN_FLIGHT_POLL_SECONDS * 4)
+    built = await build(store)
+    planted = built.segments[0][0].rsplit("/", 1)[0] + "/20261101T000000000000Z-planted.ndjson.zst"
+    await store.put(planted, await store.get(built.segments[0][0]))
+    lease = await try_acquire(store, T)
+    try:
+        report = await asyncio.wait_for(verify(store), 10)
+    finally:
+        await lease.release()
+    assert report.unexpected == [planted] and not report.ok
