@@ -96,13 +96,17 @@ class IdIndex:
 
     def hours(self, rid: str) -> set[datetime]:
         """Hours that may hold `rid` (false positives possible, false negatives not)."""
-        h = id_hash(rid)
-        found = set(self._recent.get(h, ()))
+        return {hour_of(n) for n in self.hour_numbers(id_hash(rid))}
+
+    def hour_numbers(self, h: int) -> set[int]:
+        """`hours` by the id's `id_hash` and as `hour_number`s: the write path hashes each id once."""
+        recent = self._recent.get(h)
+        found = set(recent) if recent else set()
         i = bisect_left(self._hashes, h)
         while i < len(self._hashes) and self._hashes[i] == h:
             found.add(self._hours[i])
             i += 1
-        return {hour_of(n) for n in found}
+        return found
 
     async def add(self, pairs: Iterable[tuple[str, datetime]]) -> None:
         """Record ids about to be written; durable before the caller writes their segments."""
@@ -110,6 +114,10 @@ class IdIndex:
         for rid, hour in pairs:
             hashes.append(id_hash(rid))
             hours.append(hour_number(hour))
+        await self.add_hashed(hashes, hours)
+
+    async def add_hashed(self, hashes: array[int], hours: array[int]) -> None:
+        """`add` for ids already hashed (`id_hash`) with their `hour_number`s, pair by pair."""
         if not hashes:
             return
         await self._put(0, hashes, hours)
