@@ -73,6 +73,7 @@ class Archive:
         self._index: OrderedDict[Partition, set[str]] = OrderedDict()
         self._ids: dict[tuple[str, str], IdIndex] = {}
         self._ids_loading: dict[tuple[str, str], asyncio.Lock] = {}
+        self._writing: dict[tuple[str, str], asyncio.Lock] = {}
         self._pending: set[str] = set()  # segments this process wrote and has not chained yet
         self._chains: dict[tuple[str, str], ChainView] = {}  # only for segments that predate intents
 
@@ -144,8 +145,18 @@ class Archive:
         return [info async for info, _ in self._sidecars(part)]
 
     # ---------------------------------------------------------------- write
+    def writing(self, tenant: str, stream: str) -> asyncio.Lock:
+        """Held by `write` for its stream: one write of a stream at a time in this process, and a
+        reader that must see a stream's writes whole (a source counting what is held while the
+        collector writes its previous batch) takes it too."""
+        return self._writing.setdefault((tenant, stream), asyncio.Lock())
+
     async def write(self, tenant: str, stream: str, records: Iterable[Record]) -> WriteResult:
         """Store the records not yet archived; returns when every new segment is durable."""
+        async with self.writing(tenant, stream):
+            return await self._write(tenant, stream, records)
+
+    async def _write(self, tenant: str, stream: str, records: Iterable[Record]) -> WriteResult:
         s = spec(stream)
         result = WriteResult()
         groups: dict[Partition, dict[str, tuple[Record, datetime]]] = {}
@@ -286,8 +297,8 @@ class Archive:
         """A segment of records whose ids and event times the caller already has."""
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
         key, sidecar = part.segment_key(name), part.sidecar_key(name)
-        blob = codec.encode(r for _, r, _ in fresh)
-        info, doc = sidecar_from(key, sidecar, blob, [rid for rid, _, _ in fresh], [at for _, _, at in fresh])
+        # Off the event loop (zstd and sha256 release the GIL): the loop keeps fetching meanwhile.
+        blob, info, doc = await asyncio.to_thread(_segment, key, sidecar, fresh)
         await self._put_segment(part, name, info, blob, doc)
         return info
 
@@ -379,3 +390,9 @@ class Archive:
                 pairs.add(parsed)
         return sorted(pairs)
 
+
+def _segment(key: str, sidecar: str, fresh: Sequence[tuple[str, Record, datetime]]) -> tuple[bytes, SegmentInfo, bytes]:
+    """A segment's bytes and its sidecar (info and bytes), from records whose ids and times are known."""
+    blob = codec.encode(r for _, r, _ in fresh)
+    info, doc = sidecar_from(key, sidecar, blob, [rid for rid, _, _ in fresh], [at for _, _, at in fresh])
+    return blob, info, doc
