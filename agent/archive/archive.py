@@ -74,6 +74,7 @@ class Archive:
         self._ids: dict[tuple[str, str], IdIndex] = {}
         self._ids_loading: dict[tuple[str, str], asyncio.Lock] = {}
         self._writing: dict[tuple[str, str], asyncio.Lock] = {}
+        self._encoding = asyncio.Semaphore(1)
         self._pending: set[str] = set()  # segments this process wrote and has not chained yet
         self._chains: dict[tuple[str, str], ChainView] = {}  # only for segments that predate intents
 
@@ -297,8 +298,10 @@ class Archive:
         """A segment of records whose ids and event times the caller already has."""
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
         key, sidecar = part.segment_key(name), part.sidecar_key(name)
-        # Off the event loop (zstd and sha256 release the GIL): the loop keeps fetching meanwhile.
-        blob, info, doc = await asyncio.to_thread(_segment, key, sidecar, fresh)
+        # Off the event loop (zstd and sha256 release the GIL): the loop keeps fetching meanwhile. One
+        # at a time, as when it ran on the loop: a fleet's catch-up holds one NDJSON text, not several.
+        async with self._encoding:
+            blob, info, doc = await asyncio.to_thread(_segment, key, sidecar, fresh)
         await self._put_segment(part, name, info, blob, doc)
         return info
 
