@@ -84,9 +84,10 @@ class ArchiveHeld:
     async def count(self, stream: str, start: datetime, end: datetime) -> int:
         """Distinct archived ids with an event time in [start, end), from the sidecars."""
         ids: set[str] = set()
-        for part in await self.archive.partitions(self.tenant, stream, start, end):
-            async for seg_ids, times in self.archive.partition_times(part):
-                ids.update(i for i, t in zip(seg_ids, times, strict=False) if start <= parse_time(t) < end)
+        async with self.archive.writing(self.tenant, stream):  # the pass's write in flight ends first
+            for part in await self.archive.partitions(self.tenant, stream, start, end):
+                async for seg_ids, times in self.archive.partition_times(part):
+                    ids.update(i for i, t in zip(seg_ids, times, strict=False) if start <= parse_time(t) < end)
         return len(ids)
 
 
@@ -111,6 +112,7 @@ class Collector:
         self._adopted: set[tuple[str, str]] = set()
         self._passes = asyncio.Semaphore(cfg.collection.concurrent_streams)
         self._active = 0  # passes running now: each may buffer its share of buffer_records
+        self._held = 0  # records buffered or being written by all passes (at most about buffer_records)
         # `collect` on a terminal: told of every batch and window (agent/cli/render.py draws it; never logged)
         self.progress: Callable[[StreamOutcome, Window], None] | None = None
 
@@ -289,22 +291,49 @@ class Collector:
 
     async def _fetch(self, tenant: TenantConfig, stream: str, run: WindowRun, out: StreamOutcome,
                      aside: list[Gap]) -> None:
+        """The window's batches into the archive, one buffer at a time.
+
+        A full buffer is written while the next one fills: the source keeps fetching (the server
+        works) while the archive encodes and fsyncs. The writes of a pass still happen one after the
+        other and all are durable before this returns (the run is committed only then); the next
+        buffer fills only while every pass together holds fewer than `buffer_records`.
+        """
         buffer: list[Record] = []
-        async for batch in run.batches():
-            out.fetched += len(batch)
-            buffer.extend(batch)
-            if self.progress is not None:
-                self.progress(out, run.window)
-            if len(buffer) >= self.flush_at():
-                await self._flush(tenant, stream, buffer, out, run.window, aside)
-                buffer = []
-        await self._flush(tenant, stream, buffer, out, run.window, aside)
+        writing: asyncio.Task[None] | None = None
+        try:
+            async for batch in run.batches():
+                out.fetched += len(batch)
+                buffer.extend(batch)
+                self._held += len(batch)
+                if self.progress is not None:
+                    self.progress(out, run.window)
+                full = len(buffer) >= self.flush_at()
+                if writing is not None and (full or self._held >= self.cfg.collection.buffer_records):
+                    await writing  # one write at a time per pass, in order
+                    writing = None
+                if full:
+                    writing = asyncio.create_task(self._flush(tenant, stream, buffer, out, run.window, aside))
+                    buffer = []
+            if writing is not None:
+                await writing
+                writing = None
+            last, buffer = buffer, []
+            await self._flush(tenant, stream, last, out, run.window, aside)
+        finally:
+            if writing is not None:  # failing: the write in flight ends first, so its set-aside gaps reach `aside`
+                await asyncio.wait([writing])
+                if not writing.cancelled():
+                    writing.exception()  # retrieved: the failure being raised is the one reported
+            self._held -= len(buffer)
 
     async def _flush(self, tenant: TenantConfig, stream: str, records: list[Record], out: StreamOutcome,
                      window: Window, aside: list[Gap]) -> None:
         if not records:
             return
-        result = await self.archive.write(tenant.id, stream, records)
+        try:
+            result = await self.archive.write(tenant.id, stream, records)
+        finally:
+            self._held -= len(records)
         now = self.clock()
         aside.extend(gap(stream, window, why, None, now, quarantine=key) for key, why in result.set_aside)
         out.stored += result.stored

@@ -5,7 +5,9 @@ Collector, Archive and Checkpoints over a local store that records the order of 
 from __future__ import annotations
 
 import ast
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,9 +17,9 @@ from agent.archive.archive import Archive
 from agent.archive.codec import Record
 from agent.archive.layout import checkpoint_key
 from agent.checkpoint import Cursor, Gap, status_key
-from agent.collect import Collector, StreamOutcome
+from agent.collect import ArchiveHeld, Collector, StreamOutcome
 from agent.config import CollectionConfig, Config, Credential, LocalStoreConfig, TenantConfig
-from agent.errors import ApiError
+from agent.errors import ApiError, StoreError
 from agent.http import RateLimiter
 from agent.sources.base import Window, WindowResult
 from agent.sources.graph.source import GraphSource
@@ -179,6 +181,81 @@ async def test_a_run_that_fails_is_not_committed_and_its_gaps_are_saved_with_the
     assert out.new_gaps == [source.gap] and out.gaps_total == 1
     status = await collector.checkpoints.status(TENANT, STREAM)
     assert status.gaps == [source.gap] and status.last_error is not None and "mid-window" in status.last_error
+
+
+class SlowSegments(RecordingStore):
+    """Segment writes take a while (a slow disk); `log` is shared with the source, so the test sees
+    what was fetched while a write was in flight. `fail` makes the first segment write fail."""
+
+    def __init__(self, root: Path, log: list[str], *, fail: bool = False) -> None:
+        super().__init__(root)
+        self.log, self.fail = log, fail
+
+    async def put(self, key: str, data: bytes, *, overwrite: bool = False) -> None:
+        if key.startswith(f"tenant={TENANT}/"):
+            self.log.append("segment write starts")
+            await asyncio.sleep(0.05)
+            if self.fail:
+                raise StoreError("disk full under the store; free space (collection is paused, nothing lost)")
+            await super().put(key, data, overwrite=overwrite)
+            self.log.append("segment durable")
+            return
+        await super().put(key, data, overwrite=overwrite)
+
+
+def overlapping(tmp_path: Path, *, fail: bool = False) -> tuple[Collector, ScriptSource, SlowSegments]:
+    collector, source, _ = setup(tmp_path)
+    collector.cfg = replace(collector.cfg, collection=replace(collector.cfg.collection, buffer_records=100))
+    store = SlowSegments(tmp_path, source.log, fail=fail)
+    collector.archive.store = collector.checkpoints.store = source.store = store
+    source.batches = [[audit(1), audit(2)], [audit(3), audit(4)], [audit(5)]]
+    return collector, source, store
+
+
+async def test_the_next_batch_is_fetched_while_the_previous_one_is_written(tmp_path: Path) -> None:
+    collector, source, _ = overlapping(tmp_path)
+    out = await collect(collector)
+    assert out.ok and out.stored == 5
+    log = source.log
+    assert log.index("batch 1") < log.index("segment durable")  # fetching went on during the first write
+    # writes stay one at a time and in order, and every one is durable before the run commits
+    assert [e for e in log if e.startswith("segment")] == ["segment write starts", "segment durable"] * 3
+    assert log[-1] == "commit after 3 segment writes"
+    assert collector._held == 0
+
+
+async def test_a_write_failing_while_the_next_batch_is_fetched_fails_the_window(tmp_path: Path) -> None:
+    collector, source, _ = overlapping(tmp_path, fail=True)
+    out = await collect(collector)
+    assert out.error_kind == "StoreError" and "disk full" in str(out.error)
+    assert "commit" not in " ".join(source.log)
+    assert await collector.checkpoints.load(TENANT, STREAM) is None  # the cursor did not move
+    assert collector._held == 0
+
+
+async def test_a_source_failing_during_a_write_lets_the_write_end_first(tmp_path: Path) -> None:
+    collector, source, _ = overlapping(tmp_path)
+    source.gap, source.fail_at = lost(), 1
+    out = await collect(collector)
+    assert out.error_kind == "ApiError" and "commit" not in " ".join(source.log)
+    assert source.log.count("segment durable") == 1  # the write in flight finished, none was left running
+    assert not [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert await collector.checkpoints.load(TENANT, STREAM) is None
+    assert (await collector.checkpoints.status(TENANT, STREAM)).gaps == [source.gap]
+    assert collector._held == 0
+
+
+async def test_a_source_counting_what_is_held_waits_for_the_write_in_flight(tmp_path: Path) -> None:
+    """A source may count the archive (deep history does) while the collector writes its previous
+    batch: it sees the write whole, and never races it to a segment's missing sidecar."""
+    log: list[str] = []
+    archive = Archive(SlowSegments(tmp_path, log))
+    writing = asyncio.create_task(archive.write(TENANT, STREAM, [audit(1), audit(2)]))
+    while not log:  # the write reaches its segment (index and intent are durable by then)
+        await asyncio.sleep(0.001)
+    assert log == ["segment write starts"]
+    assert await ArchiveHeld(archive, TENANT).count(STREAM, WINDOW.start, WINDOW.end) == 2
+    assert (await writing).stored == 2
 
 
 async def test_graph_run_hands_the_aged_span_to_the_first_window_only(tmp_path: Path) -> None:

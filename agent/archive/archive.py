@@ -20,15 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections import OrderedDict, defaultdict
+from array import array
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 from agent.archive import codec
 from agent.archive.codec import Record
-from agent.archive.idindex import IdIndex
+from agent.archive.idindex import IdIndex, hour_number, hour_of, id_hash
 from agent.archive.intents import Adoption, match_intent, quarantine_segment, record_intent
 from agent.archive.layout import (
     Partition,
@@ -71,6 +73,8 @@ class Archive:
         self._index: OrderedDict[Partition, set[str]] = OrderedDict()
         self._ids: dict[tuple[str, str], IdIndex] = {}
         self._ids_loading: dict[tuple[str, str], asyncio.Lock] = {}
+        self._writing: dict[tuple[str, str], asyncio.Lock] = {}
+        self._encoding = asyncio.Semaphore(1)
         self._pending: set[str] = set()  # segments this process wrote and has not chained yet
         self._chains: dict[tuple[str, str], ChainView] = {}  # only for segments that predate intents
 
@@ -142,44 +146,64 @@ class Archive:
         return [info async for info, _ in self._sidecars(part)]
 
     # ---------------------------------------------------------------- write
+    def writing(self, tenant: str, stream: str) -> asyncio.Lock:
+        """Held by `write` for its stream: one write of a stream at a time in this process, and a
+        reader that must see a stream's writes whole (a source counting what is held while the
+        collector writes its previous batch) takes it too."""
+        return self._writing.setdefault((tenant, stream), asyncio.Lock())
+
     async def write(self, tenant: str, stream: str, records: Iterable[Record]) -> WriteResult:
         """Store the records not yet archived; returns when every new segment is durable."""
+        async with self.writing(tenant, stream):
+            return await self._write(tenant, stream, records)
+
+    async def _write(self, tenant: str, stream: str, records: Iterable[Record]) -> WriteResult:
         s = spec(stream)
         result = WriteResult()
-        groups: dict[Partition, dict[str, tuple[Record, datetime]]] = defaultdict(dict)
+        groups: dict[Partition, dict[str, tuple[Record, datetime]]] = {}
+        by_hour: dict[datetime, tuple[Partition, dict[str, tuple[Record, datetime]]]] = {}
         bad: list[Record] = []
-        first_hour: dict[str, Partition] = {}  # contract 3 within the batch: an id's first hour keeps it
+        first_hour: dict[str, datetime] = {}  # contract 3 within the batch: an id's first hour keeps it
+        key_of, time_field, parse_time = s.key, s.time_field, codec.parse_time
         for rec in records:
             if not isinstance(rec, Mapping):  # an Unreadable body, or a JSON value that is not an object
                 key, reason = await set_aside(self.store, tenant, stream, rec)
                 result.quarantined += 1
                 result.set_aside.append((key, f"{reason}; kept at {key}"))
                 continue
-            rid, when = s.key(rec), rec.get(s.time_field)
+            rid = key_of(rec)
             try:
-                at = codec.parse_time(when)  # parsed once per record: the write path's hottest call
-                part: Partition | None = Partition.of(tenant, stream, at)
+                at = parse_time(rec.get(time_field))  # parsed once per record: the write path's hottest call
             except ValueError:
-                part = None
-            if part is None or not isinstance(rid, str) or not rid:
                 bad.append(rec)
                 continue
-            if first_hour.setdefault(rid, part) != part:
+            if not isinstance(rid, str) or not rid:
+                bad.append(rec)
+                continue
+            hour = at.replace(minute=0, second=0, microsecond=0)  # `parse_time` answers in UTC
+            if first_hour.setdefault(rid, hour) != hour:
                 result.duplicates += 1
                 continue
-            if rid in groups[part]:
+            found = by_hour.get(hour)
+            if found is None:  # one Partition per hour of the batch, not one per record
+                found = by_hour[hour] = (Partition.of(tenant, stream, at), {})
+                groups[found[0]] = found[1]
+            group = found[1]
+            if rid in group:
                 result.duplicates += 1
-            groups[part][rid] = (rec, at)
+            group[rid] = (rec, at)
         index = await self._id_index(tenant, stream)
         plan: list[tuple[Partition, set[str], list[tuple[str, Record, datetime]]]] = []
+        hashes, hour_numbers = array("q"), array("i")
         for part in sorted(groups):
             known = await self.partition_ids(part)
-            fresh = [(rid, r, at) for rid, (r, at) in groups[part].items()
-                     if rid not in known and not await self._held_elsewhere(index, part, rid)]
+            fresh, fresh_hashes = await self._fresh(index, part, known, groups[part])
             result.duplicates += len(groups[part]) - len(fresh)
             plan.append((part, known, fresh))
+            hashes.extend(fresh_hashes)
+            hour_numbers.extend(repeat(hour_number(part.hour), len(fresh)))
         # The index learns the ids before their segments exist: a crash leaves it a superset.
-        await index.add((rid, part.hour) for part, _, fresh in plan for rid, _, _ in fresh)
+        await index.add_hashed(hashes, hour_numbers)
         for part, known, fresh in plan:
             if fresh:
                 info = await self._write_fresh(part, fresh)
@@ -195,6 +219,25 @@ class Archive:
         result.manifest = await append_manifest(self.store, tenant, stream, result.segments)
         self._pending.difference_update(seg.key for seg in result.segments)
         return result
+
+    async def _fresh(self, index: IdIndex, part: Partition, known: set[str],
+                     group: Mapping[str, tuple[Record, datetime]]) -> tuple[list[tuple[str, Record, datetime]],
+                                                                        array[int]]:
+        """The records of `group` that neither `part` nor another hour of the stream holds, with their
+        ids' `id_hash`es (each id hashed once, for both the lookup and the index)."""
+        fresh: list[tuple[str, Record, datetime]] = []
+        hashes = array("q")
+        here = hour_number(part.hour)
+        for rid, (rec, at) in group.items():
+            if rid in known:
+                continue
+            h = id_hash(rid)
+            elsewhere = index.hour_numbers(h) - {here}  # candidates only; their sidecars decide
+            if elsewhere and await self._held_in(part, rid, elsewhere):
+                continue
+            fresh.append((rid, rec, at))
+            hashes.append(h)
+        return fresh, hashes
 
     async def _id_index(self, tenant: str, stream: str) -> IdIndex:
         """The stream's id index, loaded once per process (built from the sidecars the first time)."""
@@ -218,11 +261,10 @@ class Archive:
                 for rid in doc["ids"]:
                     yield str(rid), part.hour
 
-    async def _held_elsewhere(self, index: IdIndex, part: Partition, rid: str) -> bool:
-        """True if another hour of the stream already holds `rid` (the index names candidates; the
-        candidates' sidecars decide)."""
-        for hour in index.hours(rid):
-            if hour != part.hour and rid in await self.partition_ids(Partition(part.tenant, part.stream, hour)):
+    async def _held_in(self, part: Partition, rid: str, hours: set[int]) -> bool:
+        """True if one of the stream's `hours` (other than `part`'s) holds `rid`, by their sidecars."""
+        for number in sorted(hours):
+            if rid in await self.partition_ids(Partition(part.tenant, part.stream, hour_of(number))):
                 return True
         return False
 
@@ -256,8 +298,10 @@ class Archive:
         """A segment of records whose ids and event times the caller already has."""
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}"
         key, sidecar = part.segment_key(name), part.sidecar_key(name)
-        blob = codec.encode(r for _, r, _ in fresh)
-        info, doc = sidecar_from(key, sidecar, blob, [rid for rid, _, _ in fresh], [at for _, _, at in fresh])
+        # Off the event loop (zstd and sha256 release the GIL): the loop keeps fetching meanwhile. One
+        # at a time, as when it ran on the loop: a fleet's catch-up holds one NDJSON text, not several.
+        async with self._encoding:
+            blob, info, doc = await asyncio.to_thread(_segment, key, sidecar, fresh)
         await self._put_segment(part, name, info, blob, doc)
         return info
 
@@ -349,3 +393,9 @@ class Archive:
                 pairs.add(parsed)
         return sorted(pairs)
 
+
+def _segment(key: str, sidecar: str, fresh: Sequence[tuple[str, Record, datetime]]) -> tuple[bytes, SegmentInfo, bytes]:
+    """A segment's bytes and its sidecar (info and bytes), from records whose ids and times are known."""
+    blob = codec.encode(r for _, r, _ in fresh)
+    info, doc = sidecar_from(key, sidecar, blob, [rid for rid, _, _ in fresh], [at for _, _, at in fresh])
+    return blob, info, doc

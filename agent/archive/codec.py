@@ -27,8 +27,10 @@ _FRACTION_RE = re.compile(r"\.(\d+)")
 def encode(records: Iterable[Record]) -> bytes:
     """Serialise records as zstd-compressed NDJSON (one frame, content size and checksum recorded:
     the checksum lets every reader tell a damaged frame from a valid one)."""
+    # One short-lived bytes per record, joined once: measured faster than `map(orjson.dumps, ...)`,
+    # whose outputs all stay alive at once (fresh memory, page faults) before the join.
     raw = b"".join(json_exact.dumps(r) + b"\n" for r in records)
-    return zstandard.ZstdCompressor(level=LEVEL, write_content_size=True, write_checksum=True).compress(raw)
+    return compress(raw)
 
 
 def compress(raw: bytes) -> bytes:
@@ -104,10 +106,8 @@ def parse_time(value: Any) -> datetime:
 def format_time(dt: datetime) -> str:
     """RFC 3339 UTC with a `Z`, seconds precision unless there is a fraction.
 
-    The year is always four digits (strftime writes year 1 as "1", which no RFC 3339 reader parses).
+    The year is always four digits (strftime writes year 1 as "1", which no RFC 3339 reader parses;
+    `isoformat` pads it). `isoformat` of a UTC time is exactly that text with "+00:00" for the `Z`,
+    and it is called once per stored record (sidecars), where strftime cost more than the parse.
     """
-    dt = dt.astimezone(UTC)
-    year = f"{dt.year:04d}"
-    if dt.microsecond:
-        return year + dt.strftime("-%m-%dT%H:%M:%S.%fZ")
-    return year + dt.strftime("-%m-%dT%H:%M:%SZ")
+    return dt.astimezone(UTC).isoformat()[:-6] + "Z"

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import heapq
 import sys
 import uuid
 from array import array
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 
 import orjson
 
@@ -91,18 +91,26 @@ class IdIndex:
         self.prefix = id_index_prefix(tenant, stream)
         self._hashes: array[int] = array("q")
         self._hours: array[int] = array("i")
-        self._recent: dict[int, set[int]] = {}
+        self._recent: dict[int, int] = {}  # hash -> hour of ids added since the last `_flatten`
+        self._more: dict[int, set[int]] = {}  # further hours of a recent hash (an id seen in two hours)
         self._levels: dict[int, list[str]] = {}  # persisted objects per merge level
 
     def hours(self, rid: str) -> set[datetime]:
         """Hours that may hold `rid` (false positives possible, false negatives not)."""
-        h = id_hash(rid)
-        found = set(self._recent.get(h, ()))
+        return {hour_of(n) for n in self.hour_numbers(id_hash(rid))}
+
+    def hour_numbers(self, h: int) -> set[int]:
+        """`hours` by the id's `id_hash` and as `hour_number`s: the write path hashes each id once."""
+        found: set[int] = set()
+        recent = self._recent.get(h)
+        if recent is not None:
+            found.add(recent)
+            found.update(self._more.get(h, ()))
         i = bisect_left(self._hashes, h)
         while i < len(self._hashes) and self._hashes[i] == h:
             found.add(self._hours[i])
             i += 1
-        return {hour_of(n) for n in found}
+        return found
 
     async def add(self, pairs: Iterable[tuple[str, datetime]]) -> None:
         """Record ids about to be written; durable before the caller writes their segments."""
@@ -110,6 +118,10 @@ class IdIndex:
         for rid, hour in pairs:
             hashes.append(id_hash(rid))
             hours.append(hour_number(hour))
+        await self.add_hashed(hashes, hours)
+
+    async def add_hashed(self, hashes: array[int], hours: array[int]) -> None:
+        """`add` for ids already hashed (`id_hash`) with their `hour_number`s, pair by pair."""
         if not hashes:
             return
         await self._put(0, hashes, hours)
@@ -175,27 +187,61 @@ class IdIndex:
         if len(hashes) > _MERGE_RECENT:  # a built or merged object: sort once, merge in one pass
             self._merge_sorted(*_sorted_pairs(hashes, hours))
             return
-        for h, t in zip(hashes, hours, strict=True):
-            self._recent.setdefault(h, set()).add(t)
+        batch = dict(zip(hashes, hours, strict=True))
+        if len(batch) == len(hashes) and self._recent.keys().isdisjoint(batch):
+            self._recent.update(batch)  # the usual case, new ids once each: one C-level update
+        else:
+            for h, t in zip(hashes, hours, strict=True):
+                if self._recent.setdefault(h, t) != t:
+                    self._more.setdefault(h, set()).add(t)
         if len(self._recent) > _MERGE_RECENT:
             self._flatten()
 
     def _flatten(self) -> None:
         """Fold recent additions into the sorted arrays (one small sort per `_MERGE_RECENT` ids)."""
-        fresh = sorted((h, t) for h, ts in self._recent.items() for t in ts)
-        self._recent = {}
-        self._merge_sorted(array("q", (h for h, _ in fresh)), array("i", (t for _, t in fresh)))
+        fresh = sorted([*self._recent.items(), *((h, t) for h, ts in self._more.items() for t in ts)])
+        self._recent, self._more = {}, {}
+        self._merge_sorted(array("q", map(itemgetter(0), fresh)), array("i", map(itemgetter(1), fresh)))
 
     def _merge_sorted(self, hashes: array[int], hours: array[int]) -> None:
-        """Merge sorted pairs into the sorted arrays; memory stays ~12 bytes per id (no tuples kept)."""
+        """Merge pairs sorted by hash into the sorted arrays; memory stays ~12 bytes per id (no tuples kept).
+
+        Each new pair finds its place by bisection and the stretch of old pairs before it is copied
+        whole, so the Python-level work grows with the new pairs, not with the whole index (the index
+        of a long-collected stream is merged into every `_MERGE_RECENT` ids). A pair already held is
+        not added twice.
+        """
+        old_h, old_t = self._hashes, self._hours
         out_h, out_t = array("q"), array("i")
-        last: tuple[int, int] | None = None
-        for pair in heapq.merge(zip(self._hashes, self._hours, strict=True), zip(hashes, hours, strict=True)):
-            if pair != last:
-                out_h.append(pair[0])
-                out_t.append(pair[1])
-                last = pair
+        lo, end = 0, len(old_h)
+        last_h, run = None, list[int]()  # the hours just added for hash `last_h`
+        for h, t in zip(hashes, hours, strict=True):
+            i = bisect_left(old_h, h, lo)
+            if i > lo:
+                out_h += old_h[lo:i]
+                out_t += old_t[lo:i]
+                lo = i
+            if h != last_h:
+                last_h, run = h, []
+            elif t in run:
+                continue
+            if i < end and old_h[i] == h and _held(old_h, old_t, i, end, h, t):
+                continue
+            out_h.append(h)
+            out_t.append(t)
+            run.append(t)
+        out_h += old_h[lo:]
+        out_t += old_t[lo:]
         self._hashes, self._hours = out_h, out_t
+
+
+def _held(hashes: array[int], hours: array[int], i: int, end: int, h: int, t: int) -> bool:
+    """True if the pairs from `i` on (where hash `h` starts in sorted `hashes`) include (h, t)."""
+    while i < end and hashes[i] == h:
+        if hours[i] == t:
+            return True
+        i += 1
+    return False
 
 
 def _object_name() -> str:

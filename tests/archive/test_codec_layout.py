@@ -1,8 +1,10 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.archive import codec
 from agent.archive.layout import Partition, parse_segment_key
@@ -23,6 +25,28 @@ def test_parse_time_formats_microsoft_uses(text: str, expected: datetime) -> Non
 def test_parse_time_rejects_garbage(bad: object) -> None:
     with pytest.raises(ValueError):
         codec.parse_time(bad)
+
+
+@pytest.mark.parametrize(("dt", "text"), [
+    (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00Z"),  # .NET's default time: four-digit year
+    (datetime(2024, 1, 2, 3, 4, 5, 600, tzinfo=UTC), "2024-01-02T03:04:05.000600Z"),
+    (datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-5))), "2024-01-02T08:04:05Z"),
+    (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "9999-12-31T23:59:59.999999Z"),
+])
+def test_format_time_writes_rfc3339_utc(dt: datetime, text: str) -> None:
+    assert codec.format_time(dt) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
+                                               timezone(timedelta(hours=-11))])))
+def test_format_time_is_the_text_sidecars_always_held(dt: datetime) -> None:
+    """Sidecars, manifests and checkpoints written before keep their exact text (the old strftime form)."""
+    utc = dt.astimezone(UTC)
+    old = f"{utc.year:04d}" + utc.strftime("-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "-%m-%dT%H:%M:%SZ")
+    assert codec.format_time(dt) == old
+    assert codec.parse_time(old) == dt
 
 
 def test_encode_decode_round_trip_keeps_records_parsed_equal() -> None:
