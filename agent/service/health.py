@@ -31,6 +31,10 @@ class StreamHealth:
     passes: int = 0
     silent_since: datetime | None = None  # the first settled hour found silent in the current episode
     quiet_checked: datetime | None = None  # the last settled hour found NOT silent (counts only grow)
+    stored: int = 0  # records this service's passes stored for the stream
+    # (settled hour, `stored`, monotonic time) when the stream was last found silent: the same answer
+    # until this service stores more, the hour moves or SILENT_RECHECK passes (agent/service/silence.py)
+    silent_checked: tuple[datetime, int, float] | None = None
 
 
 @dataclass

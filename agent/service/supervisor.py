@@ -266,6 +266,7 @@ class Service:
             m.lag.labels(*labels).set((self.clock() - o.cursor).total_seconds())
         m.gaps.labels(*labels).set(o.gaps_total)
         h.passes += 1
+        h.stored += o.stored
         if o.error is None:
             # A pass that recorded a new gap still collected everything else: the stream is not
             # stalled, and the gap has its own alert below.
@@ -344,11 +345,15 @@ class Service:
         hour = silence.settled_hour(stream, self.clock())
         if h.quiet_checked == hour:
             return  # this hour already reached its baseline; archive counts only grow
+        if h.silent_checked is not None and h.silent_checked[:2] == (hour, h.stored) and \
+                time.monotonic() - h.silent_checked[2] < silence.SILENT_RECHECK:
+            return  # found silent, and nothing stored since: the same verdict (its alert went out then)
         verdict = await silence.check(archive, tenant.id, stream, hour, self.cfg.service.silence_ratio)
         if not verdict.silent:
-            h.quiet_checked, h.silent_since = hour, None
+            h.quiet_checked, h.silent_since, h.silent_checked = hour, None, None
             self.metrics.silent.labels(*labels).set(0)
             return
+        h.silent_checked = (hour, h.stored, time.monotonic())
         self.metrics.silent.labels(*labels).set(1)
         h.silent_since = h.silent_since or hour
         # Identity: the episode (its first silent hour), so a silence lasting hours alerts once.

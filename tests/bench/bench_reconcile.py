@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -61,6 +62,7 @@ async def setup(directory: Path, records: int) -> None:
     from agent.store.local import LocalStore
 
     scn = scenario(records).generate()
+    shutil.rmtree(directory / "store", ignore_errors=True)  # an archive of another size would merge in
     archive = Archive(LocalStore(directory / "store"))
     for stream, entries in scn.entries.items():
         recs = [orjson.loads(e.body) for e in entries if e.in_agent]
@@ -68,7 +70,7 @@ async def setup(directory: Path, records: int) -> None:
             await archive.write(TENANT, stream, batch)
     truth = {s: sorted(e.id for e in es if not e.in_siem) for s, es in scn.entries.items()}
     (directory / "truth.json").write_bytes(orjson.dumps(truth))
-    (directory / "ready").write_text("ok")
+    (directory / "ready").write_text(str(records))  # what was set up: another size sets up again
 
 
 async def serve(directory: Path, records: int) -> None:
@@ -183,7 +185,9 @@ def orchestrate(directory: Path, records: int, result_path: str | None = None) -
     common = ["--dir", str(directory), "--records", str(records)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     t0 = time.perf_counter()
-    if not (directory / "ready").exists() or orjson.loads((directory / "truth.json").read_bytes()) is None:
+    ready = directory / "ready"
+    if not ready.exists() or ready.read_text() != str(records):  # an archive of another size is not this run's
+        ready.unlink(missing_ok=True)
         subprocess.run([*me, "setup", *common], check=True, env=env)
     setup_s = time.perf_counter() - t0
     server = subprocess.Popen([*me, "serve", *common], stdout=subprocess.PIPE, env=env, text=True)

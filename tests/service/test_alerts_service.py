@@ -122,6 +122,63 @@ async def test_silence_compares_an_hour_with_the_same_hour_of_the_days_before(tm
     assert settled_hour("o365.exchange", now) == datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
 
 
+class CountingStore(LocalStore):
+    """A local store that counts listings: a silence check lists one partition per baseline hour."""
+
+    lists = 0
+
+    def list(self, prefix: str) -> AsyncIterator[str]:
+        CountingStore.lists += 1
+        return super().list(prefix)
+
+
+async def test_a_silent_stream_is_checked_again_only_when_something_could_have_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quiet stream used to cost ~30 store listings every minute for as long as it stayed silent
+    (about 2 % of a core for a service with many quiet streams). The verdict is kept until this
+    service stores records for the stream, its settled hour moves, or SILENT_RECHECK passes."""
+    from agent.collect import StreamOutcome
+    from agent.config import Config, LocalStoreConfig
+    from agent.service import silence
+    from agent.service.supervisor import Service
+
+    stream, last = "graph.signins.interactive", datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
+    now = [datetime(2026, 11, 28, 12, 40, tzinfo=UTC)]
+    store = CountingStore(tmp_path)
+    archive = Archive(store)
+    times = [(f"{d}-{i}", last - timedelta(days=d) + timedelta(seconds=i)) for d in range(1, 8) for i in range(40)]
+    await archive.write("t", stream, [{"id": rid, "createdDateTime": t.isoformat()} for rid, t in times])
+    tenant = TenantConfig(id="t", client_id="c", credential=Credential(), streams=(stream,))
+    svc = Service(Config(tenants=(tenant,), store=LocalStoreConfig(path=tmp_path)), clock=lambda: now[0])
+    sent: list[Alert] = []
+
+    async def send(alert: Alert, covers: object = ()) -> bool:
+        sent.append(alert)
+        return True
+
+    svc.alerter = type("Sink", (), {"send": staticmethod(send)})()  # type: ignore[assignment]
+    checks = 0
+
+    async def check() -> int:
+        nonlocal checks
+        before = CountingStore.lists
+        await svc._check_stream(archive, tenant, stream, threshold=1e9)
+        checks += 1
+        return CountingStore.lists - before
+
+    assert await check() > 20 and [a.kind for a in sent] == ["stream_silent"]
+    assert await check() == 0, "nothing stored, same hour: the same verdict without reading the store"
+    await svc._record(tenant, StreamOutcome("t", stream, stored=3))
+    assert await check() > 20, "this service stored records: look again"
+    assert await check() == 0
+    monkeypatch.setattr(silence, "SILENT_RECHECK", 0.0)  # time passed: records another process added count
+    assert await check() > 20
+    monkeypatch.setattr(silence, "SILENT_RECHECK", 900.0)
+    now[0] += timedelta(hours=1)  # the next settled hour
+    assert await check() > 20
+    assert [a.kind for a in sent].count("stream_silent") >= 1 and checks == 6
+
+
 async def test_small_baseline_is_never_silent(tmp_path: Path) -> None:
     archive = Archive(LocalStore(tmp_path))
     now = datetime(2026, 11, 28, 12, 40, tzinfo=UTC)
