@@ -269,10 +269,9 @@ class Collector:
         """
         state = {**result.state, "manifest": out.manifest} if out.manifest is not None else result.state
         self.leases.check(tenant.id)  # taken over while paused: stop before moving the cursor
-        new: list[Gap] = []
+        status = await self.checkpoints.status(tenant.id, stream)
+        new = status.merge_gaps(gaps)  # merged first: a new document keeps the key order earlier versions wrote
         if gaps:
-            status = await self.checkpoints.status(tenant.id, stream)
-            new = status.merge_gaps(gaps)
             await self.checkpoints.save_status(tenant.id, stream, status)
         saved = await self.checkpoints.advance(tenant.id, stream, window.covered_from, result.position, state)
         if out.cursor is not None and window.covered_from > out.cursor and not out.windows:
@@ -283,8 +282,6 @@ class Collector:
         out.windows += 1
         if self.progress is not None:
             self.progress(out, window)
-        status = await self.checkpoints.status(tenant.id, stream)
-        new += status.merge_gaps(gaps)  # merged first: a new document keeps the key order earlier versions wrote
         status.succeeded(self.clock(), out.cursor, stored)
         await self.checkpoints.save_status(tenant.id, stream, status)
         out.new_gaps += new

@@ -59,21 +59,20 @@ class Sources:
         return self._apps[client_id]
 
     def for_stream(self, tenant: TenantConfig, stream: str) -> Source:
-        kind = spec(stream).source
+        return self._get(tenant, spec(stream).source)
+
+    def for_graph(self, tenant: TenantConfig) -> GraphSource:
+        """The tenant's Graph source: its token provider and pacer are shared by every Graph request."""
+        source = self._get(tenant, "graph")
+        if not isinstance(source, GraphSource):
+            raise AgentError(f"no Graph source for tenant {tenant.label}")
+        return source
+
+    def _get(self, tenant: TenantConfig, kind: str) -> Source:
         key = (tenant.id, kind)
         if key not in self._by_key:
             self._by_key[key] = self._build(tenant, kind)
         return self._by_key[key]
-
-    def for_graph(self, tenant: TenantConfig) -> GraphSource:
-        """The tenant's Graph source: its token provider and pacer are shared by every Graph request."""
-        key = (tenant.id, "graph")
-        if key not in self._by_key:
-            self._by_key[key] = self._build(tenant, "graph")
-        source = self._by_key[key]
-        if not isinstance(source, GraphSource):
-            raise AgentError(f"no Graph source for tenant {tenant.label}")
-        return source
 
     def _build(self, tenant: TenantConfig, kind: str) -> Source:
         build = BUILDERS.get(kind)
